@@ -1,0 +1,132 @@
+#include "common/ulid.h"
+
+#include <sys/random.h>
+
+#include <chrono>
+#include <cstring>
+#include <random>
+
+namespace oklog {
+namespace {
+
+constexpr char kAlphabet[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+// Decoding table: 0xFF marks an invalid character.
+struct DecodeTable {
+  uint8_t v[256];
+  constexpr DecodeTable() : v() {
+    for (auto& x : v) x = 0xFF;
+    for (int i = 0; i < 32; ++i) {
+      v[static_cast<uint8_t>(kAlphabet[i])] = static_cast<uint8_t>(i);
+      char lower = kAlphabet[i];
+      if (lower >= 'A' && lower <= 'Z') lower = static_cast<char>(lower - 'A' + 'a');
+      v[static_cast<uint8_t>(lower)] = static_cast<uint8_t>(i);
+    }
+    v['I'] = v['i'] = v['L'] = v['l'] = 1;
+    v['O'] = v['o'] = 0;
+  }
+};
+constexpr DecodeTable kDecode;
+
+// The 128-bit value as two 64-bit halves.
+void ToHalves(const std::array<uint8_t, 16>& b, uint64_t* hi, uint64_t* lo) {
+  *hi = 0;
+  *lo = 0;
+  for (int i = 0; i < 8; ++i) *hi = (*hi << 8) | b[i];
+  for (int i = 8; i < 16; ++i) *lo = (*lo << 8) | b[i];
+}
+
+}  // namespace
+
+Ulid Ulid::FromParts(uint64_t unix_ms, uint16_t entropy_hi, uint64_t entropy_lo) {
+  Ulid u;
+  for (int i = 0; i < 6; ++i) u.b_[i] = static_cast<uint8_t>(unix_ms >> (40 - 8 * i));
+  u.b_[6] = static_cast<uint8_t>(entropy_hi >> 8);
+  u.b_[7] = static_cast<uint8_t>(entropy_hi);
+  for (int i = 0; i < 8; ++i) u.b_[8 + i] = static_cast<uint8_t>(entropy_lo >> (56 - 8 * i));
+  return u;
+}
+
+Ulid Ulid::FromBytes(const uint8_t* b16) {
+  Ulid u;
+  std::memcpy(u.b_.data(), b16, 16);
+  return u;
+}
+
+uint64_t Ulid::unix_ms() const {
+  uint64_t ms = 0;
+  for (int i = 0; i < 6; ++i) ms = (ms << 8) | b_[i];
+  return ms;
+}
+
+void Ulid::Encode(char* out) const {
+  uint64_t hi, lo;
+  ToHalves(b_, &hi, &lo);
+  // 26 characters * 5 bits = 130 bits; the first character carries the top 3 bits.
+  for (int i = 25; i >= 0; --i) {
+    out[i] = kAlphabet[lo & 31];
+    lo = (lo >> 5) | (hi << 59);
+    hi >>= 5;
+  }
+}
+
+std::string Ulid::ToString() const {
+  std::string s(kTextSize, '0');
+  Encode(s.data());
+  return s;
+}
+
+std::optional<Ulid> Ulid::Parse(std::string_view text) {
+  if (text.size() != kTextSize) return std::nullopt;
+  uint8_t first = kDecode.v[static_cast<uint8_t>(text[0])];
+  if (first == 0xFF || first > 7) return std::nullopt;
+  uint64_t hi = 0, lo = 0;
+  for (size_t i = 0; i < kTextSize; ++i) {
+    uint8_t v = kDecode.v[static_cast<uint8_t>(text[i])];
+    if (v == 0xFF) return std::nullopt;
+    hi = (hi << 5) | (lo >> 59);
+    lo = (lo << 5) | v;
+  }
+  Ulid u;
+  for (int i = 0; i < 8; ++i) u.b_[i] = static_cast<uint8_t>(hi >> (56 - 8 * i));
+  for (int i = 0; i < 8; ++i) u.b_[8 + i] = static_cast<uint8_t>(lo >> (56 - 8 * i));
+  return u;
+}
+
+std::optional<Ulid> Ulid::ParseCanonical(const char* text) {
+  return Parse(std::string_view(text, kTextSize));
+}
+
+UlidStream::UlidStream() {
+  uint64_t r = RandomU64();
+  tag_ = static_cast<uint16_t>(r >> 48);
+  counter_ = (r & 0x7FFFFFFFull) << 32;
+}
+
+UlidStream::UlidStream(uint16_t tag, uint64_t counter_start) : tag_(tag), counter_(counter_start) {}
+
+Ulid UlidStream::Next(uint64_t now_ms) {
+  if (now_ms > last_ms_) last_ms_ = now_ms;  // never step back: order beats wall-clock truth
+  uint64_t c = counter_++;
+  if (counter_ == 0) {
+    // 2^64 records in one millisecond cannot happen; wrapping would break order, so move time on.
+    ++last_ms_;
+  }
+  return Ulid::FromParts(last_ms_, tag_, c);
+}
+
+uint64_t NowUnixMs() {
+  using namespace std::chrono;
+  return static_cast<uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+uint64_t RandomU64() {
+  uint64_t v = 0;
+  if (getrandom(&v, sizeof v, 0) != sizeof v) {
+    std::random_device rd;
+    v = (uint64_t{rd()} << 32) ^ rd();
+  }
+  return v;
+}
+
+}  // namespace oklog

@@ -1,0 +1,114 @@
+// Store segment files: `LOW-HIGH.seg`, where LOW and HIGH are the ULIDs of the first and last
+// record. Format (details and constants in segment_format.h):
+//
+//   file   := block* index_frame
+//   block  := one standard LZ4 frame holding complete records, ~256 KiB of text
+//   record := ULID SP topic SP line LF          (sorted by ULID, no duplicate ULIDs)
+//   index_frame := LZ4 skippable frame { index payload, footer }
+//
+// so `lz4 -dc X.seg` prints exactly the stored record lines. The index gives, per block, its
+// file offset and sizes, record count, first/last ULID, a checksum of the compressed bytes, the
+// set of topics, and a filter of the block's text that lets a query skip blocks that cannot
+// match. SegmentWriter and SegmentReader are thread-compatible: one thread at a time per
+// object; distinct readers of one file may run on different threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "common/ulid.h"
+
+namespace oklog {
+
+struct SegmentName {
+  Ulid low, high;
+  // "LOW-HIGH.seg"
+  std::string FileName() const;
+  // Parses "LOW-HIGH.seg"; nullopt for anything else.
+  static std::optional<SegmentName> Parse(std::string_view file_name);
+};
+
+// What a query needs to decide that a block cannot hold a match: for a substring it must
+// contain, the filter keys of that substring; for topics, the topic names.
+class BlockFilterQuery {
+ public:
+  // Nothing known: every block may match.
+  BlockFilterQuery() = default;
+  // Adds a literal that every matching record contains (a substring query's term, or a
+  // literal a regex requires). Literals shorter than the filter's gram size add nothing.
+  // Grams are ASCII-lower-cased on both sides, so a case-insensitive literal may be given too.
+  void RequireLiteral(std::string_view literal);
+  // Restricts to records whose topic is one of these (empty: any topic).
+  void SetTopics(std::vector<std::string> topics) { topics_ = std::move(topics); }
+  const std::vector<uint32_t>& gram_hashes() const { return hashes_; }
+  const std::vector<std::string>& topics() const { return topics_; }
+  bool empty() const { return hashes_.empty() && topics_.empty(); }
+
+ private:
+  std::vector<uint32_t> hashes_;
+  std::vector<std::string> topics_;
+};
+
+struct BlockInfo {
+  uint64_t offset = 0;           // of the block's LZ4 frame in the file
+  uint32_t compressed_size = 0;  // bytes of the frame
+  uint32_t raw_size = 0;         // bytes of record text
+  uint32_t records = 0;
+  uint32_t crc32c = 0;           // of the compressed frame bytes
+  Ulid first, last;
+  std::vector<std::string> topics;  // distinct topics, sorted
+  std::string filter;               // gram bitmap; empty means "may contain anything"
+};
+
+struct SegmentWriterOptions {
+  size_t block_target_bytes = 256 * 1024;
+  int lz4_acceleration = 1;
+};
+
+class SegmentWriter {
+ public:
+  // Writes into dir under a temporary name (".LOW-...tmp"), removed by Abandon or on error.
+  static Result<std::unique_ptr<SegmentWriter>> Create(const std::string& dir, SegmentWriterOptions options);
+  virtual ~SegmentWriter() = default;
+  // Appends one record: "ULID SP topic SP line LF" (the trailing LF included). Records must come
+  // in strictly increasing ULID order: InvalidArgument otherwise (and the record is not written).
+  virtual Status Append(std::string_view record) = 0;
+  virtual uint64_t records() const = 0;
+  virtual uint64_t raw_bytes() const = 0;      // record text appended so far
+  virtual uint64_t written_bytes() const = 0;  // compressed bytes written so far
+  // Writes the last block, the index and the footer, fsyncs, renames to dir/LOW-HIGH.seg and
+  // fsyncs the directory. Returns the final path. With no records, NotFound and nothing stays.
+  // AlreadyExists when a segment with the same name exists (the temporary file is removed).
+  virtual Result<std::string> Finish() = 0;
+  // Deletes the temporary file. Safe to call after a failed Finish.
+  virtual void Abandon() = 0;
+};
+
+class SegmentReader {
+ public:
+  // Opens and checks the structure: footer magic and version, index checksum, every block
+  // within the file, block ULID ranges ordered. Corruption (with the reason) otherwise.
+  static Result<std::unique_ptr<SegmentReader>> Open(const std::string& path);
+  virtual ~SegmentReader() = default;
+  virtual const std::string& path() const = 0;
+  virtual const std::vector<BlockInfo>& blocks() const = 0;
+  virtual Ulid low() const = 0;
+  virtual Ulid high() const = 0;
+  virtual uint64_t records() const = 0;
+  virtual uint64_t raw_bytes() const = 0;   // uncompressed record text
+  virtual uint64_t file_bytes() const = 0;  // size on disk
+  // False when the block's filter proves no record can match q (a filter never causes a miss).
+  virtual bool BlockMayMatch(size_t block, const BlockFilterQuery& q) const = 0;
+  // Reads, checksums and decompresses block i into *out (replacing its contents).
+  // Corruption when the checksum or the LZ4 frame is bad.
+  virtual Status ReadBlock(size_t block, std::string* out) const = 0;
+  // Reads every block and checks checksums, LZ4 frames, record syntax, order and counts.
+  virtual Status Verify() const = 0;
+};
+
+}  // namespace oklog
