@@ -62,6 +62,9 @@ struct BlockInfo {
   uint32_t crc32c = 0;           // of the compressed frame bytes
   Ulid first, last;
   std::vector<std::string> topics;  // distinct topics, sorted
+  // False when the block also holds topics not listed (more than the format keeps per block,
+  // or too long): topic pruning cannot exclude such a block.
+  bool topics_complete = true;
   std::string filter;               // gram bitmap; empty means "may contain anything"
 };
 
@@ -72,11 +75,17 @@ struct SegmentWriterOptions {
 
 class SegmentWriter {
  public:
-  // Writes into dir under a temporary name (".LOW-...tmp"), removed by Abandon or on error.
+  // Writes into dir under a temporary name (starting with '.' and ending in ".tmp"), removed by
+  // Abandon, by a failed Finish, or by the destructor of an unfinished writer. InvalidArgument
+  // for options out of range (block_target_bytes 4 KiB..16 MiB, acceleration 1..65537).
   static Result<std::unique_ptr<SegmentWriter>> Create(const std::string& dir, SegmentWriterOptions options);
   virtual ~SegmentWriter() = default;
   // Appends one record: "ULID SP topic SP line LF" (the trailing LF included). Records must come
   // in strictly increasing ULID order: InvalidArgument otherwise (and the record is not written).
+  // Also InvalidArgument for a record that is not of that form (canonical upper-case ULID,
+  // non-empty topic, exactly one LF, at the end) or longer than 64 MiB; ResourceExhausted when
+  // the segment holds the format's maximum number of blocks (Finish it and start another).
+  // After an IOError every later call fails.
   virtual Status Append(std::string_view record) = 0;
   virtual uint64_t records() const = 0;
   virtual uint64_t raw_bytes() const = 0;      // record text appended so far

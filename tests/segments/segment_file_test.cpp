@@ -1,0 +1,391 @@
+// Tests for src/segments/segment_file*.cpp and crc32c.cpp: the store segment format.
+#include "segments/segment_file.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "segments/crc32c.h"
+#include "segments/segment_format.h"
+#include "segments/segment_tool.h"
+
+namespace oklog {
+namespace {
+
+namespace fs = std::filesystem;
+namespace sf = segment_format;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "segfile-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+void WriteFile(const std::string& path, std::string_view data) {
+  fs::remove(path);  // a fresh file: rewriting a truncated one makes ext4 flush it on close
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+// Builds records "ULID topic line\n" with increasing ULIDs.
+class RecordMaker {
+ public:
+  explicit RecordMaker(uint64_t seed = 1) : rng_(seed) {}
+  std::string Make(std::string_view topic, std::string_view line) {
+    ms_ += 1 + rng_() % 3;
+    std::string r = Ulid::FromParts(ms_, static_cast<uint16_t>(rng_()), rng_()).ToString();
+    r += ' ';
+    r += topic;
+    r += ' ';
+    r += line;
+    r += '\n';
+    return r;
+  }
+  // A line of n random bytes, none of them LF.
+  std::string RandomLine(size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) {
+      c = static_cast<char>(rng_() % 256);
+      if (c == '\n') c = '\r';
+    }
+    return s;
+  }
+  std::mt19937_64& rng() { return rng_; }
+
+ private:
+  std::mt19937_64 rng_;
+  uint64_t ms_ = 1700000000000ull;
+};
+
+Result<std::string> WriteSegment(const std::string& dir, const std::vector<std::string>& records,
+                                 SegmentWriterOptions opts = {}) {
+  auto w = SegmentWriter::Create(dir, opts);
+  if (!w.ok()) return w.status();
+  for (const auto& r : records) {
+    Status s = (*w)->Append(r);
+    if (!s.ok()) return s;
+  }
+  return (*w)->Finish();
+}
+
+std::string ReadAll(const SegmentReader& r) {
+  std::string all, block;
+  for (size_t i = 0; i < r.blocks().size(); ++i) {
+    Status s = r.ReadBlock(i, &block);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    all += block;
+  }
+  return all;
+}
+
+std::string Concat(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += x;
+  return s;
+}
+
+size_t FileCount(const std::string& dir) {
+  return static_cast<size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+// ---- crc32c ----
+
+TEST(Crc32c, MatchesKnownVectors) {
+  EXPECT_EQ(crc32c::Value("123456789", 9), 0xE3069283u);
+  std::string zeros(32, '\0'), ones(32, '\xff'), up(32, 0), down(32, 0);
+  for (int i = 0; i < 32; ++i) {
+    up[i] = static_cast<char>(i);
+    down[i] = static_cast<char>(31 - i);
+  }
+  EXPECT_EQ(crc32c::Value(zeros.data(), 32), 0x8A9136AAu);
+  EXPECT_EQ(crc32c::Value(ones.data(), 32), 0x62A8AB43u);
+  EXPECT_EQ(crc32c::Value(up.data(), 32), 0x46DD794Eu);
+  EXPECT_EQ(crc32c::Value(down.data(), 32), 0x113FDB5Cu);
+  EXPECT_EQ(crc32c::Value("", 0), 0u);
+}
+
+TEST(Crc32c, HardwareAndSoftwareAgreeAtEveryLengthAndAlignment) {
+  std::mt19937_64 rng(7);
+  std::string buf(1000, '\0');
+  for (auto& c : buf) c = static_cast<char>(rng());
+  for (size_t off = 0; off < 9; ++off)
+    for (size_t n = 0; n + off <= buf.size(); n += 1 + n / 8) {
+      const uint32_t sw = crc32c::ExtendSoftware(0, buf.data() + off, n);
+      EXPECT_EQ(crc32c::Value(buf.data() + off, n), sw);
+      if (crc32c::HasHardware()) {
+        EXPECT_EQ(crc32c::ExtendHardware(0, buf.data() + off, n), sw);
+      }
+    }
+}
+
+TEST(Crc32c, ExtendEqualsWholeValue) {
+  const std::string s = "hello, segment world";
+  for (size_t k = 0; k <= s.size(); ++k)
+    EXPECT_EQ(crc32c::Extend(crc32c::Value(s.data(), k), s.data() + k, s.size() - k), crc32c::Value(s.data(), s.size()));
+}
+
+// ---- names ----
+
+TEST(SegmentName, RoundTripsAndRejectsOtherNames) {
+  SegmentName n{Ulid::FromParts(1700000000000ull, 1, 2), Ulid::FromParts(1700000000500ull, 3, 4)};
+  auto p = SegmentName::Parse(n.FileName());
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->low, n.low);
+  EXPECT_EQ(p->high, n.high);
+  EXPECT_FALSE(SegmentName::Parse("x.seg"));
+  EXPECT_FALSE(SegmentName::Parse(n.FileName() + ".tmp"));
+  EXPECT_FALSE(SegmentName::Parse(SegmentName{n.high, n.low}.FileName()));  // high < low
+  std::string lower = n.FileName();
+  lower[3] = static_cast<char>(std::tolower(lower[3]));
+  if (lower != n.FileName()) {
+    EXPECT_FALSE(SegmentName::Parse(lower));
+  }
+}
+
+// ---- writer and reader ----
+
+TEST(SegmentFile, RoundTripsRecordsOfAnyBytes) {
+  TempDir dir;
+  RecordMaker m(3);
+  std::vector<std::string> recs;
+  for (int i = 0; i < 3000; ++i) {
+    std::string line = m.RandomLine(m.rng()() % 300);
+    if (i % 7 == 0) line += std::string("%s%d\0\xff\xfe\r", 10);
+    recs.push_back(m.Make(i % 5 == 0 ? "alpha" : "beta", line));
+  }
+  auto path = WriteSegment(dir.path(), recs, {.block_target_bytes = 64 << 10});
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  auto r = SegmentReader::Open(*path);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_GT((*r)->blocks().size(), 3u);
+  EXPECT_EQ(ReadAll(**r), Concat(recs));
+  EXPECT_EQ((*r)->records(), recs.size());
+  EXPECT_EQ((*r)->raw_bytes(), Concat(recs).size());
+  EXPECT_TRUE((*r)->Verify().ok());
+  EXPECT_EQ(fs::path(*path).filename().string(),
+            (SegmentName{*Ulid::Parse(recs.front().substr(0, 26)), *Ulid::Parse(recs.back().substr(0, 26))}).FileName());
+  EXPECT_EQ((*r)->file_bytes(), fs::file_size(*path));
+  EXPECT_EQ(FileCount(dir.path()), 1u);  // no temporary left behind
+}
+
+TEST(SegmentFile, RecordsFromOneByteLinesToTwoMebibytes) {
+  TempDir dir;
+  RecordMaker m(4);
+  std::vector<std::string> recs;
+  for (size_t n : {size_t{0}, size_t{1}, size_t{100}, size_t{255 << 10}, size_t{256 << 10}, size_t{1}, size_t{2 << 20},
+                   size_t{3}, size_t{300 << 10}, size_t{7}})
+    recs.push_back(m.Make("t", m.RandomLine(n)));
+  auto path = WriteSegment(dir.path(), recs);
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  auto r = SegmentReader::Open(*path);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(ReadAll(**r), Concat(recs));
+  EXPECT_TRUE((*r)->Verify().ok());
+  for (const auto& b : (*r)->blocks())
+    EXPECT_TRUE(b.raw_size <= (256u << 10) || b.records == 1) << b.raw_size;
+}
+
+TEST(SegmentFile, Lz4CommandLinePrintsExactlyTheRecords) {
+  TempDir dir;
+  RecordMaker m(5);
+  std::vector<std::string> recs;
+  for (int i = 0; i < 5000; ++i) recs.push_back(m.Make("web", "GET /x?id=" + std::to_string(i) + " 100% done \x01\xff"));
+  recs.push_back(m.Make("big", m.RandomLine(700 << 10)));
+  auto path = WriteSegment(dir.path(), recs);
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  const std::string out = dir.path() + "/out.txt";
+  ASSERT_EQ(std::system(("lz4 -dc '" + *path + "' > '" + out + "' 2>/dev/null").c_str()), 0);
+  EXPECT_EQ(ReadFile(out), Concat(recs));
+}
+
+TEST(SegmentFile, UnsortedOrDuplicateUlidIsRejectedAndNotWritten) {
+  TempDir dir;
+  RecordMaker m(6);
+  std::string a = m.Make("t", "a"), b = m.Make("t", "b"), c = m.Make("t", "c");
+  auto w = SegmentWriter::Create(dir.path(), {});
+  ASSERT_TRUE(w.ok());
+  ASSERT_TRUE((*w)->Append(b).ok());
+  EXPECT_EQ((*w)->Append(a).code(), Code::kInvalidArgument);
+  EXPECT_EQ((*w)->Append(b).code(), Code::kInvalidArgument);
+  ASSERT_TRUE((*w)->Append(c).ok());
+  auto path = (*w)->Finish();
+  ASSERT_TRUE(path.ok());
+  auto r = SegmentReader::Open(*path);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(ReadAll(**r), b + c);
+}
+
+TEST(SegmentFile, MalformedRecordsAreRejected) {
+  TempDir dir;
+  auto w = SegmentWriter::Create(dir.path(), {});
+  ASSERT_TRUE(w.ok());
+  const std::string u = Ulid::FromParts(1700000000000ull, 0, 1).ToString();
+  for (const std::string& bad : {u + " t line", u + " t li\nne\n", u + "  line\n", u + " tline\n", u + "xt line\n",
+                                 u.substr(1) + "  t line\n", std::string("0") + u.substr(1, 24) + "i t x\n", std::string("")})
+    EXPECT_EQ((*w)->Append(bad).code(), Code::kInvalidArgument) << bad;
+  EXPECT_EQ((*w)->records(), 0u);
+}
+
+TEST(SegmentFile, ExistingSegmentIsNeverOverwritten) {
+  TempDir dir;
+  RecordMaker m(7);
+  std::vector<std::string> recs = {m.Make("t", "one"), m.Make("t", "two")};
+  auto first = WriteSegment(dir.path(), recs);
+  ASSERT_TRUE(first.ok());
+  const std::string before = ReadFile(*first);
+  auto w = SegmentWriter::Create(dir.path(), {.block_target_bytes = 4096, .lz4_acceleration = 8});
+  ASSERT_TRUE(w.ok());
+  for (const auto& r : recs) ASSERT_TRUE((*w)->Append(r).ok());
+  auto second = (*w)->Finish();
+  EXPECT_EQ(second.status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(ReadFile(*first), before);
+  EXPECT_EQ(FileCount(dir.path()), 1u);
+}
+
+TEST(SegmentFile, EmptyWriterFinishesWithNotFoundAndLeavesNothing) {
+  TempDir dir;
+  auto w = SegmentWriter::Create(dir.path(), {});
+  ASSERT_TRUE(w.ok());
+  EXPECT_EQ((*w)->Finish().status().code(), Code::kNotFound);
+  EXPECT_EQ(FileCount(dir.path()), 0u);
+  auto w2 = SegmentWriter::Create(dir.path(), {});
+  ASSERT_TRUE(w2.ok());
+  EXPECT_EQ(FileCount(dir.path()), 1u);
+  w2->reset();
+  EXPECT_EQ(FileCount(dir.path()), 0u);  // an unfinished writer removes its temporary
+}
+
+TEST(SegmentFile, ReadersOnSeveralThreadsShareOneFile) {
+  TempDir dir;
+  RecordMaker m(8);
+  std::vector<std::string> recs;
+  for (int i = 0; i < 20000; ++i) recs.push_back(m.Make("t", m.RandomLine(60)));
+  auto path = WriteSegment(dir.path(), recs, {.block_target_bytes = 32 << 10});
+  ASSERT_TRUE(path.ok());
+  auto r = SegmentReader::Open(*path);
+  ASSERT_TRUE(r.ok());
+  const std::string want = Concat(recs);
+  std::vector<std::thread> ts;
+  std::vector<std::string> got(4);
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      for (int rep = 0; rep < 3; ++rep) got[t] = ReadAll(**r);
+    });
+  for (auto& t : ts) t.join();
+  for (const auto& g : got) EXPECT_EQ(g, want);
+}
+
+// ---- damage ----
+
+// A small segment of several blocks, for the damage tests.
+std::string SmallSegment(const std::string& dir) {
+  RecordMaker m(9);
+  std::vector<std::string> recs;
+  for (int i = 0; i < 40; ++i) recs.push_back(m.Make(i % 2 ? "odd" : "even", "line " + std::to_string(i) + m.RandomLine(150)));
+  auto path = WriteSegment(dir, recs, {.block_target_bytes = 4096});
+  EXPECT_TRUE(path.ok());
+  return *path;
+}
+
+// Open, then Verify: the first failure's code, or kOk.
+Code OpenAndVerify(const std::string& path) {
+  auto r = SegmentReader::Open(path);
+  if (!r.ok()) return r.status().code();
+  return (*r)->Verify().code();
+}
+
+TEST(SegmentFileDamage, TruncationAtEveryLengthIsCorruption) {
+  TempDir dir;
+  const std::string path = SmallSegment(dir.path());
+  const std::string data = ReadFile(path);
+  ASSERT_GT(data.size(), 1000u);
+  ASSERT_EQ(OpenAndVerify(path), Code::kOk);
+  const std::string victim = dir.path() + "/victim";
+  for (size_t len = 0; len < data.size(); ++len) {
+    WriteFile(victim, std::string_view(data).substr(0, len));
+    ASSERT_EQ(OpenAndVerify(victim), Code::kCorruption) << "length " << len;
+  }
+}
+
+TEST(SegmentFileDamage, FlippedByteAtEveryPositionIsCorruption) {
+  TempDir dir;
+  const std::string path = SmallSegment(dir.path());
+  const std::string data = ReadFile(path);
+  const std::string victim = dir.path() + "/victim";
+  for (size_t pos = 0; pos < data.size(); ++pos) {
+    for (uint8_t mask : {0x01, 0x80}) {
+      std::string bad = data;
+      bad[pos] = static_cast<char>(bad[pos] ^ mask);
+      WriteFile(victim, bad);
+      ASSERT_EQ(OpenAndVerify(victim), Code::kCorruption) << "position " << pos << " mask " << int{mask};
+    }
+  }
+}
+
+// Garbage in the index behind valid checksums reaches the decoder itself: it must refuse it
+// without crashing, throwing or allocating wildly.
+TEST(SegmentFileDamage, IndexGarbageWithValidChecksumsIsCorruptionOrConsistent) {
+  TempDir dir;
+  const std::string path = SmallSegment(dir.path());
+  const std::string data = ReadFile(path);
+  const size_t footer = data.size() - sf::kFooterSize;
+  uint64_t index_offset;
+  uint32_t index_size;
+  std::memcpy(&index_offset, data.data() + footer, 8);
+  std::memcpy(&index_size, data.data() + footer + 8, 4);
+  const std::string victim = dir.path() + "/victim";
+  std::mt19937_64 rng(11);
+  auto reseal = [&](std::string& d) {
+    const uint32_t crc = crc32c::Value(d.data() + index_offset, index_size);
+    std::memcpy(d.data() + footer + 12, &crc, 4);
+    const uint32_t fcrc = crc32c::Value(d.data() + footer, sf::kFooterCrcCoveredBytes);
+    std::memcpy(d.data() + footer + 20, &fcrc, 4);
+  };
+  for (size_t pos = 0; pos < index_size; ++pos) {
+    for (int k = 0; k < 4; ++k) {
+      std::string bad = data;
+      bad[index_offset + pos] = static_cast<char>(k == 0 ? 0xFF : k == 1 ? 0x00 : k == 2 ? 0x80 : rng());
+      reseal(bad);
+      WriteFile(victim, bad);
+      const Code c = OpenAndVerify(victim);
+      // A change the index still describes truthfully (a filter bit set) may verify.
+      ASSERT_TRUE(c == Code::kCorruption || c == Code::kOk) << "position " << pos;
+    }
+  }
+}
+
+TEST(SegmentFileDamage, NotASegmentIsCorruption) {
+  TempDir dir;
+  const std::string victim = dir.path() + "/victim";
+  for (const std::string& junk : {std::string(), std::string(100, 'x'), std::string(100000, '\0')}) {
+    WriteFile(victim, junk);
+    EXPECT_EQ(OpenAndVerify(victim), Code::kCorruption);
+  }
+  EXPECT_EQ(SegmentReader::Open(dir.path() + "/absent").status().code(), Code::kNotFound);
+}
+
+}  // namespace
+}  // namespace oklog
