@@ -1,0 +1,180 @@
+#include "segments/consumer.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <unordered_set>
+
+#include "common/log.h"
+#include "segments/record_merge.h"
+
+namespace oklog {
+namespace {
+
+Status ReadWholeFile(const std::string& path, std::string* out, size_t offset) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open", path, errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int e = errno;
+    ::close(fd);
+    return Status::FromErrno("stat", path, e);
+  }
+  out->resize(offset + static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < static_cast<size_t>(st.st_size)) {
+    ssize_t n = ::pread(fd, out->data() + offset + got, static_cast<size_t>(st.st_size) - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int e = n < 0 ? errno : EIO;
+      ::close(fd);
+      return Status::FromErrno("read", path, e);
+    }
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+// When a store segment of the same name exists (a crash between writing it and committing the
+// ingest segments), the batch is safe only if every one of its records is already there.
+Status CheckAlreadyStored(const std::string& path, const std::vector<std::vector<std::string_view>>& runs) {
+  auto reader = SegmentReader::Open(path);
+  if (!reader.ok()) return reader.status();
+  std::unordered_set<std::string> stored;
+  std::string block;
+  for (size_t i = 0; i < (*reader)->blocks().size(); ++i) {
+    OKLOG_RETURN_IF_ERROR((*reader)->ReadBlock(i, &block));
+    ParseStats ps;
+    for (auto r : ParseRecords(block, &ps)) stored.emplace(r.substr(0, Ulid::kTextSize));
+  }
+  for (const auto& run : runs)
+    for (auto r : run)
+      if (!stored.count(std::string(r.substr(0, Ulid::kTextSize))))
+        return Status::AlreadyExists("segment " + path + " exists with other records");
+  return Status::Ok();
+}
+
+}  // namespace
+
+LocalConsumer::LocalConsumer(IngestLog* ingest, StoreLog* store, ConsumerOptions options, Registry* m)
+    : ingest_(ingest), store_(store), options_(options) {
+  consumed_segments_ = m->NewCounter("oklog_store_consumed_segments", "Ingest segments consumed.");
+  consumed_bytes_ = m->NewCounter("oklog_store_consumed_bytes", "Bytes of ingest segments consumed.");
+  invalid_records_ = m->NewCounter("oklog_store_invalid_records_total",
+                                   "Lines in ingest segments that were not valid records, dropped.");
+  duplicates_ = m->NewCounter("oklog_store_duplicate_records_total", "Duplicate ULIDs dropped while merging.");
+  failures_ = m->NewCounter("oklog_store_consume_failures_total", "Batches failed back to the ingest log.");
+  store_records_ = m->NewCounter("oklog_store_written_records_total", "Records written to store segments.");
+}
+
+std::unique_ptr<LocalConsumer> LocalConsumer::Start(IngestLog* ingest, StoreLog* store, ConsumerOptions options,
+                                                    Registry* metrics) {
+  std::unique_ptr<LocalConsumer> c(new LocalConsumer(ingest, store, options, metrics));
+  c->thread_ = std::thread([p = c.get()] { p->Run(); });
+  return c;
+}
+
+LocalConsumer::~LocalConsumer() { Stop(); }
+
+void LocalConsumer::Stop() {
+  stop_ = true;
+  ingest_->Shutdown();
+  if (thread_.joinable()) thread_.join();
+}
+
+void LocalConsumer::Run() {
+  while (!stop_) {
+    ingest_->ExpirePending(std::chrono::steady_clock::now());
+    if (!ingest_->WaitForFlushed(std::chrono::milliseconds(1000))) continue;
+    auto r = ConsumeOnce();
+    if (!r.ok()) {
+      // Back off, but stay responsive to Stop.
+      auto until = std::chrono::steady_clock::now() + options_.retry_backoff;
+      while (!stop_ && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+}
+
+Result<uint64_t> LocalConsumer::ConsumeOnce() {
+  auto batch = ingest_->Claim(options_.target_bytes);
+  if (batch.empty()) return uint64_t{0};
+  auto r = ConsumeBatch(batch);
+  if (r.ok()) {
+    for (const auto& p : batch) {
+      Status s = ingest_->Commit(p.id);
+      if (!s.ok()) Logger("store")->error("commit segment={}: {}", p.id, s.ToString());
+    }
+    consumed_segments_->Inc(batch.size());
+  } else {
+    failures_->Inc();
+    Logger("store")->error("consuming {} segment(s) failed: {}; returned to flushed", batch.size(),
+                           r.status().ToString());
+    for (const auto& p : batch) (void)ingest_->Fail(p.id);
+  }
+  return r;
+}
+
+Result<uint64_t> LocalConsumer::ConsumeBatch(const std::vector<PendingSegment>& batch) {
+  // Read every claimed file into one buffer, then take views into it.
+  read_buf_.clear();
+  std::vector<std::pair<size_t, size_t>> spans;
+  for (const auto& p : batch) {
+    size_t off = read_buf_.size();
+    OKLOG_RETURN_IF_ERROR(ReadWholeFile(p.path, &read_buf_, off));
+    spans.emplace_back(off, read_buf_.size() - off);
+    consumed_bytes_->Inc(read_buf_.size() - off);
+  }
+  std::vector<std::vector<std::string_view>> runs;
+  ParseStats ps;
+  for (auto [off, len] : spans) {
+    runs.push_back(ParseRecords(std::string_view(read_buf_).substr(off, len), &ps));
+    SortRecords(&runs.back());
+  }
+  if (ps.invalid) {
+    invalid_records_->Inc(ps.invalid);
+    Logger("store")->warn("dropped {} invalid line(s) from {} ingest segment(s)", ps.invalid, batch.size());
+  }
+  if (ps.records == 0) return uint64_t{0};
+  auto writer = store_->NewWriter();
+  if (!writer.ok()) return writer.status();
+  Status append_status;
+  std::string_view first, last;
+  uint64_t dups = MergeRuns(runs, [&](std::string_view rec) {
+    if (first.empty()) first = rec;
+    last = rec;
+    append_status = (*writer)->Append(rec);
+    return append_status.ok();
+  });
+  if (!append_status.ok()) {
+    (*writer)->Abandon();
+    return append_status;
+  }
+  duplicates_->Inc(dups);
+  uint64_t written = (*writer)->records();
+  auto path = (*writer)->Finish();
+  if (!path.ok()) {
+    (*writer)->Abandon();
+    if (path.status().code() == Code::kAlreadyExists) {
+      SegmentName name{*Ulid::Parse(first.substr(0, Ulid::kTextSize)), *Ulid::Parse(last.substr(0, Ulid::kTextSize))};
+      std::string existing = store_->dir() + "/" + name.FileName();
+      Status s = CheckAlreadyStored(existing, runs);
+      if (s.ok()) {
+        Logger("store")->info("segment={} already holds this batch (re-consumed after a crash)", existing);
+        return written;
+      }
+      return s;
+    }
+    return path.status();
+  }
+  OKLOG_RETURN_IF_ERROR(store_->Add(path.value()));
+  store_records_->Inc(written);
+  Logger("store")->debug("stored segment={} records={} from {} ingest segment(s)", path.value(), written,
+                         batch.size());
+  return written;
+}
+
+}  // namespace oklog

@@ -1,0 +1,58 @@
+// The store consumer of one node: claims flushed ingest segments, checks and orders their
+// records, merges them by ULID with duplicates dropped, writes one store segment, and only
+// after the segment is durable (fsynced and renamed) commits the ingest segments. A failure
+// anywhere fails the claimed segments back to flushed, so nothing is lost and at worst a record
+// is stored twice (removed at query time and by compaction).
+//
+// Pulls continuously while data is waiting (OK Log's fixed 100 ms tick fell behind under load).
+// Runs on its own thread; Stop() finishes the batch in hand and joins.
+//
+// This is the in-process path of a single node; the cluster issue adds the same pipeline over
+// msgpack RPC between ingest and store peers.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "common/metrics.h"
+#include "segments/ingest_log.h"
+#include "segments/store_log.h"
+
+namespace oklog {
+
+struct ConsumerOptions {
+  uint64_t target_bytes = 128ull << 20;  // -store.segment-target-size: most bytes per batch
+  std::chrono::milliseconds retry_backoff{1000};
+};
+
+class LocalConsumer {
+ public:
+  static std::unique_ptr<LocalConsumer> Start(IngestLog* ingest, StoreLog* store, ConsumerOptions options,
+                                              Registry* metrics);
+  ~LocalConsumer();
+  void Stop();
+  // Runs one batch on the calling thread (tests). Returns the records written.
+  Result<uint64_t> ConsumeOnce();
+
+ private:
+  LocalConsumer(IngestLog* ingest, StoreLog* store, ConsumerOptions options, Registry* metrics);
+  void Run();
+  Result<uint64_t> ConsumeBatch(const std::vector<PendingSegment>& batch);
+
+  IngestLog* ingest_;
+  StoreLog* store_;
+  ConsumerOptions options_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  std::string read_buf_;
+  Counter* consumed_segments_;
+  Counter* consumed_bytes_;
+  Counter* invalid_records_;
+  Counter* duplicates_;
+  Counter* failures_;
+  Counter* store_records_;
+};
+
+}  // namespace oklog

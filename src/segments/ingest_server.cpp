@@ -1,0 +1,448 @@
+#include "segments/ingest_server.h"
+
+#include <map>
+#include <vector>
+
+#include "common/log.h"
+#include "common/ulid.h"
+
+namespace oklog {
+namespace {
+
+enum class Modality { kFast, kDurable, kBulk };
+constexpr size_t kReadBufferBytes = 256 * 1024;
+const char* ModalityName(Modality m) {
+  switch (m) {
+    case Modality::kFast: return "fast";
+    case Modality::kDurable: return "durable";
+    case Modality::kBulk: return "bulk";
+  }
+  return "?";
+}
+
+}  // namespace
+
+class IngestServer::Impl {
+ public:
+  struct Listener {
+    Impl* impl;
+    Modality mod;
+    uv_tcp_t* tcp;
+    uint16_t port = 0;
+  };
+  struct Conn {
+    Impl* impl;
+    uint64_t id;
+    Modality mod;
+    uv_tcp_t* tcp;
+    RecordEncoder enc;
+    std::unique_ptr<ActiveSegment> seg;  // fast connections only
+    std::unique_ptr<char[]> rbuf{new char[kReadBufferBytes]};
+    bool closing = false;
+    Conn(Impl* i, uint64_t id_, Modality m, uv_tcp_t* t, const IngestServerOptions& o)
+        : impl(i), id(id_), mod(m), tcp(t), enc(o.topic_mode, o.topic, o.record_max_bytes) {}
+  };
+  // One group commit: the batch's bytes, the segment they go to, and the connections to resume.
+  struct SyncJob {
+    uv_work_t req;
+    Impl* impl;
+    ActiveSegment* seg;
+    std::string data;
+    std::vector<uint64_t> conns;
+    Status status;
+  };
+
+  Impl(uv_loop_t* loop, IngestLog* log, IngestServerOptions o, Registry* m)
+      : loop_(loop), log_(log), opts_(std::move(o)), logger_(Logger("ingest")) {
+    auto* clients = m->NewGaugeFamily("oklog_connected_clients", "Connected ingest clients.", {"modality"});
+    for (Modality mod : {Modality::kFast, Modality::kDurable, Modality::kBulk})
+      clients_[static_cast<int>(mod)] = clients->With({ModalityName(mod)});
+    bytes_ = m->NewCounter("oklog_ingest_writer_bytes_written_total", "Bytes written to ingest segments.");
+    records_ = m->NewCounter("oklog_ingest_writer_records_written_total", "Records written to ingest segments.");
+    syncs_ = m->NewCounter("oklog_ingest_writer_syncs_total", "Group-commit fsyncs of the durable segment.");
+    truncated_ = m->NewCounter("oklog_ingest_records_truncated_total",
+                               "Lines longer than -ingest.record-max-size, cut at that size.");
+    dropped_ = m->NewCounter("oklog_ingest_truncated_bytes_total", "Bytes discarded from cut lines.");
+    invalid_topic_ = m->NewCounter("oklog_ingest_invalid_topic_total",
+                                   "Dynamic-topic lines without a valid topic, kept under the static topic.");
+    write_errors_ = m->NewCounter("oklog_ingest_write_errors_total", "Failed writes or syncs of ingest segments.");
+  }
+
+  Status Start() {
+    OKLOG_RETURN_IF_ERROR(Listen(opts_.fast, Modality::kFast));
+    OKLOG_RETURN_IF_ERROR(Listen(opts_.durable, Modality::kDurable));
+    OKLOG_RETURN_IF_ERROR(Listen(opts_.bulk, Modality::kBulk));
+    timer_ = new uv_timer_t;
+    uv_timer_init(loop_, timer_);
+    timer_->data = this;
+    ++open_handles_;
+    auto period = std::max<int64_t>(10, opts_.flush_age.count() / 4);
+    uv_timer_start(timer_, &Impl::OnTimer, static_cast<uint64_t>(period), static_cast<uint64_t>(period));
+    return Status::Ok();
+  }
+
+  // Closes the handles opened by a failed Start without calling back into this object.
+  void Abandon() {
+    for (auto& l : listeners_) {
+      l->tcp->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(l->tcp), &Impl::OnHandleClosed);
+    }
+    if (timer_) {
+      timer_->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Impl::OnHandleClosed);
+    }
+  }
+
+  uint16_t port(Modality m) const {
+    for (const auto& l : listeners_)
+      if (l->mod == m) return l->port;
+    return 0;
+  }
+  size_t connections() const { return conns_.size(); }
+
+  void Close(std::function<void()> done) {
+    if (closing_) return;
+    closing_ = true;
+    done_ = std::move(done);
+    for (auto& l : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(l->tcp), &Impl::OnHandleClosed);
+    if (timer_) uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Impl::OnHandleClosed);
+    std::vector<Conn*> all;
+    for (auto& [id, c] : conns_) all.push_back(c.get());
+    for (Conn* c : all) CloseConn(c);
+    CheckDone();
+  }
+
+ private:
+  Status Listen(const Address& addr, Modality mod) {
+    auto resolved = Resolve(addr);
+    if (!resolved.ok()) return resolved.status();
+    auto l = std::make_unique<Listener>();
+    l->impl = this;
+    l->mod = mod;
+    l->tcp = new uv_tcp_t;
+    uv_tcp_init(loop_, l->tcp);
+    l->tcp->data = l.get();
+    ++open_handles_;
+    listeners_.push_back(std::move(l));
+    Listener* lp = listeners_.back().get();
+    const sockaddr* sa = reinterpret_cast<const sockaddr*>(&resolved->front());
+    int rc = uv_tcp_bind(lp->tcp, sa, 0);
+    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(lp->tcp), 511, &Impl::OnConnection);
+    if (rc != 0)
+      return Status::Unavailable(std::string("listening on ") + addr.HostPort() + " (" + ModalityName(mod) +
+                                 "): " + uv_strerror(rc));
+    sockaddr_storage bound{};
+    int len = sizeof bound;
+    uv_tcp_getsockname(lp->tcp, reinterpret_cast<sockaddr*>(&bound), &len);
+    lp->port = static_cast<uint16_t>(
+        ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                          : reinterpret_cast<sockaddr_in*>(&bound)->sin_port));
+    return Status::Ok();
+  }
+
+  static void OnHandleClosed(uv_handle_t* h) noexcept {
+    // Listener and timer handles. A null data pointer means the owner is gone: only free memory.
+    Impl* impl = nullptr;
+    if (h->type == UV_TIMER) {
+      impl = static_cast<Impl*>(h->data);
+      delete reinterpret_cast<uv_timer_t*>(h);
+    } else {
+      auto* l = static_cast<Listener*>(h->data);
+      impl = l ? l->impl : nullptr;
+      delete reinterpret_cast<uv_tcp_t*>(h);
+    }
+    if (impl) {
+      --impl->open_handles_;
+      impl->CheckDone();
+    }
+  }
+
+  static void OnConnection(uv_stream_t* server, int status) noexcept {
+    auto* l = static_cast<Listener*>(server->data);
+    if (!l || status < 0) return;
+    Impl* self = l->impl;
+    auto* tcp = new uv_tcp_t;
+    uv_tcp_init(self->loop_, tcp);
+    ++self->open_handles_;
+    if (uv_accept(server, reinterpret_cast<uv_stream_t*>(tcp)) != 0 || self->closing_) {
+      tcp->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(tcp), &Impl::OnConnClosed);
+      --self->open_handles_;  // OnConnClosed with null data does not know the Impl
+      return;
+    }
+    uint64_t id = ++self->next_conn_id_;
+    auto conn = std::make_unique<Conn>(self, id, l->mod, tcp, self->opts_);
+    tcp->data = conn.get();
+    Conn* c = conn.get();
+    self->conns_[id] = std::move(conn);
+    self->clients_[static_cast<int>(l->mod)]->Add(1);
+    if (l->mod == Modality::kBulk) {
+      self->logger_->warn("bulk ingest connection closed: bulk mode arrives with the cluster data path");
+      self->CloseConn(c);
+      return;
+    }
+    uv_read_start(reinterpret_cast<uv_stream_t*>(tcp), &Impl::OnAlloc, &Impl::OnRead);
+  }
+
+  static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
+    auto* c = static_cast<Conn*>(h->data);
+    if (!c) {
+      *buf = uv_buf_init(nullptr, 0);
+      return;
+    }
+    *buf = uv_buf_init(c->rbuf.get(), kReadBufferBytes);
+  }
+
+  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept {
+    auto* c = static_cast<Conn*>(s->data);
+    if (!c || c->closing) return;
+    if (nread == 0) return;  // EAGAIN: not EOF
+    Impl* self = c->impl;
+    if (nread < 0) {
+      self->CloseConn(c);  // EOF or error: the encoder's last partial line is kept
+      return;
+    }
+    self->Ingest(c, c->rbuf.get(), static_cast<size_t>(nread));
+  }
+
+  void CountEncoder(const EncoderStats& before, const EncoderStats& after) {
+    records_->Inc(after.records - before.records);
+    if (after.truncated != before.truncated) {
+      truncated_->Inc(after.truncated - before.truncated);
+      logger_->warn("cut {} over-long line(s) at -ingest.record-max-size={} bytes",
+                    after.truncated - before.truncated, opts_.record_max_bytes);
+    }
+    dropped_->Inc(after.dropped_bytes - before.dropped_bytes);
+    invalid_topic_->Inc(after.invalid_topics - before.invalid_topics);
+  }
+
+  void Ingest(Conn* c, const char* data, size_t n) {
+    EncoderStats before = c->enc.stats();
+    uint64_t now = NowUnixMs();
+    if (c->mod == Modality::kDurable) {
+      size_t old = durable_next_.size();
+      c->enc.Feed(data, n, now, &durable_next_);
+      bytes_->Inc(durable_next_.size() - old);
+      CountEncoder(before, c->enc.stats());
+      // Read nothing more from this connection until its batch is on disk.
+      uv_read_stop(reinterpret_cast<uv_stream_t*>(c->tcp));
+      waiting_next_.push_back(c->id);
+      MaybeStartSync();
+      return;
+    }
+    scratch_.clear();
+    c->enc.Feed(data, n, now, &scratch_);
+    CountEncoder(before, c->enc.stats());
+    WriteFast(c);
+  }
+
+  // Appends scratch_ to the connection's segment, flushing it at the size limit.
+  void WriteFast(Conn* c) {
+    if (scratch_.empty()) return;
+    if (!c->seg) {
+      auto seg = log_->NewActive();
+      if (!seg.ok()) {
+        write_errors_->Inc();
+        logger_->error("creating active segment: {}; closing connection", seg.status().ToString());
+        scratch_.clear();
+        CloseConn(c);
+        return;
+      }
+      c->seg = std::move(seg).value();
+    }
+    Status s = c->seg->Append(scratch_.data(), scratch_.size());
+    bytes_->Inc(scratch_.size());
+    scratch_.clear();
+    if (!s.ok()) {
+      write_errors_->Inc();
+      logger_->error("writing segment={}: {}; closing connection", c->seg->name(), s.ToString());
+      FlushSegment(std::move(c->seg), "error");
+      CloseConn(c);
+      return;
+    }
+    if (c->seg->bytes() >= opts_.flush_size_bytes) FlushSegment(std::move(c->seg), "size");
+  }
+
+  void FlushSegment(std::unique_ptr<ActiveSegment> seg, const char* reason) {
+    if (!seg) return;
+    std::string name = seg->name();
+    Status s = log_->Flush(std::move(seg), reason);
+    if (!s.ok()) {
+      write_errors_->Inc();
+      logger_->error("flushing segment={}: {}", name, s.ToString());
+    }
+  }
+
+  void CloseConn(Conn* c) {
+    if (c->closing) return;
+    c->closing = true;
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(c->tcp));
+    uint64_t now = NowUnixMs();
+    EncoderStats before = c->enc.stats();
+    if (c->mod == Modality::kDurable) {
+      size_t old = durable_next_.size();
+      c->enc.Finish(now, &durable_next_);
+      bytes_->Inc(durable_next_.size() - old);
+      MaybeStartSync();
+    } else if (c->mod == Modality::kFast) {
+      scratch_.clear();
+      c->enc.Finish(now, &scratch_);
+      WriteFast(c);
+      FlushSegment(std::move(c->seg), "close");
+    }
+    CountEncoder(before, c->enc.stats());
+    uv_close(reinterpret_cast<uv_handle_t*>(c->tcp), &Impl::OnConnClosed);
+  }
+
+  static void OnConnClosed(uv_handle_t* h) noexcept {
+    auto* c = static_cast<Conn*>(h->data);
+    delete reinterpret_cast<uv_tcp_t*>(h);
+    if (!c) return;
+    Impl* self = c->impl;
+    self->clients_[static_cast<int>(c->mod)]->Add(-1);
+    self->conns_.erase(c->id);  // destroys c
+    --self->open_handles_;
+    self->CheckDone();
+  }
+
+  void MaybeStartSync() {
+    if (sync_in_flight_ || durable_next_.empty()) return;
+    if (!durable_seg_) {
+      auto seg = log_->NewActive();
+      if (!seg.ok()) {
+        write_errors_->Inc();
+        logger_->error("creating durable segment: {}", seg.status().ToString());
+        FailDurableBatch();
+        return;
+      }
+      durable_seg_ = std::move(seg).value();
+    }
+    auto* job = new SyncJob;
+    job->req.data = job;
+    job->impl = this;
+    job->seg = durable_seg_.get();
+    job->data.swap(durable_next_);
+    job->conns.swap(waiting_next_);
+    sync_in_flight_ = true;
+    uv_queue_work(loop_, &job->req, &Impl::SyncWork, &Impl::SyncDone);
+  }
+
+  // Connections whose records could not be made durable are closed: the producer sees the
+  // connection drop instead of believing its data is safe.
+  void FailDurableBatch() {
+    durable_next_.clear();
+    for (uint64_t id : waiting_next_) {
+      auto it = conns_.find(id);
+      if (it != conns_.end()) CloseConn(it->second.get());
+    }
+    waiting_next_.clear();
+  }
+
+  static void SyncWork(uv_work_t* req) noexcept {
+    auto* job = static_cast<SyncJob*>(req->data);
+    job->status = job->seg->Append(job->data.data(), job->data.size());
+    if (job->status.ok()) job->status = job->seg->Sync();
+  }
+
+  static void SyncDone(uv_work_t* req, int) noexcept {
+    std::unique_ptr<SyncJob> job(static_cast<SyncJob*>(req->data));
+    Impl* self = job->impl;
+    self->sync_in_flight_ = false;
+    if (job->status.ok()) {
+      self->syncs_->Inc();
+      for (uint64_t id : job->conns) {
+        auto it = self->conns_.find(id);
+        if (it == self->conns_.end() || it->second->closing) continue;
+        uv_read_start(reinterpret_cast<uv_stream_t*>(it->second->tcp), &Impl::OnAlloc, &Impl::OnRead);
+      }
+      if (self->durable_seg_ && (self->durable_seg_->bytes() >= self->opts_.flush_size_bytes ||
+                                 std::chrono::steady_clock::now() - self->durable_seg_->created() >= self->opts_.flush_age))
+        self->FlushSegment(std::move(self->durable_seg_), "size");
+    } else {
+      self->write_errors_->Inc();
+      self->logger_->error("durable group commit of {} bytes failed: {}; closing {} connection(s)", job->data.size(),
+                           job->status.ToString(), job->conns.size());
+      for (uint64_t id : job->conns) {
+        auto it = self->conns_.find(id);
+        if (it != self->conns_.end()) self->CloseConn(it->second.get());
+      }
+      // Retire the segment: what reached it before the failure is still consumed.
+      self->FlushSegment(std::move(self->durable_seg_), "error");
+    }
+    self->MaybeStartSync();
+    self->CheckDone();
+  }
+
+  static void OnTimer(uv_timer_t* t) noexcept {
+    auto* self = static_cast<Impl*>(t->data);
+    if (!self) return;
+    auto now = std::chrono::steady_clock::now();
+    for (auto& [id, c] : self->conns_) {
+      if (c->seg && c->seg->bytes() > 0 && now - c->seg->created() >= self->opts_.flush_age)
+        self->FlushSegment(std::move(c->seg), "age");
+    }
+    if (!self->sync_in_flight_ && self->durable_seg_ && self->durable_seg_->bytes() > 0 &&
+        now - self->durable_seg_->created() >= self->opts_.flush_age)
+      self->FlushSegment(std::move(self->durable_seg_), "age");
+  }
+
+  void CheckDone() {
+    if (!closing_ || open_handles_ != 0 || sync_in_flight_ || !durable_next_.empty()) return;
+    FlushSegment(std::move(durable_seg_), "shutdown");
+    if (done_) {
+      auto done = std::move(done_);
+      done_ = nullptr;
+      done();
+    }
+  }
+
+  friend class IngestServer;
+  uv_loop_t* loop_;
+  IngestLog* log_;
+  IngestServerOptions opts_;
+  std::shared_ptr<spdlog::logger> logger_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  uv_timer_t* timer_ = nullptr;
+  std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+  uint64_t next_conn_id_ = 0;
+  int open_handles_ = 0;
+  bool closing_ = false;
+  std::function<void()> done_;
+  std::string scratch_;
+  // Durable group commit state.
+  std::unique_ptr<ActiveSegment> durable_seg_;
+  std::string durable_next_;
+  std::vector<uint64_t> waiting_next_;
+  bool sync_in_flight_ = false;
+
+  Gauge* clients_[3];
+  Counter* bytes_;
+  Counter* records_;
+  Counter* syncs_;
+  Counter* truncated_;
+  Counter* dropped_;
+  Counter* invalid_topic_;
+  Counter* write_errors_;
+};
+
+IngestServer::IngestServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+IngestServer::~IngestServer() = default;
+
+Result<std::unique_ptr<IngestServer>> IngestServer::Create(uv_loop_t* loop, IngestLog* log,
+                                                           IngestServerOptions options, Registry* metrics) {
+  auto impl = std::make_unique<Impl>(loop, log, std::move(options), metrics);
+  Status s = impl->Start();
+  if (!s.ok()) {
+    impl->Abandon();  // the caller's loop run frees the handles; impl may die now
+    return s;
+  }
+  return std::unique_ptr<IngestServer>(new IngestServer(std::move(impl)));
+}
+
+uint16_t IngestServer::fast_port() const { return impl_->port(Modality::kFast); }
+uint16_t IngestServer::durable_port() const { return impl_->port(Modality::kDurable); }
+uint16_t IngestServer::bulk_port() const { return impl_->port(Modality::kBulk); }
+void IngestServer::Close(std::function<void()> done) { impl_->Close(std::move(done)); }
+size_t IngestServer::connections() const { return impl_->connections(); }
+
+}  // namespace oklog

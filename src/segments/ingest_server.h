@@ -1,0 +1,62 @@
+// The ingest listeners: fast (7651), durable (7652) and bulk (7653), speaking OK Log's
+// newline protocol. Loop thread only.
+//
+// Fast: each connection writes its own active segment (no shared lock, no fsync); a segment is
+// flushed at flush_size_bytes, after flush_age, and when the connection closes.
+// Durable: all durable connections share one active segment and a group commit: records read
+// from any durable connection join the next batch, that connection stops reading, and one
+// write+fdatasync on a worker thread makes the whole batch durable before any of its
+// connections is read again. One fsync per batch, however many connections.
+// Bulk: whole-segment ingest arrives with the cluster data path; until then connections are
+// accepted and closed, as OK Log did.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/address.h"
+#include "common/metrics.h"
+#include "common/status.h"
+#include "segments/ingest_log.h"
+#include "segments/record_encoder.h"
+
+namespace oklog {
+
+struct IngestServerOptions {
+  Address fast, durable, bulk;  // port 0 picks a free port
+  TopicMode topic_mode = TopicMode::kStatic;
+  std::string topic = "default";
+  uint64_t flush_size_bytes = 16 << 20;
+  std::chrono::milliseconds flush_age{500};
+  size_t record_max_bytes = 1 << 20;
+};
+
+class IngestServer {
+ public:
+  static Result<std::unique_ptr<IngestServer>> Create(uv_loop_t* loop, IngestLog* log, IngestServerOptions options,
+                                                      Registry* metrics);
+  ~IngestServer();
+  IngestServer(const IngestServer&) = delete;
+  IngestServer& operator=(const IngestServer&) = delete;
+
+  uint16_t fast_port() const;
+  uint16_t durable_port() const;
+  uint16_t bulk_port() const;
+  // Stops accepting, reads nothing more, flushes every active segment (after an in-flight
+  // durable sync completes) and closes every handle. done runs on the loop when all is closed.
+  void Close(std::function<void()> done);
+  size_t connections() const;
+
+  class Impl;
+
+ private:
+  explicit IngestServer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace oklog

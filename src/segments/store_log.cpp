@@ -1,0 +1,167 @@
+#include "segments/store_log.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "common/log.h"
+
+namespace oklog {
+namespace {
+
+bool ByRange(const std::shared_ptr<const SegmentReader>& a, const std::shared_ptr<const SegmentReader>& b) {
+  if (a->low() != b->low()) return a->low() < b->low();
+  return a->high() < b->high();
+}
+
+std::string BaseName(const std::string& path) {
+  auto slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+}  // namespace
+
+StoreLog::StoreLog(std::string dir, StoreLogOptions options, Registry* m)
+    : dir_(std::move(dir)), options_(options) {
+  quarantined_ = m->NewCounter("oklog_store_quarantined_segments_total",
+                               "Segment files that failed verification and were moved to quarantine/.");
+  segments_gauge_ = m->NewGauge("oklog_store_segments", "Store segments queryable on this node.");
+  bytes_gauge_ = m->NewGauge("oklog_store_segment_bytes", "Bytes on disk of queryable store segments.");
+}
+
+StoreLog::~StoreLog() = default;
+
+Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLogOptions options, Registry* metrics) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return Status::IOError("creating " + dir + ": " + ec.message());
+  std::unique_ptr<StoreLog> log(new StoreLog(dir, options, metrics));
+  auto logger = Logger("store");
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return Status::FromErrno("opendir", dir, errno);
+  std::vector<std::string> names;
+  while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  for (const std::string& file : names) {
+    std::string path = dir + "/" + file;
+    if (file == "." || file == ".." || file == "quarantine") continue;
+    if (file.size() > 4 && file[0] == '.' && file.compare(file.size() - 4, 4, ".tmp") == 0) {
+      // Never renamed into place, so never acknowledged: its records are still upstream.
+      ::unlink(path.c_str());
+      logger->info("removed unfinished segment file={}", path);
+      continue;
+    }
+    auto name = SegmentName::Parse(file);
+    if (!name) {
+      if (file.size() > 4 && file.compare(file.size() - 4, 4, ".seg") == 0)
+        log->Quarantine(path, Status::Corruption("file name is not LOW-HIGH.seg"));
+      else
+        logger->warn("ignoring unknown file={} in store directory", path);
+      continue;
+    }
+    auto reader = SegmentReader::Open(path);
+    if (!reader.ok()) {
+      log->Quarantine(path, reader.status());
+      continue;
+    }
+    if ((*reader)->low() != name->low || (*reader)->high() != name->high) {
+      log->Quarantine(path, Status::Corruption("ULID range in the index does not match the file name"));
+      continue;
+    }
+    if (options.verify_on_open) {
+      Status s = (*reader)->Verify();
+      if (!s.ok()) {
+        log->Quarantine(path, s);
+        continue;
+      }
+    }
+    log->segments_.push_back(std::move(reader).value());
+  }
+  std::sort(log->segments_.begin(), log->segments_.end(), ByRange);
+  log->segments_gauge_->Set(static_cast<double>(log->segments_.size()));
+  log->bytes_gauge_->Set(static_cast<double>(log->file_bytes()));
+  logger->info("store dir={} segments={} bytes={} quarantined={}", dir, log->segments_.size(), log->file_bytes(),
+               log->quarantined());
+  return log;
+}
+
+std::vector<std::shared_ptr<const SegmentReader>> StoreLog::Select(const Ulid& from, const Ulid& to) const {
+  std::vector<std::shared_ptr<const SegmentReader>> out;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& s : segments_) {
+    if (s->low() > to) break;  // sorted by low
+    if (s->high() >= from) out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<std::shared_ptr<const SegmentReader>> StoreLog::All() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return segments_;
+}
+
+Result<std::unique_ptr<SegmentWriter>> StoreLog::NewWriter() const { return SegmentWriter::Create(dir_, options_.writer); }
+
+Status StoreLog::Add(const std::string& path) {
+  auto reader = SegmentReader::Open(path);
+  if (!reader.ok()) return reader.status();
+  std::shared_ptr<const SegmentReader> seg = std::move(reader).value();
+  std::lock_guard<std::mutex> lock(mu_);
+  segments_.insert(std::upper_bound(segments_.begin(), segments_.end(), seg, ByRange), seg);
+  segments_gauge_->Set(static_cast<double>(segments_.size()));
+  uint64_t total = 0;
+  for (const auto& s : segments_) total += s->file_bytes();
+  bytes_gauge_->Set(static_cast<double>(total));
+  return Status::Ok();
+}
+
+Status StoreLog::Remove(const std::string& path) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    segments_.erase(std::remove_if(segments_.begin(), segments_.end(), [&](const auto& s) { return s->path() == path; }),
+                    segments_.end());
+    segments_gauge_->Set(static_cast<double>(segments_.size()));
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink", path, errno);
+  return Status::Ok();
+}
+
+void StoreLog::Quarantine(const std::string& path, const Status& why) {
+  std::string qdir = dir_ + "/quarantine";
+  ::mkdir(qdir.c_str(), 0755);
+  std::string to = qdir + "/" + BaseName(path);
+  if (::rename(path.c_str(), to.c_str()) != 0) {
+    Logger("store")->error("segment file={} failed verification ({}) and could not be moved aside: {}", path,
+                           why.ToString(), std::strerror(errno));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    segments_.erase(std::remove_if(segments_.begin(), segments_.end(), [&](const auto& s) { return s->path() == path; }),
+                    segments_.end());
+    segments_gauge_->Set(static_cast<double>(segments_.size()));
+  }
+  quarantined_->Inc();
+  Logger("store")->error("segment file={} failed verification: {}; moved to {}", path, why.ToString(), to);
+}
+
+size_t StoreLog::segment_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return segments_.size();
+}
+
+uint64_t StoreLog::file_bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  uint64_t total = 0;
+  for (const auto& s : segments_) total += s->file_bytes();
+  return total;
+}
+
+}  // namespace oklog

@@ -1,0 +1,64 @@
+// The store directory (-store.path): the set of committed store segments `LOW-HIGH.seg`, each
+// open as a SegmentReader. Thread-safe: Select may be called from query worker threads while
+// the consumer adds segments on another thread.
+//
+// Lifetime: Select returns shared_ptrs, so a query keeps reading a segment that compaction or
+// retention removes meanwhile (the file is unlinked; the open descriptor stays valid).
+//
+// Start-up: every *.seg is opened and verified (footer, index, block checksums); a segment that
+// fails is moved to `quarantine/` beside the data, logged and counted, never deleted. Leftover
+// temporary files from a crash are removed (they were never renamed, so never acknowledged).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/status.h"
+#include "segments/segment_file.h"
+
+namespace oklog {
+
+struct StoreLogOptions {
+  SegmentWriterOptions writer;
+  // Verify every block checksum at start (Open); off only for tools that open read-only.
+  bool verify_on_open = true;
+};
+
+class StoreLog {
+ public:
+  static Result<std::unique_ptr<StoreLog>> Open(const std::string& dir, StoreLogOptions options, Registry* metrics);
+  ~StoreLog();
+
+  const std::string& dir() const { return dir_; }
+  // Segments whose [low, high] overlaps [from, to], sorted by low (then high).
+  std::vector<std::shared_ptr<const SegmentReader>> Select(const Ulid& from, const Ulid& to) const;
+  // Every segment, sorted by low.
+  std::vector<std::shared_ptr<const SegmentReader>> All() const;
+  // A writer for a new segment in this directory; call Add with Finish()'s path when done.
+  Result<std::unique_ptr<SegmentWriter>> NewWriter() const;
+  // Opens a finished segment file in this directory and makes it visible to Select.
+  Status Add(const std::string& path);
+  // Removes a segment from the set and unlinks its file (compaction, retention).
+  Status Remove(const std::string& path);
+  // Moves a segment aside into quarantine/ (a block failed to verify during a query).
+  void Quarantine(const std::string& path, const Status& why);
+
+  size_t segment_count() const;
+  uint64_t file_bytes() const;
+  uint64_t quarantined() const { return quarantined_->Value(); }
+
+ private:
+  StoreLog(std::string dir, StoreLogOptions options, Registry* metrics);
+  std::string dir_;
+  StoreLogOptions options_;
+  mutable std::mutex mu_;
+  std::vector<std::shared_ptr<const SegmentReader>> segments_;  // sorted by low
+  Counter* quarantined_;
+  Gauge* segments_gauge_;
+  Gauge* bytes_gauge_;
+};
+
+}  // namespace oklog
