@@ -41,8 +41,10 @@ std::vector<std::string_view> ParseRecords(std::string_view buf, ParseStats* sta
       break;
     }
     size_t len = static_cast<size_t>(lf - p) + 1;
-    // ULID, SP, at least one topic byte, SP ... LF.
-    if (len >= Ulid::kTextSize + 3 && p[Ulid::kTextSize] == ' ' && IsCanonicalUlid(p)) {
+    // ULID SP topic SP ... LF, with a non-empty topic: the store segment grammar.
+    const char* topic = p + Ulid::kTextSize + 1;
+    const char* sp = len >= Ulid::kTextSize + 3 ? static_cast<const char*>(std::memchr(topic, ' ', static_cast<size_t>(lf - topic))) : nullptr;
+    if (sp && sp > topic && p[Ulid::kTextSize] == ' ' && IsCanonicalUlid(p)) {
       out.emplace_back(p, len);
       ++stats->records;
     } else {

@@ -15,8 +15,9 @@ struct ParseStats {
   uint64_t invalid = 0;  // lines without a canonical ULID, space and topic, or a torn tail
 };
 
-// Splits `buf` into records "ULID SP ... LF" (each view includes its LF). Lines that are not
-// valid records are skipped and counted; a last line without LF is a torn write and skipped.
+// Splits `buf` into records "ULID SP topic SP line LF" (each view includes its LF; the topic is
+// not empty). Lines that are not valid records are skipped and counted; a last line without LF
+// is a torn write and skipped.
 std::vector<std::string_view> ParseRecords(std::string_view buf, ParseStats* stats);
 // Sorts by ULID (stable) unless already sorted. Returns true when it had to sort.
 bool SortRecords(std::vector<std::string_view>* run);
