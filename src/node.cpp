@@ -1,1 +1,308 @@
-int main() { return 0; }
+// The `oklog` binary: mode dispatch, flags (OK Log's, plus ours), wiring of the modules on one
+// libuv loop, signals and clean shutdown. Node modes live here; client modes (forward, query,
+// stream, testsvc, segment) live in tools/.
+#include <signal.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "common/address.h"
+#include "common/flags.h"
+#include "common/http_server.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "query/query_api.h"
+#include "segments/consumer.h"
+#include "segments/ingest_log.h"
+#include "segments/ingest_server.h"
+#include "segments/store_log.h"
+#include "tools/tools.h"
+
+namespace oklog {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+// Every flag of `oklog ingeststore` (OK Log's, same meaning) plus ours.
+struct NodeFlags {
+  bool debug = false;
+  std::string api = "tcp://0.0.0.0:7650";
+  std::string topic_mode = "static";
+  std::string topic = "default";
+  std::string fast = "tcp://0.0.0.0:7651";
+  std::string durable = "tcp://0.0.0.0:7652";
+  std::string bulk = "tcp://0.0.0.0:7653";
+  std::string cluster = "tcp://0.0.0.0:7659";
+  std::string advertise;
+  std::string cluster_name = "oklog";
+  std::string cluster_preset = "lan";
+  std::string ingest_path = "data/ingest";
+  int64_t flush_size = 16 << 20;
+  Nanos flush_age = std::chrono::milliseconds(500);
+  Nanos pending_timeout = std::chrono::minutes(1);
+  int64_t record_max_size = 1 << 20;
+  std::string store_path = "data/store";
+  int64_t consumers = 1;
+  int64_t target_size = 128 << 20;
+  Nanos target_age = std::chrono::milliseconds(500);
+  Nanos segment_delay = std::chrono::milliseconds(100);
+  int64_t buffer_size = 1 << 20;
+  int64_t replication_factor = 2;
+  Nanos retain = std::chrono::hours(168);
+  Nanos purge = std::chrono::hours(24);
+  bool ui_local = false;
+  std::string filesystem = "real";
+  std::vector<std::string> peers;
+  std::string config;
+
+  void Register(FlagSet* fs) {
+    fs->Bool("debug", &debug, "debug logging");
+    fs->String("api", &api, "listen address for the HTTP API (query, metrics, health)");
+    fs->String("ingest.topic-mode", &topic_mode, "static (prefix -ingest.topic) or dynamic (first token of each line)");
+    fs->Alias("topic-mode", "ingest.topic-mode");
+    fs->String("ingest.topic", &topic, "topic of every record in static topic mode");
+    fs->Alias("topic", "ingest.topic");
+    fs->String("ingest.fast", &fast, "listen address for fast (async) writes");
+    fs->String("ingest.durable", &durable, "listen address for durable (group-committed, fsynced) writes");
+    fs->String("ingest.bulk", &bulk, "listen address for bulk (whole-segment) writes");
+    fs->String("cluster", &cluster, "listen address for cluster gossip and node-to-node traffic");
+    fs->String("cluster.advertise-addr", &advertise, "address other nodes reach this one at (host[:port])");
+    fs->String("cluster.name", &cluster_name, "cluster name; nodes of other clusters are ignored");
+    fs->String("cluster.preset", &cluster_preset, "gossip timing preset: lan or local");
+    fs->String("ingest.path", &ingest_path, "directory of ingest segments");
+    fs->Int("ingest.segment-flush-size", &flush_size, "flush an active segment at this many bytes");
+    fs->Duration("ingest.segment-flush-age", &flush_age, "flush a non-empty active segment this long after it was opened");
+    fs->Duration("ingest.segment-pending-timeout", &pending_timeout, "claimed segments not committed in this time go back to flushed");
+    fs->Int("ingest.record-max-size", &record_max_size, "lines longer than this many bytes are cut at it (and counted)");
+    fs->String("store.path", &store_path, "directory of store segments");
+    fs->Int("store.segment-consumers", &consumers, "concurrent segment consumers");
+    fs->Int("store.segment-target-size", &target_size, "most bytes of ingest segments merged into one store segment");
+    fs->Duration("store.segment-target-age", &target_age, "longest a consumer gathers before writing (it writes at once when nothing more waits)");
+    fs->Duration("store.segment-delay", &segment_delay, "accepted for OK Log compatibility; consumers pull continuously");
+    fs->Int("store.segment-buffer-size", &buffer_size, "per-query output buffer in bytes");
+    fs->Int("store.segment-replication-factor", &replication_factor, "copies of each store segment (a single node keeps 1)");
+    fs->Duration("store.segment-retain", &retain, "retention period for segment files");
+    fs->Duration("store.segment-purge", &purge, "purge deleted segment files after this long");
+    fs->Bool("ui.local", &ui_local, "accepted for OK Log compatibility");
+    fs->String("filesystem", &filesystem, "real (virtual and nop are not supported)");
+    fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
+    fs->String("config", &config, "file of flag values, one \"name value\" per line");
+  }
+};
+
+// Sets the file-descriptor limit to its hard maximum: segments and connections need many.
+void RaiseFileLimit() {
+  rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+// Parses flags, with -config FILE read first and the command line winning over it.
+Result<std::vector<std::string>> ParseWithConfig(FlagSet* fs, NodeFlags* f, const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string a = args[i];
+    std::string name = a.substr(a.find_first_not_of('-') == std::string::npos ? 0 : a.find_first_not_of('-'));
+    if (name.rfind("config=", 0) == 0) {
+      f->config = name.substr(7);
+    } else if (name == "config" && i + 1 < args.size()) {
+      f->config = args[i + 1];
+    }
+  }
+  if (!f->config.empty()) OKLOG_RETURN_IF_ERROR(fs->ParseConfigFile(f->config));
+  return fs->Parse(args);
+}
+
+class Node {
+ public:
+  explicit Node(NodeFlags flags) : f_(std::move(flags)) {}
+
+  int Run() {
+    auto logger = Logger("node");
+    uv_loop_init(&loop_);
+    Status s = Start();
+    if (!s.ok()) {
+      logger->error("{}", s.ToString());
+      Shutdown();
+      uv_run(&loop_, UV_RUN_DEFAULT);
+      uv_loop_close(&loop_);
+      return 1;
+    }
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    if (consumer_) consumer_->Stop();
+    int rc = uv_loop_close(&loop_);
+    if (rc != 0) logger->warn("loop closed with handles still open: {}", uv_strerror(rc));
+    logger->info("stopped");
+    return exit_code_;
+  }
+
+ private:
+  Status Start() {
+    auto logger = Logger("node");
+    if (f_.filesystem != "real")
+      return Status::InvalidArgument("-filesystem " + f_.filesystem + " is not supported; use real");
+    TopicMode mode;
+    if (f_.topic_mode == "static") mode = TopicMode::kStatic;
+    else if (f_.topic_mode == "dynamic") mode = TopicMode::kDynamic;
+    else return Status::InvalidArgument("-ingest.topic-mode must be static or dynamic, not " + f_.topic_mode);
+    if (!ValidTopic(f_.topic)) return Status::InvalidArgument("invalid -ingest.topic \"" + f_.topic + "\"");
+    if (f_.record_max_size <= 0 || f_.record_max_size > (64 << 20))
+      return Status::InvalidArgument("-ingest.record-max-size must be between 1 and 67108864");
+    if (f_.flush_size <= 0) return Status::InvalidArgument("-ingest.segment-flush-size must be positive");
+    if (f_.replication_factor < 1) return Status::InvalidArgument("-store.segment-replication-factor must be >= 1");
+
+    OKLOG_ASSIGN_OR_RETURN(Address api, ParseAddress(f_.api, 7650));
+    IngestServerOptions io;
+    OKLOG_ASSIGN_OR_RETURN(io.fast, ParseAddress(f_.fast, 7651));
+    OKLOG_ASSIGN_OR_RETURN(io.durable, ParseAddress(f_.durable, 7652));
+    OKLOG_ASSIGN_OR_RETURN(io.bulk, ParseAddress(f_.bulk, 7653));
+    io.topic_mode = mode;
+    io.topic = f_.topic;
+    io.flush_size_bytes = static_cast<uint64_t>(f_.flush_size);
+    io.flush_age = std::chrono::duration_cast<std::chrono::milliseconds>(f_.flush_age);
+    io.record_max_bytes = static_cast<size_t>(f_.record_max_size);
+
+    IngestLog::Options ilo;
+    ilo.pending_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(f_.pending_timeout);
+    OKLOG_ASSIGN_OR_RETURN(ingest_log_, IngestLog::Open(f_.ingest_path, ilo, &metrics_));
+    OKLOG_ASSIGN_OR_RETURN(store_log_, StoreLog::Open(f_.store_path, StoreLogOptions{}, &metrics_));
+    if (f_.replication_factor > 1)
+      logger->info("single node: replication factor {} cannot be met, keeping 1 copy", f_.replication_factor);
+
+    OKLOG_ASSIGN_OR_RETURN(http_, HttpServer::Create(&loop_, api, HttpServer::Options{}, &metrics_));
+    http_->Handle("/health", [](const HttpRequest&, std::shared_ptr<HttpResponse> w) { w->Send(200, "OK\n"); });
+    http_->Handle("/metrics", [this](const HttpRequest&, std::shared_ptr<HttpResponse> w) {
+      w->Send(200, metrics_.Render(), "text/plain; version=0.0.4; charset=utf-8");
+    });
+    QueryService::Options qo;
+    qo.high_water_bytes = std::max<size_t>(static_cast<size_t>(f_.buffer_size), 64 << 10);
+    OKLOG_ASSIGN_OR_RETURN(query_, QueryService::Create(&loop_, store_log_.get(), qo, &metrics_));
+    query_->Register(http_.get());
+
+    OKLOG_ASSIGN_OR_RETURN(ingest_, IngestServer::Create(&loop_, ingest_log_.get(), io, &metrics_));
+
+    ConsumerOptions co;
+    co.target_bytes = static_cast<uint64_t>(f_.target_size);
+    consumer_ = LocalConsumer::Start(ingest_log_.get(), store_log_.get(), co, &metrics_);
+
+    for (int sig : {SIGINT, SIGTERM}) {
+      auto* h = new uv_signal_t;
+      uv_signal_init(&loop_, h);
+      h->data = this;
+      uv_signal_start(h, &Node::OnSignal, sig);
+      signals_.push_back(h);
+    }
+    logger->info("oklog {} ingeststore API={} fast={} durable={} bulk={} ingest.path={} store.path={}", kVersion,
+                 http_->BoundAddress(), io.fast.HostPort(), io.durable.HostPort(), io.bulk.HostPort(), f_.ingest_path,
+                 f_.store_path);
+    return Status::Ok();
+  }
+
+  static void OnSignal(uv_signal_t* h, int signum) noexcept {
+    auto* self = static_cast<Node*>(h->data);
+    Logger("node")->info("received signal {}; shutting down", signum == SIGINT ? "interrupt" : "terminated");
+    self->Shutdown();
+  }
+
+  // Stop accepting, flush every active segment, close every handle. The loop then ends.
+  void Shutdown() {
+    if (shutting_down_) return;
+    shutting_down_ = true;
+    for (auto* h : signals_) uv_close(reinterpret_cast<uv_handle_t*>(h), [](uv_handle_t* x) {
+      delete reinterpret_cast<uv_signal_t*>(x);
+    });
+    signals_.clear();
+    if (query_) query_->Close();
+    if (http_) http_->Close();
+    if (ingest_) ingest_->Close([] { Logger("node")->info("ingest listeners closed, active segments flushed"); });
+  }
+
+  NodeFlags f_;
+  uv_loop_t loop_;
+  Registry metrics_;
+  std::unique_ptr<IngestLog> ingest_log_;
+  std::unique_ptr<StoreLog> store_log_;
+  std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<QueryService> query_;
+  std::unique_ptr<IngestServer> ingest_;
+  std::unique_ptr<LocalConsumer> consumer_;
+  std::vector<uv_signal_t*> signals_;
+  bool shutting_down_ = false;
+  int exit_code_ = 0;
+};
+
+int RunNode(const std::string& mode, const std::vector<std::string>& args) {
+  NodeFlags f;
+  FlagSet fs(mode);
+  f.Register(&fs);
+  auto rest = ParseWithConfig(&fs, &f, args);
+  if (!rest.ok()) {
+    if (rest.status().code() == Code::kNotFound) {
+      std::cout << fs.Usage();
+      return 0;
+    }
+    std::cerr << rest.status().message() << "\n" << fs.Usage();
+    return 1;
+  }
+  if (!rest->empty()) {
+    std::cerr << "unexpected argument: " << rest->front() << "\n";
+    return 1;
+  }
+  if (mode != "ingeststore") {
+    std::cerr << "oklog " << mode << ": separate ingest and store nodes need the cluster data path; "
+              << "run `oklog ingeststore` for a single node\n";
+    return 1;
+  }
+  SetLogLevel(f.debug ? "debug" : "info");
+  RaiseFileLimit();
+  signal(SIGPIPE, SIG_IGN);
+  Node node(std::move(f));
+  return node.Run();
+}
+
+void Usage() {
+  std::cerr << "USAGE\n  oklog <mode> [flags]\n\nMODES\n"
+               "  forward      Forward records from stdin to ingest nodes\n"
+               "  ingest       Ingester node\n"
+               "  store        Storage node\n"
+               "  ingeststore  Combination ingest+store node, for small installations\n"
+               "  query        Querying commandline tool\n"
+               "  stream       Streaming commandline tool\n"
+               "  testsvc      Test service, emits log lines at a fixed rate\n"
+               "  segment      Inspect store segment files: cat, verify, stat\n\n"
+               "VERSION\n  "
+            << kVersion << "\n";
+}
+
+}  // namespace
+}  // namespace oklog
+
+int main(int argc, char** argv) {
+  using namespace oklog;
+  if (argc < 2) {
+    Usage();
+    return 1;
+  }
+  std::string mode = argv[1];
+  std::transform(mode.begin(), mode.end(), mode.begin(), ::tolower);
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if (mode == "ingeststore" || mode == "ingest" || mode == "store") return RunNode(mode, args);
+  if (mode == "forward") return RunForward(args);
+  if (mode == "query") return RunQuery(args);
+  if (mode == "stream") return RunStream(args);
+  if (mode == "testsvc") return RunTestsvc(args);
+  if (mode == "segment") return RunSegment(args);
+  if (mode == "-h" || mode == "--help" || mode == "help") {
+    Usage();
+    return 0;
+  }
+  std::cerr << "unknown mode " << argv[1] << "\n";
+  Usage();
+  return 1;
+}

@@ -64,6 +64,11 @@ class IngestServerTest : public ::testing::Test {
     uv_run(&loop_, UV_RUN_DEFAULT);
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
+  uint64_t Metric(const std::string& name) {
+    std::string text = metrics_.Render();
+    auto pos = text.find("\n" + name + " ");
+    return pos == std::string::npos ? 0 : std::stoull(text.substr(pos + name.size() + 2));
+  }
   // All records in flushed segments, parsed.
   std::vector<std::string> FlushedPayloads() {
     std::vector<std::string> out;
@@ -139,7 +144,10 @@ TEST_F(IngestServerTest, DurableConnectionsShareOneGroupCommit) {
       ++done;
     });
   }
-  RunUntil([&] { return done == kClients && server_->connections() == 0; });
+  RunUntil([&] {
+    return done == kClients && server_->connections() == 0 &&
+           Metric("oklog_ingest_writer_records_written_total") == kClients * 200;
+  });
   for (auto& t : clients) t.join();
   bool closed = false;
   server_->Close([&] { closed = true; });
@@ -147,11 +155,7 @@ TEST_F(IngestServerTest, DurableConnectionsShareOneGroupCommit) {
   server_.reset();
   auto p = FlushedPayloads();
   EXPECT_EQ(p.size(), static_cast<size_t>(kClients * 200));
-  std::string text = metrics_.Render();
-  const std::string key = "\noklog_ingest_writer_syncs_total ";
-  auto pos = text.find(key);
-  ASSERT_NE(pos, std::string::npos);
-  uint64_t syncs = std::stoull(text.substr(pos + key.size()));
+  uint64_t syncs = Metric("oklog_ingest_writer_syncs_total");
   EXPECT_GT(syncs, 0u);
   EXPECT_LE(syncs, static_cast<uint64_t>(kClients * 200));  // batches, not one per record
 }

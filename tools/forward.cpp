@@ -1,0 +1,217 @@
+// oklog forward [flags] ADDR...: streams stdin to ingest nodes, line by line and byte for byte.
+//
+// Targets are tried in turn; a failed connect or write moves to the next target after an
+// exponential backoff (16 ms doubling to 1 s). After a failure the line that was being written
+// is sent again in full on the next connection, so no line is skipped (OK Log skipped it);
+// bytes the kernel had accepted for a dying ingester can still be lost, which is what the
+// durable port and (with the cluster) bulk mode are for. At end of input the forwarder
+// half-closes and waits until the ingester has read everything, then exits 0.
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+#include "common/address.h"
+#include "common/flags.h"
+#include "common/log.h"
+#include "tools/tools.h"
+
+namespace oklog {
+namespace {
+
+constexpr size_t kReadChunk = 1 << 20;
+
+class Forwarder {
+ public:
+  Forwarder(std::vector<Address> targets, std::string prefix) : targets_(std::move(targets)), prefix_(std::move(prefix)) {}
+  ~Forwarder() { Disconnect(); }
+
+  int Run() {
+    std::string in;       // bytes read from stdin, not yet framed
+    std::string out;      // framed complete lines to send
+    in.reserve(2 * kReadChunk);
+    bool eof = false;
+    while (!eof) {
+      size_t old = in.size();
+      in.resize(old + kReadChunk);
+      ssize_t n = ::read(0, in.data() + old, kReadChunk);
+      if (n < 0 && errno == EINTR) {
+        in.resize(old);
+        continue;
+      }
+      if (n <= 0) {
+        in.resize(old);
+        eof = true;
+        if (!in.empty() && in.back() != '\n') in.push_back('\n');  // the last line, terminated
+      } else {
+        in.resize(old + static_cast<size_t>(n));
+      }
+      // Send complete lines; a very long line without LF yet is sent as it comes once the
+      // buffer is large (the ingester cuts it at its record size limit).
+      size_t cut = in.size();
+      if (!eof) {
+        const void* lf = memrchr(in.data(), '\n', in.size());
+        if (lf) cut = static_cast<size_t>(static_cast<const char*>(lf) - in.data()) + 1;
+        else if (in.size() < 8 * kReadChunk) cut = 0;
+      }
+      if (cut == 0) continue;
+      Frame(std::string_view(in.data(), cut), &out);
+      in.erase(0, cut);
+      if (!Send(out)) return 1;
+      out.clear();
+    }
+    return Finish() ? 0 : 1;
+  }
+
+ private:
+  void Frame(std::string_view lines, std::string* out) {
+    if (prefix_.empty()) {
+      out->append(lines);
+      return;
+    }
+    size_t p = 0;
+    while (p < lines.size()) {
+      size_t lf = lines.find('\n', p);
+      size_t end = lf == std::string_view::npos ? lines.size() : lf + 1;
+      if (at_line_start_) out->append(prefix_);
+      out->append(lines.substr(p, end - p));
+      at_line_start_ = lf != std::string_view::npos;
+      p = end;
+    }
+  }
+
+  // Writes all of buf, reconnecting as needed. Returns false only if interrupted.
+  bool Send(std::string_view buf) {
+    size_t done = 0;
+    while (done < buf.size()) {
+      if (fd_ < 0 && !Connect()) return false;
+      ssize_t n = ::send(fd_, buf.data() + done, buf.size() - done, MSG_NOSIGNAL);
+      if (n > 0) {
+        done += static_cast<size_t>(n);
+        backoff_ms_ = 16;
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      Logger("forward")->warn("write to {} failed: {}; failing over", targets_[current_].HostPort(),
+                              n < 0 ? std::strerror(errno) : "closed");
+      Disconnect();
+      // Send the interrupted line again in full on the next connection.
+      const void* lf = done ? memrchr(buf.data(), '\n', done) : nullptr;
+      done = lf ? static_cast<size_t>(static_cast<const char*>(lf) - buf.data()) + 1 : 0;
+      Next();
+    }
+    return true;
+  }
+
+  bool Connect() {
+    while (true) {
+      const Address& a = targets_[current_];
+      auto addrs = Resolve(a);
+      if (addrs.ok()) {
+        for (const auto& ss : *addrs) {
+          int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          if (fd < 0) continue;
+          socklen_t len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+          if (::connect(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0) {
+            int sz = 1 << 20;
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+            fd_ = fd;
+            Logger("forward")->info("connected to {}", a.HostPort());
+            return true;
+          }
+          ::close(fd);
+        }
+      }
+      Logger("forward")->warn("cannot reach {}: {}; retrying in {} ms", a.HostPort(),
+                              addrs.ok() ? std::strerror(errno) : addrs.status().message(), backoff_ms_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms_));
+      backoff_ms_ = std::min(backoff_ms_ * 2, 1024);
+      Next();
+    }
+  }
+
+  void Next() { current_ = (current_ + 1) % targets_.size(); }
+
+  void Disconnect() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  // Half-closes and waits (bounded) for the ingester to close its side: it has then read
+  // everything we sent.
+  bool Finish() {
+    if (fd_ < 0) return true;
+    ::shutdown(fd_, SHUT_WR);
+    char buf[256];
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      int r = ::poll(&p, 1, 1000);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) continue;
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) break;
+    }
+    Disconnect();
+    return true;
+  }
+
+  std::vector<Address> targets_;
+  std::string prefix_;
+  bool at_line_start_ = true;
+  size_t current_ = 0;
+  int fd_ = -1;
+  int backoff_ms_ = 16;
+};
+
+}  // namespace
+
+int RunForward(const std::vector<std::string>& args) {
+  bool debug = false;
+  std::string api;
+  std::vector<std::string> prefixes;
+  FlagSet fs("forward");
+  fs.Bool("debug", &debug, "debug logging");
+  fs.String("api", &api, "accepted for OK Log compatibility (no metrics server yet)");
+  fs.StringList("prefix", &prefixes, "prefix added to every record, joined by spaces (repeatable)");
+  auto rest = fs.Parse(args);
+  if (!rest.ok()) {
+    if (rest.status().code() == Code::kNotFound) {
+      std::cout << "Usage: oklog forward [flags] <ingester> [<ingester>...]\n" << fs.Usage();
+      return 0;
+    }
+    std::cerr << rest.status().message() << "\n";
+    return 1;
+  }
+  if (rest->empty()) {
+    std::cerr << "forward: at least one ingester address is required\n";
+    return 1;
+  }
+  SetLogLevel(debug ? "debug" : "warn");
+  std::vector<Address> targets;
+  for (const auto& t : *rest) {
+    auto a = ParseAddress(t, 7651);
+    if (!a.ok()) {
+      std::cerr << a.status().message() << "\n";
+      return 1;
+    }
+    targets.push_back(*a);
+  }
+  std::string prefix;
+  for (const auto& p : prefixes) prefix += p + " ";
+  ::signal(SIGPIPE, SIG_IGN);
+  Forwarder f(std::move(targets), std::move(prefix));
+  return f.Run();
+}
+
+}  // namespace oklog
