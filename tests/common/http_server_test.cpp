@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 
+#include "common/http_client.h"
 #include "common/metrics.h"
 #include "common/http_test_util.h"
 
@@ -263,6 +264,261 @@ TEST_F(HttpServerTest, CloseWithConnectionsOpenEndsWithEveryHandleClosed) {
   bool closed = false;
   idle.Read(5s, "", &closed);
   EXPECT_TRUE(closed);
+}
+
+TEST_F(HttpServerTest, GarbageBytesGet400AndTheConnectionCloses) {
+  StartServer([](HttpServer* s) { s->Handle("/", Hello); });
+  RawClient c(port());
+  ASSERT_TRUE(c.Send(std::string("\x16\x03\x01\x02\x00garbage\r\n\r\n", 16)));
+  bool closed = false;
+  std::string out = c.Read(5s, "", &closed);
+  EXPECT_TRUE(out.starts_with("HTTP/1.1 400 Bad Request\r\n")) << out;
+  EXPECT_NE(out.find("Connection: close\r\n"), std::string::npos);
+  EXPECT_TRUE(closed);
+  std::string text = loop_.Run([&] { return metrics_.Render(); });
+  EXPECT_NE(text.find("oklog_api_bad_requests_total 1"), std::string::npos) << text;
+}
+
+TEST_F(HttpServerTest, BadRequestLineGets400) {
+  StartServer([](HttpServer* s) { s->Handle("/", Hello); });
+  for (std::string req : {"GET nopath HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                          "GET /a%00b HTTP/1.1\r\n\r\n", "GET / HTTP/1.1\r\nContent-Length: x\r\n\r\n"}) {
+    RawClient c(port());
+    ASSERT_TRUE(c.Send(req));
+    bool closed = false;
+    std::string out = c.Read(5s, "", &closed);
+    EXPECT_TRUE(out.starts_with("HTTP/1.1 400 ")) << req << " -> " << out;
+    EXPECT_TRUE(closed) << req;
+  }
+}
+
+TEST_F(HttpServerTest, OversizeHeaderGets431) {
+  HttpServer::Options opts;
+  opts.max_header_bytes = 1024;
+  StartServer([](HttpServer* s) { s->Handle("/", Hello); }, opts);
+  RawClient c(port());
+  ASSERT_TRUE(c.Send("GET / HTTP/1.1\r\nX-Big: " + std::string(2000, 'b') + "\r\n\r\n"));
+  bool closed = false;
+  std::string out = c.Read(5s, "", &closed);
+  EXPECT_TRUE(out.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n")) << out;
+  EXPECT_TRUE(closed);
+  // A long URL counts too; curl sees the status.
+  auto r = Curl("-o /dev/null -w '%{http_code}' '" + base_ + "/?q=" + std::string(2000, 'q') + "'");
+  EXPECT_EQ(r.output, "431");
+  // Under the limit is fine.
+  EXPECT_EQ(Curl("-H 'X-Ok: " + std::string(500, 'o') + "' " + base_ + "/").output, "hello");
+}
+
+TEST_F(HttpServerTest, OversizeBodyGets413) {
+  HttpServer::Options opts;
+  opts.max_body_bytes = 64 * 1024;
+  int handled = 0;
+  StartServer(
+      [&](HttpServer* s) {
+        s->Handle("/up", [&](const HttpRequest& req, std::shared_ptr<HttpResponse> resp) {
+          ++handled;
+          resp->Send(200, std::to_string(req.body.size()));
+        });
+      },
+      opts);
+  HttpClientOptions copts;
+  copts.body = std::string(64 * 1024, 'x');
+  auto ok = HttpFetchAll("POST", base_ + "/up", copts);
+  ASSERT_TRUE(ok.ok()) << ok.status().ToString();
+  EXPECT_EQ(ok->body, "65536");
+  // Declared too long: refused before the body is read.
+  copts.body = std::string(1024 * 1024, 'x');
+  auto big = HttpFetchAll("POST", base_ + "/up", copts);
+  ASSERT_TRUE(big.ok()) << big.status().ToString();
+  EXPECT_EQ(big->status, 413);
+  EXPECT_EQ(big->Header("connection"), "close");
+  // Chunked, found too long while reading.
+  RawClient c(port());
+  std::string chunk(40 * 1024, 'y');
+  char size_line[32];
+  snprintf(size_line, sizeof(size_line), "%zx\r\n", chunk.size());
+  ASSERT_TRUE(c.Send("POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + std::string(size_line) + chunk + "\r\n" +
+                     size_line + chunk + "\r\n0\r\n\r\n"));
+  EXPECT_TRUE(c.Read(5s, "\r\n\r\n").starts_with("HTTP/1.1 413 ")) << "chunked";
+  // curl sends "Expect: 100-continue" for big bodies and gets the 413 instead of a 100.
+  auto r = Curl("-o /dev/null -w '%{http_code}' -H 'Expect: 100-continue' --data-binary @/proc/self/exe " + base_ + "/up");
+  EXPECT_EQ(r.output, "413");
+  EXPECT_EQ(loop_.Run([&] { return handled; }), 1);
+}
+
+TEST_F(HttpServerTest, ExpectContinueGetsAnInterimResponse) {
+  StartServer([](HttpServer* s) {
+    s->Handle("/up", [](const HttpRequest& req, std::shared_ptr<HttpResponse> resp) {
+      resp->Send(200, std::to_string(req.body.size()));
+    });
+  });
+  RawClient c(port());
+  ASSERT_TRUE(c.Send("POST /up HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n"));
+  EXPECT_EQ(c.Read(5s, "\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_TRUE(c.Send("abc"));
+  EXPECT_TRUE(c.Read(5s, "\r\n\r\n3").ends_with("\r\n\r\n3"));
+}
+
+TEST_F(HttpServerTest, UnknownPathGets404AndThePathLabelStaysBounded) {
+  StartServer([](HttpServer* s) { s->Handle("/store/", Hello); });
+  for (int i = 0; i < 20; ++i) {
+    auto r = Curl("-w ' %{http_code}' " + base_ + "/junk" + std::to_string(i));
+    EXPECT_EQ(r.output, "404 page not found\n 404");
+  }
+  Curl("-o /dev/null " + base_ + "/store/query");
+  // Read on the loop: a response is counted right after its last write is queued.
+  std::string text = loop_.Run([&] { return metrics_.Render(); });
+  EXPECT_EQ(text.find("junk"), std::string::npos);
+  EXPECT_NE(text.find("oklog_api_request_duration_seconds_count{method=\"GET\",path=\"other\",status_code=\"404\"} 20"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("path=\"/store/\",status_code=\"200\"} 1"), std::string::npos) << text;
+}
+
+TEST_F(HttpServerTest, LongestPrefixWins) {
+  StartServer([](HttpServer* s) {
+    s->Handle("/", [](const HttpRequest&, std::shared_ptr<HttpResponse> r) { r->Send(200, "root"); });
+    s->Handle("/store/", [](const HttpRequest&, std::shared_ptr<HttpResponse> r) { r->Send(200, "store"); });
+    s->Handle("/store/query", [](const HttpRequest&, std::shared_ptr<HttpResponse> r) { r->Send(200, "query"); });
+  });
+  EXPECT_EQ(HttpFetchAll("GET", base_ + "/store/query?x")->body, "query");
+  EXPECT_EQ(HttpFetchAll("GET", base_ + "/store/stream")->body, "store");
+  EXPECT_EQ(HttpFetchAll("GET", base_ + "/ui/")->body, "root");
+}
+
+TEST_F(HttpServerTest, QueryParametersAreDecodedAndRepeatedKeysKeptInOrder) {
+  HttpRequest seen;
+  StartServer([&](HttpServer* s) {
+    s->Handle("/p", [&](const HttpRequest& req, std::shared_ptr<HttpResponse> resp) {
+      seen = req;
+      resp->Send(200, "");
+    });
+  });
+  auto r = HttpFetchAll("GET", base_ + "/p%20x/%41?a=1&q=a+b%20c&a=2&regex&z=%00x&bad=%zz%4&e=&&a=3&k%3D=v%26");
+  ASSERT_TRUE(r.ok());
+  loop_.Run([&] {
+    EXPECT_EQ(seen.path, "/p x/A");
+    EXPECT_EQ(seen.raw_query, "a=1&q=a+b%20c&a=2&regex&z=%00x&bad=%zz%4&e=&&a=3&k%3D=v%26");
+    auto [lo, hi] = seen.params.equal_range("a");
+    std::vector<std::string> as;
+    for (auto it = lo; it != hi; ++it) as.push_back(it->second);
+    EXPECT_EQ(as, (std::vector<std::string>{"1", "2", "3"}));
+    EXPECT_EQ(seen.Param("a"), "1");
+    EXPECT_EQ(seen.Param("q"), "a b c");
+    EXPECT_TRUE(seen.Has("regex"));  // OK Log's presence flag
+    EXPECT_EQ(seen.Param("regex", "def"), "");
+    EXPECT_EQ(seen.Param("z"), std::string("\0x", 2));
+    EXPECT_EQ(seen.Param("bad"), "%zz%4");
+    EXPECT_TRUE(seen.Has("e"));
+    EXPECT_EQ(seen.Param("k="), "v&");
+    EXPECT_FALSE(seen.Has("missing"));
+    EXPECT_EQ(seen.Param("missing", "def"), "def");
+    EXPECT_EQ(seen.method, "GET");
+    EXPECT_TRUE(seen.peer.starts_with("127.0.0.1:")) << seen.peer;
+    EXPECT_EQ(seen.headers.at("connection"), "close");
+  });
+}
+
+TEST(UrlCodingTest, DecodeHandlesEscapesPlusAndInvalidSequences) {
+  EXPECT_EQ(UrlDecode("a%20b+c", true), "a b c");
+  EXPECT_EQ(UrlDecode("a%20b+c", false), "a b+c");
+  EXPECT_EQ(UrlDecode("%00", false), std::string(1, '\0'));
+  EXPECT_EQ(UrlDecode("%4a%4A", false), "JJ");
+  EXPECT_EQ(UrlDecode("%", false), "%");
+  EXPECT_EQ(UrlDecode("%4", false), "%4");
+  EXPECT_EQ(UrlDecode("%g0%0g", false), "%g0%0g");
+  EXPECT_EQ(UrlDecode("100%", true), "100%");
+  EXPECT_EQ(UrlDecode("%%41", false), "%A");
+}
+
+TEST(UrlCodingTest, EncodeRoundTripsEveryByte) {
+  std::string all;
+  for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
+  std::string enc = UrlEncode(all);
+  EXPECT_EQ(enc.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~%"),
+            std::string::npos);
+  EXPECT_EQ(UrlDecode(enc, true), all);
+  EXPECT_EQ(UrlEncode("a b+c/d"), "a%20b%2Bc%2Fd");
+}
+
+TEST_F(HttpServerTest, SlowlorisIsClosedAfterTheIdleTimeout) {
+  HttpServer::Options opts;
+  opts.idle_timeout_ms = 300;
+  StartServer([](HttpServer* s) { s->Handle("/", Hello); }, opts);
+  RawClient c(port());
+  ASSERT_TRUE(c.Send("GET / HTTP/1.1\r\n"));
+  auto start = std::chrono::steady_clock::now();
+  bool closed = false;
+  for (int i = 0; i < 40 && !closed; ++i) {  // one header byte every 50 ms does not extend it
+    if (!c.Send("X")) break;
+    c.Read(50ms, "", &closed);
+  }
+  if (!closed) c.Read(2s, "", &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 1500ms);
+}
+
+TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosedButQuietResponseIsNot) {
+  HttpServer::Options opts;
+  opts.idle_timeout_ms = 200;
+  std::shared_ptr<HttpResponse> quiet;
+  StartServer(
+      [&](HttpServer* s) {
+        s->Handle("/", Hello);
+        s->Handle("/quiet", [&](const HttpRequest&, std::shared_ptr<HttpResponse> resp) {
+          resp->Start(200, {});
+          quiet = resp;
+        });
+      },
+      opts);
+  RawClient idle(port());
+  ASSERT_TRUE(idle.Send("GET / HTTP/1.1\r\n\r\n"));
+  EXPECT_TRUE(idle.Read(2s, "hello").ends_with("hello"));
+  bool closed = false;
+  idle.Read(2s, "", &closed);
+  EXPECT_TRUE(closed) << "idle keep-alive connection";
+
+  RawClient tail(port());
+  ASSERT_TRUE(tail.Send("GET /quiet HTTP/1.1\r\n\r\n"));
+  EXPECT_NE(tail.Read(2s, "\r\n\r\n").find("chunked"), std::string::npos);
+  tail.Read(600ms, "", &closed);
+  EXPECT_FALSE(closed) << "a quiet response outlived the idle timeout";
+  loop_.Run([&] {
+    EXPECT_TRUE(quiet->Write("late\n"));
+    quiet->Finish();
+    quiet.reset();
+  });
+  EXPECT_TRUE(tail.Read(2s, "0\r\n\r\n").ends_with("late\n\r\n0\r\n\r\n"));
+}
+
+TEST_F(HttpServerTest, HandlerThatThrowsGets500) {
+  StartServer([](HttpServer* s) {
+    s->Handle("/", [](const HttpRequest&, std::shared_ptr<HttpResponse>) { throw std::runtime_error("boom"); });
+  });
+  auto r = HttpFetchAll("GET", base_ + "/");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->status, 500);
+}
+
+TEST_F(HttpServerTest, CorsPreflightIsAnsweredPermissively) {
+  StartServer([](HttpServer* s) { s->Handle("/store/", Hello); });
+  auto r = Curl("-i -X OPTIONS -H 'Origin: http://ui' -H 'Access-Control-Request-Method: GET' " + base_ +
+                "/store/query");
+  EXPECT_TRUE(r.output.starts_with("HTTP/1.1 204 No Content\r\n")) << r.output;
+  EXPECT_NE(r.output.find("Access-Control-Allow-Origin: *\r\n"), std::string::npos);
+  EXPECT_NE(r.output.find("Access-Control-Allow-Methods: GET, POST, HEAD\r\n"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, ShortBodyForItsContentLengthClosesTheConnection) {
+  StartServer([](HttpServer* s) {
+    s->Handle("/", [](const HttpRequest&, std::shared_ptr<HttpResponse> resp) {
+      resp->Start(200, {{"Content-Length", "10"}});
+      resp->Write("abc");
+      resp->Finish();
+    });
+  });
+  auto r = HttpFetchAll("GET", base_ + "/");
+  EXPECT_EQ(r.status().code(), Code::kIOError) << "the client must see the body cut short";
 }
 
 }  // namespace
