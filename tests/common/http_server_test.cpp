@@ -521,5 +521,48 @@ TEST_F(HttpServerTest, ShortBodyForItsContentLengthClosesTheConnection) {
   EXPECT_EQ(r.status().code(), Code::kIOError) << "the client must see the body cut short";
 }
 
+TEST_F(HttpServerTest, PipelinedRequestsWaitForAnAsynchronousResponse) {
+  std::vector<std::shared_ptr<HttpResponse>> pending;
+  StartServer([&](HttpServer* s) {
+    s->Handle("/later", [&](const HttpRequest& req, std::shared_ptr<HttpResponse> resp) {
+      pending.push_back(resp);  // finished from the test below
+      resp->Start(200, {{"X-I", req.Param("i")}});
+    });
+    s->Handle("/now", Hello);
+  });
+  RawClient c(port());
+  ASSERT_TRUE(c.Send("GET /later?i=1 HTTP/1.1\r\n\r\nGET /now HTTP/1.1\r\n\r\nGET /later?i=2 HTTP/1.1\r\n\r\n"));
+  std::string first = c.Read(2s, "\r\n\r\n");
+  EXPECT_NE(first.find("X-I: 1"), std::string::npos) << first;
+  EXPECT_EQ(c.Read(300ms), "") << "the second request must wait for the first response";
+  EXPECT_EQ(loop_.Run([&] { return pending.size(); }), 1u);
+  loop_.Run([&] {
+    pending[0]->Write("one");
+    pending[0]->Finish();
+  });
+  std::string rest = c.Read(2s, "X-I: 2");
+  EXPECT_TRUE(rest.starts_with("3\r\none\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n")) << rest;
+  EXPECT_NE(rest.find("hello"), std::string::npos);
+  loop_.Run([&] {
+    ASSERT_EQ(pending.size(), 2u);
+    pending[1]->Finish();
+    pending.clear();
+  });
+  EXPECT_EQ(c.Read(2s, "0\r\n\r\n"), "0\r\n\r\n");
+}
+
+TEST_F(HttpServerTest, Http10KeepAliveIsHonouredWithALength) {
+  StartServer([](HttpServer* s) { s->Handle("/", Hello); });
+  RawClient c(port());
+  ASSERT_TRUE(c.Send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  std::string out = c.Read(2s, "hello");
+  EXPECT_NE(out.find("Connection: keep-alive\r\n"), std::string::npos) << out;
+  ASSERT_TRUE(c.Send("GET / HTTP/1.0\r\n\r\n"));
+  bool closed = false;
+  out = c.Read(2s, "", &closed);
+  EXPECT_TRUE(out.ends_with("hello")) << out;
+  EXPECT_TRUE(closed) << "plain HTTP/1.0 closes after the response";
+}
+
 }  // namespace
 }  // namespace oklog
