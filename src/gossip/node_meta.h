@@ -1,0 +1,34 @@
+// The metadata a node gossips about itself (≤ kMaxMetaBytes encoded): its roles and the
+// addresses other modules need to reach it. Opaque bytes to Membership; typed here.
+//
+//   meta := msgpack [roles:[str*], api:str, ingest_fast:uint16, ingest_durable:uint16,
+//                    ingest_bulk:uint16, version:str]     (trailing fields may be appended)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+
+namespace oklog::gossip {
+
+struct NodeMeta {
+  std::vector<std::string> roles;  // "ingest", "store"
+  std::string api_addr;            // "host:port" of the HTTP API
+  uint16_t ingest_fast_port = 0;
+  uint16_t ingest_durable_port = 0;
+  uint16_t ingest_bulk_port = 0;
+  std::string version;
+
+  bool HasRole(std::string_view role) const;
+  friend bool operator==(const NodeMeta&, const NodeMeta&) = default;
+};
+
+// Returns InvalidArgument when the encoding exceeds kMaxMetaBytes.
+Result<std::string> EncodeNodeMeta(const NodeMeta& m);
+// Returns Corruption for malformed bytes. Empty bytes decode to an empty NodeMeta.
+Result<NodeMeta> DecodeNodeMeta(std::string_view bytes);
+
+}  // namespace oklog::gossip
