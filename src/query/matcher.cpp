@@ -98,11 +98,16 @@ Result<std::unique_ptr<Matcher>> Matcher::Create(const MatchSpec& spec) {
         RequireFolded(lit.text, &m->filter_);
       }
     }
-    if (m->literal_.empty()) {
+    if (m->literal_.empty() && HasNoAnchors(spec.q)) {
+      m->block_search_ = m->re_.get();
+    } else if (m->literal_.empty()) {
       for (const RequiredLiteral& lit : RequiredLiterals(spec.q)) {
         if (!lit.fold_case || !HasCaseVariants(lit.text)) continue;
         auto folded = std::make_unique<RE2>("(?i)" + RE2::QuoteMeta(lit.text), options);
-        if (folded->ok()) m->folded_literal_ = std::move(folded);
+        if (folded->ok()) {
+          m->folded_literal_ = std::move(folded);
+          m->block_search_ = m->folded_literal_.get();
+        }
         break;
       }
     }
@@ -140,7 +145,7 @@ const char* Matcher::FindCandidate(const char* pos, const char* end) const {
   }
   re2::StringPiece text(pos, static_cast<size_t>(end - pos));
   re2::StringPiece hit;
-  if (!folded_literal_->Match(text, 0, text.size(), RE2::UNANCHORED, &hit, 1)) return nullptr;
+  if (!block_search_->Match(text, 0, text.size(), RE2::UNANCHORED, &hit, 1)) return nullptr;
   return hit.data();
 }
 
@@ -152,7 +157,7 @@ void Matcher::MatchBlock(std::string_view block, const UlidTextRange& range, std
     size_t len = static_cast<size_t>(le - ls) + (le < base + block.size() ? 1 : 0);
     out->push_back(RecordSpan{static_cast<uint32_t>(ls - base), static_cast<uint32_t>(len)});
   };
-  const bool prefiltered = kind_ == Kind::kSubstring || (kind_ == Kind::kRegex && (!literal_.empty() || folded_literal_));
+  const bool prefiltered = kind_ == Kind::kSubstring || (kind_ == Kind::kRegex && (!literal_.empty() || block_search_));
   if (!prefiltered) {
     // Every record in range is a candidate: match-all, or a regex without a usable literal.
     for (const char* ls = begin; ls < end;) {

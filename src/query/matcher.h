@@ -80,9 +80,11 @@ class Matcher {
   Kind kind_ = Kind::kAll;
   BlockFilterQuery filter_;
   std::unique_ptr<re2::RE2> re_;
-  // Prefilter: an exact literal for memmem, else a case-folded literal compiled for RE2, else
+  // Prefilter: an exact literal for memmem; else, for a pattern without anchors, the pattern
+  // itself searched over the whole block; else a case-folded literal compiled for RE2; else
   // none (RE2 runs on every record in range).
   std::string literal_;
+  const re2::RE2* block_search_ = nullptr;  // re_ or folded_literal_
   std::unique_ptr<re2::RE2> folded_literal_;
 };
 

@@ -85,6 +85,11 @@ class Parser {
     if (!ok_ || i_ != p_.size()) return {};
     return RequiredOf(top);
   }
+  // Whether the walk completed and met no ^, $, \A or \z.
+  bool Unanchored() {
+    (void)ParseAlternation();
+    return ok_ && i_ == p_.size() && !anchored_;
+  }
 
  private:
   bool AtEnd() const { return i_ >= p_.size(); }
@@ -176,6 +181,7 @@ class Parser {
       case '^':
       case '$':
         ++i_;
+        anchored_ = true;
         return Exact("", false);
       case '\\':
         return ParseEscape(b);
@@ -282,7 +288,10 @@ class Parser {
     switch (c) {
       case 'd': case 'D': case 'w': case 'W': case 's': case 'S': case 'C':
         return Info{};
-      case 'b': case 'B': case 'A': case 'z':
+      case 'A': case 'z':
+        anchored_ = true;
+        return Exact("", false);
+      case 'b': case 'B':
         return Exact("", false);
       case 'p': case 'P':
         if (!AtEnd() && Peek() == '{') {
@@ -329,6 +338,7 @@ class Parser {
   size_t i_ = 0;
   bool fold_ = false;
   bool ok_ = true;
+  bool anchored_ = false;
 };
 
 }  // namespace
@@ -341,5 +351,7 @@ std::vector<RequiredLiteral> RequiredLiterals(std::string_view pattern) {
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
+
+bool HasNoAnchors(std::string_view pattern) { return Parser(pattern).Unanchored(); }
 
 }  // namespace oklog

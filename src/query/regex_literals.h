@@ -24,4 +24,10 @@ struct RequiredLiteral {
 // one-or-more repetitions inside it), longest first, without empty strings.
 std::vector<RequiredLiteral> RequiredLiterals(std::string_view pattern);
 
+// True when the walk understood the whole pattern and it holds no ^, $, \A or \z outside
+// character classes. Such a pattern matches a payload iff it has a match starting inside it
+// when searched in the whole block (a payload sits between ' ' and '\n', both non-word bytes,
+// as are the text edges for \b), which lets the matcher search blocks rather than records.
+bool HasNoAnchors(std::string_view pattern);
+
 }  // namespace oklog

@@ -137,6 +137,17 @@ TEST(RegexLiterals, FindsTheRequiredRuns) {
   EXPECT_TRUE(lits("\\1").empty());  // not modelled: nothing rather than a guess
 }
 
+TEST(RegexLiterals, AnchorDetection) {
+  EXPECT_TRUE(HasNoAnchors("status=5[0-9]+"));
+  EXPECT_TRUE(HasNoAnchors("[$^]x\\$"));
+  EXPECT_TRUE(HasNoAnchors("\\bword\\B"));
+  EXPECT_FALSE(HasNoAnchors("^api"));
+  EXPECT_FALSE(HasNoAnchors("x|y$"));
+  EXPECT_FALSE(HasNoAnchors("(?m)(a\\z)"));
+  EXPECT_FALSE(HasNoAnchors("\\Ax"));
+  EXPECT_FALSE(HasNoAnchors("\\1"));  // not understood: treated as anchored
+}
+
 TEST(FoldCase, OnlyKAndSFoldOutsideAscii) {
   // The block filter lower-cases ASCII only; the matcher cuts folded literals at the ASCII
   // letters with non-ASCII fold partners. Check the list against RE2's tables.
