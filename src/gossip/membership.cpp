@@ -63,7 +63,14 @@ void Membership::OnPacket(const std::string& from, std::string_view bytes, Insta
     return;
   }
   stats_.messages_unknown += pkt->unknown_skipped;
+  stale_accusation_ = false;
   for (Message& m : pkt->messages) HandleMessage(from, m, now);
+  // The sender holds an accusation we refuted long ago (it missed the refutation, which
+  // was only gossiped a limited number of times): answer it directly with our alive.
+  if (stale_accusation_ && !left_) {
+    stale_accusation_ = false;
+    SendPacket(from, nullptr, {SelfAlive()});
+  }
 }
 
 std::string Membership::OnStream(const std::string& from, std::string_view bytes, Instant now) {
@@ -174,7 +181,11 @@ void Membership::StartSuspicion(Member& m, const NodeName& accuser, Instant now)
 
 void Membership::HandleSuspect(const Suspect& s, Instant now) {
   if (s.node == cfg_.name) {
-    if (s.incarnation >= self().incarnation) Refute(s.incarnation, now);
+    if (s.incarnation >= self().incarnation) {
+      Refute(s.incarnation, now);
+    } else {
+      stale_accusation_ = true;  // the sender missed our refutation: OnPacket tells it
+    }
     return;
   }
   auto it = members_.find(s.node);
@@ -183,9 +194,17 @@ void Membership::HandleSuspect(const Suspect& s, Instant now) {
   if (s.incarnation < m.info.incarnation) return;
   switch (m.info.state) {
     case MemberState::kSuspect: {
+      if (s.incarnation > m.info.incarnation) {
+        // The node refuted the old suspicion (we missed that) and is suspected anew: a new
+        // timer, not the remainder of the old one.
+        m.info.incarnation = s.incarnation;
+        suspicion_deadlines_.erase({m.suspicion->deadline, m.info.name});
+        StartSuspicion(m, s.from, now);
+        Broadcast(s.node, s);
+        return;
+      }
       // Lifeguard: an independent confirmation (not the accuser, not seen before) shortens
       // the timer and is passed on; later ones and repeats are not.
-      m.info.incarnation = s.incarnation;
       Suspicion& sus = *m.suspicion;
       if (s.from == sus.accuser || s.from == s.node || sus.confirmers.count(s.from) ||
           static_cast<int>(sus.confirmers.size()) >= sus.k)
@@ -221,7 +240,11 @@ void Membership::HandleSuspect(const Suspect& s, Instant now) {
 void Membership::HandleDead(const Dead& d, Instant now) {
   if (d.node == cfg_.name) {
     if (left_) return;  // our own leave coming back
-    if (d.incarnation >= self().incarnation) Refute(d.incarnation, now);
+    if (d.incarnation >= self().incarnation) {
+      Refute(d.incarnation, now);
+    } else {
+      stale_accusation_ = true;
+    }
     return;
   }
   auto it = members_.find(d.node);

@@ -201,6 +201,7 @@ class Membership {
   Instant next_fast_sync_at_{};
   Instant last_unknown_sync_{};
   bool left_ = false;
+  bool stale_accusation_ = false;  // set while handling a packet
 
   // Derived views, rebuilt lazily after Changed().
   mutable bool caches_valid_ = false;

@@ -274,6 +274,25 @@ TEST_F(MembershipTest, SuspicionRaisesStoredIncarnation) {
   EXPECT_EQ(StateOf("a"), MemberState::kSuspect);
 }
 
+TEST_F(MembershipTest, SuspicionAtHigherIncarnationRestartsTheTimer) {
+  for (auto n : {"a", "b", "c", "d"}) AddPeer(n);
+  Send({Suspect{1, "a", "b"}});
+  Advance(seconds(20));  // 4 s left of the 24 s max
+  Send({Suspect{2, "a", "c"}});  // we missed a's refutation to 2; this is a new suspicion
+  Advance(seconds(10));
+  EXPECT_EQ(StateOf("a"), MemberState::kSuspect);
+}
+
+TEST_F(MembershipTest, StaleAccusationIsAnsweredWithOurAlive) {
+  AddPeer("a");
+  Clear();
+  Send({Suspect{3, "me", "a"}}, "10.0.0.44:7659");  // we are at 10
+  bool answered = false;
+  for (auto& [to, a] : Sent<Alive>()) answered |= to == "10.0.0.44:7659" && a.node == "me" && a.incarnation == 10;
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(m_->stats().refutes, 0u);
+}
+
 TEST_F(MembershipTest, DeadFromTheNodeItselfMeansLeft) {
   AddPeer("a", 2);
   Clear();
