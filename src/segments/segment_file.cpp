@@ -205,7 +205,7 @@ Status DecodeIndex(std::string_view index, uint64_t blocks_end, std::vector<Bloc
       b.topics.emplace_back(topics[id]);
     }
     const uint64_t filter_size = c.Varint(sf::kMaxFilterBytes);
-    if (!c.ok() || (filter_size != 0 && (filter_size < sf::kMinFilterBytes || !std::has_single_bit(filter_size))))
+    if (!c.ok() || filter_size % sf::kFilterGranuleBytes != 0)
       return Status::Corruption("bad filter size" + where);
     b.filter.assign(c.Bytes(filter_size));
     if (!c.ok()) return Status::Corruption("truncated filter" + where);
@@ -251,59 +251,80 @@ bool ParseRecord(std::string_view rec, std::string_view* topic) {
 }
 
 void GramFilterBuilder::Reset(size_t payload_bytes) {
+  // Twice as many work bits as payload bytes (so more than its possible distinct grams): the
+  // estimate stays accurate and few work bits straddle two filter bits.
   constexpr unsigned kMinLog2 = 13;
   constexpr unsigned kMaxLog2 = std::countr_zero(sf::kMaxFilterBytes * 8);
-  unsigned log2 = payload_bytes <= 1 ? 0 : static_cast<unsigned>(std::bit_width(payload_bytes - 1));
+  const unsigned log2 = static_cast<unsigned>(std::bit_width(payload_bytes)) + 1;
   log2_bits_ = std::clamp(log2, kMinLog2, kMaxLog2);
   bits_.assign(size_t{1} << (log2_bits_ - 6), 0);
+  set_ = 0;
 }
 
 void GramFilterBuilder::AddPayload(const char* p, size_t n) {
   if (n < sf::kGramBytes) return;
-  const size_t words = (n + 7) / 8;
-  if (lower_.size() < words * 8) lower_.resize(words * 8 + 64);
-  char* lo = lower_.data();
-  for (size_t w = 0; w < words; ++w) {
-    uint64_t x = 0;
-    std::memcpy(&x, p + w * 8, std::min<size_t>(8, n - w * 8));
-    x = sf::LowerAscii8(x);
-    std::memcpy(lo + w * 8, &x, 8);
-  }
-  const uint32_t mask = static_cast<uint32_t>((uint64_t{1} << log2_bits_) - 1);
+  const unsigned shift = 32 - log2_bits_;
   uint64_t* bits = bits_.data();
-  for (size_t i = 0; i + sf::kGramBytes <= n; ++i) {
-    uint32_t g;
-    std::memcpy(&g, lo + i, 4);
-    const uint32_t b = sf::GramHash(g) & mask;
-    bits[b >> 6] |= uint64_t{1} << (b & 63);
+  size_t set = set_;
+  auto add = [&](uint32_t g) {
+    const uint32_t b = sf::GramHash(g) >> shift;
+    uint64_t& w = bits[b >> 6];
+    const uint64_t m = uint64_t{1} << (b & 63);
+    set += (w & m) == 0;
+    w |= m;
+  };
+  // One lower-cased 8-byte load gives the grams at 5 positions.
+  size_t i = 0;
+  for (; i + 8 <= n; i += 5) {
+    uint64_t x;
+    std::memcpy(&x, p + i, 8);
+    x = sf::LowerAscii8(x);
+    for (unsigned k = 0; k < 5; ++k) add(static_cast<uint32_t>(x >> (8 * k)));
   }
+  for (; i + sf::kGramBytes <= n; ++i) {
+    uint32_t x;
+    std::memcpy(&x, p + i, 4);
+    add(static_cast<uint32_t>(sf::LowerAscii8(x)));
+  }
+  set_ = set;
 }
 
 double GramFilterBuilder::Finish(size_t compressed_bytes, std::string* out) {
   out->clear();
   const size_t m = size_t{1} << log2_bits_;
-  size_t set = 0;
-  for (uint64_t w : bits_) set += static_cast<size_t>(std::popcount(w));
+  const size_t set = set_;
   if (set == 0) return 0;
   if (set == m) return INFINITY;
   // Linear counting: the distinct-gram estimate from the fill of the work bitmap.
-  const double grams = -static_cast<double>(m) * std::log1p(-static_cast<double>(set) / m);
-  const double want_bits = grams * sf::kFilterBitsPerGram;
-  const size_t cap_bits = compressed_bytes * sf::kMaxFilterPerMille / 1000 * 8;
-  size_t bits = std::bit_floor(static_cast<size_t>(std::min<double>(want_bits, static_cast<double>(m))));
-  bits = std::min(bits, std::bit_floor(std::max<size_t>(cap_bits, 1)));
-  if (bits < sf::kMinFilterBytes * 8) return grams;  // too small a budget to prune anything
-  // Fold the work bitmap (bit index = hash mod size, so halves OR together).
-  size_t words = bits_.size();
-  const size_t want_words = bits / 64;
-  while (words > want_words) {
-    words /= 2;
-    for (size_t i = 0; i < words; ++i) bits_[i] |= bits_[i + words];
-  }
+  const double grams = -static_cast<double>(m) * std::log1p(-static_cast<double>(set) / static_cast<double>(m));
+  const double want_bytes = std::ceil(grams * sf::kFilterBitsPerGram / 64) * 8;
+  const size_t cap_bytes = compressed_bytes * sf::kMaxFilterPerMille / 1000 / 8 * 8;
+  // Never more filter bits than work bits: the mapping below needs each work bit to cover at
+  // most one filter bit boundary.
+  const size_t bytes = std::min({static_cast<size_t>(want_bytes), cap_bytes, m / 8});
+  if (bytes < sf::kMinFilterBytes) return grams;  // too small a budget to prune anything
+  // Work bit j stands for the hashes [j << shift, (j + 1) << shift), which land on filter bits
+  // FilterBit(lo) .. FilterBit(hi): at most two adjacent ones. Setting both keeps every
+  // gram's bit set.
+  filter_.assign(bytes / 8, 0);
+  const unsigned shift = 32 - log2_bits_;
+  const uint64_t filter_bits = bytes * 8;
   size_t fill = 0;
-  for (size_t i = 0; i < words; ++i) fill += static_cast<size_t>(std::popcount(bits_[i]));
-  if (static_cast<double>(fill) > sf::kMaxFilterFill * static_cast<double>(bits)) return grams;
-  out->assign(reinterpret_cast<const char*>(bits_.data()), bits / 8);
+  auto set_bit = [&](uint64_t a) {
+    uint64_t& w = filter_[a >> 6];
+    const uint64_t mask = uint64_t{1} << (a & 63);
+    fill += (w & mask) == 0;
+    w |= mask;
+  };
+  for (size_t w = 0; w < bits_.size(); ++w) {
+    for (uint64_t x = bits_[w]; x != 0; x &= x - 1) {
+      const uint64_t j = w * 64 + static_cast<unsigned>(std::countr_zero(x));
+      set_bit(((j << shift) * filter_bits) >> 32);
+      set_bit(((((j + 1) << shift) - 1) * filter_bits) >> 32);
+    }
+  }
+  if (static_cast<double>(fill) > sf::kMaxFilterFill * static_cast<double>(filter_bits)) return grams;
+  out->assign(reinterpret_cast<const char*>(filter_.data()), bytes);
   return grams;
 }
 

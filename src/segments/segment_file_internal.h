@@ -78,9 +78,10 @@ class GramFilterBuilder {
   double Finish(size_t compressed_bytes, std::string* out);
 
  private:
-  std::vector<uint64_t> bits_;  // 2^log2_bits_ bits
+  std::vector<uint64_t> bits_;  // work bitmap of 2^log2_bits_ bits, bit = hash >> (32 - log2_bits_)
   unsigned log2_bits_ = 0;
-  std::string lower_;           // scratch: one lower-cased payload
+  size_t set_ = 0;              // bits set in bits_
+  std::vector<uint64_t> filter_;
 };
 
 // Each gram hash of the payload: calls f(hash) for every 4-byte window (duplicates included).
@@ -94,8 +95,10 @@ void ForEachGramHash(const char* p, size_t n, F&& f) {
   }
 }
 
+inline uint64_t FilterBit(uint32_t hash, uint64_t filter_bits) { return (uint64_t{hash} * filter_bits) >> 32; }
+
 inline bool FilterHasBit(std::string_view filter, uint32_t hash) {
-  const uint32_t bit = hash & static_cast<uint32_t>(filter.size() * 8 - 1);
+  const uint64_t bit = FilterBit(hash, filter.size() * 8);
   return (static_cast<uint8_t>(filter[bit >> 3]) >> (bit & 7)) & 1;
 }
 

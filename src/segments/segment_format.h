@@ -32,13 +32,17 @@
 //                   varint flags              ; kBlockTopicsIncomplete
 //                   varint topic_count        ; 0..kMaxTopicsPerBlock
 //                   varint topic_id{topic_count}   ; indexes into the topic table, increasing
-//                   varint filter_size        ; 0 or a power of two <= kMaxFilterBytes
+//                   varint filter_size        ; 0, or a multiple of 8 <= kMaxFilterBytes
 //                   filter_size bytes         ; the gram filter (below)
 //
 // Gram filter: a bitmap of m = 8 * filter_size bits, one hash function. For each record, every
 // 4 bytes window of its payload (the bytes after "ULID SP", the trailing LF included), ASCII
-// letters lower-cased, is hashed with GramHash(); bit (hash & (m - 1)) is set (bit b is
-// filter[b / 8] >> (b % 8) & 1). An empty filter means "may contain anything".
+// letters lower-cased, is hashed with GramHash(); bit (hash * m) >> 32 is set (bit b is
+// filter[b / 8] >> (b % 8) & 1). An empty filter means "may contain anything". The writer
+// may set more bits than that (never fewer): a reader only relies on "bit clear => absent".
+// Sizes are any multiple of 8 bytes, not powers of two: on diverse logs the filter is capped
+// by its share of the block's bytes, and rounding down to a power of two wasted up to half of
+// that share (6 % instead of 0.3 % false positives for a 16-hex needle, see tools/segbench).
 #pragma once
 
 #include <cstddef>
@@ -80,13 +84,14 @@ inline constexpr uint32_t kBlockTopicsIncomplete = 1;  // the block holds topics
 inline constexpr size_t kMinBlockEntryBytes = 3 + 4 + 32 + 1 + 1 + 1;
 
 inline constexpr size_t kGramBytes = 4;
-// Filter sizing (tuned on the Appendix A corpus, see tools/segbench): about 1.2 bits per
+// Filter sizing (tuned on the Appendix A corpus, see tools/segbench): about 1.5 bits per
 // distinct gram, at most kMaxFilterPerMille of the block's compressed size, and none when it
 // would be fuller than kMaxFilterFill (too diverse to prune anything).
-inline constexpr double kFilterBitsPerGram = 1.2;
+inline constexpr double kFilterBitsPerGram = 1.5;
 inline constexpr size_t kMaxFilterPerMille = 40;
 inline constexpr double kMaxFilterFill = 0.80;
-inline constexpr size_t kMinFilterBytes = 8;
+inline constexpr size_t kFilterGranuleBytes = 8;
+inline constexpr size_t kMinFilterBytes = kFilterGranuleBytes;
 
 static_assert(kFooterSize == 32, "footer layout");
 static_assert(kFooterCrcCoveredBytes == 8 + 4 + 4 + 4, "footer crc covers offset, size, crc, version");
@@ -96,7 +101,8 @@ static_assert(kMaxBlockFrameBytes < (size_t{1} << 31), "frame sizes fit a u32 an
 static_assert(kMaxBlocks * kMinBlockEntryBytes <= kMaxIndexBytes, "a full block count fits the index");
 static_assert(kMaxSegmentTopics * (kMaxTopicBytes + 2) <= kMaxIndexBytes / 4, "topic table bounded");
 static_assert(kMaxTopicsPerBlock <= kMaxSegmentTopics);
-static_assert((kMaxFilterBytes & (kMaxFilterBytes - 1)) == 0, "filter sizes are powers of two");
+static_assert((kMaxFilterBytes & (kMaxFilterBytes - 1)) == 0, "the work bitmap is a power of two");
+static_assert(kMaxFilterBytes % kFilterGranuleBytes == 0);
 static_assert(kMaxFilterBytes * 8 <= (size_t{1} << 32), "bit indexes come from a 32-bit hash");
 static_assert(kMaxIndexBytes + kFooterSize < (size_t{1} << 32), "frame_size is a u32");
 

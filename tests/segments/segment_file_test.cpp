@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -173,7 +174,7 @@ TEST(SegmentFile, RoundTripsRecordsOfAnyBytes) {
   std::vector<std::string> recs;
   for (int i = 0; i < 3000; ++i) {
     std::string line = m.RandomLine(m.rng()() % 300);
-    if (i % 7 == 0) line += std::string("%s%d\0\xff\xfe\r", 10);
+    if (i % 7 == 0) line += std::string("%s%d\0\xff\xfe\r", 8);
     recs.push_back(m.Make(i % 5 == 0 ? "alpha" : "beta", line));
   }
   auto path = WriteSegment(dir.path(), recs, {.block_target_bytes = 64 << 10});
@@ -385,6 +386,207 @@ TEST(SegmentFileDamage, NotASegmentIsCorruption) {
     EXPECT_EQ(OpenAndVerify(victim), Code::kCorruption);
   }
   EXPECT_EQ(SegmentReader::Open(dir.path() + "/absent").status().code(), Code::kNotFound);
+}
+
+// ---- block filter ----
+
+std::string AsciiLower(std::string s) {
+  for (auto& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  return s;
+}
+
+// Random text from pieces that stress grams: words, hex, digits, punctuation, UTF-8, case.
+std::string RandomText(std::mt19937_64& rng, size_t pieces) {
+  static const char* kPieces[] = {"GET", "post", "User", "ERROR", "timeout", "é", "日本語", "Ωmega", "\xff\xfe",
+                                  "%s", "\t", "\r", "\"id\":", "::", "a", "Z", "0", "=", "-", "_", "{", "}", "\x01"};
+  std::string s;
+  for (size_t i = 0; i < pieces; ++i) {
+    // Mostly a small vocabulary (so blocks are regular enough to get a filter), some hex ids.
+    switch (rng() % 24) {
+      case 0: {
+        char hex[17];
+        std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(rng()));
+        s += std::string_view(hex, 1 + rng() % 8);
+        break;
+      }
+      case 1: s += std::to_string(rng() % 100); break;
+      case 2:
+      case 3: s += ' '; break;
+      default: s += kPieces[rng() % (sizeof kPieces / sizeof *kPieces)];
+    }
+  }
+  return s;
+}
+
+TEST(BlockFilter, NeverCausesAMiss) {
+  TempDir dir;
+  RecordMaker m(12);
+  std::mt19937_64& rng = m.rng();
+  std::vector<std::string> recs;
+  std::vector<std::string> topics = {"web", "db", "Auth", "x"};
+  for (int i = 0; i < 6000; ++i) recs.push_back(m.Make(topics[rng() % topics.size()], RandomText(rng, 1 + rng() % 30)));
+  auto path = WriteSegment(dir.path(), recs, {.block_target_bytes = 16384});
+  ASSERT_TRUE(path.ok());
+  auto r = SegmentReader::Open(*path);
+  ASSERT_TRUE(r.ok());
+  const SegmentReader& seg = **r;
+  ASSERT_GT(seg.blocks().size(), 20u);
+  size_t filtered = 0;
+  for (const auto& b : seg.blocks()) filtered += !b.filter.empty();
+  EXPECT_GT(filtered, seg.blocks().size() / 2);
+
+  // Lower-cased payloads per block, for a brute-force "does this block contain it" check.
+  std::vector<std::vector<std::string>> payloads(seg.blocks().size());
+  std::string text;
+  for (size_t i = 0; i < seg.blocks().size(); ++i) {
+    ASSERT_TRUE(seg.ReadBlock(i, &text).ok());
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) payloads[i].push_back(AsciiLower(line.substr(27) + "\n"));
+  }
+  size_t pruned = 0, checks = 0;
+  for (int k = 0; k < 3000; ++k) {
+    // A literal from a random record's payload (topic, SP, line, LF), maybe re-cased, or random.
+    const std::string& rec = recs[rng() % recs.size()];
+    const std::string payload = rec.substr(27);
+    std::string lit;
+    if (k % 10 == 9) {
+      lit = RandomText(rng, 2);
+    } else {
+      const size_t start = rng() % payload.size();
+      lit = payload.substr(start, 1 + rng() % 24);
+    }
+    if (k % 3 == 1) {
+      for (auto& c : lit)
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
+    }
+    BlockFilterQuery q;
+    q.RequireLiteral(lit);
+    if (k % 5 == 0) q.SetTopics({rec.substr(27, rec.find(' ', 27) - 27), "nope"});
+    const std::string needle = AsciiLower(lit);
+    for (size_t i = 0; i < seg.blocks().size(); ++i) {
+      bool has = false;
+      for (const auto& p : payloads[i]) {
+        if (p.find(needle) == std::string::npos) continue;
+        const std::string topic = p.substr(0, p.find(' '));
+        bool topic_ok = q.topics().empty();
+        for (const auto& t : q.topics()) topic_ok = topic_ok || AsciiLower(t) == topic;
+        // Topics compare exactly: re-check with the exact payload case.
+        has = has || topic_ok;
+      }
+      const bool may = seg.BlockMayMatch(i, q);
+      ++checks;
+      pruned += !may;
+      if (has) {
+        ASSERT_TRUE(may) << "block " << i << " holds \"" << lit << "\" but the filter excludes it";
+      }
+    }
+  }
+  EXPECT_GT(pruned, checks / 4);  // the filter does prune
+}
+
+TEST(BlockFilter, ShortLiteralsAndUnindexableWindowsAddNothing) {
+  BlockFilterQuery q;
+  q.RequireLiteral("abc");
+  EXPECT_TRUE(q.empty());
+  q.RequireLiteral("ab\ncd\n");  // every window has an LF before its last byte
+  EXPECT_TRUE(q.empty());
+  q.RequireLiteral("abcd");
+  EXPECT_EQ(q.gram_hashes().size(), 1u);
+  q.RequireLiteral("ABCD");  // same gram, lower-cased
+  EXPECT_EQ(q.gram_hashes().size(), 1u);
+}
+
+TEST(BlockFilter, AbsentNeedleSkipsAlmostEveryBlock) {
+  TempDir dir;
+  RecordMaker m(13);
+  std::vector<std::string> recs;
+  for (int i = 0; i < 20000; ++i) {
+    char id[17];
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(m.rng()()));
+    recs.push_back(m.Make("default", std::string("{\"level\":\"info\",\"request_id\":\"") + id + "\",\"msg\":\"request completed\"}"));
+  }
+  auto path = WriteSegment(dir.path(), recs, {.block_target_bytes = 64 << 10});
+  ASSERT_TRUE(path.ok());
+  auto r = SegmentReader::Open(*path);
+  ASSERT_TRUE(r.ok());
+  size_t may = 0, total = 0;
+  for (int k = 0; k < 100; ++k) {
+    BlockFilterQuery q;
+    char id[17];
+    std::snprintf(id, sizeof id, "%016llx", static_cast<unsigned long long>(m.rng()()));
+    q.RequireLiteral(id);
+    for (size_t i = 0; i < (*r)->blocks().size(); ++i) may += (*r)->BlockMayMatch(i, q);
+    total += (*r)->blocks().size();
+  }
+  EXPECT_LT(may * 50, total) << may << " of " << total;  // under 2 % false positives
+}
+
+TEST(BlockFilter, TopicsPruneBlocksWithoutThem) {
+  TempDir dir;
+  RecordMaker m(14);
+  std::vector<std::string> recs;
+  for (const char* t : {"alpha", "beta", "gamma"})
+    for (int i = 0; i < 200; ++i) recs.push_back(m.Make(t, "line " + std::to_string(i)));
+  auto path = WriteSegment(dir.path(), recs, {.block_target_bytes = 4096});
+  ASSERT_TRUE(path.ok());
+  auto r = SegmentReader::Open(*path);
+  ASSERT_TRUE(r.ok());
+  BlockFilterQuery q;
+  q.SetTopics({"beta"});
+  size_t with_beta = 0;
+  for (size_t i = 0; i < (*r)->blocks().size(); ++i) {
+    const auto& b = (*r)->blocks()[i];
+    const bool has = std::find(b.topics.begin(), b.topics.end(), "beta") != b.topics.end();
+    with_beta += has;
+    EXPECT_EQ((*r)->BlockMayMatch(i, q), has) << i;
+    EXPECT_TRUE(std::is_sorted(b.topics.begin(), b.topics.end()));
+  }
+  EXPECT_GT(with_beta, 0u);
+  EXPECT_LT(with_beta, (*r)->blocks().size());
+}
+
+TEST(BlockFilter, TooManyOrTooLongTopicsMakeABlockMatchAnyTopic) {
+  TempDir dir;
+  RecordMaker m(15);
+  std::vector<std::string> recs;
+  for (size_t i = 0; i < sf::kMaxTopicsPerBlock + 10; ++i) recs.push_back(m.Make("t" + std::to_string(i), "x"));
+  recs.push_back(m.Make(std::string(sf::kMaxTopicBytes + 1, 'L'), "y"));
+  auto path = WriteSegment(dir.path(), recs, {.block_target_bytes = 1 << 20});
+  ASSERT_TRUE(path.ok());
+  auto r = SegmentReader::Open(*path);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ((*r)->blocks().size(), 1u);
+  EXPECT_FALSE((*r)->blocks()[0].topics_complete);
+  BlockFilterQuery q;
+  q.SetTopics({std::string(sf::kMaxTopicBytes + 1, 'L')});
+  EXPECT_TRUE((*r)->BlockMayMatch(0, q));
+  EXPECT_TRUE((*r)->Verify().ok());
+}
+
+// ---- operator tool ----
+
+TEST(SegmentTool, CatVerifyAndStat) {
+  TempDir dir;
+  RecordMaker m(16);
+  std::vector<std::string> recs;
+  for (int i = 0; i < 3000; ++i) recs.push_back(m.Make("web", "request " + std::to_string(i) + " done"));
+  auto path = WriteSegment(dir.path(), recs, {.block_target_bytes = 16 << 10});
+  ASSERT_TRUE(path.ok());
+  std::ostringstream cat, verify, stat;
+  EXPECT_EQ(SegmentCat(*path, cat), 0);
+  EXPECT_EQ(cat.str(), Concat(recs));
+  EXPECT_EQ(SegmentVerify(*path, verify), 0);
+  EXPECT_NE(verify.str().find("OK"), std::string::npos);
+  EXPECT_EQ(SegmentStat(*path, stat), 0);
+  EXPECT_NE(stat.str().find("records       3000"), std::string::npos) << stat.str();
+
+  std::string data = ReadFile(*path);
+  data[100] = static_cast<char>(data[100] ^ 0x20);
+  WriteFile(*path, data);
+  std::ostringstream bad;
+  EXPECT_EQ(SegmentVerify(*path, bad), 1);
+  EXPECT_NE(bad.str().find("Corruption"), std::string::npos) << bad.str();
 }
 
 }  // namespace
