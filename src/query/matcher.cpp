@@ -25,15 +25,28 @@ bool HasCaseVariants(std::string_view s) {
   return false;
 }
 
-void RequireFolded(std::string_view lit, BlockFilterQuery* filter) {
+// The pieces of a folded literal between bytes that fold outside ASCII: every text the
+// literal matches under RE2's folding contains each piece under ASCII case folding.
+std::vector<std::string_view> AsciiFoldPieces(std::string_view lit) {
+  std::vector<std::string_view> out;
   size_t start = 0;
   for (size_t i = 0; i <= lit.size(); ++i) {
     if (i == lit.size() || FoldsOutsideAscii(static_cast<unsigned char>(lit[i]))) {
-      if (i > start) filter->RequireLiteral(lit.substr(start, i - start));
+      if (i > start) out.push_back(lit.substr(start, i - start));
       start = i + 1;
     }
   }
+  return out;
 }
+
+inline char AsciiLower(char c) { return static_cast<unsigned char>(c - 'A') < 26 ? static_cast<char>(c | 0x20) : c; }
+
+void LowerInto(const char* src, size_t n, char* dst) {
+  for (size_t i = 0; i < n; ++i) dst[i] = AsciiLower(src[i]);
+}
+
+// Below this length a folded piece finds too many candidates to beat RE2 on the whole block.
+constexpr size_t kMinFoldedPiece = 3;
 
 const char* LineEnd(const char* p, const char* end) {
   const void* nl = std::memchr(p, '\n', static_cast<size_t>(end - p));
@@ -95,12 +108,21 @@ Result<std::unique_ptr<Matcher>> Matcher::Create(const MatchSpec& spec) {
         m->filter_.RequireLiteral(lit.text);
         if (m->literal_.empty()) m->literal_ = lit.text;
       } else {
-        RequireFolded(lit.text, &m->filter_);
+        for (std::string_view piece : AsciiFoldPieces(lit.text)) {
+          m->filter_.RequireLiteral(piece);
+          if (piece.size() >= kMinFoldedPiece && piece.size() > m->folded_piece_.size()) {
+            m->folded_piece_.resize(piece.size());
+            LowerInto(piece.data(), piece.size(), m->folded_piece_.data());
+          }
+        }
       }
     }
-    if (m->literal_.empty() && HasNoAnchors(spec.q)) {
+    if (!m->literal_.empty()) m->folded_piece_.clear();
+    if (!m->literal_.empty() || !m->folded_piece_.empty()) {
+      // memmem prefilter
+    } else if (HasNoAnchors(spec.q)) {
       m->block_search_ = m->re_.get();
-    } else if (m->literal_.empty()) {
+    } else {
       for (const RequiredLiteral& lit : RequiredLiterals(spec.q)) {
         if (!lit.fold_case || !HasCaseVariants(lit.text)) continue;
         auto folded = std::make_unique<RE2>("(?i)" + RE2::QuoteMeta(lit.text), options);
@@ -139,9 +161,14 @@ bool Matcher::MatchPayload(std::string_view payload) const {
   return false;
 }
 
-const char* Matcher::FindCandidate(const char* pos, const char* end) const {
+const char* Matcher::FindCandidate(const char* begin, const char* pos, const char* end, const char* lower) const {
   if (!literal_.empty()) {
     return static_cast<const char*>(memmem(pos, static_cast<size_t>(end - pos), literal_.data(), literal_.size()));
+  }
+  if (!folded_piece_.empty()) {
+    const char* lpos = lower + (pos - begin);
+    const void* hit = memmem(lpos, static_cast<size_t>(end - pos), folded_piece_.data(), folded_piece_.size());
+    return hit ? begin + (static_cast<const char*>(hit) - lower) : nullptr;
   }
   re2::StringPiece text(pos, static_cast<size_t>(end - pos));
   re2::StringPiece hit;
@@ -157,7 +184,8 @@ void Matcher::MatchBlock(std::string_view block, const UlidTextRange& range, std
     size_t len = static_cast<size_t>(le - ls) + (le < base + block.size() ? 1 : 0);
     out->push_back(RecordSpan{static_cast<uint32_t>(ls - base), static_cast<uint32_t>(len)});
   };
-  const bool prefiltered = kind_ == Kind::kSubstring || (kind_ == Kind::kRegex && (!literal_.empty() || block_search_));
+  const bool prefiltered = kind_ == Kind::kSubstring ||
+                           (kind_ == Kind::kRegex && (!literal_.empty() || !folded_piece_.empty() || block_search_));
   if (!prefiltered) {
     // Every record in range is a candidate: match-all, or a regex without a usable literal.
     for (const char* ls = begin; ls < end;) {
@@ -171,8 +199,15 @@ void Matcher::MatchBlock(std::string_view block, const UlidTextRange& range, std
     return;
   }
   // Search the whole block for the literal, then find the record around each hit.
+  const char* lower = nullptr;
+  if (!folded_piece_.empty() && literal_.empty()) {
+    thread_local std::string lowered;  // reused: first-touching fresh memory per block is slow
+    lowered.resize(static_cast<size_t>(end - begin));
+    LowerInto(begin, lowered.size(), lowered.data());
+    lower = lowered.data();
+  }
   for (const char* pos = begin; pos < end;) {
-    const char* hit = FindCandidate(pos, end);
+    const char* hit = FindCandidate(begin, pos, end, lower);
     if (!hit) break;
     const char* ls = LineStart(begin, hit);
     const char* le = LineEnd(hit, end);

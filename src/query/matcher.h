@@ -71,8 +71,9 @@ class Matcher {
 
  private:
   Matcher() = default;
-  // Finds the next prefilter hit at or after pos in [pos, end); nullptr when none.
-  const char* FindCandidate(const char* pos, const char* end) const;
+  // Finds the next prefilter hit in [pos, end); nullptr when none. lower is the ASCII-lower-cased
+  // copy of [begin, end) when folded_piece_ is the prefilter.
+  const char* FindCandidate(const char* begin, const char* pos, const char* end, const char* lower) const;
   bool TopicOk(std::string_view payload) const;
 
   enum class Kind { kAll, kSubstring, kRegex };
@@ -84,6 +85,9 @@ class Matcher {
   // itself searched over the whole block; else a case-folded literal compiled for RE2; else
   // none (RE2 runs on every record in range).
   std::string literal_;
+  // Or the longest piece of a case-folded required literal whose bytes fold only within ASCII,
+  // lower-cased, searched with memmem in a lower-cased copy of the block.
+  std::string folded_piece_;
   const re2::RE2* block_search_ = nullptr;  // re_ or folded_literal_
   std::unique_ptr<re2::RE2> folded_literal_;
 };

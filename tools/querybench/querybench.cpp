@@ -144,7 +144,8 @@ int Main(int argc, char** argv) {
   FlagSet fs("querybench");
   int64_t records = 2000000, corpus_bytes = 0, runs = 5, threads = 0, segment_mib = 64;
   std::string dir;
-  bool keep = false;
+  bool keep = false, reuse = false, no_tools = false;
+  std::string only;
   fs.Int("records", &records, "records of ~100 bytes to write");
   fs.Int("corpus-bytes", &corpus_bytes, "write this many bytes of the Appendix A corpus instead");
   fs.Int("runs", &runs, "timed runs per query (after one warm-up)");
@@ -152,6 +153,9 @@ int Main(int argc, char** argv) {
   fs.Int("segment-mib", &segment_mib, "raw MiB per store segment");
   fs.String("dir", &dir, "work directory (default: a new one under /tmp)");
   fs.Bool("keep", &keep, "keep the work directory");
+  fs.Bool("reuse", &reuse, "reuse the store and raw.log in -dir (written by an earlier -keep run)");
+  fs.Bool("no-tools", &no_tools, "skip grep and rg");
+  fs.String("only", &only, "run only the queries whose name contains this");
   auto parsed = fs.Parse(std::vector<std::string>(argv + 1, argv + argc));
   if (!parsed.ok()) {
     std::fprintf(stderr, "%s\n%s", parsed.status().ToString().c_str(), fs.Usage().c_str());
@@ -169,7 +173,18 @@ int Main(int argc, char** argv) {
   // 1. Write the records.
   std::string needle;
   uint64_t raw_bytes = 0, n_records = 0;
-  {
+  if (reuse) {
+    std::ifstream raw(raw_path, std::ios::binary);
+    std::string line;
+    while (std::getline(raw, line)) {
+      raw_bytes += line.size() + 1;
+      if (n_records++ == 1234567 % (corpus_bytes > 0 ? 100000 : static_cast<uint64_t>(records))) {
+        size_t at = line.find(corpus_bytes > 0 ? "request_id\":\"" : "req=");
+        needle = line.substr(at + (corpus_bytes > 0 ? 13 : 4), 16);
+      }
+    }
+    keep = true;
+  } else {
     auto store = StoreLog::Open(store_dir, StoreLogOptions{}, &metrics);
     if (!store.ok()) {
       std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
@@ -265,6 +280,7 @@ int Main(int argc, char** argv) {
   std::printf("%-18s %9s %9s %9s %9s %8s %8s %9s %9s %8s %8s\n", "query", "matches", "ms", "min", "max", "GB/s",
               "blocks", "grep ms", "rg ms", "x grep", "x rg");
   for (const Query& q : queries) {
+    if (!only.empty() && q.name.find(only) == std::string::npos) continue;
     auto m = Matcher::Create({q.q, q.mode, {}});
     if (!m.ok()) {
       std::fprintf(stderr, "%s: %s\n", q.name.c_str(), m.status().ToString().c_str());
@@ -290,7 +306,7 @@ int Main(int argc, char** argv) {
     }
     double med = Median(times);
     double grep_ms = -1, rg_ms = -1;
-    if (!q.grep_args.empty()) {
+    if (!q.grep_args.empty() && !no_tools) {
       grep_ms = TimeCommand("LC_ALL=C grep " + q.grep_args + " " + raw_path + " > " + out_path, static_cast<int>(runs));
       rg_ms = TimeCommand("LC_ALL=C rg -j" + std::to_string(ex.scan_threads()) + " " + q.rg_args + " " + raw_path +
                               " > " + out_path,
