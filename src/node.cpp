@@ -16,6 +16,7 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "gossip/gossip_node.h"
 #include "query/query_api.h"
 #include "segments/consumer.h"
 #include "segments/ingest_log.h"
@@ -187,6 +188,8 @@ class Node {
 
     OKLOG_ASSIGN_OR_RETURN(ingest_, IngestServer::Create(&loop_, ingest_log_.get(), io, &metrics_));
 
+    OKLOG_RETURN_IF_ERROR(StartGossip(api));
+
     ConsumerOptions co;
     co.target_bytes = static_cast<uint64_t>(f_.target_size);
     consumer_ = LocalConsumer::Start(ingest_log_.get(), store_log_.get(), co, &metrics_);
@@ -201,6 +204,39 @@ class Node {
     logger->info("oklog {} ingeststore API={} fast={} durable={} bulk={} ingest.path={} store.path={}", kVersion,
                  http_->BoundAddress(), io.fast.HostPort(), io.durable.HostPort(), io.bulk.HostPort(), f_.ingest_path,
                  f_.store_path);
+    return Status::Ok();
+  }
+
+  // Joins the cluster: roles and API address in the gossiped metadata, GET /cluster.
+  Status StartGossip(const Address& api) {
+    OKLOG_ASSIGN_OR_RETURN(Address cluster, ParseAddress(f_.cluster, 7659));
+    gossip::GossipNode::Options go;
+    go.bind_addr = cluster.HostPort();
+    go.advertise_addr = f_.advertise;
+    go.seeds = f_.peers;
+    go.cluster_name = f_.cluster_name;
+    if (f_.cluster_preset == "lan") go.preset = gossip::Preset::kLan;
+    else if (f_.cluster_preset == "local") go.preset = gossip::Preset::kLocal;
+    else return Status::InvalidArgument("-cluster.preset must be lan or local, not " + f_.cluster_preset);
+    go.meta.roles = {"ingest", "store"};
+    go.meta.ingest_fast_port = ingest_->fast_port();
+    go.meta.ingest_durable_port = ingest_->durable_port();
+    go.meta.ingest_bulk_port = ingest_->bulk_port();
+    go.meta.version = kVersion;
+    OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, go, &metrics_));
+    // Other nodes reach our API at the advertised host (as OK Log) unless it is bound to one IP.
+    gossip::NodeMeta meta = go.meta;
+    std::string host = api.host;
+    if (host.empty() || host == "0.0.0.0" || host == "::") {
+      auto adv = ParseAddress(gossip_->advertise_addr(), 7659);
+      host = adv.ok() ? adv->host : "127.0.0.1";
+    }
+    meta.api_addr = Address{"tcp", host, http_->port()}.HostPort();
+    OKLOG_RETURN_IF_ERROR(gossip_->UpdateMeta(meta));
+    gossip_->Start();
+    http_->Handle("/cluster", [this](const HttpRequest&, std::shared_ptr<HttpResponse> w) {
+      w->Send(200, gossip_->ClusterJson(), "application/json; charset=utf-8");
+    });
     return Status::Ok();
   }
 
@@ -221,6 +257,8 @@ class Node {
     if (query_) query_->Close();
     if (http_) http_->Close();
     if (ingest_) ingest_->Close([] { Logger("node")->info("ingest listeners closed, active segments flushed"); });
+    // Peers record a graceful leave as `left`, not `dead`.
+    if (gossip_) gossip_->Leave([this] { gossip_->Close(); });
   }
 
   NodeFlags f_;
@@ -232,6 +270,7 @@ class Node {
   std::unique_ptr<QueryService> query_;
   std::unique_ptr<IngestServer> ingest_;
   std::unique_ptr<LocalConsumer> consumer_;
+  std::unique_ptr<gossip::GossipNode> gossip_;
   std::vector<uv_signal_t*> signals_;
   bool shutting_down_ = false;
   int exit_code_ = 0;
