@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 
 #include "common/log.h"
 
@@ -49,9 +50,28 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
   while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
   ::closedir(d);
   std::sort(names.begin(), names.end());
+  const std::vector<std::string> listed = names;
+  for (std::string& file : names) {
+    // A compaction whose output took an input's name moved that input to NAME.seg.replaced
+    // first. If NAME.seg exists it is the finished output, which holds every record of the
+    // replaced file; otherwise the crash came before the output was renamed into place.
+    static constexpr std::string_view kReplaced = ".replaced";
+    if (file.size() > kReplaced.size() && file.ends_with(kReplaced)) {
+      std::string base = file.substr(0, file.size() - kReplaced.size());
+      std::string from = dir + "/" + file, to = dir + "/" + base;
+      if (std::binary_search(listed.begin(), listed.end(), base)) {
+        ::unlink(from.c_str());
+        file.clear();
+      } else if (::rename(from.c_str(), to.c_str()) == 0) {
+        file = base;
+      }
+      logger->info("recovered {} of an interrupted compaction", from);
+    }
+  }
+  std::sort(names.begin(), names.end());
   for (const std::string& file : names) {
     std::string path = dir + "/" + file;
-    if (file == "." || file == ".." || file == "quarantine") continue;
+    if (file.empty() || file == "." || file == ".." || file == "quarantine" || file == "trash") continue;
     if (file.size() > 4 && file[0] == '.' && file.compare(file.size() - 4, 4, ".tmp") == 0) {
       // Never renamed into place, so never acknowledged: its records are still upstream.
       ::unlink(path.c_str());
@@ -150,6 +170,28 @@ void StoreLog::Quarantine(const std::string& path, const Status& why) {
   }
   quarantined_->Inc();
   Logger("store")->error("segment file={} failed verification: {}; moved to {}", path, why.ToString(), to);
+}
+
+Status StoreLog::Swap(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
+                      const std::vector<std::string>& outputs) {
+  std::vector<std::shared_ptr<const SegmentReader>> opened;
+  for (const auto& path : outputs) {
+    auto reader = SegmentReader::Open(path);
+    if (!reader.ok()) return reader.status();
+    opened.push_back(std::move(reader).value());
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  segments_.erase(std::remove_if(segments_.begin(), segments_.end(),
+                                 [&](const auto& s) {
+                                   return std::find(inputs.begin(), inputs.end(), s) != inputs.end();
+                                 }),
+                  segments_.end());
+  for (auto& seg : opened) segments_.insert(std::upper_bound(segments_.begin(), segments_.end(), seg, ByRange), seg);
+  segments_gauge_->Set(static_cast<double>(segments_.size()));
+  uint64_t total = 0;
+  for (const auto& s : segments_) total += s->file_bytes();
+  bytes_gauge_->Set(static_cast<double>(total));
+  return Status::Ok();
 }
 
 size_t StoreLog::segment_count() const {

@@ -45,6 +45,13 @@ class StoreLog {
   Status Remove(const std::string& path);
   // Moves a segment aside into quarantine/ (a block failed to verify during a query).
   void Quarantine(const std::string& path, const Status& why);
+  // Compaction and retention: opens the finished segment files `outputs` and, in one step under
+  // the lock, removes `inputs` (by identity; ones already gone are ignored) and adds the outputs,
+  // so a Select sees either all the inputs or all the outputs, never both or neither. Files are
+  // not touched: the caller unlinks or moves the inputs' files afterwards. On failure to open an
+  // output nothing changes.
+  Status Swap(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
+              const std::vector<std::string>& outputs);
 
   size_t segment_count() const;
   uint64_t file_bytes() const;

@@ -1,0 +1,128 @@
+// Compaction and retention of the store directory, on one thread of its own (never the loop
+// thread), one operation at a time.
+//
+// Policy (PickCompaction), bounded write amplification instead of OK Log's re-merging of
+// ever-growing segments (its issue #132):
+//   0. Contained duplicates: a segment every record of which is also in overlapping segments
+//      (a crash between a compaction's outputs and the removal of its inputs, a replica that
+//      arrived twice) is removed without writing anything.
+//   1. Overlap: a run of segments whose ULID ranges overlap is merged unless the others together
+//      are less than 1/fanout of the largest: a tiny late segment waits (the query merge
+//      handles the overlap) rather than make the compactor rewrite a big segment for it.
+//   2. Size tiers: a segment's level is how many factors of `fanout` its raw size is below the
+//      target size. The first run of consecutive segments (by ULID) all at level >= k, whose
+//      bytes reach the next level's size, is merged, deepest level first. The output is at a
+//      strictly lower level than each input and never above the target, so a byte is rewritten
+//      at most log_fanout(target / first size) times; levels 0 and 1 are never tiered.
+//
+// Compact(inputs): a streaming k-way merge by ULID (one block per input in memory), identical
+// ULIDs kept once; outputs are split at the target size. Steps, each survivable by a crash:
+//   write each output: SegmentWriter .tmp, fsync, rename LOW-HIGH.seg, fsync dir
+//     (when an output's name is an input's, that input is renamed NAME.seg.replaced first;
+//      StoreLog::Open deletes it if NAME.seg exists, else renames it back)
+//   StoreLog::Swap: queries now see the outputs instead of the inputs, atomically
+//   unlink the inputs' files
+// A crash before the swap leaves inputs and outputs both on disk: duplicates, which the query
+// merge drops and the next compaction (the overlap rule) removes. Nothing is lost at any step.
+// A failure (I/O, corrupt input) removes the finished outputs and keeps the inputs.
+//
+// Thread: Start/Stop from the owner; RunOnce/Compact are for tests and tools and must not run
+// while the thread is started.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/status.h"
+#include "segments/retention.h"
+#include "segments/store_log.h"
+
+namespace oklog {
+
+enum class CompactionStep {
+  kInputsChosen,      // nothing written yet
+  kOutputWritten,     // output `index` is durable under its final name
+  kInputMovedAside,   // input `index` was renamed NAME.seg.replaced for an output of its name
+  kSwapped,           // the store serves the outputs; input files still on disk
+  kInputUnlinked,     // input `index`'s file is gone
+};
+
+struct CompactorOptions {
+  uint64_t target_bytes = 128ull << 20;  // -store.segment-target-size: raw record bytes per output
+  uint32_t fanout = 8;                   // size tiers are this factor apart (>= 2)
+  std::chrono::milliseconds idle_interval{1000};  // between rounds that found nothing to do
+  RetentionOptions retention;
+  // Tests: called after each step; returning false stops the compaction right there, as a crash
+  // would (no clean-up), and Compact returns Cancelled.
+  std::function<bool(CompactionStep step, size_t index)> step_hook;
+};
+
+struct CompactionResult {
+  size_t inputs = 0;
+  size_t outputs = 0;
+  uint64_t bytes_read = 0;     // compressed bytes of the input blocks read
+  uint64_t bytes_written = 0;  // file bytes of the outputs
+  uint64_t records = 0;        // written
+  uint64_t duplicates = 0;     // dropped
+};
+
+class Compactor {
+ public:
+  // InvalidArgument for fanout < 2 or a target size below 4 KiB.
+  static Result<std::unique_ptr<Compactor>> Create(StoreLog* store, CompactorOptions options, Registry* metrics);
+  ~Compactor();  // Stop()
+
+  // Runs rounds on a thread of its own until Stop: retention, then one compaction; waits
+  // idle_interval when there was nothing to do.
+  void Start();
+  // Interrupts a compaction in progress (its outputs are removed, its inputs kept) and joins.
+  void Stop();
+
+  // One round on the calling thread. Returns whether it changed anything (so another round
+  // may find more to do).
+  Result<bool> RunOnce();
+  // The next compaction the policy wants (empty: none), from the store's current segments.
+  std::vector<std::shared_ptr<const SegmentReader>> PickCompaction() const;
+  // Removes one segment whose records are all in other segments (policy rule 0). Returns how
+  // many were removed (0 or 1).
+  Result<size_t> DropContainedSegments();
+  // Merges exactly `inputs` into new segments and swaps them in. Blocks of an input whose last
+  // record is older than `expire_before_ms` are skipped (retention). NotFound when the inputs
+  // hold no record to keep (they are then removed).
+  Result<CompactionResult> Compact(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
+                                   uint64_t expire_before_ms = 0);
+
+  Retention* retention() { return &retention_; }
+
+ private:
+  Compactor(StoreLog* store, CompactorOptions options, Registry* metrics);
+  void Run();
+  bool Step(CompactionStep step, size_t index) const;
+  Result<CompactionResult> DoCompact(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
+                                     uint64_t expire_before_ms);
+
+  StoreLog* store_;
+  CompactorOptions options_;
+  Retention retention_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+  // Segments found not to be contained in others, with the number of overlapping blocks then.
+  std::map<std::shared_ptr<const SegmentReader>, size_t> not_contained_;
+  Counter* bytes_read_;
+  Counter* bytes_written_;
+  Counter* duplicates_;
+  Family<Counter>* runs_;
+  Histogram* duration_;
+};
+
+}  // namespace oklog

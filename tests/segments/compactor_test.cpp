@@ -1,0 +1,414 @@
+#include "segments/compactor.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "query/matcher.h"
+#include "query/query_executor.h"
+#include "segments/record_merge.h"
+#include "test_util.h"
+
+namespace oklog {
+namespace {
+
+// A record whose ULID sorts by (ms, n) and whose text is derived from both, so duplicates are
+// byte-identical, as replicas are.
+std::string Rec(uint64_t ms, uint64_t n, size_t pad = 40) {
+  std::string text = "line " + std::to_string(ms) + "/" + std::to_string(n) + " ";
+  text.append(pad, static_cast<char>('a' + (ms + n) % 26));
+  return Ulid::FromParts(ms, 0, n).ToString() + " t " + text + "\n";
+}
+
+class CompactorTest : public ::testing::Test {
+ public:  // CrashAtEveryStep drives the fixture
+  void SetUp() override {
+    tmp_ = std::make_unique<TempDir>();
+    Reopen();
+  }
+  const std::string& dir() const { return tmp_->path(); }
+  // Moves the test to a fresh directory in /dev/shm when there is one: tests that write
+  // hundreds of segments would otherwise wait seconds on fsyncs.
+  void UseShm() {
+    if (!std::filesystem::is_directory("/dev/shm")) return;
+    const char* old = std::getenv("TMPDIR");
+    std::string saved = old ? old : "";
+    ::setenv("TMPDIR", "/dev/shm", 1);
+    tmp_ = std::make_unique<TempDir>();
+    if (old) ::setenv("TMPDIR", saved.c_str(), 1); else ::unsetenv("TMPDIR");
+    Reopen();
+  }
+  void Reopen() {
+    compactor_.reset();
+    store_.reset();
+    metrics_ = std::make_unique<Registry>();
+    StoreLogOptions o;
+    o.writer.block_target_bytes = 4096;
+    auto s = StoreLog::Open(dir(), o, metrics_.get());
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    store_ = std::move(s).value();
+  }
+  void MakeCompactor(CompactorOptions o) {
+    o.retention.retain = std::chrono::milliseconds(0);
+    auto c = Compactor::Create(store_.get(), std::move(o), metrics_.get());
+    ASSERT_TRUE(c.ok());
+    compactor_ = std::move(c).value();
+  }
+  // Writes a segment of these records (sorted and deduplicated here) and adds it to the store.
+  // Returns its file bytes.
+  uint64_t AddSegment(std::vector<std::string> recs) {
+    std::sort(recs.begin(), recs.end());
+    recs.erase(std::unique(recs.begin(), recs.end()), recs.end());
+    auto w = store_->NewWriter();
+    EXPECT_TRUE(w.ok());
+    for (const auto& r : recs) EXPECT_TRUE((*w)->Append(r).ok());
+    auto path = (*w)->Finish();
+    EXPECT_TRUE(path.ok()) << path.status().ToString();
+    if (!path.ok()) return 0;
+    EXPECT_TRUE(store_->Add(*path).ok());
+    return std::filesystem::file_size(*path);
+  }
+  // Every stored record of every segment, in segment order, duplicates kept.
+  std::vector<std::string> RawRecords() {
+    std::vector<std::string> out;
+    std::string block;
+    for (const auto& s : store_->All())
+      for (size_t i = 0; i < s->blocks().size(); ++i) {
+        EXPECT_TRUE(s->ReadBlock(i, &block).ok());
+        ParseStats ps;
+        for (auto r : ParseRecords(block, &ps)) out.emplace_back(r);
+      }
+    return out;
+  }
+  // What a query returns: all records through the real executor (k-way merge with dedup).
+  std::vector<std::string> QueryAll(QueryExecutor* exec) {
+    struct Collect : RecordSink {
+      std::vector<std::string> recs;
+      bool Add(std::string_view r) override {
+        recs.emplace_back(r);
+        return true;
+      }
+    } sink;
+    auto matcher = Matcher::Create(MatchSpec{});
+    EXPECT_TRUE(matcher.ok());
+    ScanRequest req;
+    req.segments = store_->Select(Ulid(), Ulid::Max());
+    req.from = Ulid();
+    req.to = Ulid::Max();
+    std::atomic<bool> cancel{false};
+    Status s = exec->Run(req, **matcher, &sink, cancel, nullptr);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return std::move(sink.recs);
+  }
+  // Runs rounds until the policy finds nothing more to do.
+  int CompactFully() {
+    int rounds = 0;
+    for (;;) {
+      auto r = compactor_->RunOnce();
+      EXPECT_TRUE(r.ok()) << r.status().ToString();
+      if (!r.ok() || !r.value()) return rounds;
+      if (++rounds > 10000) return rounds;
+    }
+  }
+  void ExpectNoOverlapAndNoDuplicates(const std::vector<std::string>& expected) {
+    EXPECT_EQ(RawRecords(), expected);
+    auto segs = store_->All();
+    for (size_t i = 1; i < segs.size(); ++i) EXPECT_LT(segs[i - 1]->high(), segs[i]->low());
+  }
+  uint64_t Metric(const std::string& line_prefix) {
+    std::string text = metrics_->Render();
+    auto p = text.find("\n" + line_prefix + " ");
+    if (p == std::string::npos) return 0;
+    return std::stoull(text.substr(p + line_prefix.size() + 2));
+  }
+
+  std::unique_ptr<TempDir> tmp_;
+  std::unique_ptr<Registry> metrics_;
+  std::unique_ptr<StoreLog> store_;
+  std::unique_ptr<Compactor> compactor_;
+};
+
+// Random overlapping segments drawn from one universe of records, with duplicates.
+std::vector<std::vector<std::string>> RandomSegments(std::mt19937_64& rng, size_t segments, size_t universe,
+                                                     std::vector<std::string>* distinct) {
+  std::vector<std::string> all;
+  for (size_t i = 0; i < universe; ++i) all.push_back(Rec(1000 + i / 3, i % 3, rng() % 80));
+  std::vector<std::vector<std::string>> out(segments);
+  std::set<std::string> used;
+  for (auto& seg : out) {
+    size_t lo = rng() % universe, len = 1 + rng() % (universe / 3);
+    for (size_t i = lo; i < std::min(universe, lo + len); ++i)
+      if (rng() % 3 != 0) {
+        seg.push_back(all[i]);
+        used.insert(all[i]);
+      }
+    if (seg.empty()) {
+      seg.push_back(all[lo]);
+      used.insert(all[lo]);
+    }
+  }
+  distinct->assign(used.begin(), used.end());
+  return out;
+}
+
+TEST_F(CompactorTest, MergesRandomOverlappingSegmentsIntoExactlyTheDistinctRecordsSorted) {
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    std::filesystem::remove_all(dir());
+    Reopen();
+    std::mt19937_64 rng(seed);
+    std::vector<std::string> distinct;
+    for (auto& seg : RandomSegments(rng, 12, 3000, &distinct)) AddSegment(seg);
+    MakeCompactor({.target_bytes = 64 << 10});
+    auto r = compactor_->Compact(store_->All());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->records, distinct.size());
+    EXPECT_GT(r->duplicates, 0u);
+    ExpectNoOverlapAndNoDuplicates(distinct);
+    // Outputs are split at the target size: at most one record past it.
+    auto segs = store_->All();
+    EXPECT_GT(segs.size(), 1u);
+    for (const auto& s : segs) EXPECT_LT(s->raw_bytes(), (64u << 10) + 200);
+    // Nothing left behind in the directory but the segments.
+    size_t files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir())) {
+      EXPECT_EQ(e.path().extension(), ".seg") << e.path();
+      ++files;
+    }
+    EXPECT_EQ(files, segs.size());
+    EXPECT_EQ(Metric("oklog_store_compaction_runs_total{result=\"ok\"}"), 1u);
+    EXPECT_GT(Metric("oklog_store_compaction_bytes_written_total"), 0u);
+    EXPECT_GT(Metric("oklog_store_compaction_bytes_read_total"), 0u);
+  }
+}
+
+TEST_F(CompactorTest, PolicyRunsUntilNoDuplicateAndOnlyTinyOverlapsRemain) {
+  for (uint64_t seed = 7; seed <= 10; ++seed) {
+    tmp_ = std::make_unique<TempDir>();
+    Reopen();
+    std::mt19937_64 rng(seed);
+    std::vector<std::string> distinct;
+    for (auto& seg : RandomSegments(rng, 20, 2000, &distinct)) AddSegment(seg);
+    MakeCompactor({.target_bytes = 32 << 10, .fanout = 8});
+    EXPECT_GT(CompactFully(), 0);
+    auto raw = RawRecords();
+    std::sort(raw.begin(), raw.end());
+    EXPECT_EQ(raw, distinct);
+    // What overlaps is left is a segment under 1/fanout of the one it overlaps.
+    auto segs = store_->All();
+    for (size_t i = 1; i < segs.size(); ++i)
+      if (segs[i - 1]->high() >= segs[i]->low()) {
+        EXPECT_LT(8 * std::min(segs[i - 1]->raw_bytes(), segs[i]->raw_bytes()),
+                  std::max(segs[i - 1]->raw_bytes(), segs[i]->raw_bytes()));
+      }
+  }
+}
+
+TEST_F(CompactorTest, OutputTakingAnInputsNameReplacesIt) {
+  std::vector<std::string> a, b;
+  for (int i = 0; i < 100; ++i) a.push_back(Rec(1000 + i, 0));
+  for (int i = 40; i < 60; ++i) b.push_back(Rec(1000 + i, 1));
+  AddSegment(a);
+  AddSegment(b);
+  std::string a_name = store_->All()[0]->path();
+  MakeCompactor({});
+  auto r = compactor_->Compact(store_->All());
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(store_->segment_count(), 1u);
+  EXPECT_EQ(store_->All()[0]->path(), a_name);
+  std::vector<std::string> all = a;
+  all.insert(all.end(), b.begin(), b.end());
+  std::sort(all.begin(), all.end());
+  ExpectNoOverlapAndNoDuplicates(all);
+  EXPECT_FALSE(std::filesystem::exists(a_name + ".replaced"));
+}
+
+TEST_F(CompactorTest, OverlapWithATinyLateSegmentWaitsInsteadOfRewritingABigOne) {
+  std::vector<std::string> big, tiny, tiny2;
+  for (int i = 0; i < 1000; ++i) big.push_back(Rec(1000 + i, 0));
+  tiny.push_back(Rec(1500, 7));
+  AddSegment(big);
+  AddSegment(tiny);
+  MakeCompactor({.target_bytes = 1 << 20});
+  EXPECT_TRUE(compactor_->PickCompaction().empty());
+  // Two small overlapping segments of their own are merged.
+  for (int i = 0; i < 50; ++i) tiny2.push_back(Rec(5000 + 2 * i, 0));
+  AddSegment(tiny2);
+  tiny2.clear();
+  for (int i = 0; i < 50; ++i) tiny2.push_back(Rec(5001 + 2 * i, 0));
+  AddSegment(tiny2);
+  EXPECT_EQ(compactor_->PickCompaction().size(), 2u);
+}
+
+// OK Log's issue #132: a trickle of small segments. Size tiers keep the bytes compaction
+// writes within a small multiple of the bytes ingested.
+TEST_F(CompactorTest, SizeTiersBoundWriteAmplificationOfATrickle) {
+  UseShm();
+  const uint64_t target = 2 << 20;
+  MakeCompactor({.target_bytes = target, .fanout = 8});
+  uint64_t ingested = 0, n = 0, ms = 1000;
+  std::vector<std::string> expected;
+  std::mt19937_64 rng(3);
+  for (int seg = 0; seg < 700; ++seg) {
+    std::vector<std::string> recs;
+    for (int i = 0; i < 40; ++i) recs.push_back(Rec(ms++, n++, rng() % 60));
+    expected.insert(expected.end(), recs.begin(), recs.end());
+    ingested += AddSegment(recs);
+    CompactFully();
+  }
+  const uint64_t written = Metric("oklog_store_compaction_bytes_written_total");
+  const double wa = static_cast<double>(written) / static_cast<double>(ingested);
+  RecordProperty("write_amplification", std::to_string(wa));
+  std::printf("write amplification %.2f (%llu written / %llu ingested), %zu segments\n", wa,
+              static_cast<unsigned long long>(written), static_cast<unsigned long long>(ingested),
+              store_->segment_count());
+  EXPECT_LE(wa, 3.0) << "written " << written << " ingested " << ingested;
+  EXPECT_GT(wa, 0.5);
+  EXPECT_LE(store_->segment_count(), 30u);
+  ExpectNoOverlapAndNoDuplicates(expected);
+}
+
+TEST_F(CompactorTest, QueriesSeeEveryRecordExactlyOnceWhileCompactionRuns) {
+  Registry exec_metrics;  // outlives the fixture's registries, which Reopen replaces
+  QueryExecutor exec({.scan_threads = 2}, &exec_metrics);
+  for (uint64_t seed = 11; seed <= 13; ++seed) {
+    std::filesystem::remove_all(dir());
+    Reopen();
+    std::mt19937_64 rng(seed);
+    std::vector<std::string> distinct;
+    for (auto& seg : RandomSegments(rng, 30, 4000, &distinct)) AddSegment(seg);
+    MakeCompactor({.target_bytes = 16 << 10, .fanout = 2});
+    std::atomic<bool> done{false};
+    std::atomic<int> queries{0}, bad{0};
+    std::thread reader([&] {
+      while (!done || queries < 3) {
+        auto got = QueryAll(&exec);
+        if (got != distinct) ++bad;
+        ++queries;
+      }
+    });
+    std::thread writer([&] {
+      CompactFully();
+      done = true;
+    });
+    writer.join();
+    reader.join();
+    EXPECT_EQ(bad.load(), 0) << "of " << queries.load() << " queries";
+    ExpectNoOverlapAndNoDuplicates(distinct);
+  }
+}
+
+// A crash after every step of a compaction, then a restart from disk: every record is still
+// there, a query shows each once, and the next compaction leaves no duplicate on disk.
+void CrashAtEveryStep(CompactorTest* t, const std::vector<std::vector<std::string>>& segments,
+                      const std::vector<std::string>& distinct, uint64_t target) {
+  bool completed = false;
+  for (int crash_at = 0; !completed && crash_at < 200; ++crash_at) {
+    SCOPED_TRACE("crash at step " + std::to_string(crash_at));
+    std::filesystem::remove_all(t->dir());
+    t->Reopen();
+    for (const auto& s : segments) t->AddSegment(s);
+    int step = 0;
+    std::vector<std::string> steps;
+    t->MakeCompactor({.target_bytes = target,
+                      .step_hook = [&](CompactionStep s, size_t) {
+                        steps.push_back(std::to_string(static_cast<int>(s)));
+                        return step++ != crash_at;
+                      }});
+    auto r = t->compactor_->Compact(t->store_->All());
+    completed = r.ok();
+    if (!completed) {
+      EXPECT_EQ(r.status().code(), Code::kCancelled) << r.status().ToString();
+    }
+    t->Reopen();  // the crash: only what is on disk survives
+    EXPECT_EQ(t->store_->quarantined(), 0u);
+    std::set<std::string> raw;
+    for (const auto& rec : t->RawRecords()) raw.insert(rec);
+    EXPECT_EQ(std::vector<std::string>(raw.begin(), raw.end()), distinct) << "records lost";
+    Registry exec_metrics;
+    QueryExecutor exec({.scan_threads = 1}, &exec_metrics);
+    EXPECT_EQ(t->QueryAll(&exec), distinct);
+    t->MakeCompactor({.target_bytes = target});
+    t->CompactFully();
+    t->ExpectNoOverlapAndNoDuplicates(distinct);
+    for (const auto& e : std::filesystem::directory_iterator(t->dir()))
+      EXPECT_EQ(e.path().extension(), ".seg") << e.path();
+  }
+  EXPECT_TRUE(completed);
+}
+
+TEST_F(CompactorTest, CrashBetweenAnyTwoStepsLosesNothingAndLeavesNoDuplicate) {
+  // Several outputs (small target) from overlapping inputs with duplicates.
+  std::mt19937_64 rng(5);
+  std::vector<std::string> distinct;
+  auto segs = RandomSegments(rng, 4, 600, &distinct);
+  CrashAtEveryStep(this, segs, distinct, 8 << 10);
+}
+
+TEST_F(CompactorTest, CrashWhileAnOutputReplacesAnInputOfItsNameLosesNothing) {
+  std::vector<std::string> a, b;
+  for (int i = 0; i < 300; ++i) a.push_back(Rec(1000 + i, 0));
+  for (int i = 100; i < 200; ++i) b.push_back(Rec(1000 + i, 0));  // duplicates of a's
+  for (int i = 100; i < 200; ++i) b.push_back(Rec(1000 + i, 1));
+  std::set<std::string> u(a.begin(), a.end());
+  u.insert(b.begin(), b.end());
+  CrashAtEveryStep(this, {a, b}, std::vector<std::string>(u.begin(), u.end()), 1 << 20);
+}
+
+TEST_F(CompactorTest, StartAndStopRunTheCompactionOnItsOwnThread) {
+  std::mt19937_64 rng(9);
+  std::vector<std::string> distinct;
+  for (auto& seg : RandomSegments(rng, 10, 1000, &distinct)) AddSegment(seg);
+  MakeCompactor({.target_bytes = 1 << 20, .idle_interval = std::chrono::milliseconds(10)});
+  compactor_->Start();
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Metric("oklog_store_compaction_runs_total{result=\"ok\"}") > 0 && compactor_->PickCompaction().empty();
+      },
+      std::chrono::seconds(20)));
+  compactor_->Stop();
+  auto raw = RawRecords();
+  std::sort(raw.begin(), raw.end());
+  EXPECT_EQ(raw, distinct);
+}
+
+TEST_F(CompactorTest, CorruptInputFailsTheCompactionKeepsTheOthersAndIsQuarantined) {
+  std::vector<std::string> a, b;
+  for (int i = 0; i < 200; ++i) a.push_back(Rec(1000 + i, 0));
+  for (int i = 0; i < 200; ++i) b.push_back(Rec(1000 + i, 1));
+  AddSegment(a);
+  AddSegment(b);
+  std::string bad = store_->All()[1]->path();
+  // Damage a block's bytes behind the reader's back (same inode, so the open reader sees it).
+  {
+    std::string data = ReadFile(bad);
+    data[30] = static_cast<char>(data[30] ^ 0x55);
+    int fd = ::open(bad.c_str(), O_WRONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::pwrite(fd, data.data(), data.size(), 0), static_cast<ssize_t>(data.size()));
+    ::close(fd);
+  }
+  MakeCompactor({});
+  auto r = compactor_->Compact(store_->All());
+  EXPECT_EQ(r.status().code(), Code::kCorruption);
+  EXPECT_EQ(store_->quarantined(), 1u);
+  EXPECT_EQ(store_->segment_count(), 1u);
+  EXPECT_TRUE(std::filesystem::exists(dir() + "/quarantine"));
+  EXPECT_EQ(Metric("oklog_store_compaction_runs_total{result=\"error\"}"), 1u);
+}
+
+TEST_F(CompactorTest, RejectsBadOptions) {
+  EXPECT_FALSE(Compactor::Create(store_.get(), {.fanout = 1}, metrics_.get()).ok());
+  EXPECT_FALSE(Compactor::Create(store_.get(), {.target_bytes = 100}, metrics_.get()).ok());
+}
+
+}  // namespace
+}  // namespace oklog
