@@ -163,8 +163,10 @@ std::string ReadFileOrEmpty(const std::string& path) {
   return ss.str();
 }
 
-std::optional<double> ProcessCpuSeconds(pid_t pid) {
-  std::string stat = ReadFileOrEmpty("/proc/" + std::to_string(pid) + "/stat");
+std::optional<double> ProcessCpuSeconds(pid_t pid) { return StatCpuSeconds("/proc/" + std::to_string(pid) + "/stat"); }
+
+std::optional<double> StatCpuSeconds(const std::string& stat_path) {
+  std::string stat = ReadFileOrEmpty(stat_path);
   // Fields after the command name, which is in parentheses and may hold spaces.
   auto close_paren = stat.rfind(')');
   if (close_paren == std::string::npos) return std::nullopt;

@@ -73,6 +73,8 @@ std::string ReadFileOrEmpty(const std::string& path);
 
 // utime+stime of a live process from /proc/PID/stat, in seconds; nullopt when unreadable.
 std::optional<double> ProcessCpuSeconds(pid_t pid);
+// The same from any stat file (e.g. /proc/PID/task/TID/stat for one thread).
+std::optional<double> StatCpuSeconds(const std::string& stat_path);
 
 // n distinct 127.0.0.1 TCP ports that were free a moment ago (each bound to port 0 and read
 // back; all held open until the last is chosen, so they differ). Empty on failure.

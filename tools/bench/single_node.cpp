@@ -29,6 +29,7 @@
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -375,6 +376,44 @@ uint64_t DirBytes(const std::string& dir) {
   return total;
 }
 
+// CPU seconds per thread of a live process (tid -> seconds), from /proc/PID/task/*/stat.
+std::map<int, double> ThreadCpuSeconds(pid_t pid) {
+  std::map<int, double> out;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec);
+       !ec && it != fs::directory_iterator(); it.increment(ec)) {
+    int tid = std::atoi(it->path().filename().c_str());
+    if (auto cpu = StatCpuSeconds(it->path().string() + "/stat")) out[tid] = *cpu;
+  }
+  return out;
+}
+
+// "main 7: 1.23 s, tid 9: 0.40 s, ..." (main = the process's first thread) for the threads that used CPU between before and after, busiest first.
+std::string ThreadCpuDelta(pid_t pid, const std::map<int, double>& before, const std::map<int, double>& after) {
+  std::vector<std::pair<double, int>> v;
+  for (const auto& [tid, cpu] : after) {
+    auto b = before.find(tid);
+    double d = cpu - (b == before.end() ? 0 : b->second);
+    if (d >= 0.01) v.emplace_back(d, tid);
+  }
+  std::sort(v.rbegin(), v.rend());
+  std::string s;
+  for (const auto& [d, tid] : v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s%s %d: %.2f s", s.empty() ? "" : ", ", tid == pid ? "main" : "tid", tid, d);
+    s += buf;
+  }
+  return s.empty() ? "-" : s;
+}
+
+std::string LoadAverage() {
+  std::string s = ReadFileOrEmpty("/proc/loadavg");
+  std::istringstream ss(s);
+  std::string a, b, c;
+  ss >> a >> b >> c;
+  return a + " " + b + " " + c;
+}
+
 const char* PassMiss(bool pass) { return pass ? "PASS" : "MISS"; }
 
 int Run(const Options& opt) {
@@ -401,6 +440,7 @@ int Run(const Options& opt) {
   static std::string interrupt_message;
   interrupt_message = "[bench] interrupted; children killed; remove " + dir + "\n";
   InstallInterruptHandler(interrupt_message.c_str());
+  const std::string load_at_start = LoadAverage();
   auto step = [](const char* what) { std::fprintf(stderr, "[bench] %s\n", what); };
   int failures = 0;
 
@@ -450,6 +490,7 @@ int Run(const Options& opt) {
   }
   step("forwarding the corpus with oklog forward");
   const double cpu0 = ProcessCpuSeconds(node->child().pid()).value_or(0);
+  const auto threads0 = ThreadCpuSeconds(node->child().pid());
   auto t0 = Clock::now();
   auto fwd = Child::Spawn({opt.oklog, "forward", "127.0.0.1:" + std::to_string(node->fast_port())},
                           {.stdin_path = corpus, .stdout_path = dir + "/forward.log",
@@ -484,6 +525,8 @@ int Run(const Options& opt) {
     std::this_thread::sleep_for(milliseconds(20));
   }
   const double ingest_cpu = ProcessCpuSeconds(node->child().pid()).value_or(0) - cpu0;
+  const std::string ingest_threads = ThreadCpuDelta(node->child().pid(), threads0, ThreadCpuSeconds(node->child().pid()));
+  const std::string load_after_ingest = LoadAverage();
   if (!fwd_exit) fwd_exit = fwd->Wait(milliseconds(1000));
   if (!t_confirmed) {
     std::fprintf(stderr, "[bench] not all records became queryable within 180 s\n");
@@ -526,7 +569,22 @@ int Run(const Options& opt) {
   step("stopping the node (SIGTERM)");
   const double node_cpu_total = ProcessCpuSeconds(node->child().pid()).value_or(NAN);
   node->child().Signal(SIGTERM);
-  ExitInfo node_exit = node->child().Wait(milliseconds(60000));
+  auto stop_t0 = Clock::now();
+  std::optional<ExitInfo> polled;
+  while (!(polled = node->child().Poll()) && Clock::now() - stop_t0 < std::chrono::seconds(5)) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  if (!polled) {
+    // Slow shutdown: record where every thread is, for whoever owns the node's shutdown.
+    std::fprintf(stderr, "[bench] node still running 5 s after SIGTERM; thread stacks (gdb):\n");
+    RunCommand({"gdb", "-batch", "-p", std::to_string(node->child().pid()), "-ex", "thread apply all bt 20"},
+               {.stdin_path = "", .stdout_path = dir + "/shutdown_stacks.txt", .stderr_path = "", .cwd = ""},
+               milliseconds(30000));
+    std::string stacks = ReadFileOrEmpty(dir + "/shutdown_stacks.txt");
+    std::fprintf(stderr, "%s\n", stacks.c_str());
+  }
+  ExitInfo node_exit = polled ? *polled : node->child().Wait(milliseconds(60000));
+  node_exit.wall_s = Since(stop_t0);
   if (!node_exit.Ok()) failures++;
 
   // 7. The table.
@@ -534,7 +592,8 @@ int Run(const Options& opt) {
                lat_max = Percentile(markers.latencies_s, 100);
   std::printf("\n== oklog single-node benchmark: %" PRIu64 " records, %.1f MB (%.1f B/record), %d runs/query ==\n",
               cs.records, corpus_mb, static_cast<double>(cs.bytes) / static_cast<double>(cs.records), opt.runs);
-  std::printf("\nMachine (this run)\n");
+  std::printf("\nMachine (this run; %ld CPUs; load average at start %s, after ingest %s)\n",
+              sysconf(_SC_NPROCESSORS_ONLN), load_at_start.c_str(), load_after_ingest.c_str());
   std::printf("  %-34s %10.0f MB/s\n", "dd 1 GiB conv=fdatasync", dd.mb_per_s);
   std::printf("  %-34s %10.3f s  (%.2f GB/s)\n", "grep -F -c needle", grep[0].seconds.median,
               corpus_mb / 1e3 / grep[0].seconds.median);
@@ -553,6 +612,7 @@ int Run(const Options& opt) {
               t_confirmed.value_or(NAN), confirm_lines, confirm_query_s);
   std::printf("  %-34s %10.2f s  (%.2f CPU-s/GB in)\n", "node CPU during ingest", ingest_cpu,
               ingest_cpu / (corpus_mb / 1e3));
+  std::printf("  %-34s %s\n", "node CPU by thread during ingest", ingest_threads.c_str());
   std::printf("  %-34s %10.1f MB  (%.1f B/record, %.2fx smaller than raw)\n", "store on disk",
               static_cast<double>(store_bytes) / 1e6, static_cast<double>(store_bytes) / static_cast<double>(cs.records),
               static_cast<double>(cs.bytes) / static_cast<double>(store_bytes));
