@@ -80,7 +80,7 @@ std::unique_ptr<LocalConsumer> LocalConsumer::Start(IngestLog* ingest, StoreLog*
 LocalConsumer::~LocalConsumer() { Stop(); }
 
 void LocalConsumer::Stop() {
-  stop_ = true;
+  if (stop_.exchange(true)) return;  // once: the ingest log may be gone after the first Stop
   ingest_->Shutdown();
   if (thread_.joinable()) thread_.join();
 }

@@ -32,6 +32,8 @@ class LocalConsumer {
   static std::unique_ptr<LocalConsumer> Start(IngestLog* ingest, StoreLog* store, ConsumerOptions options,
                                               Registry* metrics);
   ~LocalConsumer();
+  // Finishes the batch in hand and joins. Idempotent; after it the consumer never touches the
+  // ingest log or the store again.
   void Stop();
   // Runs one batch on the calling thread (tests). Returns the records written.
   Result<uint64_t> ConsumeOnce();
