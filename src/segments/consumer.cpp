@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <span>
 #include <unordered_set>
 
 #include "common/log.h"
@@ -40,7 +42,7 @@ Status ReadWholeFile(const std::string& path, std::string* out, size_t offset) {
 
 // When a store segment of the same name exists (a crash between writing it and committing the
 // ingest segments), the batch is safe only if every one of its records is already there.
-Status CheckAlreadyStored(const std::string& path, const std::vector<std::vector<std::string_view>>& runs) {
+Status CheckAlreadyStored(const std::string& path, std::span<const std::string_view> records) {
   auto reader = SegmentReader::Open(path);
   if (!reader.ok()) return reader.status();
   std::unordered_set<std::string> stored;
@@ -50,10 +52,9 @@ Status CheckAlreadyStored(const std::string& path, const std::vector<std::vector
     ParseStats ps;
     for (auto r : ParseRecords(block, &ps)) stored.emplace(r.substr(0, Ulid::kTextSize));
   }
-  for (const auto& run : runs)
-    for (auto r : run)
-      if (!stored.count(std::string(r.substr(0, Ulid::kTextSize))))
-        return Status::AlreadyExists("segment " + path + " exists with other records");
+  for (auto r : records)
+    if (!stored.count(std::string(r.substr(0, Ulid::kTextSize))))
+      return Status::AlreadyExists("segment " + path + " exists with other records");
   return Status::Ok();
 }
 
@@ -139,42 +140,79 @@ Result<uint64_t> LocalConsumer::ConsumeBatch(const std::vector<PendingSegment>& 
     Logger("store")->warn("dropped {} invalid line(s) from {} ingest segment(s)", ps.invalid, batch.size());
   }
   if (ps.records == 0) return uint64_t{0};
+  std::vector<std::string_view> merged;
+  merged.reserve(ps.records);
+  uint64_t merged_bytes = 0;
+  duplicates_->Inc(MergeRuns(runs, [&](std::string_view rec) {
+    merged.push_back(rec);
+    merged_bytes += rec.size();
+    return true;
+  }));
+  // Large batches are cut into consecutive ranges written as separate segments on parallel
+  // threads: compressing and filtering blocks is most of the store's CPU, and the ranges do not
+  // overlap, so nothing else changes (compaction may join them later).
+  size_t parts = 1;
+  if (merged_bytes >= options_.parallel_min_bytes)
+    parts = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, options_.max_parallel_writers);
+  std::vector<std::span<const std::string_view>> ranges;
+  size_t begin = 0;
+  uint64_t acc = 0;
+  for (size_t i = 0; i < merged.size(); ++i) {
+    acc += merged[i].size();
+    if (ranges.size() + 1 < parts && acc >= merged_bytes * (ranges.size() + 1) / parts) {
+      ranges.emplace_back(merged.data() + begin, i + 1 - begin);
+      begin = i + 1;
+    }
+  }
+  if (begin < merged.size()) ranges.emplace_back(merged.data() + begin, merged.size() - begin);
+  std::vector<Result<std::string>> results(ranges.size(), Status::Cancelled("not run"));
+  auto write_range = [&](size_t k) { results[k] = WriteSegment(ranges[k]); };
+  std::vector<std::thread> threads;
+  for (size_t k = 1; k < ranges.size(); ++k) threads.emplace_back(write_range, k);
+  write_range(0);
+  for (auto& t : threads) t.join();
+  // Make every written part visible; the batch fails (and is consumed again) if any failed.
+  Status first_error;
+  uint64_t written = 0;
+  for (size_t k = 0; k < ranges.size(); ++k) {
+    if (!results[k].ok()) {
+      if (first_error.ok()) first_error = results[k].status();
+      continue;
+    }
+    if (results[k].value().empty()) {  // already stored by an earlier attempt
+      written += ranges[k].size();
+      continue;
+    }
+    Status s = store_->Add(results[k].value());
+    if (!s.ok() && first_error.ok()) first_error = s;
+    if (s.ok()) written += ranges[k].size();
+    Logger("store")->debug("stored segment={} records={}", results[k].value(), ranges[k].size());
+  }
+  store_records_->Inc(written);
+  if (!first_error.ok()) return first_error;
+  return written;
+}
+
+Result<std::string> LocalConsumer::WriteSegment(std::span<const std::string_view> records) {
   auto writer = store_->NewWriter();
   if (!writer.ok()) return writer.status();
-  Status append_status;
-  std::string_view first, last;
-  uint64_t dups = MergeRuns(runs, [&](std::string_view rec) {
-    if (first.empty()) first = rec;
-    last = rec;
-    append_status = (*writer)->Append(rec);
-    return append_status.ok();
-  });
-  if (!append_status.ok()) {
-    (*writer)->Abandon();
-    return append_status;
-  }
-  duplicates_->Inc(dups);
-  uint64_t written = (*writer)->records();
-  auto path = (*writer)->Finish();
-  if (!path.ok()) {
-    (*writer)->Abandon();
-    if (path.status().code() == Code::kAlreadyExists) {
-      SegmentName name{*Ulid::Parse(first.substr(0, Ulid::kTextSize)), *Ulid::Parse(last.substr(0, Ulid::kTextSize))};
-      std::string existing = store_->dir() + "/" + name.FileName();
-      Status s = CheckAlreadyStored(existing, runs);
-      if (s.ok()) {
-        Logger("store")->info("segment={} already holds this batch (re-consumed after a crash)", existing);
-        return written;
-      }
+  for (std::string_view rec : records) {
+    Status s = (*writer)->Append(rec);
+    if (!s.ok()) {
+      (*writer)->Abandon();
       return s;
     }
-    return path.status();
   }
-  OKLOG_RETURN_IF_ERROR(store_->Add(path.value()));
-  store_records_->Inc(written);
-  Logger("store")->debug("stored segment={} records={} from {} ingest segment(s)", path.value(), written,
-                         batch.size());
-  return written;
+  auto path = (*writer)->Finish();
+  if (path.ok()) return path;
+  (*writer)->Abandon();
+  if (path.status().code() != Code::kAlreadyExists) return path.status();
+  SegmentName name{*Ulid::Parse(records.front().substr(0, Ulid::kTextSize)),
+                   *Ulid::Parse(records.back().substr(0, Ulid::kTextSize))};
+  std::string existing = store_->dir() + "/" + name.FileName();
+  OKLOG_RETURN_IF_ERROR(CheckAlreadyStored(existing, records));
+  Logger("store")->info("segment={} already holds these records (consumed again after a crash)", existing);
+  return std::string();
 }
 
 }  // namespace oklog

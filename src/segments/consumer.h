@@ -14,6 +14,8 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <span>
+#include <string_view>
 #include <thread>
 
 #include "common/metrics.h"
@@ -25,6 +27,10 @@ namespace oklog {
 struct ConsumerOptions {
   uint64_t target_bytes = 128ull << 20;  // -store.segment-target-size: most bytes per batch
   std::chrono::milliseconds retry_backoff{1000};
+  // Batches of at least this many bytes are written as consecutive, non-overlapping segments
+  // on up to max_parallel_writers threads (one per core).
+  uint64_t parallel_min_bytes = 16ull << 20;
+  size_t max_parallel_writers = 4;
 };
 
 class LocalConsumer {
@@ -42,6 +48,9 @@ class LocalConsumer {
   LocalConsumer(IngestLog* ingest, StoreLog* store, ConsumerOptions options, Registry* metrics);
   void Run();
   Result<uint64_t> ConsumeBatch(const std::vector<PendingSegment>& batch);
+  // Writes sorted, distinct records as one store segment. Returns its path, or "" when a
+  // segment of the same name already holds every one of them (a batch consumed twice).
+  Result<std::string> WriteSegment(std::span<const std::string_view> records);
 
   IngestLog* ingest_;
   StoreLog* store_;

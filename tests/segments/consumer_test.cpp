@@ -76,6 +76,24 @@ TEST_F(ConsumerTest, ReconsumingAfterCrashBeforeCommitIsSafe) {
   EXPECT_EQ(StoredText(), data);
 }
 
+TEST_F(ConsumerTest, LargeBatchIsWrittenAsNonOverlappingParallelSegments) {
+  std::string data;
+  for (int i = 0; i < 20000; ++i) data += Rec(1000 + static_cast<uint64_t>(i), 0, "payload " + std::to_string(i));
+  AddIngestSegment(data);
+  ConsumerOptions o;
+  o.parallel_min_bytes = 1;
+  o.max_parallel_writers = 4;
+  auto c = LocalConsumer::Start(ingest_.get(), store_.get(), o, &m_);
+  ASSERT_TRUE(WaitFor([&] { return ingest_->flushed_count() == 0 && ingest_->pending_count() == 0; },
+                      std::chrono::seconds(10)));
+  c->Stop();
+  auto segs = store_->All();
+  size_t want = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
+  EXPECT_EQ(segs.size(), want);
+  for (size_t i = 1; i < segs.size(); ++i) EXPECT_LT(segs[i - 1]->high(), segs[i]->low());
+  EXPECT_EQ(StoredText(), data);
+}
+
 TEST_F(ConsumerTest, SegmentOfOnlyGarbageIsDroppedAndCounted) {
   AddIngestSegment("garbage\nmore garbage\n");
   auto c = LocalConsumer::Start(ingest_.get(), store_.get(), {}, &m_);
