@@ -101,7 +101,7 @@ void LocalConsumer::Run() {
 }
 
 Result<uint64_t> LocalConsumer::ConsumeOnce() {
-  auto batch = ingest_->Claim(options_.target_bytes);
+  auto batch = ingest_->Claim(std::min(options_.target_bytes, options_.max_batch_bytes));
   if (batch.empty()) return uint64_t{0};
   auto r = ConsumeBatch(batch);
   if (r.ok()) {

@@ -25,7 +25,10 @@
 namespace oklog {
 
 struct ConsumerOptions {
-  uint64_t target_bytes = 128ull << 20;  // -store.segment-target-size: most bytes per batch
+  uint64_t target_bytes = 128ull << 20;  // -store.segment-target-size: most bytes per segment
+  // Most bytes of ingest segments claimed at once: small enough that the store works right
+  // behind ingest instead of in large steps (compaction joins the resulting segments).
+  uint64_t max_batch_bytes = 32ull << 20;
   std::chrono::milliseconds retry_backoff{1000};
   // Batches of at least this many bytes are written as consecutive, non-overlapping segments
   // on up to max_parallel_writers threads (one per core).
