@@ -1,8 +1,7 @@
 // Five real `oklog ingeststore` processes on loopback, each given only the first as seed:
 // all see five alive on GET /cluster; kill -9 of one is seen dead by all others; SIGTERM of
-// one is `left` everywhere; a restarted node is alive again. Needs the node wiring of
-// GossipNode in src/node.cpp (see src/gossip/README.md); built only with
-// -DOKLOG_GOSSIP_PROCESS_TEST=ON until then.
+// one is `left` everywhere; a restarted node is alive again. Uses the node's gossip flags
+// (src/node.cpp); the CMake option OKLOG_GOSSIP_PROCESS_TEST turns it off.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
