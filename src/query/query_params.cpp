@@ -63,7 +63,7 @@ constexpr uint64_t kMaxUlidMs = (uint64_t{1} << 48) - 1;
 
 std::optional<uint64_t> ParseRfc3339Ms(std::string_view s) {
   size_t p = 0;
-  int year, month, day, hour, minute, second;
+  int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
   if (!Digits(s, &p, 4, &year) || !Expect(s, &p, '-') || !Digits(s, &p, 2, &month) || !Expect(s, &p, '-') ||
       !Digits(s, &p, 2, &day))
     return std::nullopt;
