@@ -18,6 +18,7 @@
 #include "common/metrics.h"
 #include "gossip/gossip_node.h"
 #include "query/query_api.h"
+#include "segments/compactor.h"
 #include "segments/consumer.h"
 #include "segments/ingest_log.h"
 #include "segments/ingest_server.h"
@@ -56,6 +57,7 @@ struct NodeFlags {
   int64_t replication_factor = 2;
   Nanos retain = std::chrono::hours(168);
   Nanos purge = std::chrono::hours(24);
+  int64_t max_bytes = 0;
   bool ui_local = false;
   std::string filesystem = "real";
   std::vector<std::string> peers;
@@ -89,6 +91,7 @@ struct NodeFlags {
     fs->Int("store.segment-replication-factor", &replication_factor, "copies of each store segment (a single node keeps 1)");
     fs->Duration("store.segment-retain", &retain, "retention period for segment files");
     fs->Duration("store.segment-purge", &purge, "purge deleted segment files after this long");
+    fs->Int("store.max-bytes", &max_bytes, "trash the oldest segments while the store holds more bytes (0: no limit)");
     fs->Bool("ui.local", &ui_local, "accepted for OK Log compatibility");
     fs->String("filesystem", &filesystem, "real (virtual and nop are not supported)");
     fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
@@ -136,6 +139,7 @@ class Node {
       return 1;
     }
     uv_run(&loop_, UV_RUN_DEFAULT);
+    if (compactor_) compactor_->Stop();  // interrupts a merge in progress; its inputs stay
     if (consumer_) consumer_->Stop();
     int rc = uv_loop_close(&loop_);
     if (rc != 0) logger->warn("loop closed with handles still open: {}", uv_strerror(rc));
@@ -193,6 +197,16 @@ class Node {
     ConsumerOptions co;
     co.target_bytes = static_cast<uint64_t>(f_.target_size);
     consumer_ = LocalConsumer::Start(ingest_log_.get(), store_log_.get(), co, &metrics_);
+
+    // Compaction and retention on their own thread (never the loop thread).
+    if (f_.max_bytes < 0) return Status::InvalidArgument("-store.max-bytes must be >= 0");
+    CompactorOptions cpo;
+    cpo.target_bytes = static_cast<uint64_t>(f_.target_size);
+    cpo.retention.retain = std::chrono::duration_cast<std::chrono::milliseconds>(f_.retain);
+    cpo.retention.purge = std::chrono::duration_cast<std::chrono::milliseconds>(f_.purge);
+    cpo.retention.max_bytes = static_cast<uint64_t>(f_.max_bytes);
+    OKLOG_ASSIGN_OR_RETURN(compactor_, Compactor::Create(store_log_.get(), cpo, &metrics_));
+    compactor_->Start();
 
     for (int sig : {SIGINT, SIGTERM}) {
       auto* h = new uv_signal_t;
@@ -270,6 +284,7 @@ class Node {
   std::unique_ptr<QueryService> query_;
   std::unique_ptr<IngestServer> ingest_;
   std::unique_ptr<LocalConsumer> consumer_;
+  std::unique_ptr<Compactor> compactor_;  // after store_log_: destroyed (and stopped) before it
   std::unique_ptr<gossip::GossipNode> gossip_;
   std::vector<uv_signal_t*> signals_;
   bool shutting_down_ = false;
