@@ -223,6 +223,8 @@ class IngestServer::Impl {
       size_t old = durable_next_.size();
       c->enc.Feed(data, n, now, &durable_next_);
       bytes_->Inc(durable_next_.size() - old);
+      if (opts_.on_records && durable_next_.size() > old)
+        opts_.on_records(std::string_view(durable_next_).substr(old));
       CountEncoder(before, c->enc.stats());
       // Read nothing more from this connection until its batch is on disk.
       uv_read_stop(reinterpret_cast<uv_stream_t*>(c->tcp));
@@ -233,6 +235,7 @@ class IngestServer::Impl {
     scratch_.clear();
     c->enc.Feed(data, n, now, &scratch_);
     CountEncoder(before, c->enc.stats());
+    if (opts_.on_records && !scratch_.empty()) opts_.on_records(scratch_);
     WriteFast(c);
   }
 

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/address.h"
 #include "common/metrics.h"
@@ -34,6 +35,9 @@ struct IngestServerOptions {
   uint64_t flush_size_bytes = 16 << 20;
   std::chrono::milliseconds flush_age{500};
   size_t record_max_bytes = 1 << 20;
+  // Called on the loop thread with each batch of records as soon as they are encoded (before
+  // they reach a segment file): live tails subscribe here. The view is valid during the call.
+  std::function<void(std::string_view records)> on_records;
 };
 
 class IngestServer {
