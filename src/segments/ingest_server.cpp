@@ -286,10 +286,13 @@ class IngestServer::Impl {
       size_t old = durable_next_.size();
       c->enc.Finish(now, &durable_next_);
       bytes_->Inc(durable_next_.size() - old);
+      if (opts_.on_records && durable_next_.size() > old)
+        opts_.on_records(std::string_view(durable_next_).substr(old));
       MaybeStartSync();
     } else if (c->mod == Modality::kFast) {
       scratch_.clear();
       c->enc.Finish(now, &scratch_);
+      if (opts_.on_records && !scratch_.empty()) opts_.on_records(scratch_);
       WriteFast(c);
       FlushSegment(std::move(c->seg), "close");
     }
