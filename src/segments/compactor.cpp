@@ -9,6 +9,7 @@
 #include <cstring>
 #include <functional>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "segments/record_merge.h"
 #include "segments/segment_format.h"
@@ -16,12 +17,6 @@
 namespace oklog {
 namespace {
 
-void SyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)::fsync(fd);
-  ::close(fd);
-}
 
 uint64_t SatMul(uint64_t a, uint64_t b) {
   uint64_t r;
@@ -300,7 +295,7 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
     if (writer) writer->Abandon();
     for (const auto& p : outputs) ::unlink(p.c_str());
     for (const auto& a : aside) ::rename(a.to.c_str(), a.from.c_str());
-    SyncDir(dir);
+    (void)SyncDir(dir);  // best effort: start-up recovery and the next round handle a lost rename or unlink
     bytes_read_->Inc(res.bytes_read);
     return s;
   };
@@ -320,7 +315,7 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
       std::string to = final_path + ".replaced";
       if (::rename(final_path.c_str(), to.c_str()) != 0) return Status::FromErrno("rename", final_path, errno);
       aside.push_back({idx, final_path, to});
-      SyncDir(dir);
+      (void)SyncDir(dir);  // best effort: start-up recovery and the next round handle a lost rename or unlink
       if (!Step(CompactionStep::kInputMovedAside, idx)) {
         crashed = true;
         return Status::Cancelled("stopped by step hook");
@@ -434,7 +429,7 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
       Logger("store")->warn("unlinking compacted segment file={}: {}", path, std::strerror(errno));
     if (!Step(CompactionStep::kInputUnlinked, i)) return Status::Cancelled("stopped by step hook");
   }
-  SyncDir(dir);
+  (void)SyncDir(dir);  // best effort: start-up recovery and the next round handle a lost rename or unlink
   res.outputs = outputs.size();
   bytes_written_->Inc(res.bytes_written);
   duplicates_->Inc(res.duplicates);

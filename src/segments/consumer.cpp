@@ -9,36 +9,12 @@
 #include <span>
 #include <unordered_set>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "segments/record_merge.h"
 
 namespace oklog {
 namespace {
-
-Status ReadWholeFile(const std::string& path, std::string* out, size_t offset) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open", path, errno);
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    return Status::FromErrno("stat", path, e);
-  }
-  out->resize(offset + static_cast<size_t>(st.st_size));
-  size_t got = 0;
-  while (got < static_cast<size_t>(st.st_size)) {
-    ssize_t n = ::pread(fd, out->data() + offset + got, static_cast<size_t>(st.st_size) - got, static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      int e = n < 0 ? errno : EIO;
-      ::close(fd);
-      return Status::FromErrno("read", path, e);
-    }
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return Status::Ok();
-}
 
 // When a store segment of the same name exists (a crash between writing it and committing the
 // ingest segments), the batch is safe only if every one of its records is already there.
@@ -125,7 +101,7 @@ Result<uint64_t> LocalConsumer::ConsumeBatch(const std::vector<PendingSegment>& 
   std::vector<std::pair<size_t, size_t>> spans;
   for (const auto& p : batch) {
     size_t off = read_buf_.size();
-    OKLOG_RETURN_IF_ERROR(ReadWholeFile(p.path, &read_buf_, off));
+    OKLOG_RETURN_IF_ERROR(AppendFile(p.path, &read_buf_));
     spans.emplace_back(off, read_buf_.size() - off);
     consumed_bytes_->Inc(read_buf_.size() - off);
   }

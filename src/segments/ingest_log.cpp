@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "common/ulid.h"
 
@@ -20,19 +21,6 @@ constexpr size_t kWriteThrough = 1 << 20;
 constexpr const char* kActive = ".active";
 constexpr const char* kFlushed = ".flushed";
 constexpr const char* kPending = ".pending";
-
-Status WriteAll(int fd, const char* p, size_t n, const std::string& what) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return Status::FromErrno("write", what, errno);
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return Status::Ok();
-}
 
 bool EndsWith(const std::string& s, const char* suffix) {
   size_t n = std::strlen(suffix);

@@ -9,17 +9,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/file_util.h"
 #include "common/log.h"
 
 namespace oklog {
 namespace {
 
-void SyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  (void)::fsync(fd);
-  ::close(fd);
-}
 
 std::string BaseName(const std::string& path) {
   auto slash = path.rfind('/');
@@ -119,8 +114,8 @@ size_t Retention::Trash(const std::vector<std::shared_ptr<const SegmentReader>>&
     logger->info("trashed segment file={} range={}..{} bytes={}", seg->path(), seg->low().ToString(),
                  seg->high().ToString(), seg->file_bytes());
   }
-  SyncDir(trash_dir_);
-  SyncDir(store_->dir());
+  (void)SyncDir(trash_dir_);  // best effort: start-up recovery and the next round handle a lost rename or unlink
+  (void)SyncDir(store_->dir());  // best effort: start-up recovery and the next round handle a lost rename or unlink
   return n;
 }
 

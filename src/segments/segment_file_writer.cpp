@@ -16,6 +16,7 @@
 
 #include "segments/crc32c.h"
 #include "segments/segment_file.h"
+#include "common/file_util.h"
 #include "segments/segment_file_internal.h"
 
 namespace oklog {
@@ -30,29 +31,6 @@ struct StringHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
-
-Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return Status::FromErrno("write", path, errno);
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return Status::Ok();
-}
-
-Status SyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open", dir, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::FromErrno("fsync", dir, err);
-  return Status::Ok();
-}
 
 LZ4F_blockSizeID_t BlockSizeIdFor(size_t raw) {
   if (raw <= (size_t{64} << 10)) return LZ4F_max64KB;
