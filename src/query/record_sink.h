@@ -29,8 +29,6 @@ class RecordSink {
 
 // Appends one record in the given format to *out.
 void AppendFormatted(std::string_view record, OutputFormat format, std::string* out);
-// JSON string escaping of arbitrary bytes (without the quotes), as described above.
-void AppendJsonEscaped(std::string_view bytes, std::string* out);
 
 // Formats records into chunks of at least min_chunk_bytes and hands each to emit, which may
 // block (backpressure) and returns false once the consumer is gone. Idle() emits a partial
