@@ -16,7 +16,10 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "gossip/frame_codec.h"
 #include "gossip/gossip_node.h"
+#include "gossip/rpc_client.h"
+#include "gossip/rpc_server.h"
 #include "query/query_api.h"
 #include "segments/compactor.h"
 #include "segments/consumer.h"
@@ -238,6 +241,13 @@ class Node {
     go.meta.ingest_bulk_port = ingest_->bulk_port();
     go.meta.version = kVersion;
     OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, go, &metrics_));
+    // The cluster port's TCP side is the RPC server; gossip push/pull is one of its methods.
+    rpc_server_ = gossip::RpcServer::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
+    rpc_client_ = gossip::RpcClient::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
+    rpc_server_->Handle(std::string(gossip::kGossipMethod), [this](std::shared_ptr<gossip::ServerCall> c) {
+      c->Respond(Status::Ok(), gossip_->ServeStream(c->peer(), c->body()));
+    });
+    gossip_->SetAcceptHandler([this](uv_stream_t* l) { rpc_server_->Accept(l); });
     // Other nodes reach our API at the advertised host (as OK Log) unless it is bound to one IP.
     gossip::NodeMeta meta = go.meta;
     std::string host = api.host;
@@ -271,6 +281,8 @@ class Node {
     if (query_) query_->Close();
     if (http_) http_->Close();
     if (ingest_) ingest_->Close([] { Logger("node")->info("ingest listeners closed, active segments flushed"); });
+    if (rpc_client_) rpc_client_->Close();
+    if (rpc_server_) rpc_server_->Close();
     // Peers record a graceful leave as `left`, not `dead`.
     if (gossip_) gossip_->Leave([this] { gossip_->Close(); });
   }
@@ -286,6 +298,8 @@ class Node {
   std::unique_ptr<LocalConsumer> consumer_;
   std::unique_ptr<Compactor> compactor_;  // after store_log_: destroyed (and stopped) before it
   std::unique_ptr<gossip::GossipNode> gossip_;
+  std::unique_ptr<gossip::RpcServer> rpc_server_;
+  std::unique_ptr<gossip::RpcClient> rpc_client_;
   std::vector<uv_signal_t*> signals_;
   bool shutting_down_ = false;
   int exit_code_ = 0;

@@ -103,6 +103,7 @@ struct GossipNode::Impl {
   bool started = false;
   bool closed = false;
   std::function<void()> leave_done;
+  std::function<void(uv_stream_t*)> accept_handler;
   Instant leave_deadline = Instant::max();
   std::vector<char> recv_buf = std::vector<char>(kUdpRecvBufferBytes);
   Incarnation view_self_incarnation = 0;
@@ -299,6 +300,20 @@ Status GossipNode::UpdateMeta(const NodeMeta& meta) {
   OKLOG_RETURN_IF_ERROR(impl_->m->UpdateMetadata(std::move(bytes), impl_->Now()));
   impl_->Pump();
   return Status::Ok();
+}
+
+void GossipNode::SetAcceptHandler(std::function<void(uv_stream_t*)> accept) {
+  impl_->accept_handler = std::move(accept);
+}
+
+std::string GossipNode::ServeStream(const std::string& peer, std::string_view body) {
+  Impl& i = *impl_;
+  if (i.closed) return "";
+  i.stream_bytes_in->Inc(body.size());
+  std::string reply = i.m->OnStream(peer, body, i.Now());
+  i.stream_bytes_out->Inc(reply.size());
+  i.Pump();
+  return reply;
 }
 
 void GossipNode::Close() { impl_->CloseAll(); }
@@ -517,6 +532,10 @@ void GossipNode::Impl::OnConnection(uv_stream_t* server, int status) noexcept {
   auto* box = static_cast<TcpListenBox*>(server->data);
   Impl* self = box ? box->owner : nullptr;
   if (!self || self->closed || status != 0) return;
+  if (self->accept_handler) {
+    self->accept_handler(server);
+    return;
+  }
   Conn* c = self->NewConn(false);
   if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
     self->CloseConn(c);

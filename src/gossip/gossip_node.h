@@ -62,6 +62,12 @@ class GossipNode {
   void Close();
   bool done() const;
 
+  // Hands the cluster port's TCP connections to `accept` (RpcServer::Accept), which then serves
+  // the "gossip" method by calling ServeStream. Without it, gossip serves the port itself.
+  void SetAcceptHandler(std::function<void(uv_stream_t* listener)> accept);
+  // The "gossip" method: one push/pull message from `peer` in, the reply (maybe empty) out.
+  std::string ServeStream(const std::string& peer, std::string_view body);
+
   PeerView& peer_view();
   std::string ClusterJson() const;  // the GET /cluster body
   const std::string& name() const;

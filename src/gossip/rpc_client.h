@@ -1,0 +1,78 @@
+// RpcClient: calls data-plane methods on other nodes' cluster ports (grammar in rpc.h). One
+// connection per remote address, opened on first use and reopened on the next call after it
+// broke; many calls share it, multiplexed by id. Every call has a deadline.
+//
+// Thread: loop thread only; callbacks run on the loop thread, each exactly once per call
+// (on_end / the unary callback), possibly before Call() returns when the call fails at once.
+// Lifetime: Close() fails every call in progress with Cancelled and closes the connections;
+// run the loop until the close callbacks fired before uv_loop_close().
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "gossip/types.h"
+
+namespace oklog {
+class Registry;
+}
+
+namespace oklog::gossip {
+
+class RpcClientImpl;
+
+class RpcClient {
+ public:
+  struct Options {
+    std::string cluster_name = "oklog";
+    std::string node_name;
+    // After a failed connect, calls to that address fail at once for this long.
+    Duration reconnect_backoff{200};
+  };
+  static std::unique_ptr<RpcClient> Create(uv_loop_t* loop, Options options, Registry* metrics);
+  ~RpcClient();
+  RpcClient(const RpcClient&) = delete;
+  RpcClient& operator=(const RpcClient&) = delete;
+
+  // Unary call: `done` gets the whole response body, or Unavailable (no connection),
+  // TimedOut (deadline), Cancelled (Close), ResourceExhausted (response over the message
+  // limit), or the remote handler's status.
+  using UnaryCallback = std::function<void(Result<std::string>)>;
+  void Call(const std::string& addr, const std::string& method, std::string body, Duration timeout,
+            UnaryCallback done);
+
+  // Server-streaming call: on_chunk gets each part as it arrives, on_end the final status once.
+  // Flow control: with kAuto, a part counts as consumed when on_chunk returns; with kManual the
+  // caller reports consumption with Consume(), and the server stops sending when
+  // kRpcStreamWindowBytes are unconsumed (so buffering is bounded on both sides).
+  // `timeout` bounds the whole call; `idle_timeout` (0: none) the gap between parts.
+  enum class Credit { kAuto, kManual };
+  struct StreamOptions {
+    Duration timeout{30000};
+    Duration idle_timeout{0};
+    Credit credit = Credit::kAuto;
+  };
+  struct StreamHandlers {
+    std::function<void(std::string part)> on_chunk;
+    std::function<void(const Status&)> on_end;
+  };
+  // Returns a handle for Consume()/Cancel(); 0 when the call failed at once (on_end ran).
+  uint64_t Stream(const std::string& addr, const std::string& method, std::string body, StreamOptions options,
+                  StreamHandlers handlers);
+  void Consume(uint64_t handle, size_t bytes);
+  // Ends the call with Cancelled (on_end runs) and tells the server.
+  void Cancel(uint64_t handle);
+
+  void Close();
+  size_t connections() const;
+
+ private:
+  explicit RpcClient(std::unique_ptr<RpcClientImpl> impl);
+  std::unique_ptr<RpcClientImpl> impl_;
+};
+
+}  // namespace oklog::gossip

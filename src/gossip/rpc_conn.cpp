@@ -1,0 +1,147 @@
+#include "gossip/rpc_conn.h"
+
+#include <memory>
+
+namespace oklog::gossip {
+
+uint32_t WireStatus(const Status& s) { return static_cast<uint32_t>(s.code()); }
+
+Status StatusFromWire(uint32_t code, std::string_view message) {
+  std::string m(message);
+  switch (static_cast<Code>(code)) {
+    case Code::kOk: return Status::Ok();
+    case Code::kInvalidArgument: return Status::InvalidArgument(m);
+    case Code::kNotFound: return Status::NotFound(m);
+    case Code::kCorruption: return Status::Corruption(m);
+    case Code::kIOError: return Status::IOError(m);
+    case Code::kUnavailable: return Status::Unavailable(m);
+    case Code::kTimedOut: return Status::TimedOut(m);
+    case Code::kResourceExhausted: return Status::ResourceExhausted(m);
+    case Code::kAlreadyExists: return Status::AlreadyExists(m);
+    case Code::kCancelled: return Status::Cancelled(m);
+  }
+  return Status::IOError("remote status " + std::to_string(code) + ": " + m);
+}
+
+std::string EncodeCredit(uint64_t bytes) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((bytes >> (56 - 8 * i)) & 0xFF);
+  return out;
+}
+
+Result<uint64_t> DecodeCredit(std::string_view body) {
+  if (body.size() != 8) return Status::Corruption("credit: not 8 bytes");
+  uint64_t v = 0;
+  for (char c : body) v = (v << 8) | static_cast<uint8_t>(c);
+  return v;
+}
+
+struct RpcConn::WriteReq {
+  uv_write_t req;
+  std::string data;
+  RpcConn* conn;
+};
+
+RpcConn::RpcConn(uv_loop_t* loop, RpcConnOwner* owner, size_t max_frame_bytes)
+    : owner_(owner), decoder_(max_frame_bytes) {
+  uv_tcp_init(loop, &tcp_);
+  tcp_.data = this;
+  created_ms = uv_now(loop);
+}
+
+void RpcConn::StartReading() {
+  if (closing_ || reading_) return;
+  reading_ = true;
+  uv_tcp_nodelay(&tcp_, 1);
+  uv_tcp_keepalive(&tcp_, 1, 30);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), OnAlloc, OnRead);
+}
+
+bool RpcConn::WriteFrame(std::string_view payload) {
+  if (closing_) return false;
+  auto* w = new WriteReq;
+  w->data = EncodeFrame(payload);
+  w->conn = this;
+  w->req.data = w;
+  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  const size_t n = w->data.size();
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, OnWritten) != 0) {
+    delete w;
+    Broken(Status::IOError("write failed"), "");
+    return false;
+  }
+  queued_bytes_ += n;
+  return true;
+}
+
+void RpcConn::OnWritten(uv_write_t* req, int status) noexcept {
+  std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));  // the one release point
+  RpcConn* c = w->conn;
+  c->queued_bytes_ -= w->data.size();
+  if (status != 0 && !c->closing_) c->Broken(Status::IOError(std::string("write: ") + uv_strerror(status)), "");
+}
+
+void RpcConn::OnAlloc(uv_handle_t*, size_t suggested, uv_buf_t* buf) noexcept {
+  *buf = uv_buf_init(new char[suggested], static_cast<unsigned>(suggested));
+}
+
+void RpcConn::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept {
+  std::unique_ptr<char[]> owned(buf->base);  // released on every path
+  auto* c = static_cast<RpcConn*>(s->data);
+  if (c->closing_ || nread == 0) return;  // nread 0: EAGAIN, not EOF
+  if (nread < 0) {
+    c->Broken(nread == UV_EOF ? Status::Unavailable("peer closed the connection")
+                              : Status::IOError(std::string("read: ") + uv_strerror(static_cast<int>(nread))),
+              "");
+    return;
+  }
+  c->decoder_.Feed(buf->base, static_cast<size_t>(nread));
+  std::string frame;
+  while (!c->closing_) {
+    Result<bool> next = c->decoder_.Next(&frame);
+    if (!next.ok()) {
+      c->Broken(next.status(), "oversize");
+      return;
+    }
+    if (!next.value()) break;
+    if (!c->hello_seen_) {
+      Result<Hello> h = DecodeHello(frame);
+      if (!h.ok()) {
+        c->Broken(h.status(), "malformed");
+        return;
+      }
+      c->peer_name = h->node;
+      Status st = c->owner_->OnHello(c, *h);
+      if (!st.ok()) {
+        c->Broken(st, st.code() == Code::kInvalidArgument ? "wrong_cluster" : "malformed");
+        return;
+      }
+      c->hello_seen_ = true;
+      continue;
+    }
+    Result<Envelope> e = DecodeEnvelope(frame);
+    if (!e.ok()) {
+      c->Broken(e.status(), "malformed");
+      return;
+    }
+    c->owner_->OnEnvelope(c, std::move(e).value());
+  }
+}
+
+void RpcConn::Broken(const Status& why, const char* reason) {
+  if (closing_) return;
+  owner_->OnBroken(this, why, reason);
+  Close();
+}
+
+void RpcConn::Close() {
+  if (closing_) return;
+  closing_ = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&tcp_), OnClosed);
+}
+
+// Write callbacks (UV_ECANCELED) run before the close callback, so nothing touches the
+// connection after this.
+void RpcConn::OnClosed(uv_handle_t* h) noexcept { delete static_cast<RpcConn*>(h->data); }
+
+}  // namespace oklog::gossip

@@ -1,0 +1,72 @@
+// Internal to the RPC (rpc_server.cpp, rpc_client.cpp): one framed TCP connection of the cluster
+// port, either direction. It owns its uv_tcp_t, splits the byte stream into frames, checks the
+// hello, and hands envelopes to its owner; writes own their bytes until their callback.
+//
+// Thread: loop thread only. Lifetime: allocated with new by the owner, which calls Close()
+// exactly once; the memory is freed by the close callback (after every write callback ran).
+// After Close() no handler method is called.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+#include "gossip/frame_codec.h"
+#include "gossip/rpc.h"
+
+namespace oklog::gossip {
+
+class RpcConn;
+
+// What an RpcConn tells its owner. Calls never happen after RpcConn::Close().
+class RpcConnOwner {
+ public:
+  virtual ~RpcConnOwner() = default;
+  // A hello arrived; return a non-OK status (counted as `reason`) to close the connection.
+  virtual Status OnHello(RpcConn* c, const Hello& h) = 0;
+  virtual void OnEnvelope(RpcConn* c, Envelope e) = 0;
+  // The stream failed or ended (peer closed, malformed input, write error). The owner must
+  // call Close() (it may have already). `reason` names a drop for metrics, empty for EOF.
+  virtual void OnBroken(RpcConn* c, const Status& why, const char* reason) = 0;
+};
+
+class RpcConn {
+ public:
+  RpcConn(uv_loop_t* loop, RpcConnOwner* owner, size_t max_frame_bytes);
+  RpcConn(const RpcConn&) = delete;
+  RpcConn& operator=(const RpcConn&) = delete;
+
+  uv_tcp_t* tcp() { return &tcp_; }
+  void StartReading();
+  // Queues one frame (length prefix added). Returns false once closed.
+  bool WriteFrame(std::string_view payload);
+  void Close();
+  bool closed() const { return closing_; }
+  bool hello_seen() const { return hello_seen_; }
+  size_t write_queue_bytes() const { return queued_bytes_; }
+
+  std::string peer;      // remote address, for logs and the gossip handler
+  std::string peer_name; // from the hello
+  uint64_t created_ms = 0;
+  void* user = nullptr;  // owner's per-connection state
+
+ private:
+  struct WriteReq;
+  static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) noexcept;
+  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
+  static void OnWritten(uv_write_t* req, int status) noexcept;
+  static void OnClosed(uv_handle_t* h) noexcept;
+  void Broken(const Status& why, const char* reason);
+
+  uv_tcp_t tcp_;
+  RpcConnOwner* owner_;
+  FrameDecoder decoder_;
+  bool closing_ = false;
+  bool hello_seen_ = false;
+  bool reading_ = false;
+  size_t queued_bytes_ = 0;
+};
+
+}  // namespace oklog::gossip

@@ -1,0 +1,402 @@
+#include "gossip/rpc_server.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <set>
+
+#include "common/address.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "gossip/rpc.h"
+#include "gossip/rpc_conn.h"
+
+namespace oklog::gossip {
+
+namespace {
+
+// Per-connection protocol state of the server side.
+struct ServerConnState {
+  uint64_t max_id = 0;
+  std::map<uint64_t, std::string> partial;  // request bodies arriving in parts
+  size_t partial_bytes = 0;
+  std::map<uint64_t, std::shared_ptr<ServerCall>> calls;
+};
+
+struct ListenBox {
+  uv_tcp_t h;
+  RpcServerImpl* owner;
+};
+struct TimerBox {
+  uv_timer_t h;
+  RpcServerImpl* owner;
+};
+
+}  // namespace
+
+class RpcServerImpl : public RpcConnOwner {
+ public:
+  uv_loop_t* loop;
+  RpcServer::Options opt;
+  std::map<std::string, RpcServer::Handler> handlers;
+  std::set<RpcConn*> conns;
+  ListenBox* listener = nullptr;
+  TimerBox* timer = nullptr;
+  int open_boxes = 0;
+  uint16_t port = 0;
+  bool closed = false;
+  std::shared_ptr<spdlog::logger> log = Logger("rpc");
+  Counter *requests = nullptr, *bytes_in = nullptr, *bytes_out = nullptr, *accepted = nullptr;
+  Family<Counter>* dropped = nullptr;
+  Gauge* open_conns = nullptr;
+
+  Status OnHello(RpcConn* c, const Hello& h) override {
+    if (h.version != kClusterProtocolVersion)
+      return Status::Corruption("protocol version " + std::to_string(h.version));
+    if (h.cluster != opt.cluster_name) return Status::InvalidArgument("cluster \"" + h.cluster + "\"");
+    c->WriteFrame(EncodeHello({kClusterProtocolVersion, opt.cluster_name, opt.node_name}));
+    return Status::Ok();
+  }
+
+  void OnBroken(RpcConn* c, const Status& why, const char* reason) override {
+    if (reason[0] != '\0') {
+      dropped->With({reason})->Inc();
+      log->warn("dropping cluster connection from {}: {}", c->peer, why.ToString());
+    }
+    Drop(c);
+  }
+
+  void Protocol(RpcConn* c, const std::string& what) {
+    dropped->With({"malformed"})->Inc();
+    log->warn("dropping cluster connection from {}: {}", c->peer, what);
+    Drop(c);
+    c->Close();
+  }
+
+  // Forgets the connection and cancels its calls; the caller closes it.
+  void Drop(RpcConn* c) {
+    if (!conns.erase(c)) return;
+    open_conns->Set(static_cast<double>(conns.size()));
+    auto* st = static_cast<ServerConnState*>(c->user);
+    c->user = nullptr;
+    if (!st) return;
+    std::map<uint64_t, std::shared_ptr<ServerCall>> calls = std::move(st->calls);
+    delete st;
+    for (auto& [id, call] : calls) Cancel(call.get());
+  }
+
+  void Cancel(ServerCall* call) {
+    if (call->over_) return;
+    call->Finish();
+    if (auto cb = std::move(call->on_cancel_)) cb();
+    call->on_writable_ = nullptr;
+  }
+
+  void OnEnvelope(RpcConn* c, Envelope e) override {
+    auto* st = static_cast<ServerConnState*>(c->user);
+    bytes_in->Inc(e.body.size());
+    switch (e.kind) {
+      case Envelope::Kind::kRequest: {
+        if (e.request_id <= st->max_id && st->max_id != 0) return Protocol(c, "request id reused");
+        st->max_id = e.request_id;
+        auto call = std::make_shared<ServerCall>();
+        auto p = st->partial.find(e.request_id);
+        if (p != st->partial.end()) {
+          st->partial_bytes -= p->second.size();
+          call->body_ = std::move(p->second);
+          st->partial.erase(p);
+        }
+        if (call->body_.size() + e.body.size() > kRpcMaxMessageBytes) return Protocol(c, "request too large");
+        call->body_.append(e.body);
+        call->method_ = std::move(e.method);
+        call->server_ = this;
+        call->conn_ = c;
+        call->id_ = e.request_id;
+        call->peer_ = c->peer;
+        call->peer_name_ = c->peer_name;
+        requests->Inc();
+        auto h = handlers.find(call->method_);
+        if (h == handlers.end()) {
+          call->Respond(Status::NotFound("unknown method \"" + call->method_ + "\""));
+          return;
+        }
+        st->calls[e.request_id] = call;
+        h->second(call);
+        return;
+      }
+      case Envelope::Kind::kChunk: {
+        auto it = st->calls.find(e.request_id);
+        if (it != st->calls.end()) {
+          Result<uint64_t> credit = DecodeCredit(e.body);
+          if (!credit.ok()) return Protocol(c, credit.status().ToString());
+          std::shared_ptr<ServerCall> call = it->second;  // Pump may finish it
+          call->credited_ = std::min(call->sent_, call->credited_ + *credit);
+          call->Pump();
+          return;
+        }
+        if (e.request_id <= st->max_id) return;  // a late credit for a finished call
+        st->partial_bytes += e.body.size();
+        std::string& part = st->partial[e.request_id];
+        if (part.size() + e.body.size() > kRpcMaxMessageBytes || st->partial_bytes > 2 * kRpcMaxMessageBytes)
+          return Protocol(c, "request too large");
+        part.append(e.body);
+        return;
+      }
+      case Envelope::Kind::kError: {  // cancel
+        auto it = st->calls.find(e.request_id);
+        if (it == st->calls.end()) return;
+        std::shared_ptr<ServerCall> call = it->second;
+        Cancel(call.get());
+        return;
+      }
+      default:
+        return Protocol(c, "unexpected envelope kind from a client");
+    }
+  }
+
+  void Forget(ServerCall* call) {
+    RpcConn* c = call->conn_;
+    call->conn_ = nullptr;
+    if (!c || !conns.count(c)) return;
+    auto* st = static_cast<ServerConnState*>(c->user);
+    if (st) st->calls.erase(call->id_);
+  }
+
+  void NewConn(uv_stream_t* listener_stream) {
+    auto* c = new RpcConn(loop, this, kMaxFrameBytes);
+    if (uv_accept(listener_stream, reinterpret_cast<uv_stream_t*>(c->tcp())) != 0) {
+      c->Close();
+      return;
+    }
+    if (closed) {
+      c->Close();
+      return;
+    }
+    sockaddr_storage peer;
+    int len = sizeof peer;
+    if (uv_tcp_getpeername(c->tcp(), reinterpret_cast<sockaddr*>(&peer), &len) == 0)
+      c->peer = SockaddrToString(reinterpret_cast<sockaddr*>(&peer));
+    c->user = new ServerConnState;
+    conns.insert(c);
+    accepted->Inc();
+    open_conns->Set(static_cast<double>(conns.size()));
+    c->StartReading();
+  }
+
+  static void OnConnection(uv_stream_t* server, int status) noexcept {
+    auto* box = static_cast<ListenBox*>(server->data);
+    if (!box->owner || status != 0) return;
+    box->owner->NewConn(server);
+  }
+
+  // Closes connections whose hello is late.
+  static void OnTick(uv_timer_t* t) noexcept {
+    auto* box = static_cast<TimerBox*>(t->data);
+    RpcServerImpl* self = box->owner;
+    if (!self) return;
+    const uint64_t now = uv_now(self->loop);
+    std::vector<RpcConn*> late;
+    for (RpcConn* c : self->conns)
+      if (!c->hello_seen() && now - c->created_ms > static_cast<uint64_t>(self->opt.hello_timeout.count()))
+        late.push_back(c);
+    for (RpcConn* c : late) {
+      self->dropped->With({"hello_timeout"})->Inc();
+      self->Drop(c);
+      c->Close();
+    }
+  }
+
+  static void OnBoxClosed(uv_handle_t* h) noexcept {
+    if (h->type == UV_TCP) {
+      auto* b = static_cast<ListenBox*>(h->data);
+      if (b->owner) {
+        --b->owner->open_boxes;
+        b->owner->listener = nullptr;
+      }
+      delete b;
+    } else {
+      auto* b = static_cast<TimerBox*>(h->data);
+      if (b->owner) {
+        --b->owner->open_boxes;
+        b->owner->timer = nullptr;
+      }
+      delete b;
+    }
+  }
+
+  void CloseAll() {
+    if (closed) return;
+    closed = true;
+    for (RpcConn* c : std::vector<RpcConn*>(conns.begin(), conns.end())) {
+      Drop(c);
+      c->Close();
+    }
+    if (listener) uv_close(reinterpret_cast<uv_handle_t*>(&listener->h), OnBoxClosed);
+    if (timer) uv_close(reinterpret_cast<uv_handle_t*>(&timer->h), OnBoxClosed);
+  }
+
+  ~RpcServerImpl() override {
+    CloseAll();
+    if (listener) listener->owner = nullptr;
+    if (timer) timer->owner = nullptr;
+  }
+};
+
+// ---- ServerCall ----
+
+void ServerCall::Respond(const Status& status, std::string body) {
+  if (over_ || ended_) return;
+  if (!status.ok()) {
+    Envelope e{streamed_ ? Envelope::Kind::kEnd : Envelope::Kind::kError, id_, "", WireStatus(status),
+               status.message()};
+    ended_ = true;
+    queue_.clear();
+    queued_bytes_ = 0;
+    if (conn_) conn_->WriteFrame(EncodeEnvelope(e));
+    Finish();
+    return;
+  }
+  if (!streamed_ && body.size() <= kRpcChunkBytes) {
+    Envelope e{Envelope::Kind::kResponse, id_, "", 0, std::move(body)};
+    if (server_) server_->bytes_out->Inc(e.body.size());
+    ended_ = true;
+    if (conn_) conn_->WriteFrame(EncodeEnvelope(e));
+    Finish();
+    return;
+  }
+  Send(std::move(body));
+  End(Status::Ok());
+}
+
+bool ServerCall::Send(std::string part) {
+  if (over_ || ended_) return false;
+  streamed_ = true;
+  for (size_t off = 0; off < part.size(); off += kRpcChunkBytes) {
+    size_t n = std::min(kRpcChunkBytes, part.size() - off);
+    queue_.push_back(off == 0 && n == part.size() ? std::move(part) : part.substr(off, n));
+    queued_bytes_ += n;
+  }
+  Pump();
+  return !over_;
+}
+
+void ServerCall::End(const Status& status) {
+  if (over_ || ended_) return;
+  streamed_ = true;
+  ended_ = true;
+  end_status_ = status;
+  Pump();
+}
+
+bool ServerCall::writable() const {
+  return !over_ && !ended_ && queued_bytes_ + (sent_ - credited_) < kRpcStreamWindowBytes;
+}
+
+// Writes queued chunks while the window allows, then the end frame once the queue is empty.
+void ServerCall::Pump() {
+  if (over_ || !conn_ || conn_->closed()) return;
+  while (!queue_.empty() && (sent_ - credited_ + queue_.front().size() <= kRpcStreamWindowBytes || sent_ == credited_)) {
+    Envelope e{Envelope::Kind::kChunk, id_, "", 0, std::move(queue_.front())};
+    queue_.pop_front();
+    queued_bytes_ -= e.body.size();
+    sent_ += e.body.size();
+    if (server_) server_->bytes_out->Inc(e.body.size());
+    conn_->WriteFrame(EncodeEnvelope(e));
+  }
+  if (ended_ && queue_.empty()) {
+    Envelope e{Envelope::Kind::kEnd, id_, "", WireStatus(end_status_), end_status_.message()};
+    conn_->WriteFrame(EncodeEnvelope(e));
+    Finish();
+    return;
+  }
+  if (!writable()) {
+    was_blocked_ = true;
+  } else if (was_blocked_) {
+    was_blocked_ = false;
+    if (on_writable_) {
+      auto cb = on_writable_;  // the callback may replace itself
+      cb();
+    }
+  }
+}
+
+void ServerCall::Finish() {
+  if (over_) return;
+  over_ = true;
+  queue_.clear();
+  queued_bytes_ = 0;
+  RpcServerImpl* server = server_;
+  server_ = nullptr;
+  if (server) server->Forget(this);  // may destroy this object: nothing after it
+}
+
+// ---- RpcServer ----
+
+std::unique_ptr<RpcServer> RpcServer::Create(uv_loop_t* loop, Options options, Registry* metrics) {
+  auto impl = std::make_unique<RpcServerImpl>();
+  impl->loop = loop;
+  impl->opt = std::move(options);
+  static Registry fallback;
+  Registry* r = metrics ? metrics : &fallback;
+  impl->requests = r->NewCounter("oklog_rpc_requests_total", "Data-plane and gossip RPC requests served.");
+  impl->bytes_in = r->NewCounter("oklog_rpc_server_bytes_received_total", "RPC body bytes received by the server.");
+  impl->bytes_out = r->NewCounter("oklog_rpc_server_bytes_sent_total", "RPC body bytes sent by the server.");
+  impl->accepted = r->NewCounter("oklog_rpc_connections_accepted_total", "Cluster-port TCP connections accepted.");
+  impl->open_conns = r->NewGauge("oklog_rpc_server_connections", "Open incoming cluster-port connections.");
+  impl->dropped = r->NewCounterFamily("oklog_rpc_streams_dropped_total",
+                                      "Cluster connections closed for bad input, by reason.", {"reason"});
+  auto* t = new TimerBox{{}, impl.get()};
+  uv_timer_init(loop, &t->h);
+  t->h.data = t;
+  impl->timer = t;
+  impl->open_boxes = 1;
+  uv_timer_start(&t->h, RpcServerImpl::OnTick, 250, 250);
+  uv_unref(reinterpret_cast<uv_handle_t*>(&t->h));
+  return std::unique_ptr<RpcServer>(new RpcServer(std::move(impl)));
+}
+
+RpcServer::RpcServer(std::unique_ptr<RpcServerImpl> impl) : impl_(std::move(impl)) {}
+RpcServer::~RpcServer() = default;
+
+void RpcServer::Handle(const std::string& method, Handler handler) { impl_->handlers[method] = std::move(handler); }
+
+void RpcServer::Accept(uv_stream_t* listener) {
+  if (impl_->closed) {
+    // Accept and drop, so the listener does not spin on a pending connection.
+    uv_tcp_t* t = new uv_tcp_t;
+    uv_tcp_init(impl_->loop, t);
+    uv_accept(listener, reinterpret_cast<uv_stream_t*>(t));
+    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    return;
+  }
+  impl_->NewConn(listener);
+}
+
+Status RpcServer::Listen(const std::string& addr) {
+  OKLOG_ASSIGN_OR_RETURN(Address a, ParseAddress(addr, 7659));
+  sockaddr_storage ss{};
+  if (uv_ip4_addr(a.host.c_str(), a.port, reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
+      uv_ip6_addr(a.host.c_str(), a.port, reinterpret_cast<sockaddr_in6*>(&ss)) != 0)
+    return Status::InvalidArgument("rpc: listen address must be an IP literal: " + addr);
+  auto* l = new ListenBox{{}, impl_.get()};
+  uv_tcp_init(impl_->loop, &l->h);
+  l->h.data = l;
+  impl_->listener = l;
+  ++impl_->open_boxes;
+  int rc = uv_tcp_bind(&l->h, reinterpret_cast<const sockaddr*>(&ss), 0);
+  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->h), 128, RpcServerImpl::OnConnection);
+  if (rc != 0) return Status::IOError("rpc: listen " + addr + ": " + uv_strerror(rc));
+  sockaddr_storage bound;
+  int len = sizeof bound;
+  uv_tcp_getsockname(&l->h, reinterpret_cast<sockaddr*>(&bound), &len);
+  impl_->port = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                                 : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  return Status::Ok();
+}
+
+uint16_t RpcServer::port() const { return impl_->port; }
+void RpcServer::Close() { impl_->CloseAll(); }
+bool RpcServer::done() const { return impl_->closed && impl_->open_boxes == 0; }
+size_t RpcServer::connections() const { return impl_->conns.size(); }
+
+}  // namespace oklog::gossip

@@ -1,0 +1,323 @@
+// RpcServer and RpcClient over real loopback sockets in one loop, plus raw sockets sending
+// garbage from a helper thread.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <thread>
+
+#include "common/metrics.h"
+#include "gossip/frame_codec.h"
+#include "gossip/gossip_node.h"
+#include "gossip/rpc.h"
+#include "gossip/rpc_client.h"
+#include "gossip/rpc_server.h"
+
+namespace oklog::gossip {
+namespace {
+
+class RpcTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    server_ = RpcServer::Create(&loop_, {"test", "server"}, &metrics_);
+    ASSERT_TRUE(server_->Listen("127.0.0.1:0").ok());
+    addr_ = "127.0.0.1:" + std::to_string(server_->port());
+    client_ = RpcClient::Create(&loop_, {"test", "client"}, &metrics_);
+    server_->Handle("echo", [](std::shared_ptr<ServerCall> c) { c->Respond(Status::Ok(), c->body()); });
+  }
+  void TearDown() override {
+    client_->Close();
+    server_->Close();
+    RunUntil([&] { return server_->done(); }, 2000);
+    client_.reset();
+    server_.reset();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+  }
+
+  bool RunUntil(const std::function<bool()>& pred, int timeout_ms) {
+    uv_timer_t tick;
+    uv_timer_init(&loop_, &tick);
+    uv_timer_start(&tick, [](uv_timer_t*) {}, 5, 5);
+    auto start = std::chrono::steady_clock::now();
+    bool ok = pred();
+    while (!ok && std::chrono::steady_clock::now() - start < std::chrono::milliseconds(timeout_ms)) {
+      uv_run(&loop_, UV_RUN_ONCE);
+      ok = pred();
+    }
+    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    return ok;
+  }
+
+  // Calls and waits; the result, or the status.
+  Result<std::string> CallSync(RpcClient* client, const std::string& method, std::string body,
+                               Duration timeout = Duration(2000)) {
+    std::optional<Result<std::string>> out;
+    client->Call(addr_, method, std::move(body), timeout, [&](Result<std::string> r) { out = std::move(r); });
+    EXPECT_TRUE(RunUntil([&] { return out.has_value(); }, 5000));
+    if (!out) return Status::TimedOut("test");
+    return std::move(*out);
+  }
+
+  // Sends bytes on a raw socket from another thread; returns once the server closed it.
+  void SendRaw(std::string bytes) {
+    std::atomic<bool> closed{false};
+    std::thread t([&] {
+      int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in sa{};
+      sa.sin_family = AF_INET;
+      sa.sin_port = htons(server_->port());
+      inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+        (void)!write(fd, bytes.data(), bytes.size());
+        char buf[256];
+        timeval tv{5, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        while (read(fd, buf, sizeof buf) > 0) {
+        }
+      }
+      close(fd);
+      closed = true;
+    });
+    EXPECT_TRUE(RunUntil([&] { return closed.load(); }, 6000));
+    t.join();
+  }
+
+  double Metric(const std::string& line_prefix) {
+    std::string text = metrics_.Render();
+    size_t p = text.find(line_prefix + " ");
+    if (p == std::string::npos) return 0;
+    return std::stod(text.substr(p + line_prefix.size() + 1));
+  }
+
+  uv_loop_t loop_;
+  Registry metrics_;
+  std::unique_ptr<RpcServer> server_;
+  std::unique_ptr<RpcClient> client_;
+  std::string addr_;
+};
+
+TEST_F(RpcTest, UnaryCallRoundTrips) {
+  Result<std::string> r = CallSync(client_.get(), "echo", "hello");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "hello");
+  EXPECT_EQ(client_->connections(), 1u);
+}
+
+TEST_F(RpcTest, ConcurrentCallsShareOneConnection) {
+  int done = 0;
+  for (int i = 0; i < 50; ++i)
+    client_->Call(addr_, "echo", std::to_string(i), Duration(2000), [&, i](Result<std::string> r) {
+      ASSERT_TRUE(r.ok());
+      EXPECT_EQ(*r, std::to_string(i));
+      ++done;
+    });
+  ASSERT_TRUE(RunUntil([&] { return done == 50; }, 5000));
+  EXPECT_EQ(client_->connections(), 1u);
+  EXPECT_EQ(server_->connections(), 1u);
+}
+
+TEST_F(RpcTest, LargeBodiesTravelInChunksBothWays) {
+  std::string big(5 * kRpcChunkBytes + 123, 'x');
+  for (size_t i = 0; i < big.size(); i += 4096) big[i] = static_cast<char>('a' + i % 26);
+  Result<std::string> r = CallSync(client_.get(), "echo", big);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, big);
+}
+
+TEST_F(RpcTest, UnknownMethodIsNotFound) {
+  Result<std::string> r = CallSync(client_.get(), "nope", "");
+  EXPECT_EQ(r.status().code(), Code::kNotFound);
+}
+
+TEST_F(RpcTest, HandlerErrorReachesTheCaller) {
+  server_->Handle("fail", [](std::shared_ptr<ServerCall> c) { c->Respond(Status::Unavailable("not now")); });
+  Result<std::string> r = CallSync(client_.get(), "fail", "");
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  EXPECT_EQ(r.status().message(), "not now");
+}
+
+TEST_F(RpcTest, DeadlinePassesAndTheServerHearsTheCancel) {
+  std::shared_ptr<ServerCall> held;
+  bool cancelled = false;
+  server_->Handle("hang", [&](std::shared_ptr<ServerCall> c) {
+    c->OnCancel([&] { cancelled = true; });
+    held = c;
+  });
+  auto start = std::chrono::steady_clock::now();
+  Result<std::string> r = CallSync(client_.get(), "hang", "", Duration(100));
+  EXPECT_EQ(r.status().code(), Code::kTimedOut);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_TRUE(RunUntil([&] { return cancelled; }, 2000));
+  held->Respond(Status::Ok(), "late");  // inert
+  // The connection still serves.
+  EXPECT_TRUE(CallSync(client_.get(), "echo", "x").ok());
+}
+
+TEST_F(RpcTest, ServerStreamStopsAtTheWindowUntilTheClientConsumes) {
+  const size_t kPart = 256 << 10;
+  const size_t kTotal = 40;  // 10 MiB: more than two windows
+  size_t produced = 0;
+  std::shared_ptr<ServerCall> call;
+  std::function<void()> produce = [&] {
+    while (call->writable() && produced < kTotal) {
+      call->Send(std::string(kPart, 'p'));
+      ++produced;
+    }
+    if (produced == kTotal) call->End(Status::Ok());
+  };
+  server_->Handle("tail", [&](std::shared_ptr<ServerCall> c) {
+    call = c;
+    c->OnWritable(produce);
+    produce();
+  });
+  size_t received = 0;
+  std::optional<Status> end;
+  RpcClient::StreamOptions so;
+  so.credit = RpcClient::Credit::kManual;
+  uint64_t h = client_->Stream(addr_, "tail", "", so,
+                               {[&](std::string part) { received += part.size(); },
+                                [&](const Status& s) { end = s; }});
+  ASSERT_NE(h, 0u);
+  RunUntil([] { return false; }, 300);
+  // Nothing consumed: the server holds at one window.
+  EXPECT_LE(received, kRpcStreamWindowBytes);
+  EXPECT_LE(produced * kPart, 2 * kRpcStreamWindowBytes);
+  EXPECT_FALSE(end.has_value());
+  size_t consumed = 0;
+  ASSERT_TRUE(RunUntil([&] {
+    if (received > consumed) {
+      client_->Consume(h, received - consumed);
+      consumed = received;
+    }
+    return end.has_value();
+  }, 10000));
+  EXPECT_TRUE(end->ok()) << end->ToString();
+  EXPECT_EQ(received, kPart * kTotal);
+}
+
+TEST_F(RpcTest, CancelledStreamStopsTheProducer) {
+  bool cancelled = false;
+  std::shared_ptr<ServerCall> call;
+  server_->Handle("tail", [&](std::shared_ptr<ServerCall> c) {
+    call = c;
+    c->OnCancel([&] { cancelled = true; });
+    c->Send("first");
+  });
+  std::optional<Status> end;
+  uint64_t h = 0;
+  h = client_->Stream(addr_, "tail", "", {}, {[&](std::string) { client_->Cancel(h); }, [&](const Status& s) { end = s; }});
+  ASSERT_TRUE(RunUntil([&] { return end.has_value() && cancelled; }, 3000));
+  EXPECT_EQ(end->code(), Code::kCancelled);
+  EXPECT_FALSE(call->Send("more"));
+}
+
+TEST_F(RpcTest, WrongClusterIsDroppedAndCounted) {
+  auto other = RpcClient::Create(&loop_, {"other", "intruder"}, nullptr);
+  Result<std::string> r = CallSync(other.get(), "echo", "x");
+  EXPECT_FALSE(r.ok());
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"wrong_cluster\"}"), 1);
+  EXPECT_TRUE(CallSync(client_.get(), "echo", "x").ok());
+  other->Close();
+}
+
+TEST_F(RpcTest, GarbageAndOversizeFramesAreDroppedAndCounted) {
+  SendRaw("GET / HTTP/1.1\r\nHost: x\r\n\r\n");  // a length of ~1.2 GB: oversize
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"oversize\"}"), 1);
+  SendRaw(EncodeFrame("\xc1\xc1 not msgpack"));
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"malformed\"}"), 1);
+  // A good hello, then an envelope that does not decode.
+  SendRaw(EncodeFrame(EncodeHello({kClusterProtocolVersion, "test", "raw"})) + EncodeFrame("\x93\x01\x02\x03"));
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"malformed\"}"), 2);
+  // A frame header announcing more than the limit after a good hello.
+  std::string huge = EncodeFrame(EncodeHello({kClusterProtocolVersion, "test", "raw"}));
+  huge += std::string("\x01\x00\x00\x01", 4);  // 16 MiB + 1
+  SendRaw(huge);
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"oversize\"}"), 2);
+  EXPECT_TRUE(CallSync(client_.get(), "echo", "still here").ok());
+}
+
+TEST_F(RpcTest, ClientReconnectsAfterTheServerRestarts) {
+  ASSERT_TRUE(CallSync(client_.get(), "echo", "1").ok());
+  const uint16_t port = server_->port();
+  server_->Close();
+  RunUntil([&] { return server_->done(); }, 2000);
+  Result<std::string> r = CallSync(client_.get(), "echo", "2");
+  EXPECT_FALSE(r.ok());
+  server_ = RpcServer::Create(&loop_, {"test", "server"}, &metrics_);
+  ASSERT_TRUE(server_->Listen("127.0.0.1:" + std::to_string(port)).ok());
+  server_->Handle("echo", [](std::shared_ptr<ServerCall> c) { c->Respond(Status::Ok(), c->body()); });
+  bool ok = false;
+  ASSERT_TRUE(RunUntil([&] {
+    Result<std::string> again = CallSync(client_.get(), "echo", "3");
+    ok = again.ok();
+    return ok;
+  }, 3000));
+}
+
+TEST_F(RpcTest, ConnectionRefusedFailsFast) {
+  auto s = RpcServer::Create(&loop_, {"test", "tmp"}, nullptr);
+  ASSERT_TRUE(s->Listen("127.0.0.1:0").ok());
+  std::string dead = "127.0.0.1:" + std::to_string(s->port());
+  s->Close();
+  RunUntil([&] { return s->done(); }, 2000);
+  std::optional<Result<std::string>> out;
+  client_->Call(dead, "echo", "", Duration(5000), [&](Result<std::string> r) { out = std::move(r); });
+  ASSERT_TRUE(RunUntil([&] { return out.has_value(); }, 2000));
+  EXPECT_EQ(out->status().code(), Code::kUnavailable);
+}
+
+// GossipNode hands its cluster port to an RpcServer, which serves "gossip" next to data methods.
+TEST_F(RpcTest, GossipRunsThroughTheRpcServer) {
+  std::vector<std::unique_ptr<GossipNode>> nodes;
+  std::vector<std::unique_ptr<RpcServer>> servers;
+  for (int i = 0; i < 2; ++i) {
+    GossipNode::Options o;
+    o.name = "n" + std::to_string(i);
+    o.bind_addr = "127.0.0.1:0";
+    o.cluster_name = "test";
+    if (i > 0) o.seeds = {nodes[0]->advertise_addr()};
+    o.tweak = [](Config& c) {
+      c.probe_interval = Duration(100);
+      c.probe_timeout = Duration(40);
+      c.gossip_interval = Duration(20);
+      c.push_pull_interval = Duration(2000);
+      c.reconnect_interval = Duration(500);
+      c.join_retry_min = Duration(100);
+      c.join_sync_interval = Duration(100);
+      c.tcp_timeout = Duration(1000);
+    };
+    auto n = GossipNode::Create(&loop_, o, nullptr);
+    ASSERT_TRUE(n.ok()) << n.status().ToString();
+    nodes.push_back(std::move(n).value());
+    servers.push_back(RpcServer::Create(&loop_, {"test", o.name}, nullptr));
+    RpcServer* srv = servers.back().get();
+    GossipNode* g = nodes.back().get();
+    srv->Handle(std::string(kGossipMethod), [g](std::shared_ptr<ServerCall> c) {
+      c->Respond(Status::Ok(), g->ServeStream(c->peer(), c->body()));
+    });
+    srv->Handle("echo", [](std::shared_ptr<ServerCall> c) { c->Respond(Status::Ok(), c->body()); });
+    g->SetAcceptHandler([srv](uv_stream_t* l) { srv->Accept(l); });
+    g->Start();
+  }
+  EXPECT_TRUE(RunUntil([&] { return nodes[0]->peer_view().Live().size() == 2 && nodes[1]->peer_view().Live().size() == 2; },
+                       5000));
+  std::optional<Result<std::string>> out;
+  client_->Call(nodes[1]->advertise_addr(), "echo", "data", Duration(2000), [&](Result<std::string> r) { out = r; });
+  ASSERT_TRUE(RunUntil([&] { return out.has_value(); }, 3000));
+  EXPECT_TRUE(out->ok());
+  client_->Close();
+  for (auto& s : servers) s->Close();
+  for (auto& n : nodes) n->Close();
+  RunUntil([&] { return nodes[0]->done() && nodes[1]->done(); }, 3000);
+}
+
+}  // namespace
+}  // namespace oklog::gossip
