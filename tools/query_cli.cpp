@@ -21,6 +21,9 @@ struct PrintOptions {
   bool ulid = false;
   bool topic = false;
   bool time = false;
+  // oklog stream: the server's notices (topic "oklog.stream", e.g. "dropped N records: ...")
+  // go to stderr as "stream: ...", never to stdout.
+  bool notices_to_stderr = false;
 };
 
 // Splits the streamed body into records and prints the chosen fields of each.
@@ -68,6 +71,11 @@ class RecordPrinter {
     size_t sp = rest.find(' ');
     std::string_view topic = sp == std::string_view::npos ? rest : rest.substr(0, sp);
     std::string_view line = sp == std::string_view::npos ? std::string_view() : rest.substr(sp + 1);
+    if (o_.notices_to_stderr && topic == "oklog.stream") {
+      --records_;
+      std::cerr << "stream: " << line << std::endl;
+      return;
+    }
     if (o_.time) {
       auto u = Ulid::Parse(ulid);
       std::time_t t = u ? static_cast<std::time_t>(u->unix_ms() / 1000) : 0;
@@ -225,6 +233,7 @@ int RunStream(const std::vector<std::string>& args) {
   std::string url = BaseUrl(store) + "/store/stream?q=" + UrlEncode(q) + "&window=" + UrlEncode(window);
   if (regex) url += "&regex=true";
   for (const auto& t : SplitTopics(topics)) url += "&topic=" + UrlEncode(t);
+  po.notices_to_stderr = true;
   RecordPrinter printer(po);
   HttpClientOptions opts;
   auto resp = HttpFetch("GET", url, opts, [&](std::string_view chunk) { return printer.Feed(chunk) && printer.Flush(); });
