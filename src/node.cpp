@@ -18,14 +18,16 @@
 #include "common/metrics.h"
 #include "gossip/frame_codec.h"
 #include "gossip/gossip_node.h"
+#include "gossip/rpc_bridge.h"
 #include "gossip/rpc_client.h"
 #include "gossip/rpc_server.h"
 #include "query/query_api.h"
-#include "query/stream_api.h"
 #include "segments/compactor.h"
+#include "segments/cluster_consumer.h"
 #include "segments/consumer.h"
 #include "segments/ingest_log.h"
 #include "segments/ingest_server.h"
+#include "segments/segment_rpc.h"
 #include "segments/store_log.h"
 #include "tools/tools.h"
 
@@ -66,6 +68,7 @@ struct NodeFlags {
   std::string filesystem = "real";
   std::vector<std::string> peers;
   std::string config;
+  std::string mode = "ingeststore";  // ingest, store or ingeststore: the roles
 
   void Register(FlagSet* fs) {
     fs->Bool("debug", &debug, "debug logging");
@@ -144,6 +147,7 @@ class Node {
     }
     uv_run(&loop_, UV_RUN_DEFAULT);
     if (compactor_) compactor_->Stop();  // interrupts a merge in progress; its inputs stay
+    if (cluster_consumer_) cluster_consumer_->Join();
     if (consumer_) consumer_->Stop();
     int rc = uv_loop_close(&loop_);
     if (rc != 0) logger->warn("loop closed with handles still open: {}", uv_strerror(rc));
@@ -179,10 +183,14 @@ class Node {
 
     IngestLog::Options ilo;
     ilo.pending_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(f_.pending_timeout);
-    OKLOG_ASSIGN_OR_RETURN(ingest_log_, IngestLog::Open(f_.ingest_path, ilo, &metrics_));
-    OKLOG_ASSIGN_OR_RETURN(store_log_, StoreLog::Open(f_.store_path, StoreLogOptions{}, &metrics_));
-    if (f_.replication_factor > 1)
-      logger->info("single node: replication factor {} cannot be met, keeping 1 copy", f_.replication_factor);
+    // Roles: an ingest node keeps an ingest log and serves it to stores; a store node keeps a
+    // store log, consumes from every ingester and answers queries.
+    if (ingest_role()) {
+      OKLOG_ASSIGN_OR_RETURN(ingest_log_, IngestLog::Open(f_.ingest_path, ilo, &metrics_));
+    }
+    if (store_role()) {
+      OKLOG_ASSIGN_OR_RETURN(store_log_, StoreLog::Open(f_.store_path, StoreLogOptions{}, &metrics_));
+    }
 
     OKLOG_ASSIGN_OR_RETURN(http_, HttpServer::Create(&loop_, api, HttpServer::Options{}, &metrics_));
     http_->Handle("/health", [](const HttpRequest&, std::shared_ptr<HttpResponse> w) { w->Send(200, "OK\n"); });
@@ -191,20 +199,43 @@ class Node {
     });
     QueryService::Options qo;
     qo.high_water_bytes = std::max<size_t>(static_cast<size_t>(f_.buffer_size), 64 << 10);
-    OKLOG_ASSIGN_OR_RETURN(query_, QueryService::Create(&loop_, store_log_.get(), qo, &metrics_));
-    query_->Register(http_.get());
-    // Live streams see records as the ingest listeners encode them, before any disk write.
-    stream_ = std::make_unique<StreamService>(StreamRegistry::Options{}, &metrics_);
-    stream_->Register(http_.get());
-    io.on_records = [this](std::string_view records) { stream_->Publish(records); };
+    if (store_log_) {
+      OKLOG_ASSIGN_OR_RETURN(query_, QueryService::Create(&loop_, store_log_.get(), qo, &metrics_));
+      query_->Register(http_.get());
+    }
 
-    OKLOG_ASSIGN_OR_RETURN(ingest_, IngestServer::Create(&loop_, ingest_log_.get(), io, &metrics_));
+    if (ingest_log_) {
+      OKLOG_ASSIGN_OR_RETURN(ingest_, IngestServer::Create(&loop_, ingest_log_.get(), io, &metrics_));
+    }
 
     OKLOG_RETURN_IF_ERROR(StartGossip(api));
 
     ConsumerOptions co;
     co.target_bytes = static_cast<uint64_t>(f_.target_size);
-    consumer_ = LocalConsumer::Start(ingest_log_.get(), store_log_.get(), co, &metrics_);
+    if (store_log_ && ingest_log_ && f_.peers.empty()) {
+      // A standalone ingeststore node (no -peer) consumes its own ingest log in process and keeps
+      // one copy; other store nodes that join later pull from it over RPC as well.
+      if (f_.replication_factor > 1)
+        logger->info("single node: replication factor {} cannot be met, keeping 1 copy", f_.replication_factor);
+      consumer_ = LocalConsumer::Start(ingest_log_.get(), store_log_.get(), co, &metrics_);
+    } else if (store_log_) {
+      if (f_.consumers < 1) return Status::InvalidArgument("-store.segment-consumers must be >= 1");
+      OKLOG_ASSIGN_OR_RETURN(bridge_, gossip::RpcBridge::Create(&loop_, rpc_client_.get()));
+      ClusterConsumerOptions cco;
+      cco.consumers = static_cast<size_t>(f_.consumers);
+      cco.replication_factor = static_cast<size_t>(f_.replication_factor);
+      cco.max_batch_bytes = std::min<uint64_t>(co.max_batch_bytes, static_cast<uint64_t>(f_.target_size));
+      cluster_consumer_ = ClusterConsumer::Start(
+          bridge_.get(),
+          [this] {
+            ClusterPeers p;
+            for (const auto& peer : gossip_->peer_view().Live("ingest")) p.ingest.push_back(peer.addr);
+            for (const auto& peer : gossip_->peer_view().Live("store"))
+              p.store.push_back({peer.name, peer.addr, peer.is_self});
+            return p;
+          },
+          store_log_.get(), cco, &metrics_);
+    }
 
     // Compaction and retention on their own thread (never the loop thread).
     if (f_.max_bytes < 0) return Status::InvalidArgument("-store.max-bytes must be >= 0");
@@ -213,8 +244,10 @@ class Node {
     cpo.retention.retain = std::chrono::duration_cast<std::chrono::milliseconds>(f_.retain);
     cpo.retention.purge = std::chrono::duration_cast<std::chrono::milliseconds>(f_.purge);
     cpo.retention.max_bytes = static_cast<uint64_t>(f_.max_bytes);
-    OKLOG_ASSIGN_OR_RETURN(compactor_, Compactor::Create(store_log_.get(), cpo, &metrics_));
-    compactor_->Start();
+    if (store_log_) {
+      OKLOG_ASSIGN_OR_RETURN(compactor_, Compactor::Create(store_log_.get(), cpo, &metrics_));
+      compactor_->Start();
+    }
 
     for (int sig : {SIGINT, SIGTERM}) {
       auto* h = new uv_signal_t;
@@ -223,13 +256,16 @@ class Node {
       uv_signal_start(h, &Node::OnSignal, sig);
       signals_.push_back(h);
     }
-    logger->info("oklog {} ingeststore API={} fast={} durable={} bulk={} ingest.path={} store.path={}", kVersion,
+    logger->info("oklog {} {} API={} fast={} durable={} bulk={} ingest.path={} store.path={}", kVersion, f_.mode,
                  http_->BoundAddress(), io.fast.HostPort(), io.durable.HostPort(), io.bulk.HostPort(), f_.ingest_path,
                  f_.store_path);
     return Status::Ok();
   }
 
   // Joins the cluster: roles and API address in the gossiped metadata, GET /cluster.
+  bool ingest_role() const { return f_.mode != "store"; }
+  bool store_role() const { return f_.mode != "ingest"; }
+
   Status StartGossip(const Address& api) {
     OKLOG_ASSIGN_OR_RETURN(Address cluster, ParseAddress(f_.cluster, 7659));
     gossip::GossipNode::Options go;
@@ -240,10 +276,13 @@ class Node {
     if (f_.cluster_preset == "lan") go.preset = gossip::Preset::kLan;
     else if (f_.cluster_preset == "local") go.preset = gossip::Preset::kLocal;
     else return Status::InvalidArgument("-cluster.preset must be lan or local, not " + f_.cluster_preset);
-    go.meta.roles = {"ingest", "store"};
-    go.meta.ingest_fast_port = ingest_->fast_port();
-    go.meta.ingest_durable_port = ingest_->durable_port();
-    go.meta.ingest_bulk_port = ingest_->bulk_port();
+    if (ingest_role()) go.meta.roles.push_back("ingest");
+    if (store_role()) go.meta.roles.push_back("store");
+    if (ingest_) {
+      go.meta.ingest_fast_port = ingest_->fast_port();
+      go.meta.ingest_durable_port = ingest_->durable_port();
+      go.meta.ingest_bulk_port = ingest_->bulk_port();
+    }
     go.meta.version = kVersion;
     OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, go, &metrics_));
     // The cluster port's TCP side is the RPC server; gossip push/pull is one of its methods.
@@ -253,6 +292,12 @@ class Node {
       c->Respond(Status::Ok(), gossip_->ServeStream(c->peer(), c->body()));
     });
     gossip_->SetAcceptHandler([this](uv_stream_t* l) { rpc_server_->Accept(l); });
+    // The data plane: stores pull from ingesters (segment.*) and replicate to stores.
+    if (ingest_log_)
+      ingest_rpc_ = IngestRpc::Create(&loop_, ingest_log_.get(), rpc_server_.get(),
+                                      std::chrono::duration_cast<std::chrono::milliseconds>(f_.pending_timeout),
+                                      &metrics_);
+    if (store_log_) ServeReplicas(&loop_, store_log_.get(), rpc_server_.get(), &metrics_);
     // Other nodes reach our API at the advertised host (as OK Log) unless it is bound to one IP.
     gossip::NodeMeta meta = go.meta;
     std::string host = api.host;
@@ -284,9 +329,12 @@ class Node {
     });
     signals_.clear();
     if (query_) query_->Close();
-    if (stream_) stream_->Close();
     if (http_) http_->Close();
     if (ingest_) ingest_->Close([] { Logger("node")->info("ingest listeners closed, active segments flushed"); });
+    // Consumer threads waiting on the loop wake with Cancelled; they are joined after the loop.
+    if (cluster_consumer_) cluster_consumer_->Stop();
+    if (bridge_) bridge_->Close();
+    if (ingest_rpc_) ingest_rpc_->Close();
     if (rpc_client_) rpc_client_->Close();
     if (rpc_server_) rpc_server_->Close();
     // Peers record a graceful leave as `left`, not `dead`.
@@ -300,13 +348,15 @@ class Node {
   std::unique_ptr<StoreLog> store_log_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<QueryService> query_;
-  std::unique_ptr<StreamService> stream_;
   std::unique_ptr<IngestServer> ingest_;
   std::unique_ptr<LocalConsumer> consumer_;
   std::unique_ptr<Compactor> compactor_;  // after store_log_: destroyed (and stopped) before it
   std::unique_ptr<gossip::GossipNode> gossip_;
   std::unique_ptr<gossip::RpcServer> rpc_server_;
   std::unique_ptr<gossip::RpcClient> rpc_client_;
+  std::unique_ptr<gossip::RpcBridge> bridge_;
+  std::unique_ptr<IngestRpc> ingest_rpc_;
+  std::unique_ptr<ClusterConsumer> cluster_consumer_;  // last: joined before the rest goes
   std::vector<uv_signal_t*> signals_;
   bool shutting_down_ = false;
   int exit_code_ = 0;
@@ -329,11 +379,7 @@ int RunNode(const std::string& mode, const std::vector<std::string>& args) {
     std::cerr << "unexpected argument: " << rest->front() << "\n";
     return 1;
   }
-  if (mode != "ingeststore") {
-    std::cerr << "oklog " << mode << ": separate ingest and store nodes need the cluster data path; "
-              << "run `oklog ingeststore` for a single node\n";
-    return 1;
-  }
+  f.mode = mode;
   SetLogLevel(f.debug ? "debug" : "info");
   RaiseFileLimit();
   signal(SIGPIPE, SIG_IGN);

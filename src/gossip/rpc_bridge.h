@@ -1,0 +1,55 @@
+// RpcBridge: lets plain threads (the store's consumer threads) use the loop-thread RpcClient and
+// read loop-thread state (the PeerView). A request is posted to a locked queue and the loop is
+// woken with one uv_async_t (drained whole); the calling thread waits on a future.
+//
+// Thread: Create, Close and destruction on the loop thread; Call/CallAsync/RunOnLoop from any
+// thread other than the loop thread (they would deadlock on it).
+// Lifetime: Close() fails queued and future requests with Cancelled and closes the async
+// handle; the RpcClient must stay open until Close() (calls in flight end with its own Close).
+#pragma once
+
+#include <uv.h>
+
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "gossip/rpc_client.h"
+
+namespace oklog::gossip {
+
+class RpcBridge {
+ public:
+  static Result<std::unique_ptr<RpcBridge>> Create(uv_loop_t* loop, RpcClient* client);
+  ~RpcBridge();
+  RpcBridge(const RpcBridge&) = delete;
+  RpcBridge& operator=(const RpcBridge&) = delete;
+
+  std::future<Result<std::string>> CallAsync(const std::string& addr, const std::string& method, std::string body,
+                                             Duration timeout);
+  Result<std::string> Call(const std::string& addr, const std::string& method, std::string body, Duration timeout) {
+    return CallAsync(addr, method, std::move(body), timeout).get();
+  }
+  // Runs fn on the loop and waits for it. Returns Cancelled (fn not run) once closed.
+  Status RunOnLoop(std::function<void()> fn);
+
+  void Close();
+
+ private:
+  RpcBridge(uv_loop_t* loop, RpcClient* client) : loop_(loop), client_(client) {}
+  static void OnAsync(uv_async_t* a) noexcept;
+  bool Post(std::function<void(bool run)> job);
+
+  uv_loop_t* loop_;
+  RpcClient* client_;
+  uv_async_t* async_ = nullptr;
+  std::mutex mu_;
+  bool closed_ = false;
+  std::vector<std::function<void(bool run)>> jobs_;  // run=false: cancelled
+};
+
+}  // namespace oklog::gossip

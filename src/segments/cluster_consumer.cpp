@@ -1,0 +1,182 @@
+#include "segments/cluster_consumer.h"
+
+#include <algorithm>
+#include <random>
+
+#include "common/log.h"
+#include "common/ulid.h"
+#include "segments/record_merge.h"
+#include "segments/segment_rpc.h"
+
+namespace oklog {
+
+std::unique_ptr<ClusterConsumer> ClusterConsumer::Start(gossip::RpcBridge* bridge, std::function<ClusterPeers()> peers,
+                                                        StoreLog* store, ClusterConsumerOptions options,
+                                                        Registry* m) {
+  std::unique_ptr<ClusterConsumer> c(new ClusterConsumer);
+  c->bridge_ = bridge;
+  c->peers_ = std::move(peers);
+  c->store_ = store;
+  c->options_ = options;
+  c->consumed_segments_ = m->NewCounter("oklog_store_consumed_segments", "Ingest segments consumed.");
+  c->consumed_bytes_ = m->NewCounter("oklog_store_consumed_bytes", "Bytes of ingest segments consumed.");
+  c->invalid_ = m->NewCounter("oklog_store_invalid_records_total",
+                              "Lines in ingest segments that were not valid records, dropped.");
+  c->duplicates_ = m->NewCounter("oklog_store_duplicate_records_total", "Duplicate ULIDs dropped while merging.");
+  c->failures_ = m->NewCounter("oklog_store_consume_failures_total", "Batches failed back to the ingest log.");
+  c->records_ = m->NewCounter("oklog_store_written_records_total", "Records written to store segments.");
+  c->replicas_ = m->NewCounter("oklog_store_replicas_sent_total", "Merged segments replicated to a store node.");
+  c->waiting_ = m->NewGauge("oklog_store_replication_waiting",
+                            "1 while fewer store nodes are alive than the replication factor (data waits).");
+  for (size_t i = 0; i < std::max<size_t>(1, options.consumers); ++i)
+    c->threads_.emplace_back([p = c.get(), i] { p->Run(i); });
+  return c;
+}
+
+ClusterConsumer::~ClusterConsumer() { Join(); }
+
+void ClusterConsumer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+}
+
+void ClusterConsumer::Join() {
+  Stop();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+void ClusterConsumer::Sleep(std::chrono::milliseconds d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, d, [&] { return stop_.load(); });
+}
+
+void ClusterConsumer::Run(size_t index) {
+  auto log = Logger("store");
+  size_t rr = index;
+  while (!stop_) {
+    ClusterPeers p;
+    if (!bridge_->RunOnLoop([&] { p = peers_(); }).ok()) break;
+    if (p.store.size() < options_.replication_factor) {
+      waiting_->Set(1);
+      const int64_t now = static_cast<int64_t>(NowUnixMs());
+      int64_t last = last_wait_log_ms_.load();
+      if (now - last >= 10000 && last_wait_log_ms_.compare_exchange_strong(last, now))
+        log->warn("not consuming: {} store node(s) alive, replication factor {}; data waits on the ingesters",
+                  p.store.size(), options_.replication_factor);
+      Sleep(std::chrono::milliseconds(250));
+      continue;
+    }
+    waiting_->Set(0);
+    bool got = false;
+    for (size_t k = 0; k < p.ingest.size() && !stop_ && !got; ++k) {
+      const std::string& addr = p.ingest[(rr + k) % p.ingest.size()];
+      Result<std::string> r = bridge_->Call(addr, kSegmentNext, std::to_string(options_.max_batch_bytes),
+                                            options_.rpc_timeout);
+      if (!r.ok()) {
+        log->debug("segment.next on {}: {}", addr, r.status().ToString());
+        continue;
+      }
+      if (r->empty()) continue;
+      std::vector<std::string> ids;
+      for (size_t pos = 0; pos < r->size();) {
+        size_t nl = r->find('\n', pos);
+        if (nl == std::string::npos) nl = r->size();
+        std::string line = r->substr(pos, nl - pos);
+        ids.push_back(line.substr(0, line.find(' ')));
+        pos = nl + 1;
+      }
+      got = true;
+      rr = (rr + k + 1) % p.ingest.size();  // the next batch from the next ingester
+      if (!ConsumeBatch(addr, ids, p)) Sleep(std::chrono::milliseconds(200));
+    }
+    if (!got) Sleep(options_.idle_poll);
+  }
+}
+
+bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::vector<std::string>& ids,
+                                   const ClusterPeers& peers) {
+  auto log = Logger("store");
+  std::string id_list;
+  for (const auto& id : ids) id_list += id + "\n";
+  auto fail = [&](const std::string& why) {
+    failures_->Inc();
+    log->warn("batch of {} segment(s) from {} failed: {}; returned to the ingester", ids.size(), ingest_addr, why);
+    Result<std::string> r = bridge_->Call(ingest_addr, kSegmentFailed, id_list, options_.rpc_timeout);
+    if (!r.ok()) log->warn("segment.failed on {}: {} (the claim times out instead)", ingest_addr, r.status().ToString());
+    return false;
+  };
+  // Read every segment (concurrently), then merge.
+  std::vector<std::future<Result<std::string>>> reads;
+  for (const auto& id : ids) reads.push_back(bridge_->CallAsync(ingest_addr, kSegmentRead, id, options_.rpc_timeout));
+  std::vector<std::string> bufs;
+  Status read_error;
+  for (auto& f : reads) {
+    Result<std::string> r = f.get();
+    if (!r.ok()) {
+      if (read_error.ok()) read_error = r.status();
+      continue;
+    }
+    consumed_bytes_->Inc(r->size());
+    bufs.push_back(std::move(r).value());
+  }
+  if (!read_error.ok()) return fail("segment.read: " + read_error.ToString());
+  std::vector<std::vector<std::string_view>> runs;
+  ParseStats ps;
+  for (const auto& b : bufs) {
+    runs.push_back(ParseRecords(b, &ps));
+    SortRecords(&runs.back());
+  }
+  if (ps.invalid) invalid_->Inc(ps.invalid);
+  std::vector<std::string_view> merged;
+  merged.reserve(ps.records);
+  size_t merged_bytes = 0;
+  duplicates_->Inc(MergeRuns(runs, [&](std::string_view rec) {
+    merged.push_back(rec);
+    merged_bytes += rec.size();
+    return true;
+  }));
+  if (!merged.empty()) {
+    std::string body;
+    body.reserve(merged_bytes);
+    for (std::string_view rec : merged) body.append(rec);
+    // N distinct live store nodes, chosen at random so load spreads.
+    std::vector<ClusterPeers::Store> targets = peers.store;
+    static thread_local std::mt19937_64 rng(RandomU64());
+    std::shuffle(targets.begin(), targets.end(), rng);
+    targets.resize(options_.replication_factor);
+    std::vector<std::pair<std::string, std::future<Result<std::string>>>> remote;
+    bool local = false;
+    for (const auto& t : targets) {
+      if (t.is_self && store_ != nullptr) local = true;
+      else remote.emplace_back(t.name, bridge_->CallAsync(t.addr, kSegmentReplicate, body, options_.rpc_timeout));
+    }
+    std::string errors;
+    if (local) {
+      Result<uint64_t> w = WriteReplica(store_, merged);
+      if (!w.ok()) errors += " local: " + w.status().ToString();
+    }
+    for (auto& [name, f] : remote) {
+      Result<std::string> r = f.get();
+      if (!r.ok()) errors += " " + name + ": " + r.status().ToString();
+    }
+    if (!errors.empty()) return fail("replication:" + errors);
+    replicas_->Inc(targets.size());
+    records_->Inc(merged.size());
+  }
+  Result<std::string> c = bridge_->Call(ingest_addr, kSegmentCommit, id_list, options_.rpc_timeout);
+  if (!c.ok()) {
+    // Stored N times, but the ingester will hand the segments out again: duplicates, which
+    // queries and compaction remove.
+    log->warn("segment.commit on {}: {}", ingest_addr, c.status().ToString());
+    return true;
+  }
+  consumed_segments_->Inc(ids.size());
+  log->debug("consumed {} segment(s) from {}: {} records", ids.size(), ingest_addr, merged.size());
+  return true;
+}
+
+}  // namespace oklog

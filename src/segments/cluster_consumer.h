@@ -1,0 +1,83 @@
+// ClusterConsumer: the store side of the cluster data path. Each of `consumers` threads loops:
+// claim a batch from an ingest peer (segment.next, peers taken round-robin from the live view),
+// read its segments (segment.read), merge them by ULID with duplicates dropped, replicate the
+// merged records to `replication_factor` distinct live store nodes (segment.replicate; this node
+// writes its own copy directly), then commit the batch on the ingester (segment.commit) when
+// every replica acknowledged, or fail it back (segment.failed). It pulls again at once while data
+// waits and polls every idle_poll when none does.
+//
+// With fewer live store nodes than the replication factor nothing is claimed: data waits on the
+// ingesters, oklog_store_replication_waiting is 1 and a warning is logged every 10 s.
+//
+// Threads: its own threads, talking to the loop through an RpcBridge (RPC calls and the peer
+// view). Shutdown: Stop() (signals only, any thread), then close the bridge and the RpcClient so
+// threads waiting on the loop wake with Cancelled, then Join() from a thread that is not the loop
+// thread, or after the loop ended. A batch cut short stays claimed on its ingester until the
+// pending timeout returns it to flushed.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/metrics.h"
+#include "gossip/rpc_bridge.h"
+#include "segments/store_log.h"
+
+namespace oklog {
+
+struct ClusterPeers {
+  std::vector<std::string> ingest;  // cluster addresses of live ingest nodes
+  struct Store {
+    std::string name, addr;
+    bool is_self = false;
+  };
+  std::vector<Store> store;  // live store nodes
+};
+
+struct ClusterConsumerOptions {
+  size_t consumers = 1;
+  size_t replication_factor = 2;
+  uint64_t max_batch_bytes = 32ull << 20;
+  std::chrono::milliseconds idle_poll{100};
+  std::chrono::milliseconds rpc_timeout{30000};
+};
+
+class ClusterConsumer {
+ public:
+  // peers runs on the loop thread. store: where this node's own replicas go (may be null when
+  // this node is no store node).
+  static std::unique_ptr<ClusterConsumer> Start(gossip::RpcBridge* bridge, std::function<ClusterPeers()> peers,
+                                                StoreLog* store, ClusterConsumerOptions options, Registry* metrics);
+  ~ClusterConsumer();
+  void Stop();  // signals every thread; returns at once
+  void Join();  // Stop() and waits; never on the loop thread
+
+ private:
+  ClusterConsumer() = default;
+  void Run(size_t index);
+  // Consumes one claimed batch. Returns false when the batch failed.
+  bool ConsumeBatch(const std::string& ingest_addr, const std::vector<std::string>& ids, const ClusterPeers& peers);
+  void Sleep(std::chrono::milliseconds d);
+
+  gossip::RpcBridge* bridge_ = nullptr;
+  std::function<ClusterPeers()> peers_;
+  StoreLog* store_ = nullptr;
+  ClusterConsumerOptions options_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::thread> threads_;
+  std::atomic<int64_t> last_wait_log_ms_{0};
+  Counter *consumed_segments_ = nullptr, *consumed_bytes_ = nullptr, *duplicates_ = nullptr, *invalid_ = nullptr;
+  Counter *failures_ = nullptr, *replicas_ = nullptr, *records_ = nullptr;
+  Gauge* waiting_ = nullptr;
+};
+
+}  // namespace oklog

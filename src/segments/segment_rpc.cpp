@@ -1,0 +1,236 @@
+#include "segments/segment_rpc.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <functional>
+
+#include "common/log.h"
+#include "common/ulid.h"
+#include "segments/record_merge.h"
+
+namespace oklog {
+namespace {
+
+// One uv_queue_work job: `work` on a worker, `after` back on the loop.
+struct Job {
+  uv_work_t req;
+  std::function<void()> work;
+  std::function<void()> after;
+};
+
+void RunWork(uv_loop_t* loop, std::function<void()> work, std::function<void()> after) {
+  auto* j = new Job{{}, std::move(work), std::move(after)};
+  j->req.data = j;
+  int rc = uv_queue_work(
+      loop, &j->req, [](uv_work_t* r) { static_cast<Job*>(r->data)->work(); },
+      [](uv_work_t* r, int) {
+        std::unique_ptr<Job> job(static_cast<Job*>(r->data));  // the one release point
+        job->after();
+      });
+  if (rc != 0) {  // only for a closing loop: run inline
+    j->work();
+    j->after();
+    delete j;
+  }
+}
+
+Status ReadFile(const std::string& path, std::string* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open", path, errno);
+  char buf[1 << 16];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int e = errno;
+      ::close(fd);
+      return Status::FromErrno("read", path, e);
+    }
+    if (n == 0) break;
+    out->append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return Status::Ok();
+}
+
+Status ValidId(std::string_view id) {
+  if (id.size() != Ulid::kTextSize || !IsCanonicalUlid(id.data()))
+    return Status::InvalidArgument("bad segment id \"" + std::string(id.substr(0, 40)) + "\"");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> ParseSegmentIds(std::string_view body) {
+  std::vector<std::string> ids;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t nl = body.find('\n', pos);
+    if (nl == std::string_view::npos) nl = body.size();
+    std::string_view id = body.substr(pos, nl - pos);
+    OKLOG_RETURN_IF_ERROR(ValidId(id));
+    ids.emplace_back(id);
+    pos = nl + 1;
+  }
+  return ids;
+}
+
+// ---- ingest side ----
+
+std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest, gossip::RpcServer* server,
+                                             std::chrono::milliseconds pending_timeout, Registry* metrics) {
+  std::unique_ptr<IngestRpc> r(new IngestRpc);
+  r->loop_ = loop;
+  r->ingest_ = ingest;
+  Counter* claimed = metrics->NewCounter("oklog_ingest_segments_claimed_total", "Ingest segments claimed by store nodes.");
+  Counter* read_bytes = metrics->NewCounter("oklog_ingest_segment_read_bytes_total", "Ingest segment bytes read by store nodes.");
+  server->Handle(kSegmentNext, [loop, ingest, claimed](std::shared_ptr<gossip::ServerCall> c) {
+    uint64_t max = 0;
+    const std::string& b = c->body();
+    auto [p, ec] = std::from_chars(b.data(), b.data() + b.size(), max);
+    if (ec != std::errc() || p != b.data() + b.size() || max == 0)
+      return c->Respond(Status::InvalidArgument("segment.next: bad max bytes"));
+    auto out = std::make_shared<std::string>();
+    RunWork(
+        loop,
+        [ingest, max, out, claimed] {
+          for (const PendingSegment& s : ingest->Claim(max)) {
+            *out += s.id + " " + std::to_string(s.bytes) + "\n";
+            claimed->Inc();
+          }
+        },
+        [c, out] { c->Respond(Status::Ok(), std::move(*out)); });
+  });
+  server->Handle(kSegmentRead, [loop, ingest, read_bytes](std::shared_ptr<gossip::ServerCall> c) {
+    Status v = ValidId(c->body());
+    if (!v.ok()) return c->Respond(v);
+    auto out = std::make_shared<Result<std::string>>(std::string());
+    std::string path = ingest->dir() + "/" + c->body() + ".pending";
+    RunWork(
+        loop,
+        [path, out] {
+          std::string buf;
+          Status s = ReadFile(path, &buf);
+          if (s.ok()) *out = std::move(buf);
+          else *out = Status::NotFound("segment.read: " + s.ToString());
+        },
+        [c, out, read_bytes] {
+          if (!out->ok()) return c->Respond(out->status());
+          read_bytes->Inc(out->value().size());
+          c->Respond(Status::Ok(), std::move(out->value()));
+        });
+  });
+  auto finish = [loop, ingest](bool commit) {
+    return [loop, ingest, commit](std::shared_ptr<gossip::ServerCall> c) {
+      Result<std::vector<std::string>> ids = ParseSegmentIds(c->body());
+      if (!ids.ok()) return c->Respond(ids.status());
+      auto st = std::make_shared<Status>();
+      RunWork(
+          loop,
+          [ingest, commit, ids = std::move(ids).value(), st] {
+            for (const std::string& id : ids) {
+              Status s = commit ? ingest->Commit(id) : ingest->Fail(id);
+              if (!s.ok() && st->ok()) *st = s;
+            }
+          },
+          [c, st] { c->Respond(*st); });
+    };
+  };
+  server->Handle(kSegmentCommit, finish(true));
+  server->Handle(kSegmentFailed, finish(false));
+
+  r->timer_ = new uv_timer_t;
+  uv_timer_init(loop, r->timer_);
+  r->timer_->data = r.get();
+  const uint64_t every = static_cast<uint64_t>(std::max<int64_t>(50, pending_timeout.count() / 4));
+  uv_timer_start(r->timer_, OnTimer, every, every);
+  return r;
+}
+
+void IngestRpc::OnTimer(uv_timer_t* t) noexcept {
+  auto* self = static_cast<IngestRpc*>(t->data);
+  if (!self || self->expiring_) return;
+  self->expiring_ = true;
+  IngestLog* ingest = self->ingest_;
+  auto n = std::make_shared<int>(0);
+  RunWork(
+      self->loop_, [ingest, n] { *n = ingest->ExpirePending(std::chrono::steady_clock::now()); },
+      [t, n] {
+        auto* me = static_cast<IngestRpc*>(t->data);
+        if (*n > 0) Logger("ingest")->warn("{} claimed segment(s) timed out; back to flushed", *n);
+        if (me) me->expiring_ = false;
+      });
+}
+
+IngestRpc::~IngestRpc() { Close(); }
+
+void IngestRpc::Close() {
+  if (!timer_) return;
+  timer_->data = nullptr;
+  uv_close(reinterpret_cast<uv_handle_t*>(timer_), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+  timer_ = nullptr;
+}
+
+// ---- store side ----
+
+Result<uint64_t> WriteReplica(StoreLog* store, std::span<const std::string_view> records) {
+  if (records.empty()) return uint64_t{0};
+  OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<SegmentWriter> w, store->NewWriter());
+  for (std::string_view rec : records) {
+    Status s = w->Append(rec);
+    if (!s.ok()) {
+      w->Abandon();
+      return s;
+    }
+  }
+  Result<std::string> path = w->Finish();
+  if (path.ok()) {
+    OKLOG_RETURN_IF_ERROR(store->Add(*path));
+    return uint64_t{records.size()};
+  }
+  w->Abandon();
+  if (path.status().code() != Code::kAlreadyExists) return path.status();
+  // LOW-HIGH exists (this batch, or one overlapping it, was stored before). One record: the file
+  // LOW-LOW holds exactly that ULID, so it is there. More: write the halves, whose names differ.
+  if (records.size() == 1) return uint64_t{1};
+  const size_t mid = records.size() / 2;
+  OKLOG_ASSIGN_OR_RETURN(uint64_t a, WriteReplica(store, records.subspan(0, mid)));
+  OKLOG_ASSIGN_OR_RETURN(uint64_t b, WriteReplica(store, records.subspan(mid)));
+  return a + b;
+}
+
+void ServeReplicas(uv_loop_t* loop, StoreLog* store, gossip::RpcServer* server, Registry* metrics) {
+  Counter* received = metrics->NewCounter("oklog_store_replicated_records_total", "Records received as replicas and stored.");
+  server->Handle(kSegmentReplicate, [loop, store, received](std::shared_ptr<gossip::ServerCall> c) {
+    auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
+    RunWork(
+        loop,
+        [c, store, out] {
+          ParseStats ps;
+          std::vector<std::string_view> recs = ParseRecords(c->body(), &ps);
+          if (ps.invalid) {
+            *out = Status::InvalidArgument("segment.replicate: " + std::to_string(ps.invalid) + " invalid record(s)");
+            return;
+          }
+          if (SortRecords(&recs)) {
+            *out = Status::InvalidArgument("segment.replicate: records not sorted");
+            return;
+          }
+          *out = WriteReplica(store, recs);
+        },
+        [c, out, received] {
+          if (!out->ok()) {
+            Logger("store")->error("replica from {} not stored: {}", c->peer_name(), out->status().ToString());
+            return c->Respond(out->status());
+          }
+          received->Inc(out->value());
+          c->Respond(Status::Ok(), std::to_string(out->value()));
+        });
+  });
+}
+
+}  // namespace oklog

@@ -1,0 +1,71 @@
+// The store/ingest data plane served on the cluster port (methods of gossip::RpcServer):
+//
+//   segment.next      body: max bytes (decimal)   reply: "ID BYTES\n"* — flushed segments claimed
+//                     (oldest first, at least one if any, empty when none wait)
+//   segment.read      body: ID                    reply: the pending segment's bytes
+//   segment.commit    body: "ID\n"*               reply: empty; deletes them (NotFound: not pending,
+//                     e.g. the claim timed out meanwhile)
+//   segment.failed    body: "ID\n"*               reply: empty; back to flushed
+//   segment.replicate body: records, sorted by ULID, distinct   reply: records stored (decimal)
+//
+// IDs are canonical ULIDs (segment names); anything else is InvalidArgument. This is OK Log's
+// three-stage transaction (claim+read, replicate, commit or fail) over RPC; claims that are neither
+// committed nor failed go back to flushed after -ingest.segment-pending-timeout.
+//
+// Thread: loop thread; file work (claim, read, commit, segment writes) runs in uv_queue_work jobs
+// and answers from their after-work callbacks. Close() stops the expiry timer; jobs in flight
+// finish (the loop runs until they do), their answers going nowhere if the connection is gone.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/metrics.h"
+#include "common/status.h"
+#include "gossip/rpc_server.h"
+#include "segments/ingest_log.h"
+#include "segments/store_log.h"
+
+namespace oklog {
+
+inline constexpr const char* kSegmentNext = "segment.next";
+inline constexpr const char* kSegmentRead = "segment.read";
+inline constexpr const char* kSegmentCommit = "segment.commit";
+inline constexpr const char* kSegmentFailed = "segment.failed";
+inline constexpr const char* kSegmentReplicate = "segment.replicate";
+
+// Registers segment.next/read/commit/failed for `ingest` on `server` and expires stale claims.
+class IngestRpc {
+ public:
+  static std::unique_ptr<IngestRpc> Create(uv_loop_t* loop, IngestLog* ingest, gossip::RpcServer* server,
+                                           std::chrono::milliseconds pending_timeout, Registry* metrics);
+  ~IngestRpc();
+  void Close();
+
+ private:
+  IngestRpc() = default;
+  static void OnTimer(uv_timer_t* t) noexcept;
+  uv_loop_t* loop_ = nullptr;
+  IngestLog* ingest_ = nullptr;
+  uv_timer_t* timer_ = nullptr;
+  bool expiring_ = false;
+};
+
+// Registers segment.replicate on `server`, writing into `store`.
+void ServeReplicas(uv_loop_t* loop, StoreLog* store, gossip::RpcServer* server, Registry* metrics);
+
+// Writes sorted, distinct records into `store` as one segment (more when a segment of the same
+// name exists: the range is split until every part is new or, down to one record, already there).
+// Returns the records written or found stored. Blocking: call from a worker or consumer thread.
+Result<uint64_t> WriteReplica(StoreLog* store, std::span<const std::string_view> records);
+
+// Parses "ID\n"* (canonical ULIDs). InvalidArgument otherwise.
+Result<std::vector<std::string>> ParseSegmentIds(std::string_view body);
+
+}  // namespace oklog
