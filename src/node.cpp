@@ -22,6 +22,7 @@
 #include "gossip/rpc_client.h"
 #include "gossip/rpc_server.h"
 #include "query/query_api.h"
+#include "query/stream_api.h"
 #include "segments/compactor.h"
 #include "segments/cluster_consumer.h"
 #include "segments/consumer.h"
@@ -203,6 +204,10 @@ class Node {
       OKLOG_ASSIGN_OR_RETURN(query_, QueryService::Create(&loop_, store_log_.get(), qo, &metrics_));
       query_->Register(http_.get());
     }
+    // Live streams see records as the ingest listeners encode them, before any disk write.
+    stream_ = std::make_unique<StreamService>(StreamRegistry::Options{}, &metrics_);
+    stream_->Register(http_.get());
+    io.on_records = [this](std::string_view records) { stream_->Publish(records); };
 
     if (ingest_log_) {
       OKLOG_ASSIGN_OR_RETURN(ingest_, IngestServer::Create(&loop_, ingest_log_.get(), io, &metrics_));
@@ -329,6 +334,7 @@ class Node {
     });
     signals_.clear();
     if (query_) query_->Close();
+    if (stream_) stream_->Close();
     if (http_) http_->Close();
     if (ingest_) ingest_->Close([] { Logger("node")->info("ingest listeners closed, active segments flushed"); });
     // Consumer threads waiting on the loop wake with Cancelled; they are joined after the loop.
@@ -348,6 +354,7 @@ class Node {
   std::unique_ptr<StoreLog> store_log_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<QueryService> query_;
+  std::unique_ptr<StreamService> stream_;
   std::unique_ptr<IngestServer> ingest_;
   std::unique_ptr<LocalConsumer> consumer_;
   std::unique_ptr<Compactor> compactor_;  // after store_log_: destroyed (and stopped) before it
