@@ -122,6 +122,11 @@ struct GossipNode::Impl {
   Instant Now() const { return Instant(Duration(static_cast<int64_t>(uv_now(loop)))); }
   Status Bind();
   void Pump();
+  // Runs the leave callback once the leave has been handed to the kernel for every transmission
+  // (or the leave timeout passed). libuv sends a datagram at once only when nothing is queued
+  // before it, so the later packets of one gossip tick wait for the next loop turn: closing at
+  // the first chance would cancel them, and the leave could reach no live peer.
+  void MaybeFinishLeave(Instant now);
   void SendUdp(const std::string& to, std::string bytes);
   void StartStream(const std::string& to, std::string body);
   void Dial(Conn* c, const sockaddr* sa);
@@ -354,12 +359,7 @@ void GossipNode::Impl::Pump() {
     auto delay = std::max<int64_t>(0, (next - now).count());
     uv_timer_start(&timer->h, OnTimer, static_cast<uint64_t>(delay), 0);
   }
-  if (leave_done && (m->LeaveComplete() || now >= leave_deadline)) {
-    std::function<void()> done = std::move(leave_done);
-    leave_done = nullptr;
-    log->info("left the cluster{}", m->LeaveComplete() ? "" : " (timed out waiting for the leave to spread)");
-    done();  // may Close(); nothing below touches state
-  }
+  MaybeFinishLeave(now);  // may Close(); nothing below touches state
 }
 
 void GossipNode::Impl::OnTimer(uv_timer_t* t) noexcept {
@@ -422,7 +422,19 @@ void GossipNode::Impl::SendUdp(const std::string& to, std::string bytes) {
 }
 
 void GossipNode::Impl::OnUdpSent(uv_udp_send_t* req, int) noexcept {
+  auto* box = static_cast<Box*>(req->handle->data);
   delete reinterpret_cast<UdpSendReq*>(req);  // req is the first member: the one release point
+  if (box && box->owner && box->owner->leave_done) box->owner->MaybeFinishLeave(box->owner->Now());
+}
+
+void GossipNode::Impl::MaybeFinishLeave(Instant now) {
+  if (!leave_done || closed) return;
+  const bool sent = m->LeaveComplete() && (!udp || uv_udp_get_send_queue_count(&udp->h) == 0);
+  if (!sent && now < leave_deadline) return;
+  std::function<void()> done = std::move(leave_done);
+  leave_done = nullptr;
+  log->info("left the cluster{}", sent ? "" : " (timed out waiting for the leave to spread)");
+  done();  // may Close()
 }
 
 // ---- TCP streams ----
