@@ -214,6 +214,8 @@ class Node {
     }
 
     OKLOG_RETURN_IF_ERROR(StartGossip(api));
+    // /store/stream fans out to every live peer over stream.open (and serves theirs).
+    stream_->EnableFanout(&loop_, &gossip_->peer_view(), rpc_server_.get(), rpc_client_.get());
 
     ConsumerOptions co;
     co.target_bytes = static_cast<uint64_t>(f_.target_size);

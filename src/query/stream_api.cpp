@@ -29,7 +29,8 @@ Result<StreamSpec> ParseStreamParams(const std::multimap<std::string, std::strin
 }
 
 StreamService::StreamService(StreamRegistry::Options options, Registry* metrics)
-    : registry_(std::move(options), metrics),
+    : metrics_(metrics),
+      registry_(std::move(options), metrics),
       requests_(metrics->NewCounterFamily("oklog_stream_requests_total",
                                           "Live stream requests by result (ok, bad_request).", {"result"})) {}
 
@@ -39,8 +40,14 @@ void StreamService::Register(HttpServer* server) {
   server->Handle("/store/_stream", handler);
 }
 
+void StreamService::EnableFanout(uv_loop_t* loop, gossip::PeerView* view, gossip::RpcServer* server,
+                                 gossip::RpcClient* client, StreamFanout::Options options) {
+  fanout_ = std::make_unique<StreamFanout>(loop, &registry_, view, server, client, options, metrics_);
+}
+
 void StreamService::Close() {
   closing_ = true;
+  if (fanout_) fanout_->Close();
   registry_.Close();
 }
 
@@ -52,6 +59,7 @@ void StreamService::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse>
     resp->Finish();
     return;
   }
+  const bool fan_out = fanout_ != nullptr && req.path == "/store/stream";
   auto bad = [&](const Status& s) {
     requests_->With({"bad_request"})->Inc();
     resp->Send(400, s.message() + "\n");
@@ -67,7 +75,7 @@ void StreamService::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse>
       {"X-Oklog-Q", spec->match.q},
       {"X-Oklog-Regex", spec->match.mode == MatchMode::kRegex ? "true" : "false"},
       {"X-Oklog-Window", FormatDuration(spec->window)},
-      {"X-Oklog-Nodes-Streamed", "1"},
+      {"X-Oklog-Nodes-Streamed", std::to_string(1 + (fan_out ? fanout_->peers() : 0))},
   };
   if (req.method == "HEAD" || resp->is_head()) {
     Result<std::unique_ptr<Matcher>> matcher = Matcher::Create(spec->match);
@@ -78,10 +86,19 @@ void StreamService::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse>
   }
   // Subscribing compiles the filter, so a bad regex is still a 400. Nothing is published
   // between here and Start: both run on the loop thread.
-  Result<StreamId> id = registry_.Subscribe(spec.value(), resp);
+  auto id_holder = std::make_shared<StreamId>(0);
+  std::function<void()> on_end;
+  if (fan_out) {
+    on_end = [this, id_holder] {
+      if (fanout_) fanout_->End(*id_holder);
+    };
+  }
+  Result<StreamId> id = registry_.Subscribe(spec.value(), resp, std::move(on_end));
   if (!id.ok()) return bad(id.status());
+  *id_holder = id.value();
   requests_->With({"ok"})->Inc();
   resp->Start(200, headers);
+  if (fan_out && registry_.Has(id.value())) fanout_->Start(id.value(), spec->match);
 }
 
 }  // namespace oklog

@@ -1,5 +1,5 @@
-// The live stream HTTP API: GET /store/stream and /store/_stream (node-local; the same thing
-// until the cluster fan-out lands). Parameters: q, regex (presence flag), topic (repeatable),
+// The live stream HTTP API: GET /store/stream (this node's records and, once EnableFanout was
+// called, every live peer's) and /store/_stream (this node's only). Parameters: q, regex (presence flag), topic (repeatable),
 // format (text|json), window (Go duration, default 3s, raised to 100ms; unparsable is a 400).
 // The response is chunked, `ULID SP topic SP line LF` records as they arrive, and never ends by
 // itself; see README.md, "Live stream".
@@ -17,6 +17,10 @@
 #include "common/http_server.h"
 #include "common/metrics.h"
 #include "common/status.h"
+#include "gossip/peer_view.h"
+#include "gossip/rpc_client.h"
+#include "gossip/rpc_server.h"
+#include "query/stream_fanout.h"
 #include "query/stream_registry.h"
 
 namespace oklog {
@@ -40,13 +44,22 @@ class StreamService {
   void Register(HttpServer* server);
   // Offers freshly ingested records (complete "ULID SP topic SP line LF" lines) to every stream.
   void Publish(std::string_view records) { registry_.Publish(records); }
+  // Cluster mode: serves stream.open to peers and makes /store/stream fan out to them (see
+  // stream_fanout.h). The pointers must stay valid until Close().
+  void EnableFanout(uv_loop_t* loop, gossip::PeerView* view, gossip::RpcServer* server, gossip::RpcClient* client,
+                    StreamFanout::Options options = {});
+  // Ends every stream (theirs and ours to peers). Call before the RPC client, server and HTTP
+  // server close; then run the loop until done().
   void Close();
+  bool done() const { return fanout_ == nullptr || fanout_->done(); }
   StreamRegistry* registry() { return &registry_; }
 
  private:
   void Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> resp);
 
+  Registry* metrics_;
   StreamRegistry registry_;
+  std::unique_ptr<StreamFanout> fanout_;
   bool closing_ = false;
   Family<Counter>* requests_;
 };

@@ -47,6 +47,7 @@ struct StreamRegistry::Subscription {
   StreamSpec spec;
   std::unique_ptr<Matcher> matcher;
   std::shared_ptr<HttpResponse> response;
+  std::function<void()> on_end;
   bool gone = false;     // removed while the registry was busy; erased when it is not
   bool lagging = false;  // dropping until the response drains
   uint64_t unreported_drops = 0;
@@ -91,13 +92,15 @@ StreamRegistry::StreamRegistry(Options options, Registry* metrics)
 
 StreamRegistry::~StreamRegistry() { Close(); }
 
-Result<StreamId> StreamRegistry::Subscribe(const StreamSpec& spec, std::shared_ptr<HttpResponse> response) {
+Result<StreamId> StreamRegistry::Subscribe(const StreamSpec& spec, std::shared_ptr<HttpResponse> response,
+                                           std::function<void()> on_end) {
   OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<Matcher> matcher, Matcher::Create(spec.match));
   auto sub = std::make_unique<Subscription>();
   sub->id = next_id_++;
   sub->spec = spec;
   sub->matcher = std::move(matcher);
   sub->response = std::move(response);
+  sub->on_end = std::move(on_end);
   const StreamId id = sub->id;
   HttpResponse* resp = sub->response.get();
   subs_.emplace(id, std::move(sub));
@@ -117,6 +120,11 @@ Result<StreamId> StreamRegistry::Subscribe(const StreamSpec& spec, std::shared_p
 
 void StreamRegistry::Unsubscribe(StreamId id) { Remove(id, false); }
 
+bool StreamRegistry::Has(StreamId id) const {
+  auto it = subs_.find(id);
+  return it != subs_.end() && !it->second->gone;
+}
+
 void StreamRegistry::Remove(StreamId id, bool finish) {
   auto it = subs_.find(id);
   if (it == subs_.end() || it->second->gone) return;
@@ -126,8 +134,11 @@ void StreamRegistry::Remove(StreamId id, bool finish) {
   resp->OnDrain(nullptr);
   resp->OnClose(nullptr);
   subscribers_->Set(static_cast<double>(--live_));
+  auto on_end = std::move(sub->on_end);
+  sub->on_end = nullptr;
   if (finish) resp->Finish();
   if (busy_ == 0) subs_.erase(id);
+  if (on_end) on_end();  // last: it may call back into the registry
 }
 
 void StreamRegistry::Sweep() {
@@ -155,6 +166,16 @@ void StreamRegistry::Publish(std::string_view records) {
     for (auto& [id, sub] : subs_) {
       if (!sub->gone) Deliver(sub.get(), records, now);
     }
+  }
+  Sweep();
+}
+
+void StreamRegistry::PublishTo(StreamId id, std::string_view records) {
+  auto it = subs_.find(id);
+  if (it == subs_.end() || it->second->gone || records.empty()) return;
+  {
+    StreamRegistryBusy busy(&busy_);
+    Deliver(it->second.get(), records, options_.now_ms());
   }
   Sweep();
 }

@@ -58,17 +58,22 @@ class StreamRegistry {
 
   // Subscribes a started response (status and headers already sent). InvalidArgument
   // ("compiling regex: ...") for a regex RE2 rejects. The subscription ends by itself when the
-  // response closes (client gone), or by Unsubscribe.
-  Result<StreamId> Subscribe(const StreamSpec& spec, std::shared_ptr<HttpResponse> response);
+  // response closes (client gone), or by Unsubscribe; on_end (optional) runs once then, on the
+  // loop thread (the fan-out cancels its peer streams there).
+  Result<StreamId> Subscribe(const StreamSpec& spec, std::shared_ptr<HttpResponse> response,
+                             std::function<void()> on_end = nullptr);
   // Ends a subscription without finishing its response. Unknown ids are ignored.
   void Unsubscribe(StreamId id);
   // Offers a batch of complete records "ULID SP topic SP line LF" to every subscription. The
   // view need only live during the call.
   void Publish(std::string_view records);
+  // The same for one subscription only (records a peer streamed for it). Unknown ids are ignored.
+  void PublishTo(StreamId id, std::string_view records);
   // Finishes every response and forgets every subscription.
   void Close();
 
   size_t subscribers() const { return live_; }
+  bool Has(StreamId id) const;
 
  private:
   struct Subscription;

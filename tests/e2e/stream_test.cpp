@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -23,14 +24,16 @@ using Clock = std::chrono::steady_clock;
 
 class Node {
  public:
-  explicit Node(const std::string& dir) : dir_(dir), api_(FreePort()), fast_(FreePort()) {
+  explicit Node(const std::string& dir, std::vector<std::string> extra = {})
+      : dir_(dir), api_(FreePort()), fast_(FreePort()), cluster_(FreePort()) {
+    std::filesystem::create_directories(dir);
     auto local = [](uint16_t p) { return "127.0.0.1:" + std::to_string(p); };
-    proc_ = std::make_unique<Process>(
-        std::vector<std::string>{OklogBinary(), "ingeststore", "-api", local(api_), "-ingest.fast", local(fast_),
-                                 "-ingest.durable", local(FreePort()), "-ingest.bulk", local(FreePort()), "-cluster",
-                                 local(FreePort()), "-ingest.path", dir + "/data/ingest", "-store.path",
-                                 dir + "/data/store"},
-        dir, "node");
+    std::vector<std::string> args = {OklogBinary(), "ingeststore", "-api", local(api_), "-ingest.fast", local(fast_),
+                                     "-ingest.durable", local(FreePort()), "-ingest.bulk", local(FreePort()),
+                                     "-cluster", local(cluster_), "-ingest.path", dir + "/data/ingest",
+                                     "-store.path", dir + "/data/store"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    proc_ = std::make_unique<Process>(args, dir, "node");
   }
   bool WaitHealthy() {
     return WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; }, std::chrono::seconds(20)) &&
@@ -48,11 +51,19 @@ class Node {
   }
   std::string Store() const { return "127.0.0.1:" + std::to_string(api_); }
   std::string Fast() const { return "127.0.0.1:" + std::to_string(fast_); }
+  std::string Cluster() const { return "127.0.0.1:" + std::to_string(cluster_); }
+  size_t AliveMembers() {
+    std::string body = Get("/cluster").body;
+    size_t n = 0;
+    for (size_t p = body.find("\"state\":\"alive\""); p != std::string::npos; p = body.find("\"state\":\"alive\"", p + 1)) ++n;
+    return n;
+  }
   Process& proc() { return *proc_; }
+  const std::string& dir() const { return dir_; }
 
  private:
   std::string dir_;
-  uint16_t api_, fast_;
+  uint16_t api_, fast_, cluster_;
   std::unique_ptr<Process> proc_;
 };
 
@@ -76,6 +87,7 @@ class Forwarder {
     if (fd_ < 0) return 0;
     ::close(fd_);
     fd_ = -1;
+    ::unlink(fifo_.c_str());
     int rc = proc_->Wait(std::chrono::seconds(20));
     EXPECT_EQ(rc, 0) << proc_->Stderr();
     return rc;
@@ -87,7 +99,18 @@ class Forwarder {
   int fd_ = -1;
 };
 
+// Waits until out() has grown to want bytes, polling every 0.5 ms; the time it took, or -1.
+double MsUntil(const std::function<size_t()>& size, size_t want, std::chrono::milliseconds timeout) {
+  auto t0 = Clock::now();
+  while (Clock::now() - t0 < timeout) {
+    if (size() >= want) return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    ::usleep(500);
+  }
+  return size() >= want ? std::chrono::duration<double, std::milli>(Clock::now() - t0).count() : -1;
+}
+
 double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return -1;
   std::sort(v.begin(), v.end());
   return v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))];
 }
@@ -245,6 +268,71 @@ TEST_F(StreamE2ETest, SlowClientIsToldOnStderrWhileIngestAndOthersGoOn) {
   node.proc().Signal(SIGTERM);
   EXPECT_EQ(node.proc().Wait(std::chrono::seconds(20)), 0) << node.proc().Stderr();
   EXPECT_EQ(slow.Wait(std::chrono::seconds(5)), 0) << "the stream ended cleanly at shutdown: " << slow.Stderr();
+}
+
+// /store/stream on one node carries records forwarded to other nodes, and keeps doing so while
+// peers leave and join: A is asked, B and later C are ingested into.
+TEST_F(StreamE2ETest, StreamFansOutToPeersThatJoinAndLeave) {
+  Node a(dir_.path() + "/a", {"-cluster.preset", "local"});
+  ASSERT_TRUE(a.WaitHealthy()) << a.proc().Stderr();
+  auto b = std::make_unique<Node>(dir_.path() + "/b", std::vector<std::string>{"-cluster.preset", "local", "-peer", a.Cluster()});
+  ASSERT_TRUE(b->WaitHealthy()) << b->proc().Stderr();
+  ASSERT_TRUE(WaitFor([&] { return a.AliveMembers() == 2 && b->AliveMembers() == 2; }, std::chrono::seconds(10)));
+
+  Process stream({OklogBinary(), "stream", "-store", a.Store(), "-q", "MATCH"}, dir_.path(), "stream");
+  ASSERT_TRUE(WaitFor([&] { return a.Metric("oklog_stream_peer_streams") == 1 && b->Metric("oklog_stream_subscribers") == 1; },
+                      std::chrono::seconds(5)))
+      << stream.Stderr();
+
+  std::string expected;
+  std::vector<double> latencies_ms;
+  auto send = [&](Node& to, const std::string& line) {
+    Forwarder fwd(to.dir(), to.Fast());
+    fwd.Send("other " + line);
+    expected += "MATCH " + line + "\n";
+    auto t0 = Clock::now();
+    fwd.Send("MATCH " + line);
+    double ms = MsUntil([&] { return stream.Stdout().size(); }, expected.size(), std::chrono::seconds(3));
+    if (ms >= 0) latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    EXPECT_GE(ms, 0) << "\"" << line << "\" did not arrive; stdout:\n" << stream.Stdout();
+    EXPECT_EQ(fwd.Close(), 0);
+  };
+  send(*b, "from b 1");
+  send(a, "from a 1");
+  send(*b, "from b 2");
+  EXPECT_EQ(stream.Stdout(), expected);
+
+  // B leaves: A stops streaming from it; the client's stream goes on.
+  b->proc().Signal(SIGTERM);
+  EXPECT_EQ(b->proc().Wait(std::chrono::seconds(20)), 0) << b->proc().Stderr();
+  EXPECT_TRUE(WaitFor([&] { return a.Metric("oklog_stream_peer_streams") == 0; }, std::chrono::seconds(5)));
+  send(a, "from a 2");
+
+  // C joins with only A as its seed: within about a second A streams from it too.
+  Node c(dir_.path() + "/c", {"-cluster.preset", "local", "-peer", a.Cluster()});
+  ASSERT_TRUE(c.WaitHealthy()) << c.proc().Stderr();
+  auto joined = Clock::now();
+  EXPECT_TRUE(WaitFor([&] { return a.Metric("oklog_stream_peer_streams") == 1 && c.Metric("oklog_stream_subscribers") == 1; },
+                      std::chrono::seconds(10)));
+  std::printf("a joining peer was streamed from %.0f ms after it was healthy\n",
+              std::chrono::duration<double, std::milli>(Clock::now() - joined).count());
+  send(c, "from c 1");
+  EXPECT_EQ(stream.Stdout(), expected) << "each record once, nothing else";
+  std::printf("forward stdin -> stream stdout across nodes, %zu lines: p50 %.1f ms, max %.1f ms\n",
+              latencies_ms.size(), Percentile(latencies_ms, 0.5), Percentile(latencies_ms, 1.0));
+  EXPECT_LT(Percentile(latencies_ms, 1.0), 1000.0);
+
+  // The client leaves: every node lets go at once.
+  stream.Signal(SIGKILL);
+  EXPECT_EQ(stream.Wait(std::chrono::seconds(5)), 128 + SIGKILL);
+  EXPECT_TRUE(WaitFor([&] { return a.Metric("oklog_stream_subscribers") == 0 && a.Metric("oklog_stream_peer_streams") == 0 &&
+                                   c.Metric("oklog_stream_subscribers") == 0; },
+                      std::chrono::seconds(3)));
+
+  for (Node* n : {&c, &a}) {
+    n->proc().Signal(SIGTERM);
+    EXPECT_EQ(n->proc().Wait(std::chrono::seconds(20)), 0) << n->proc().Stderr();
+  }
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include "common/metrics.h"
 #include "common/ulid.h"
 #include "query/stream_api.h"
+#include "query/stream_fanout.h"
 #include "query/stream_registry.h"
 
 namespace oklog {
@@ -339,6 +340,46 @@ TEST_F(StreamRegistryTest, AlreadyClosedResponseIsNotKept) {
   a->Disconnect();
   ASSERT_TRUE(reg.Subscribe(Spec(""), a).ok());
   EXPECT_EQ(reg.subscribers(), 0u);
+}
+
+TEST_F(StreamRegistryTest, PublishToReachesOneSubscriptionWithItsDedup) {
+  StreamRegistry reg(Opts(), &metrics_);
+  auto a = std::make_shared<FakeResponse>();
+  auto id = reg.Subscribe(Spec("x"), a);
+  ASSERT_TRUE(id.ok());
+  auto b = Subscribe(&reg, Spec(""));
+  const std::string r = Rec(1, "t", "x");
+  reg.Publish(r);
+  reg.PublishTo(*id, r + Rec(2, "t", "x") + Rec(3, "t", "y"));  // a peer's copy, a new one, a miss
+  reg.PublishTo(999, r);                                         // unknown: ignored
+  EXPECT_EQ(a->Lines(), (std::vector<std::string>{Strip(r), Strip(Rec(2, "t", "x"))}));
+  EXPECT_EQ(b->Lines().size(), 1u);
+}
+
+TEST_F(StreamRegistryTest, OnEndRunsOnceWhenTheSubscriptionEnds) {
+  StreamRegistry reg(Opts(), &metrics_);
+  int ended = 0;
+  auto a = std::make_shared<FakeResponse>();
+  auto id = reg.Subscribe(Spec(""), a, [&] { ++ended; });
+  ASSERT_TRUE(id.ok());
+  EXPECT_TRUE(reg.Has(*id));
+  a->Disconnect();
+  reg.Unsubscribe(*id);
+  EXPECT_EQ(ended, 1);
+  EXPECT_FALSE(reg.Has(*id));
+}
+
+TEST(StreamFilterWireTest, RoundTrips) {
+  MatchSpec m{"a b&c=d%+é", MatchMode::kRegex, {"x", "y-z"}};
+  auto back = DecodeStreamFilter(EncodeStreamFilter(m));
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->match.q, m.q);
+  EXPECT_EQ(back->match.mode, MatchMode::kRegex);
+  EXPECT_EQ(back->match.topics, m.topics);
+  auto plain = DecodeStreamFilter(EncodeStreamFilter(MatchSpec{"", MatchMode::kSubstring, {}}));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->match.mode, MatchMode::kSubstring);
+  EXPECT_FALSE(DecodeStreamFilter("format=xml").ok());
 }
 
 TEST(StreamParamsTest, DefaultsAndFilters) {
