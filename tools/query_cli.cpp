@@ -236,15 +236,35 @@ int RunStream(const std::vector<std::string>& args) {
   po.notices_to_stderr = true;
   RecordPrinter printer(po);
   HttpClientOptions opts;
-  auto resp = HttpFetch("GET", url, opts, [&](std::string_view chunk) { return printer.Feed(chunk) && printer.Flush(); });
+  // The body callback does not see the status. A stream's body starts with a record (a ULID
+  // and a space); an error body ("parsing 'window': ...") does not, and goes to stderr instead.
+  std::string head;
+  enum class Body { kUnknown, kRecords, kError } body = Body::kUnknown;
+  auto resp = HttpFetch("GET", url, opts, [&](std::string_view chunk) {
+    if (body == Body::kUnknown) {
+      head.append(chunk);
+      if (head.size() <= Ulid::kTextSize) return true;
+      bool record = head[Ulid::kTextSize] == ' ' && Ulid::Parse(head.substr(0, Ulid::kTextSize)).has_value();
+      body = record ? Body::kRecords : Body::kError;
+      if (!record) return true;
+      chunk = head;
+    }
+    if (body == Body::kError) {
+      if (head.size() < (64 << 10)) head.append(chunk);
+      return true;
+    }
+    return printer.Feed(chunk) && printer.Flush();
+  });
   if (!resp.ok()) {
     std::cerr << "stream: " << resp.status().message() << "\n";
     return 1;
   }
   if (resp->status != 200) {
-    std::cerr << "stream: " << url << ": HTTP " << resp->status << "\n";
+    while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
+    std::cerr << "stream: " << url << ": HTTP " << resp->status << (head.empty() ? "" : ": " + head) << "\n";
     return 1;
   }
+  if (body != Body::kRecords && !head.empty()) printer.Feed(head);  // a short body that ended
   return 0;
 }
 

@@ -45,7 +45,7 @@ class StreamRegistry {
     size_t max_buffered_bytes = 4 << 20;
     // Per subscriber: ULIDs remembered for de-duplication; beyond it the oldest are forgotten
     // early (the window shrinks under a flood rather than memory growing).
-    size_t max_dedup_entries = 1 << 20;
+    size_t max_dedup_entries = 256 << 10;  // about 20 MiB at most
     std::function<uint64_t()> now_ms;   // monotonic milliseconds for the window; default steady_clock
     std::function<uint64_t()> wall_ms;  // the time of a drop notice's ULID; default NowUnixMs
   };

@@ -176,6 +176,11 @@ TEST_F(StreamE2ETest, CurlGetsRawRecordsAndBadParamsAre400) {
   bad = node.Get("/store/_stream?q=(&regex");
   EXPECT_EQ(bad.status, 400);
   EXPECT_EQ(bad.body.rfind("compiling regex: ", 0), 0u) << bad.body;
+  // The CLI says why on stderr, and prints nothing on stdout.
+  Process cli({OklogBinary(), "stream", "-store", node.Store(), "-window", "3parsecs"}, dir_.path(), "bad_cli");
+  EXPECT_EQ(cli.Wait(std::chrono::seconds(10)), 1);
+  EXPECT_EQ(cli.Stdout(), "");
+  EXPECT_NE(cli.Stderr().find(": HTTP 400: parsing 'window': "), std::string::npos) << cli.Stderr();
 
   // -N: no output buffering. The stream never ends by itself: curl is killed, --max-time is a
   // safety net only.
