@@ -32,6 +32,7 @@ uint64_t SteadyMs() {
 // The topic of drop notices. Ingest accepts only [a-zA-Z0-9][a-zA-Z0-9_-]* as a topic, so no
 // stored record can carry this one.
 constexpr std::string_view kNoticeTopic = "oklog.stream";
+constexpr std::string_view kNoticeMarker = " oklog.stream ";  // what follows a notice's ULID
 
 
 std::string HumanBytes(size_t n) {
@@ -173,9 +174,27 @@ void StreamRegistry::Publish(std::string_view records) {
 void StreamRegistry::PublishTo(StreamId id, std::string_view records) {
   auto it = subs_.find(id);
   if (it == subs_.end() || it->second->gone || records.empty()) return;
+  Subscription* sub = it->second.get();
   {
     StreamRegistryBusy busy(&busy_);
-    Deliver(it->second.get(), records, options_.now_ms());
+    // A peer's notice (its drops for this subscription) reaches the client whatever the filter;
+    // it goes ahead of the batch it arrived with.
+    std::string rest, notices;
+    if (records.find(kNoticeMarker) != std::string_view::npos) {
+      for (std::string_view left = records; !left.empty();) {
+        size_t lf = left.find('\n');
+        std::string_view line = left.substr(0, lf == std::string_view::npos ? left.size() : lf + 1);
+        left.remove_prefix(line.size());
+        if (line.size() > Ulid::kTextSize && line.substr(Ulid::kTextSize, kNoticeMarker.size()) == kNoticeMarker) {
+          AppendFormatted(line, sub->spec.format, &notices);
+        } else {
+          rest.append(line);
+        }
+      }
+      records = rest;
+    }
+    if (!notices.empty()) sub->response->Write(std::move(notices));
+    if (!sub->gone && !records.empty()) Deliver(sub, records, options_.now_ms());
   }
   Sweep();
 }

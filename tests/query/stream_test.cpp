@@ -356,6 +356,20 @@ TEST_F(StreamRegistryTest, PublishToReachesOneSubscriptionWithItsDedup) {
   EXPECT_EQ(b->Lines().size(), 1u);
 }
 
+TEST_F(StreamRegistryTest, APeersDropNoticePassesTheFilter) {
+  StreamRegistry reg(Opts(), &metrics_);
+  auto a = std::make_shared<FakeResponse>();
+  auto id = reg.Subscribe(Spec("error"), a);
+  ASSERT_TRUE(id.ok());
+  const std::string notice =
+      Ulid::MinAt(1700000000000).ToString() + " oklog.stream dropped 7 records: this client read too slowly\n";
+  const std::string hit = Rec(1, "t", "error here"), miss = Rec(2, "t", "fine");
+  reg.PublishTo(*id, hit + notice + miss);
+  EXPECT_EQ(a->Lines(), (std::vector<std::string>{Strip(notice), Strip(hit)}));
+  reg.Publish(notice);  // only a peer's copy counts: local input is matched like any record
+  EXPECT_EQ(a->Lines().size(), 2u);
+}
+
 TEST_F(StreamRegistryTest, OnEndRunsOnceWhenTheSubscriptionEnds) {
   StreamRegistry reg(Opts(), &metrics_);
   int ended = 0;
