@@ -110,6 +110,22 @@ std::string BaseUrl(const std::string& store) {
   return "http://" + s;
 }
 
+// The body of an error response (a 400's reason), kept for stderr instead of being printed
+// as records.
+struct ErrorBody {
+  bool active = false;
+  std::string text;
+  bool Add(std::string_view chunk) {
+    if (text.size() < (64 << 10)) text.append(chunk.substr(0, (64 << 10) - text.size()));
+    return true;
+  }
+  std::string Suffix() const {
+    std::string t = text;
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r')) t.pop_back();
+    return t.empty() ? "" : ": " + t;
+  }
+};
+
 std::vector<std::string> SplitTopics(const std::vector<std::string>& lists) {
   std::vector<std::string> out;
   for (const auto& l : lists) {
@@ -178,10 +194,11 @@ int RunQuery(const std::vector<std::string>& args) {
   RecordPrinter printer(po);
   HttpClientOptions opts;
   opts.timeout = std::chrono::seconds(30);
-  int status = 0;
+  ErrorBody error;
+  opts.on_head = [&](const HttpClientResponse& head) { error.active = head.status != 200 && head.status != 206; };
   auto resp = HttpFetch(stats ? "HEAD" : "GET", url, opts, [&](std::string_view chunk) {
+    if (error.active) return error.Add(chunk);
     if (nocopy) return true;
-    if (status == 0) status = 1;
     return printer.Feed(chunk);
   });
   if (!resp.ok()) {
@@ -191,7 +208,7 @@ int RunQuery(const std::vector<std::string>& args) {
   printer.Flush();
   int code = resp->status;
   if (code != 200 && code != 206) {
-    std::cerr << "query: " << url << ": HTTP " << code << "\n";
+    std::cerr << "query: " << url << ": HTTP " << code << error.Suffix() << "\n";
     return 1;
   }
   if (code == 206) {
@@ -236,23 +253,10 @@ int RunStream(const std::vector<std::string>& args) {
   po.notices_to_stderr = true;
   RecordPrinter printer(po);
   HttpClientOptions opts;
-  // The body callback does not see the status. A stream's body starts with a record (a ULID
-  // and a space); an error body ("parsing 'window': ...") does not, and goes to stderr instead.
-  std::string head;
-  enum class Body { kUnknown, kRecords, kError } body = Body::kUnknown;
+  ErrorBody error;
+  opts.on_head = [&](const HttpClientResponse& head) { error.active = head.status != 200; };
   auto resp = HttpFetch("GET", url, opts, [&](std::string_view chunk) {
-    if (body == Body::kUnknown) {
-      head.append(chunk);
-      if (head.size() <= Ulid::kTextSize) return true;
-      bool record = head[Ulid::kTextSize] == ' ' && Ulid::Parse(head.substr(0, Ulid::kTextSize)).has_value();
-      body = record ? Body::kRecords : Body::kError;
-      if (!record) return true;
-      chunk = head;
-    }
-    if (body == Body::kError) {
-      if (head.size() < (64 << 10)) head.append(chunk);
-      return true;
-    }
+    if (error.active) return error.Add(chunk);
     return printer.Feed(chunk) && printer.Flush();
   });
   if (!resp.ok()) {
@@ -260,11 +264,9 @@ int RunStream(const std::vector<std::string>& args) {
     return 1;
   }
   if (resp->status != 200) {
-    while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
-    std::cerr << "stream: " << url << ": HTTP " << resp->status << (head.empty() ? "" : ": " + head) << "\n";
+    std::cerr << "stream: " << url << ": HTTP " << resp->status << error.Suffix() << "\n";
     return 1;
   }
-  if (body != Body::kRecords && !head.empty()) printer.Feed(head);  // a short body that ended
   return 0;
 }
 

@@ -140,6 +140,7 @@ struct Reader {
   HttpClientResponse* resp;
   const HttpBodyCallback* on_body;
   bool head;
+  const std::function<void(const HttpClientResponse&)>* on_head = nullptr;
   std::string field, value;
   bool in_value = false;
   bool headers_done = false;
@@ -179,6 +180,7 @@ struct Reader {
         r->resp->status = p->status_code;
         if (p->status_code / 100 == 1) return 0;  // interim (100 Continue): another head follows
         r->headers_done = true;
+        if (r->on_head && *r->on_head) (*r->on_head)(*r->resp);
         return r->head ? 1 : 0;  // 1: a response to HEAD has no body whatever its headers say
       };
       v.on_body = [](http_parser* p, const char* at, size_t len) {
@@ -268,7 +270,7 @@ Result<HttpClientResponse> HttpFetch(std::string_view method, std::string_view u
   req += "Connection: close\r\n\r\n";
 
   HttpClientResponse resp;
-  Reader reader{&resp, &on_body, method == "HEAD"};
+  Reader reader{&resp, &on_body, method == "HEAD", &options.on_head};
   Status sent = SendAll(fd.get(), req, deadline, options.cancel);
   if (sent.ok()) sent = SendAll(fd.get(), options.body, deadline, options.cancel);
   if (!sent.ok() && sent.code() != Code::kIOError) return sent;

@@ -17,6 +17,8 @@
 
 namespace oklog {
 
+struct HttpClientResponse;
+
 struct HttpClientOptions {
   // Bounds resolving and connecting, sending the request and waiting for the response head.
   std::chrono::milliseconds timeout{10000};
@@ -30,6 +32,9 @@ struct HttpClientOptions {
   // When set, polled every 100 ms or so while waiting: storing true from another thread ends
   // the call with Cancelled.
   const std::atomic<bool>* cancel = nullptr;
+  // When set, called once with the final response's status and headers (body still empty),
+  // before the first body byte: a caller can route the body by status.
+  std::function<void(const HttpClientResponse& head)> on_head;
 };
 
 struct HttpClientResponse {

@@ -116,6 +116,20 @@ TEST_F(HttpClientTest, UrlWithoutSchemeOrPathWorks) {
   EXPECT_EQ(r->body, "404 page not found\n");
 }
 
+TEST_F(HttpClientTest, HeadCallbackSeesTheStatusBeforeTheBody) {
+  HttpClientOptions opts;
+  int status_seen = 0;
+  opts.on_head = [&](const HttpClientResponse& head) { status_seen = head.status; };
+  bool body_after_head = true;
+  auto r = HttpFetch("GET", url_ + "/nothing-here", opts, [&](std::string_view) {
+    body_after_head = body_after_head && status_seen == 404;
+    return true;
+  });
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(status_seen, 404);
+  EXPECT_TRUE(body_after_head);
+}
+
 TEST_F(HttpClientTest, PostSendsTheBody) {
   HttpClientOptions opts;
   opts.body = std::string("line1\nline2\n");

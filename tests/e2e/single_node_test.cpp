@@ -187,8 +187,9 @@ TEST_F(SingleNodeTest, ForwardQueryRestartAndBadInputs) {
   EXPECT_NE(bad_re.find("compiling regex"), std::string::npos) << bad_re;
   EXPECT_NE(bad_re.find(" 400"), std::string::npos);
   int rc = 0;
-  Query(node, "-from yesterday", &rc);
+  EXPECT_EQ(Query(node, "-from yesterday", &rc), "");  // nothing on stdout: the reason goes to stderr
   EXPECT_EQ(rc, 1);
+  EXPECT_NE(LastQueryError().find("HTTP 400: parsing 'from'"), std::string::npos) << LastQueryError();
 
   // 6. Garbage HTTP gets a 400 and the node keeps serving.
   std::string garbage = Shell("printf 'GARBAGE\\x00\\xff\\r\\n\\r\\n' | timeout 5 curl -s telnet://" + node.Store() +
