@@ -21,6 +21,7 @@
 #include "gossip/rpc_bridge.h"
 #include "gossip/rpc_client.h"
 #include "gossip/rpc_server.h"
+#include "query/fanout.h"
 #include "query/query_api.h"
 #include "query/stream_api.h"
 #include "segments/compactor.h"
@@ -227,7 +228,6 @@ class Node {
       consumer_ = LocalConsumer::Start(ingest_log_.get(), store_log_.get(), co, &metrics_);
     } else if (store_log_) {
       if (f_.consumers < 1) return Status::InvalidArgument("-store.segment-consumers must be >= 1");
-      OKLOG_ASSIGN_OR_RETURN(bridge_, gossip::RpcBridge::Create(&loop_, rpc_client_.get()));
       ClusterConsumerOptions cco;
       cco.consumers = static_cast<size_t>(f_.consumers);
       cco.replication_factor = static_cast<size_t>(f_.replication_factor);
@@ -299,6 +299,16 @@ class Node {
       c->Respond(Status::Ok(), gossip_->ServeStream(c->peer(), c->body()));
     });
     gossip_->SetAcceptHandler([this](uv_stream_t* l) { rpc_server_->Accept(l); });
+    OKLOG_ASSIGN_OR_RETURN(bridge_, gossip::RpcBridge::Create(&loop_, rpc_client_.get()));
+    // Queries: /store/query on every node fans out to the live store nodes (query.run), which
+    // answer from their node-local /store/_query.
+    fanout_ = std::make_unique<QueryFanout>(&gossip_->peer_view(), rpc_client_.get(), QueryFanout::Options{}, &metrics_);
+    fanout_->Register(http_.get());
+    if (store_log_) {
+      std::string local_api = http_->BoundAddress();
+      if (local_api.rfind("0.0.0.0:", 0) == 0) local_api = "127.0.0.1:" + std::to_string(http_->port());
+      relay_ = std::make_unique<QueryRelay>(rpc_server_.get(), bridge_.get(), local_api);
+    }
     // The data plane: stores pull from ingesters (segment.*) and replicate to stores.
     if (ingest_log_)
       ingest_rpc_ = IngestRpc::Create(&loop_, ingest_log_.get(), rpc_server_.get(),
@@ -341,6 +351,8 @@ class Node {
     if (ingest_) ingest_->Close([] { Logger("node")->info("ingest listeners closed, active segments flushed"); });
     // Consumer threads waiting on the loop wake with Cancelled; they are joined after the loop.
     if (cluster_consumer_) cluster_consumer_->Stop();
+    if (fanout_) fanout_->Close();
+    if (relay_) relay_->Close();
     if (bridge_) bridge_->Close();
     if (ingest_rpc_) ingest_rpc_->Close();
     if (rpc_client_) rpc_client_->Close();
@@ -365,6 +377,8 @@ class Node {
   std::unique_ptr<gossip::RpcClient> rpc_client_;
   std::unique_ptr<gossip::RpcBridge> bridge_;
   std::unique_ptr<IngestRpc> ingest_rpc_;
+  std::unique_ptr<QueryFanout> fanout_;
+  std::unique_ptr<QueryRelay> relay_;
   std::unique_ptr<ClusterConsumer> cluster_consumer_;  // last: joined before the rest goes
   std::vector<uv_signal_t*> signals_;
   bool shutting_down_ = false;

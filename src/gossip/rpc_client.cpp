@@ -181,8 +181,12 @@ class RpcClientImpl : public RpcConnOwner {
     call.last_ms = Now();
     switch (e.kind) {
       case Envelope::Kind::kResponse:
-        if (!call.unary && !e.body.empty() && call.handlers.on_chunk) call.handlers.on_chunk(std::move(e.body));
-        else if (call.unary) call.body = std::move(e.body);
+        if (!call.unary && !e.body.empty() && call.handlers.on_chunk) {
+          auto cb = call.handlers.on_chunk;  // a copy: the callback may end the call (and free it)
+          cb(std::move(e.body));
+        } else if (call.unary) {
+          call.body = std::move(e.body);
+        }
         Finish(handle, StatusFromWire(e.status, ""));
         return;
       case Envelope::Kind::kChunk: {
@@ -196,7 +200,10 @@ class RpcClientImpl : public RpcConnOwner {
           Consumed(handle, n);
           return;
         }
-        if (call.handlers.on_chunk) call.handlers.on_chunk(std::move(e.body));
+        if (call.handlers.on_chunk) {
+          auto cb = call.handlers.on_chunk;  // a copy: the callback may end the call (and free it)
+          cb(std::move(e.body));
+        }
         auto again = calls.find(handle);  // the callback may have ended the call
         if (again != calls.end() && again->second.credit == RpcClient::Credit::kAuto) Consumed(handle, n);
         return;

@@ -1,0 +1,391 @@
+#include "query/fanout.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/duration.h"
+#include "common/http_client.h"
+#include "common/log.h"
+#include "common/ulid.h"
+#include "query/matcher.h"
+#include "query/query_params.h"
+
+namespace oklog {
+namespace {
+
+constexpr size_t kOutChunkBytes = 64 << 10;
+
+std::map<std::string, std::string> ParseStats(std::string_view part) {
+  std::map<std::string, std::string> out;
+  size_t pos = 0;
+  while (pos < part.size()) {
+    size_t nl = part.find('\n', pos);
+    if (nl == std::string_view::npos) nl = part.size();
+    std::string_view line = part.substr(pos, nl - pos);
+    size_t colon = line.find(": ");
+    if (line.rfind("status ", 0) == 0) out["status"] = std::string(line.substr(7));
+    else if (colon != std::string_view::npos) out[std::string(line.substr(0, colon))] = std::string(line.substr(colon + 2));
+    pos = nl + 1;
+  }
+  return out;
+}
+
+uint64_t Num(const std::map<std::string, std::string>& m, const std::string& k) {
+  auto it = m.find(k);
+  if (it == m.end()) return 0;
+  return std::strtoull(it->second.c_str(), nullptr, 10);
+}
+
+}  // namespace
+
+// ---- fan-out ----
+
+struct QueryFanout::Fan {
+  struct PeerStream {
+    std::string name;
+    uint64_t handle = 0;
+    std::string buf;
+    size_t pos = 0;
+    bool stats = false, ended = false, failed = false, exhausted = false;
+    std::map<std::string, std::string> st;
+  };
+  QueryFanout* owner;
+  std::shared_ptr<HttpResponse> resp;
+  std::vector<PeerStream> peers;
+  bool head = false, json = false, descending = false;
+  std::optional<uint64_t> limit;
+  uint64_t emitted = 0;
+  bool headers_sent = false, finished = false, waiting_drain = false;
+  std::string last_key;
+  std::string out;
+  HttpResponse::Headers base_headers;
+  std::chrono::steady_clock::time_point t0;
+
+  std::string_view Key(std::string_view line) const {
+    size_t off = json ? 9 : 0;  // {"ulid":"
+    return line.size() >= off + Ulid::kTextSize ? line.substr(off, Ulid::kTextSize) : line;
+  }
+
+  void CancelAll() {
+    for (auto& p : peers)
+      if (!p.ended && !p.failed && p.handle) owner->client_->Cancel(p.handle);
+  }
+
+  void Finish() {
+    if (finished) return;
+    finished = true;
+    if (!out.empty()) resp->Write(std::move(out));
+    out.clear();
+    resp->Finish();
+    CancelAll();
+  }
+
+  void SendHeaders() {
+    uint64_t nodes = 0, segments = 0, max_size = 0, errors = 0;
+    std::string content_type = json ? "application/x-ndjson" : "text/plain; charset=utf-8";
+    for (auto& p : peers) {
+      if (p.failed && !p.stats) {
+        ++errors;
+        continue;
+      }
+      nodes += std::max<uint64_t>(1, Num(p.st, "X-Oklog-Nodes-Queried"));
+      segments += Num(p.st, "X-Oklog-Segments-Queried");
+      max_size = std::max(max_size, Num(p.st, "X-Oklog-Max-Data-Set-Size"));
+      errors += Num(p.st, "X-Oklog-Error-Count");
+    }
+    HttpResponse::Headers h = base_headers;
+    h.push_back({"Content-Type", content_type});
+    h.push_back({"X-Oklog-Nodes-Queried", std::to_string(nodes)});
+    h.push_back({"X-Oklog-Segments-Queried", std::to_string(segments)});
+    h.push_back({"X-Oklog-Max-Data-Set-Size", std::to_string(max_size)});
+    h.push_back({"X-Oklog-Error-Count", std::to_string(errors)});
+    h.push_back({"X-Oklog-Duration", FormatDuration(std::chrono::steady_clock::now() - t0)});
+    resp->Start(errors > 0 ? 206 : 200, h);
+    headers_sent = true;
+  }
+
+  // Merges whatever can be merged now: a line goes out only when every open stream has a
+  // complete line to compare it with.
+  void Pump() {
+    if (finished) return;
+    if (!headers_sent) {
+      for (auto& p : peers)
+        if (!p.stats && !p.failed) return;
+      SendHeaders();
+      if (head) return Finish();
+    }
+    if (resp->closed()) {
+      finished = true;
+      CancelAll();
+      return;
+    }
+    for (;;) {
+      if (limit && emitted >= *limit) return Finish();
+      int best = -1;
+      std::string_view best_line;
+      for (size_t i = 0; i < peers.size(); ++i) {
+        PeerStream& p = peers[i];
+        if (p.exhausted) continue;
+        size_t nl = p.buf.find('\n', p.pos);
+        if (nl == std::string::npos) {
+          if (p.ended || p.failed) {
+            p.exhausted = true;
+            continue;
+          }
+          return;  // wait for this peer
+        }
+        std::string_view line(p.buf.data() + p.pos, nl + 1 - p.pos);
+        if (best < 0 || (descending ? Key(line) > Key(best_line) : Key(line) < Key(best_line))) {
+          best = static_cast<int>(i);
+          best_line = line;
+        }
+      }
+      if (best < 0) return Finish();
+      PeerStream& p = peers[static_cast<size_t>(best)];
+      std::string_view key = Key(best_line);
+      if (key != last_key) {
+        last_key.assign(key);
+        out.append(best_line);
+        ++emitted;
+      }
+      p.pos += best_line.size();
+      if (p.handle && !p.ended && !p.failed) owner->client_->Consume(p.handle, best_line.size());
+      if (p.pos >= (1u << 20)) {
+        p.buf.erase(0, p.pos);
+        p.pos = 0;
+      }
+      if (out.size() >= kOutChunkBytes) {
+        resp->Write(std::move(out));
+        out.clear();
+        if (resp->buffered_bytes() > owner->options_.high_water_bytes) {
+          waiting_drain = true;
+          return;  // OnDrain resumes
+        }
+      }
+    }
+  }
+
+  // Pump, then flush a partial output chunk when merging has to wait for a peer.
+  void PumpAndFlush() {
+    Pump();
+    if (!finished && headers_sent && !out.empty() && !waiting_drain) {
+      resp->Write(std::move(out));
+      out.clear();
+    }
+  }
+};
+
+QueryFanout::QueryFanout(gossip::PeerView* view, gossip::RpcClient* client, Options options, Registry* metrics)
+    : view_(view), client_(client), options_(options) {
+  queries_ = metrics->NewCounterFamily("oklog_query_fanout_queries_total", "Fanned-out queries by result.", {"result"});
+  peer_errors_ = metrics->NewCounter("oklog_query_fanout_peer_errors_total", "Store peers that failed a fanned-out query.");
+}
+
+QueryFanout::~QueryFanout() { Close(); }
+
+void QueryFanout::Register(HttpServer* server) {
+  server->Handle("/store/query", [this](const HttpRequest& req, std::shared_ptr<HttpResponse> resp) { Handle(req, resp); });
+}
+
+void QueryFanout::Close() {
+  if (closed_) return;
+  closed_ = true;
+  for (auto& w : fans_)
+    if (auto f = w.lock()) {
+      f->finished = true;
+      f->CancelAll();
+      if (!f->resp->closed()) f->resp->Finish();
+    }
+  fans_.clear();
+}
+
+void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> resp) {
+  if (req.path != "/store/query") return resp->Send(404, "404 page not found\n");
+  if (req.method != "GET" && req.method != "HEAD") {
+    resp->Start(405, {{"Allow", "GET, HEAD"}, {"Content-Type", "text/plain; charset=utf-8"}});
+    resp->Write("method not allowed\n");
+    resp->Finish();
+    return;
+  }
+  if (closed_) return resp->Send(503, "shutting down\n");
+  Result<QueryParams> params = ParseQueryParams(req.params, NowUnixMs());
+  if (!params.ok()) {
+    queries_->With({"bad_request"})->Inc();
+    return resp->Send(400, params.status().message() + "\n");
+  }
+  const QueryParams& p = *params;
+  MatchSpec spec{p.q, p.mode, p.topics};
+  Result<std::unique_ptr<Matcher>> matcher = Matcher::Create(spec);  // a bad regex is a 400 here too
+  if (!matcher.ok()) {
+    queries_->With({"bad_request"})->Inc();
+    return resp->Send(400, matcher.status().message() + "\n");
+  }
+  std::vector<gossip::Peer> stores = view_->Live("store");
+  if (stores.empty()) {
+    queries_->With({"no_store"})->Inc();
+    return resp->Send(503, "no store nodes available\n");
+  }
+  // The same exact range for every peer.
+  std::string query = "from=" + p.from.ToString() + "&to=" + p.to.ToString();
+  for (const auto& [k, v] : req.params)
+    if (k != "from" && k != "to") query += "&" + UrlEncode(k) + "=" + UrlEncode(v);
+  const bool head = req.method == "HEAD" || resp->is_head();
+
+  auto fan = std::make_shared<Fan>();
+  fan->owner = this;
+  fan->resp = resp;
+  fan->head = head;
+  fan->json = p.format == OutputFormat::kJson;
+  fan->descending = p.order() == ScanOrder::kDescending;
+  fan->limit = p.limit;
+  fan->t0 = std::chrono::steady_clock::now();
+  fan->base_headers = {{"X-Oklog-From", FormatRfc3339(p.from.unix_ms())},
+                       {"X-Oklog-To", FormatRfc3339(p.to.unix_ms())},
+                       {"X-Oklog-Q", p.q},
+                       {"X-Oklog-Regex", p.mode == MatchMode::kRegex ? "true" : "false"}};
+  fan->peers.resize(stores.size());
+  fans_.erase(std::remove_if(fans_.begin(), fans_.end(), [](auto& w) { return w.expired(); }), fans_.end());
+  fans_.push_back(fan);
+  std::weak_ptr<Fan> weak = fan;
+  resp->OnClose([weak] {
+    if (auto f = weak.lock()) {
+      if (!f->finished) {
+        f->finished = true;
+        f->CancelAll();
+      }
+    }
+  });
+  resp->OnDrain([weak] {
+    if (auto f = weak.lock()) {
+      f->waiting_drain = false;
+      f->PumpAndFlush();
+    }
+  });
+  for (size_t i = 0; i < stores.size(); ++i) {
+    fan->peers[i].name = stores[i].name;
+    gossip::RpcClient::StreamOptions so;
+    so.timeout = options_.peer_timeout;
+    so.idle_timeout = options_.peer_idle_timeout;
+    so.credit = gossip::RpcClient::Credit::kManual;
+    gossip::RpcClient::StreamHandlers h;
+    h.on_chunk = [fan, i](std::string part) {
+      auto& ps = fan->peers[i];
+      if (!ps.stats) {
+        ps.stats = true;
+        ps.st = ParseStats(part);
+        fan->owner->client_->Consume(ps.handle, part.size());
+      } else {
+        ps.buf.append(part);
+      }
+      if (!fan->waiting_drain) fan->PumpAndFlush();
+    };
+    h.on_end = [fan, i](const Status& s) {
+      auto& ps = fan->peers[i];
+      ps.ended = true;
+      if (fan->finished) return;  // we cancelled it (limit reached, client gone)
+      if (!s.ok() || !ps.stats) {
+        ps.failed = true;
+        fan->owner->peer_errors_->Inc();
+        Logger("query")->warn("query.run on {} failed: {}", ps.name, s.ok() ? "no stats" : s.ToString());
+      }
+      if (!fan->waiting_drain) fan->PumpAndFlush();
+    };
+    const uint64_t handle =
+        client_->Stream(stores[i].addr, kQueryRun, std::string(head ? "HEAD\n" : "GET\n") + query, so, std::move(h));
+    if (handle != 0 && !fan->peers[i].ended) fan->peers[i].handle = handle;
+  }
+  queries_->With({head ? "stats" : "ok"})->Inc();
+  if (!fan->waiting_drain) fan->PumpAndFlush();
+}
+
+// ---- relay ----
+
+struct QueryRelay::Run {
+  std::shared_ptr<gossip::ServerCall> call;
+  std::atomic<bool> cancel{false};
+  std::atomic<bool> done{false};
+};
+
+QueryRelay::QueryRelay(gossip::RpcServer* server, gossip::RpcBridge* bridge, std::string api)
+    : bridge_(bridge), api_(std::move(api)) {
+  server->Handle(kQueryRun, [this](std::shared_ptr<gossip::ServerCall> call) {
+    const std::string& b = call->body();
+    size_t nl = b.find('\n');
+    std::string method = nl == std::string::npos ? "" : b.substr(0, nl);
+    if (method != "GET" && method != "HEAD") return call->Respond(Status::InvalidArgument("query.run: bad request"));
+    std::string url = "http://" + api_ + "/store/_query?" + b.substr(nl + 1);
+    auto run = std::make_shared<Run>();
+    run->call = call;
+    call->OnCancel([run] { run->cancel = true; });
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return call->Respond(Status::Unavailable("shutting down"));
+    // Join finished relays now and then.
+    for (auto it = runs_.begin(); it != runs_.end();) {
+      if (it->first->done) {
+        it->second.join();
+        it = runs_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    gossip::RpcBridge* bridge = bridge_;
+    std::thread t([run, bridge, method, url] {
+      auto post = [&](std::function<void(gossip::ServerCall&)> fn) {
+        return bridge->RunOnLoop([&] { fn(*run->call); }).ok();
+      };
+      auto end = [&](const Status& s) {
+        post([s](gossip::ServerCall& c) { c.End(s); });
+        run->done = true;
+      };
+      HttpClientOptions o;
+      o.timeout = std::chrono::milliseconds(30000);
+      o.cancel = &run->cancel;
+      Result<HttpClientResponse> head = HttpFetchAll("HEAD", url, o);
+      if (!head.ok()) return end(Status::Unavailable("local query: " + head.status().ToString()));
+      if (head->status != 200) return end(Status::InvalidArgument("local query: status " + std::to_string(head->status)));
+      std::string stats = "status " + std::to_string(head->status) + "\n";
+      for (const char* k : {"X-Oklog-Nodes-Queried", "X-Oklog-Segments-Queried", "X-Oklog-Max-Data-Set-Size",
+                            "X-Oklog-Error-Count", "Content-Type"})
+        stats += std::string(k) + ": " + head->Header(k) + "\n";
+      post([stats](gossip::ServerCall& c) { c.Send(stats); });
+      if (method == "HEAD") return end(Status::Ok());
+      auto on_body = [&](std::string_view piece) {
+        bool writable = false, over = false;
+        if (!post([&](gossip::ServerCall& c) {
+              c.Send(std::string(piece));
+              writable = c.writable();
+              over = c.over();
+            }))
+          return false;
+        // The window is full: wait for the fan-out node to consume (flow control end to end).
+        while (!writable && !over && !run->cancel) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          if (!post([&](gossip::ServerCall& c) {
+                writable = c.writable();
+                over = c.over();
+              }))
+            return false;
+        }
+        return !over && !run->cancel;
+      };
+      o.body_idle_timeout = std::chrono::milliseconds(30000);
+      Result<HttpClientResponse> get = HttpFetch("GET", url, o, on_body);
+      end(get.ok() ? Status::Ok() : Status::Unavailable("local query: " + get.status().ToString()));
+    });
+    runs_.emplace_back(run, std::move(t));
+  });
+}
+
+QueryRelay::~QueryRelay() {
+  Close();
+  for (auto& [run, t] : runs_)
+    if (t.joinable()) t.join();
+}
+
+void QueryRelay::Close() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  for (auto& [run, t] : runs_) run->cancel = true;
+}
+
+}  // namespace oklog
