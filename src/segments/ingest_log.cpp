@@ -22,9 +22,8 @@ constexpr const char* kActive = ".active";
 constexpr const char* kFlushed = ".flushed";
 constexpr const char* kPending = ".pending";
 
-bool EndsWith(const std::string& s, const char* suffix) {
-  size_t n = std::strlen(suffix);
-  return s.size() >= n && s.compare(s.size() - n, n, suffix) == 0;
+bool EndsWith(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Process-wide source of segment names: increasing and unique.
@@ -98,7 +97,8 @@ Status ActiveSegment::Sync() {
 }
 
 IngestLog::IngestLog(std::string dir, Options options, Registry* m) : dir_(std::move(dir)), options_(options) {
-  flushes_ = m->NewCounter("oklog_ingest_writer_flushes_total", "Active segments flushed.");
+  flushes_ = m->NewCounterFamily("oklog_ingest_writer_flushes_total", "Active segments flushed, by reason.",
+                                 {"reason"});
   committed_segments_ = m->NewCounter("oklog_ingest_committed_segments", "Segments committed by consumers.");
   committed_bytes_ = m->NewCounter("oklog_ingest_committed_bytes", "Bytes of segments committed by consumers.");
   failed_segments_ = m->NewCounter("oklog_ingest_failed_segments", "Segments failed back (explicitly or timed out).");
@@ -142,9 +142,9 @@ Status IngestLog::Recover() {
   ::closedir(d);
   for (const std::string& file : names) {
     std::string path = dir_ + "/" + file;
-    for (const char* ext : {kActive, kPending, kFlushed}) {
+    for (std::string_view ext : {kActive, kPending, kFlushed}) {
       if (!EndsWith(file, ext)) continue;
-      std::string name = file.substr(0, file.size() - std::strlen(ext));
+      std::string name = file.substr(0, file.size() - ext.size());
       uint64_t size = 0;
       if (ext == kActive) {
         OKLOG_RETURN_IF_ERROR(TruncateToLastRecord(path, &size));
@@ -160,7 +160,7 @@ Status IngestLog::Recover() {
       if (ext != kFlushed) {
         std::string to = dir_ + "/" + name + kFlushed;
         if (::rename(path.c_str(), to.c_str()) != 0) return Status::FromErrno("rename", path, errno);
-        logger->info("recovered segment={} from={} bytes={}", name, ext, size);
+        logger->info("recovered segment={} from={} bytes={}", name, std::string(ext), size);
       }
       flushed_[name] = size;
       break;
@@ -178,7 +178,6 @@ Result<std::unique_ptr<ActiveSegment>> IngestLog::NewActive() {
 }
 
 Status IngestLog::Flush(std::unique_ptr<ActiveSegment> seg, const char* reason) {
-  (void)reason;
   Status s = seg->WriteOut();
   std::string from = dir_ + "/" + seg->name() + kActive;
   if (!s.ok()) {
@@ -196,7 +195,7 @@ Status IngestLog::Flush(std::unique_ptr<ActiveSegment> seg, const char* reason) 
   }
   std::string to = dir_ + "/" + name + kFlushed;
   if (::rename(from.c_str(), to.c_str()) != 0) return Status::FromErrno("rename", from, errno);
-  flushes_->Inc();
+  flushes_->With({reason})->Inc();
   flush_size_->Observe(static_cast<double>(bytes));
   flush_age_->Observe(std::chrono::duration<double>(age).count());
   {

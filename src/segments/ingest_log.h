@@ -81,7 +81,8 @@ class IngestLog {
   // A new empty NAME.active.
   Result<std::unique_ptr<ActiveSegment>> NewActive();
   // Writes out and closes the segment; renames it to .flushed, or deletes it when empty.
-  // Wakes consumers waiting in WaitForFlushed.
+  // Wakes consumers waiting in WaitForFlushed. reason ("size", "age", "close", ...) labels
+  // oklog_ingest_writer_flushes_total.
   Status Flush(std::unique_ptr<ActiveSegment> seg, const char* reason);
 
   // Claims flushed segments, oldest first, until max_bytes is reached (at least one if any).
@@ -119,7 +120,7 @@ class IngestLog {
     std::chrono::steady_clock::time_point since;
   };
   std::map<std::string, Claimed> pending_;
-  Counter* flushes_;
+  Family<Counter>* flushes_;
   Counter* committed_segments_;
   Counter* committed_bytes_;
   Counter* failed_segments_;
