@@ -55,6 +55,7 @@ struct NodeFlags {
   int64_t flush_size = 16 << 20;
   Nanos flush_age = std::chrono::milliseconds(500);
   Nanos pending_timeout = std::chrono::minutes(1);
+  Nanos drain_timeout = std::chrono::seconds(30);
   int64_t record_max_size = 1 << 20;
   std::string store_path = "data/store";
   int64_t consumers = 1;
@@ -90,6 +91,8 @@ struct NodeFlags {
     fs->Int("ingest.segment-flush-size", &flush_size, "flush an active segment at this many bytes");
     fs->Duration("ingest.segment-flush-age", &flush_age, "flush a non-empty active segment this long after it was opened");
     fs->Duration("ingest.segment-pending-timeout", &pending_timeout, "claimed segments not committed in this time go back to flushed");
+    fs->Duration("ingest.drain-timeout", &drain_timeout,
+                 "ingest nodes on SIGTERM: serve stores until every ingest segment is consumed, at most this long, then leave");
     fs->Int("ingest.record-max-size", &record_max_size, "lines longer than this many bytes are cut at it (and counted)");
     fs->String("store.path", &store_path, "directory of store segments");
     fs->Int("store.segment-consumers", &consumers, "concurrent segment consumers");
@@ -348,7 +351,41 @@ class Node {
     if (query_) query_->Close();
     if (stream_) stream_->Close();
     if (http_) http_->Close();
-    if (ingest_) ingest_->Close([] { Logger("node")->info("ingest listeners closed, active segments flushed"); });
+    // Draining leave (ingest nodes): stop accepting and flush, then keep serving the stores until
+    // they consumed every segment or -ingest.drain-timeout passed, then leave.
+    const bool drain = f_.mode == "ingest" && ingest_ && ingest_rpc_ && f_.drain_timeout.count() > 0;
+    if (ingest_) {
+      ingest_->Close([this, drain] {
+        Logger("node")->info("ingest listeners closed, active segments flushed");
+        if (drain) StartDrain();
+      });
+    }
+    if (!drain) FinishShutdown();
+  }
+
+  void StartDrain() {
+    Logger("node")->info("draining: {} flushed and {} claimed segment(s) left for the stores",
+                         ingest_log_->flushed_count(), ingest_log_->pending_count());
+    drain_deadline_ms_ = uv_now(&loop_) + static_cast<uint64_t>(
+                                              std::chrono::duration_cast<std::chrono::milliseconds>(f_.drain_timeout).count());
+    auto* t = new uv_timer_t;
+    uv_timer_init(&loop_, t);
+    t->data = this;
+    uv_timer_start(t, &Node::OnDrainTick, 0, 100);
+  }
+
+  static void OnDrainTick(uv_timer_t* t) noexcept {
+    auto* self = static_cast<Node*>(t->data);
+    const size_t left = self->ingest_log_->flushed_count() + self->ingest_log_->pending_count();
+    const bool late = uv_now(&self->loop_) >= self->drain_deadline_ms_;
+    if (left > 0 && !late) return;
+    if (left > 0) Logger("node")->warn("drain timed out with {} segment(s) left; they stay on disk", left);
+    else Logger("node")->info("drained: the stores consumed every ingest segment");
+    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    self->FinishShutdown();
+  }
+
+  void FinishShutdown() {
     // Consumer threads waiting on the loop wake with Cancelled; they are joined after the loop.
     if (cluster_consumer_) cluster_consumer_->Stop();
     if (fanout_) fanout_->Close();
@@ -382,6 +419,7 @@ class Node {
   std::unique_ptr<ClusterConsumer> cluster_consumer_;  // last: joined before the rest goes
   std::vector<uv_signal_t*> signals_;
   bool shutting_down_ = false;
+  uint64_t drain_deadline_ms_ = 0;
   int exit_code_ = 0;
 };
 

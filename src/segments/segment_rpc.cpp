@@ -153,16 +153,16 @@ std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest,
 
 void IngestRpc::OnTimer(uv_timer_t* t) noexcept {
   auto* self = static_cast<IngestRpc*>(t->data);
-  if (!self || self->expiring_) return;
-  self->expiring_ = true;
+  if (!self || *self->expiring_) return;
+  *self->expiring_ = true;
   IngestLog* ingest = self->ingest_;
   auto n = std::make_shared<int>(0);
+  // The after-work callback may run after Close(): it touches only the shared flag.
   RunWork(
       self->loop_, [ingest, n] { *n = ingest->ExpirePending(std::chrono::steady_clock::now()); },
-      [t, n] {
-        auto* me = static_cast<IngestRpc*>(t->data);
+      [flag = self->expiring_, n] {
         if (*n > 0) Logger("ingest")->warn("{} claimed segment(s) timed out; back to flushed", *n);
-        if (me) me->expiring_ = false;
+        *flag = false;
       });
 }
 

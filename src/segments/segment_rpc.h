@@ -54,7 +54,7 @@ class IngestRpc {
   uv_loop_t* loop_ = nullptr;
   IngestLog* ingest_ = nullptr;
   uv_timer_t* timer_ = nullptr;
-  bool expiring_ = false;
+  std::shared_ptr<bool> expiring_ = std::make_shared<bool>(false);  // an expiry job is in flight
 };
 
 // Registers segment.replicate on `server`, writing into `store`.
