@@ -87,9 +87,9 @@ class RpcServerImpl : public RpcConnOwner {
 
   void Cancel(ServerCall* call) {
     if (call->over_) return;
+    std::function<void()> cb = std::move(call->on_cancel_);
     call->Finish();
-    if (auto cb = std::move(call->on_cancel_)) cb();
-    call->on_writable_ = nullptr;
+    if (cb) cb();
   }
 
   void OnEnvelope(RpcConn* c, Envelope e) override {
@@ -325,6 +325,9 @@ void ServerCall::Finish() {
   over_ = true;
   queue_.clear();
   queued_bytes_ = 0;
+  // Callbacks often hold the call itself (a cycle): drop them once it is over.
+  on_cancel_ = nullptr;
+  on_writable_ = nullptr;
   RpcServerImpl* server = server_;
   server_ = nullptr;
   if (server) server->Forget(this);  // may destroy this object: nothing after it
