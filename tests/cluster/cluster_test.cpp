@@ -50,6 +50,8 @@ class Node {
   HttpClientResponse Get(const std::string& pq, const char* method = "GET") {
     HttpClientOptions o;
     o.timeout = std::chrono::seconds(30);
+    // A body that stops arriving is a failure to report, not a reason to wait for ever.
+    o.body_idle_timeout = std::chrono::seconds(20);
     auto r = HttpFetchAll(method, "127.0.0.1:" + std::to_string(api_) + pq, o);
     return r.ok() ? r.value() : HttpClientResponse{};
   }
