@@ -124,21 +124,11 @@ bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::ve
     bufs.push_back(std::move(r).value());
   }
   if (!read_error.ok()) return fail("segment.read: " + read_error.ToString());
-  std::vector<std::vector<std::string_view>> runs;
-  ParseStats ps;
-  for (const auto& b : bufs) {
-    runs.push_back(ParseRecords(b, &ps));
-    SortRecords(&runs.back());
-  }
-  if (ps.invalid) invalid_->Inc(ps.invalid);
-  std::vector<std::string_view> merged;
-  merged.reserve(ps.records);
-  size_t merged_bytes = 0;
-  duplicates_->Inc(MergeRuns(runs, [&](std::string_view rec) {
-    merged.push_back(rec);
-    merged_bytes += rec.size();
-    return true;
-  }));
+  MergedRecords m = MergeBuffers(std::vector<std::string_view>(bufs.begin(), bufs.end()));
+  if (m.invalid) invalid_->Inc(m.invalid);
+  duplicates_->Inc(m.duplicates);
+  const std::vector<std::string_view>& merged = m.records;
+  const uint64_t merged_bytes = m.bytes;
   if (!merged.empty()) {
     std::string body;
     body.reserve(merged_bytes);

@@ -105,25 +105,17 @@ Result<uint64_t> LocalConsumer::ConsumeBatch(const std::vector<PendingSegment>& 
     spans.emplace_back(off, read_buf_.size() - off);
     consumed_bytes_->Inc(read_buf_.size() - off);
   }
-  std::vector<std::vector<std::string_view>> runs;
-  ParseStats ps;
-  for (auto [off, len] : spans) {
-    runs.push_back(ParseRecords(std::string_view(read_buf_).substr(off, len), &ps));
-    SortRecords(&runs.back());
+  std::vector<std::string_view> buffers;
+  for (auto [off, len] : spans) buffers.push_back(std::string_view(read_buf_).substr(off, len));
+  MergedRecords m = MergeBuffers(buffers);
+  if (m.invalid) {
+    invalid_records_->Inc(m.invalid);
+    Logger("store")->warn("dropped {} invalid line(s) from {} ingest segment(s)", m.invalid, batch.size());
   }
-  if (ps.invalid) {
-    invalid_records_->Inc(ps.invalid);
-    Logger("store")->warn("dropped {} invalid line(s) from {} ingest segment(s)", ps.invalid, batch.size());
-  }
-  if (ps.records == 0) return uint64_t{0};
-  std::vector<std::string_view> merged;
-  merged.reserve(ps.records);
-  uint64_t merged_bytes = 0;
-  duplicates_->Inc(MergeRuns(runs, [&](std::string_view rec) {
-    merged.push_back(rec);
-    merged_bytes += rec.size();
-    return true;
-  }));
+  duplicates_->Inc(m.duplicates);
+  if (m.records.empty()) return uint64_t{0};
+  const std::vector<std::string_view>& merged = m.records;
+  const uint64_t merged_bytes = m.bytes;
   // Large batches are cut into consecutive ranges written as separate segments on parallel
   // threads: compressing and filtering blocks is most of the store's CPU, and the ranges do not
   // overlap, so nothing else changes (compaction may join them later).

@@ -101,4 +101,22 @@ uint64_t MergeRuns(const std::vector<std::vector<std::string_view>>& runs,
   return dups;
 }
 
+MergedRecords MergeBuffers(const std::vector<std::string_view>& buffers) {
+  MergedRecords out;
+  std::vector<std::vector<std::string_view>> runs;
+  ParseStats ps;
+  for (std::string_view b : buffers) {
+    runs.push_back(ParseRecords(b, &ps));
+    SortRecords(&runs.back());
+  }
+  out.invalid = ps.invalid;
+  out.records.reserve(ps.records);
+  out.duplicates = MergeRuns(runs, [&](std::string_view rec) {
+    out.records.push_back(rec);
+    out.bytes += rec.size();
+    return true;
+  });
+  return out;
+}
+
 }  // namespace oklog

@@ -25,6 +25,15 @@ bool SortRecords(std::vector<std::string_view>* run);
 // wins). Returns the number of duplicates dropped. Stops early when emit returns false.
 uint64_t MergeRuns(const std::vector<std::vector<std::string_view>>& runs,
                    const std::function<bool(std::string_view)>& emit);
+// The distinct records of several buffers in ULID order: each buffer parsed (invalid lines
+// skipped), ordered, and all merged with duplicates dropped. Views point into the buffers.
+struct MergedRecords {
+  std::vector<std::string_view> records;
+  uint64_t bytes = 0;       // of the records kept
+  uint64_t invalid = 0;     // lines that were not records
+  uint64_t duplicates = 0;  // records dropped as a repeated ULID
+};
+MergedRecords MergeBuffers(const std::vector<std::string_view>& buffers);
 // Whether the 26 bytes at p form a canonical (upper-case Crockford) ULID.
 bool IsCanonicalUlid(const char* p);
 
