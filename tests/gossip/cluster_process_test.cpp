@@ -18,19 +18,9 @@
 #include <thread>
 #include <vector>
 
-namespace {
+#include "test_util.h"
 
-uint16_t FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
-  socklen_t len = sizeof sa;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
+namespace {
 
 // A blocking HTTP/1.0 GET on 127.0.0.1; "" on any failure. Bounded by a 2 s socket timeout.
 std::string HttpGet(uint16_t port, const std::string& path) {
@@ -87,7 +77,8 @@ class ClusterProcessTest : public ::testing::Test {
     root_ = std::filesystem::temp_directory_path() / ("oklog-gossip-" + std::to_string(getpid()));
     std::filesystem::create_directories(root_);
     for (int i = 0; i < 5; ++i) {
-      Node n{FreePort(), FreePort(), FreePort(), FreePort(), FreePort(), (root_ / std::to_string(i)).string()};
+      Node n{oklog::FreePort(), oklog::FreePort(), oklog::FreePort(), oklog::FreePort(), oklog::FreePort(),
+             (root_ / std::to_string(i)).string()};
       std::filesystem::create_directories(n.dir);
       nodes_.push_back(n);
     }
