@@ -2,15 +2,10 @@
 
 #include <msgpack.hpp>
 
+#include "gossip/msgpack_pack.h"
+
 namespace oklog::gossip {
 namespace {
-
-using Packer = msgpack::packer<msgpack::sbuffer>;
-
-void PackStr(Packer& pk, std::string_view s) {
-  pk.pack_str(static_cast<uint32_t>(s.size()));
-  pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
-}
 
 const msgpack::unpack_limit kLimit(/*array=*/8, /*map=*/0, /*str=*/4096, /*bin=*/kMaxFrameBytes, /*ext=*/0,
                                    /*depth=*/2);
@@ -105,8 +100,7 @@ std::string EncodeEnvelope(const Envelope& e) {
   } else {
     pk.pack_uint32(e.status);
   }
-  pk.pack_bin(static_cast<uint32_t>(e.body.size()));
-  pk.pack_bin_body(e.body.data(), static_cast<uint32_t>(e.body.size()));
+  PackBin(pk, e.body);
   return std::string(buf.data(), buf.size());
 }
 

@@ -2,19 +2,10 @@
 
 #include <msgpack.hpp>
 
+#include "gossip/msgpack_pack.h"
+
 namespace oklog::gossip {
 namespace {
-
-using Packer = msgpack::packer<msgpack::sbuffer>;
-
-void PackStr(Packer& pk, std::string_view s) {
-  pk.pack_str(static_cast<uint32_t>(s.size()));
-  pk.pack_str_body(s.data(), static_cast<uint32_t>(s.size()));
-}
-void PackBin(Packer& pk, std::string_view s) {
-  pk.pack_bin(static_cast<uint32_t>(s.size()));
-  pk.pack_bin_body(s.data(), static_cast<uint32_t>(s.size()));
-}
 
 struct Encoder {
   Packer& pk;
