@@ -37,6 +37,7 @@
 
 #include "common/http_client.h"
 #include "common/ulid.h"
+#include "tools/bench/bench_util.h"
 #include "tools/bench/corpus.h"
 #include "tools/bench/process.h"
 
@@ -44,15 +45,7 @@ namespace oklog::bench {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-double Since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-uint64_t WallMs() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
-}
 
 struct Options {
   std::string oklog = "oklog";
@@ -63,94 +56,8 @@ struct Options {
   bool keep = false;
 };
 
-struct Stats {
-  double median = NAN, min = NAN, max = NAN;
-};
-
-Stats Summarize(std::vector<double> v) {
-  Stats s;
-  if (v.empty()) return s;
-  std::sort(v.begin(), v.end());
-  s.min = v.front();
-  s.max = v.back();
-  size_t n = v.size();
-  s.median = n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-  return s;
-}
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return NAN;
-  std::sort(v.begin(), v.end());
-  // Nearest rank.
-  size_t rank = static_cast<size_t>(std::ceil(p / 100.0 * static_cast<double>(v.size())));
-  return v[std::clamp<size_t>(rank, 1, v.size()) - 1];
-}
-
-std::string UrlEncode(std::string_view s) {
-  static const char* kHex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
-
-// Sum of the samples of an unlabelled or labelled metric in Prometheus text; nullopt if absent.
-std::optional<double> MetricValue(std::string_view body, std::string_view name) {
-  std::optional<double> sum;
-  size_t pos = 0;
-  while (pos < body.size()) {
-    size_t eol = body.find('\n', pos);
-    if (eol == std::string_view::npos) eol = body.size();
-    std::string_view line = body.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.size() > name.size() && line.substr(0, name.size()) == name &&
-        (line[name.size()] == ' ' || line[name.size()] == '{')) {
-      size_t sp = line.rfind(' ');
-      double v = std::strtod(std::string(line.substr(sp + 1)).c_str(), nullptr);
-      sum = sum.value_or(0) + v;
-    }
-  }
-  return sum;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Machine probes.
-
-struct DdResult {
-  bool ok = false;
-  double mb_per_s = NAN;  // 10^6 bytes per second, as dd prints
-};
-
-DdResult ProbeDisk(const std::string& dir) {
-  DdResult r;
-  std::string file = dir + "/dd.bin", err = dir + "/dd.err";
-  ExitInfo e = RunCommand({"env", "LC_ALL=C", "dd", "if=/dev/zero", "of=" + file, "bs=1M", "count=1024",
-                           "conv=fdatasync"},
-                          {.stdin_path = "", .stdout_path = "", .stderr_path = err, .cwd = ""}, milliseconds(120000));
-  std::string text = ReadFileOrEmpty(err);
-  fs::remove(file);
-  fs::remove(err);
-  // "1073741824 bytes (1.1 GB, 1.0 GiB) copied, 1.23 s, 873 MB/s"
-  std::smatch m;
-  static const std::regex kRe(R"((\d+) bytes .*copied, ([0-9.]+) s)");
-  if (e.Ok() && std::regex_search(text, m, kRe)) {
-    double bytes = std::stod(m[1]), secs = std::stod(m[2]);
-    if (secs > 0) {
-      r.ok = true;
-      r.mb_per_s = bytes / secs / 1e6;
-    }
-  } else {
-    std::fprintf(stderr, "dd failed: %s\n", text.c_str());
-  }
-  return r;
-}
 
 struct ScanTool {
   bool ok = false;
@@ -179,101 +86,6 @@ ScanTool TimeScan(std::vector<std::string> argv, const std::string& file, const 
 }
 
 // ---------------------------------------------------------------------------------------------
-// The node.
-
-class Node {
- public:
-  // Starts `oklog ingeststore` in dir on free loopback ports and waits for /metrics.
-  static std::optional<Node> Start(const std::string& oklog, const std::string& dir) {
-    std::vector<int> ports = FreeLoopbackPorts(5);
-    if (ports.empty()) return std::nullopt;
-    auto addr = [&](int i) { return "tcp://127.0.0.1:" + std::to_string(ports[i]); };
-    std::vector<std::string> argv = {oklog,
-                                     "ingeststore",
-                                     "-api",
-                                     addr(0),
-                                     "-ingest.fast",
-                                     addr(1),
-                                     "-ingest.durable",
-                                     addr(2),
-                                     "-ingest.bulk",
-                                     addr(3),
-                                     "-cluster",
-                                     addr(4),
-                                     "-ingest.path",
-                                     dir + "/data/ingest",
-                                     "-store.path",
-                                     dir + "/data/store"};
-    auto child = Child::Spawn(argv, {.stdin_path = "", .stdout_path = dir + "/node.log",
-                                     .stderr_path = dir + "/node.err", .cwd = dir});
-    if (!child) return std::nullopt;
-    Node node(std::move(*child), ports[0], ports[1]);
-    auto deadline = Clock::now() + std::chrono::seconds(15);
-    while (Clock::now() < deadline) {
-      if (node.child_.Poll()) return std::nullopt;  // exited early
-      if (node.Metrics()) return node;
-      std::this_thread::sleep_for(milliseconds(50));
-    }
-    return std::nullopt;
-  }
-
-  std::string base() const { return "http://127.0.0.1:" + std::to_string(api_port_); }
-  int fast_port() const { return fast_port_; }
-  Child& child() { return child_; }
-
-  std::optional<std::string> Metrics() const {
-    HttpClientOptions o;
-    o.timeout = milliseconds(2000);
-    auto r = HttpFetchAll("GET", base() + "/metrics", o);
-    if (!r.ok() || r->status != 200) return std::nullopt;
-    return std::move(r->body);
-  }
-
- private:
-  Node(Child child, int api_port, int fast_port)
-      : child_(std::move(child)), api_port_(api_port), fast_port_(fast_port) {}
-  Child child_;
-  int api_port_;
-  int fast_port_;
-};
-
-struct QueryRun {
-  bool ok = false;
-  int status = 0;
-  uint64_t lines = 0;
-  uint64_t bytes = 0;
-  double seconds = 0;
-};
-
-// GET /store/query, reading the whole body, counting lines. on_body (optional) sees the body.
-QueryRun RunQuery(const Node& node, const std::string& query_string,
-                  const std::function<void(std::string_view)>& on_body = nullptr) {
-  QueryRun q;
-  HttpClientOptions o;
-  o.timeout = milliseconds(30000);
-  o.body_idle_timeout = milliseconds(30000);
-  auto t0 = Clock::now();
-  auto r = HttpFetch("GET", node.base() + "/store/query?" + query_string, o, [&](std::string_view chunk) {
-    q.bytes += chunk.size();
-    for (const char* p = chunk.data(); (p = static_cast<const char*>(
-                                            std::memchr(p, '\n', chunk.data() + chunk.size() - p))) != nullptr;
-         ++p) {
-      q.lines++;
-    }
-    if (on_body) on_body(chunk);
-    return true;
-  });
-  q.seconds = Since(t0);
-  if (r.ok()) {
-    q.status = r->status;
-    q.ok = r->status == 200;
-  } else {
-    std::fprintf(stderr, "query %s: %s\n", query_string.c_str(), r.status().ToString().c_str());
-  }
-  return q;
-}
-
-// ---------------------------------------------------------------------------------------------
 // Ingest-to-queryable latency: markers every 100 ms over one fast-port connection.
 
 struct MarkerResult {
@@ -284,7 +96,7 @@ struct MarkerResult {
   int polls = 0;
 };
 
-MarkerResult RunMarkers(const Node& node, int seconds) {
+MarkerResult RunMarkers(const NodeProcess& node, int seconds) {
   MarkerResult res;
   const int n = seconds * 10;
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -338,7 +150,7 @@ MarkerResult RunMarkers(const Node& node, int seconds) {
       // before the oldest unseen marker was sent (so the node scans only recent segments).
       std::string from = Ulid::MinAt(sent_wall_ms[oldest] - 1000).ToString();
       std::string body;
-      QueryRun r = RunQuery(node, "from=" + from + "&" + q, [&](std::string_view c) { body.append(c); });
+      QueryRun r = RunQuery(node.base(), "/store/query?from=" + from + "&" + q, [&](std::string_view c) { body.append(c); });
       auto now = Clock::now();
       res.polls++;
       if (r.ok) {
@@ -365,56 +177,6 @@ MarkerResult RunMarkers(const Node& node, int seconds) {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-uint64_t DirBytes(const std::string& dir) {
-  uint64_t total = 0;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::recursive_directory_iterator();
-       it.increment(ec)) {
-    if (it->is_regular_file(ec)) total += it->file_size(ec);
-  }
-  return total;
-}
-
-// CPU seconds per thread of a live process (tid -> seconds), from /proc/PID/task/*/stat.
-std::map<int, double> ThreadCpuSeconds(pid_t pid) {
-  std::map<int, double> out;
-  std::error_code ec;
-  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec);
-       !ec && it != fs::directory_iterator(); it.increment(ec)) {
-    int tid = std::atoi(it->path().filename().c_str());
-    if (auto cpu = StatCpuSeconds(it->path().string() + "/stat")) out[tid] = *cpu;
-  }
-  return out;
-}
-
-// "main 7: 1.23 s, tid 9: 0.40 s, ..." (main = the process's first thread) for the threads that used CPU between before and after, busiest first.
-std::string ThreadCpuDelta(pid_t pid, const std::map<int, double>& before, const std::map<int, double>& after) {
-  std::vector<std::pair<double, int>> v;
-  for (const auto& [tid, cpu] : after) {
-    auto b = before.find(tid);
-    double d = cpu - (b == before.end() ? 0 : b->second);
-    if (d >= 0.01) v.emplace_back(d, tid);
-  }
-  std::sort(v.rbegin(), v.rend());
-  std::string s;
-  for (const auto& [d, tid] : v) {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%s%s %d: %.2f s", s.empty() ? "" : ", ", tid == pid ? "main" : "tid", tid, d);
-    s += buf;
-  }
-  return s.empty() ? "-" : s;
-}
-
-std::string LoadAverage() {
-  std::string s = ReadFileOrEmpty("/proc/loadavg");
-  std::istringstream ss(s);
-  std::string a, b, c;
-  ss >> a >> b >> c;
-  return a + " " + b + " " + c;
-}
-
-const char* PassMiss(bool pass) { return pass ? "PASS" : "MISS"; }
 
 int Run(const Options& opt) {
   std::string tmpl = opt.tmp + "/oklog-bench-XXXXXX";
@@ -483,7 +245,7 @@ int Run(const Options& opt) {
 
   // 3. Node + forward.
   step("starting oklog ingeststore");
-  auto node = Node::Start(opt.oklog, dir);
+  auto node = NodeProcess::Start(opt.oklog, "ingeststore", dir, {}, std::chrono::seconds(15));
   if (!node) {
     std::fprintf(stderr, "node did not start; node.err:\n%s\n", ReadFileOrEmpty(dir + "/node.err").c_str());
     return 2;
@@ -512,7 +274,7 @@ int Run(const Options& opt) {
     }
     if (t_stored && fwd_exit) {
       // Confirm with a match-all count query: every record must come back.
-      QueryRun all = RunQuery(*node, "from=24h");
+      QueryRun all = RunQuery(node->base(), "/store/query?from=24h");
       if (all.ok && all.lines == cs.records) {
         t_confirmed = Since(t0);
         confirm_lines = all.lines;
@@ -549,7 +311,7 @@ int Run(const Options& opt) {
     if (p.regex) qs += "&regex";
     std::vector<double> times;
     for (int r = 0; r <= opt.runs; ++r) {
-      QueryRun run = RunQuery(*node, qs);
+      QueryRun run = RunQuery(node->base(), "/store/query?" + qs);
       if (!run.ok) qok[i] = false;
       qlines[i] = run.lines;
       if (r > 0) times.push_back(run.seconds);
@@ -568,23 +330,7 @@ int Run(const Options& opt) {
   // 6. Stop.
   step("stopping the node (SIGTERM)");
   const double node_cpu_total = ProcessCpuSeconds(node->child().pid()).value_or(NAN);
-  node->child().Signal(SIGTERM);
-  auto stop_t0 = Clock::now();
-  std::optional<ExitInfo> polled;
-  while (!(polled = node->child().Poll()) && Clock::now() - stop_t0 < std::chrono::seconds(5)) {
-    std::this_thread::sleep_for(milliseconds(5));
-  }
-  if (!polled) {
-    // Slow shutdown: record where every thread is, for whoever owns the node's shutdown.
-    std::fprintf(stderr, "[bench] node still running 5 s after SIGTERM; thread stacks (gdb):\n");
-    RunCommand({"gdb", "-batch", "-p", std::to_string(node->child().pid()), "-ex", "thread apply all bt 20"},
-               {.stdin_path = "", .stdout_path = dir + "/shutdown_stacks.txt", .stderr_path = "", .cwd = ""},
-               milliseconds(30000));
-    std::string stacks = ReadFileOrEmpty(dir + "/shutdown_stacks.txt");
-    std::fprintf(stderr, "%s\n", stacks.c_str());
-  }
-  ExitInfo node_exit = polled ? *polled : node->child().Wait(milliseconds(60000));
-  node_exit.wall_s = Since(stop_t0);
+  ExitInfo node_exit = node->Stop(std::chrono::seconds(65), std::chrono::seconds(5));
   if (!node_exit.Ok()) failures++;
 
   // 7. The table.

@@ -13,24 +13,11 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 build="${BUILD_DIR:-$root/build-bench}"
 
-for tool in cmake ninja dd grep rg; do
+for tool in dd grep rg; do
   command -v "$tool" >/dev/null || { echo "single_node.sh: $tool is missing" >&2; exit 2; }
 done
-
-# Release, but at -O2: GCC 12's -O3 raises a false -Wrestrict (an error under -Werror) in
-# std::string code inlined into src/common/address.cpp.
-log="$(mktemp)"
-trap 'rm -f "$log"' EXIT
-if ! { cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O2 -DNDEBUG" \
-         -DCMAKE_C_FLAGS_RELEASE="-O2 -DNDEBUG" &&
-       cmake --build "$build" -j2 --target oklog oklog_bench_single; } >"$log" 2>&1; then
-  grep -E "error|FAILED" "$log" | head -20 >&2
-  echo "single_node.sh: build failed (full log above was $log)" >&2
-  exit 2
-fi
+"$root/tools/bench/build_release.sh" "$build" oklog oklog_bench_single
 
 # Bound the whole run: the benchmark bounds each step itself; this is the backstop.
-rm -f "$log"
-trap - EXIT
 exec timeout --signal=INT --kill-after=30 900 \
   "$build/tools/bench/oklog_bench_single" --oklog="$build/oklog" --tmp="${BENCH_TMP:-/tmp}" "$@"
