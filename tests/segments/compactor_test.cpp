@@ -318,11 +318,15 @@ void CrashAtEveryStep(CompactorTest* t, const std::vector<std::vector<std::strin
     for (const auto& s : segments) t->AddSegment(s);
     int step = 0;
     std::vector<std::string> steps;
-    t->MakeCompactor({.target_bytes = target,
-                      .step_hook = [&](CompactionStep s, size_t) {
-                        steps.push_back(std::to_string(static_cast<int>(s)));
-                        return step++ != crash_at;
-                      }});
+    // A named object, not a designated-initializer temporary: GCC 12 at -O3 reports the
+    // temporary's std::function members as maybe-uninitialized (a false positive, -Werror).
+    CompactorOptions crashing;
+    crashing.target_bytes = target;
+    crashing.step_hook = [&](CompactionStep s, size_t) {
+      steps.push_back(std::to_string(static_cast<int>(s)));
+      return step++ != crash_at;
+    };
+    t->MakeCompactor(crashing);
     auto r = t->compactor_->Compact(t->store_->All());
     completed = r.ok();
     if (!completed) {
