@@ -1,7 +1,10 @@
 // storagebench: the storage issue's benchmark in one run.
 //
-//   storagebench [-bytes 1500000000] [-runs 3] [-dir DIR] [-keep]
+//   storagebench [-bytes 1500000000] [-runs 3] [-dir DIR] [-keep] [-reuse] [-only NAME]
 //                [-trickle-bytes 402653184] [-trickle-segment-bytes 1048576]
+//
+// -keep leaves DIR/store and DIR/raw.txt; a later run with -dir DIR -reuse queries them again
+// without regenerating (no bytes-on-disk row). -only runs the queries whose name contains NAME.
 //
 // 1. Generates reference/performance.md Appendix A's corpus (same PRNG and line shapes, written
 //    again in C++) as store records "ULID SP topic SP json LF", and writes them through
@@ -11,10 +14,13 @@
 //    default 4 MiB blocks).
 // 3. Seven queries through the real query path (QueryExecutor over StoreLog::Select, records
 //    written to a file), and in the same run `rg` and `grep` printing the same matches from
-//    raw.txt into a file (never /dev/null); the outputs are compared byte for byte.
+//    raw.txt into a file (never /dev/null); the outputs are compared byte for byte. "ours cpu"
+//    is the CPU time of all our threads (rg searches one file on one thread whatever -j says,
+//    so on a busy machine the wall-clock ratio moves towards the CPU ratio).
 // 4. Compaction write amplification over a long trickle of small segments (OK Log #132):
 //    bytes the Compactor wrote per byte ingested, with the default 128 MiB target.
 // A table with ratios and the targets (PASS/MISS) ends the output.
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,6 +46,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 double Secs(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// CPU seconds (user + system) of this process's threads so far; children are not counted.
+double CpuSecs() {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  auto tv = [](const timeval& t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };
+  return tv(ru.ru_utime) + tv(ru.ru_stime);
+}
 
 // Appendix A's generator: xorshift128+, the same tables and line format.
 class Corpus {
@@ -209,7 +223,8 @@ int Main(int argc, char** argv) {
   uint64_t bytes = 1500000000, trickle_bytes = 384ull << 20, trickle_segment = 1 << 20;
   int runs = 3;
   std::string dir;
-  bool keep = false;
+  bool keep = false, reuse = false;
+  std::string only;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto val = [&]() -> std::string {
@@ -220,11 +235,15 @@ int Main(int argc, char** argv) {
     else if (a == "-runs") runs = std::stoi(val());
     else if (a == "-dir") dir = val();
     else if (a == "-keep") keep = true;
+    else if (a == "-reuse") reuse = true;
+    else if (a == "-only") only = val();
     else if (a == "-trickle-bytes") trickle_bytes = std::stoull(val());
     else if (a == "-trickle-segment-bytes") trickle_segment = std::stoull(val());
     else Die("unknown flag " + a + " (see the comment at the top of storagebench.cpp)");
   }
   Logger("store")->set_level(spdlog::level::warn);
+  if (reuse && dir.empty()) Die("-reuse needs -dir");
+  if (reuse) keep = true;
   if (dir.empty()) {
     std::string tmpl = std::filesystem::temp_directory_path().string() + "/storagebench_XXXXXX";
     if (!mkdtemp(tmpl.data())) Die("mkdtemp");
@@ -247,44 +266,54 @@ int Main(int argc, char** argv) {
   Corpus corpus;
   std::string seg;
   seg.reserve(target + (1 << 20));
-  FILE* raw = std::fopen(raw_path.c_str(), "wb");
-  if (!raw) Die("open raw.txt");
   uint64_t total = 0, records = 0, store_bytes = 0, one_hit_id = 0;
   const uint64_t one_hit_index = bytes / 375 / 2;  // a record in the middle of the corpus
-  double write_s = 0;
-  while (total < bytes) {
-    seg.clear();
-    while (seg.size() < target && total + seg.size() < bytes) {
-      uint64_t id = corpus.Next(&seg);
-      if (++records == one_hit_index) one_hit_id = id;
+  if (reuse) {
+    // The same -bytes gives the same one-hit record: replay the generator up to it.
+    while (records < one_hit_index) {
+      seg.clear();
+      one_hit_id = corpus.Next(&seg);
+      ++records;
     }
-    std::fwrite(seg.data(), 1, seg.size(), raw);
-    auto t0 = Clock::now();
-    store_bytes += WriteSegments(store.get(), seg, target);
-    write_s += Secs(Clock::now() - t0);
-    total += seg.size();
-  }
-  std::fclose(raw);
-  std::printf("corpus: %.2f GB, %llu records (%.1f B/record), %zu segments in %s\n", total / 1e9,
-              static_cast<unsigned long long>(records), double(total) / double(records), store->segment_count(),
-              store_dir.c_str());
-  std::printf("store write (SegmentWriter: LZ4, filter, fsync): %.2f s, %.0f MB/s of records\n", write_s,
-              total / 1e6 / write_s);
+    std::printf("reusing %s (%zu segments) and %s\n", store_dir.c_str(), store->segment_count(), raw_path.c_str());
+  } else {
+    FILE* raw = std::fopen(raw_path.c_str(), "wb");
+    if (!raw) Die("open raw.txt");
+    double write_s = 0;
+    while (total < bytes) {
+      seg.clear();
+      while (seg.size() < target && total + seg.size() < bytes) {
+        uint64_t id = corpus.Next(&seg);
+        if (++records == one_hit_index) one_hit_id = id;
+      }
+      std::fwrite(seg.data(), 1, seg.size(), raw);
+      auto t0 = Clock::now();
+      store_bytes += WriteSegments(store.get(), seg, target);
+      write_s += Secs(Clock::now() - t0);
+      total += seg.size();
+    }
+    std::fclose(raw);
+    std::printf("corpus: %.2f GB, %llu records (%.1f B/record), %zu segments in %s\n", total / 1e9,
+                static_cast<unsigned long long>(records), double(total) / double(records), store->segment_count(),
+                store_dir.c_str());
+    std::printf("store write (SegmentWriter: LZ4, filter, fsync): %.2f s, %.0f MB/s of records\n", write_s,
+                total / 1e6 / write_s);
 
-  // 2. Bytes on disk against lz4 -1.
-  std::string lz4_256k = dir + "/raw.B5.lz4", lz4_default = dir + "/raw.lz4";
-  double lz4_s = TimeShell("lz4 -q -f -1 -B5 -BI " + raw_path + " " + lz4_256k);
-  TimeShell("lz4 -q -f -1 " + raw_path + " " + lz4_default);
-  const uint64_t lz4_b5 = std::filesystem::file_size(lz4_256k), lz4_def = std::filesystem::file_size(lz4_default);
-  std::printf("bytes: store %llu, lz4 -1 -B5 (256 KiB blocks) %llu (%.1f s), lz4 -1 (4 MiB) %llu\n",
-              static_cast<unsigned long long>(store_bytes), static_cast<unsigned long long>(lz4_b5), lz4_s,
-              static_cast<unsigned long long>(lz4_def));
-  std::filesystem::remove(lz4_256k);
-  std::filesystem::remove(lz4_default);
-  double size_ratio = double(store_bytes) / double(lz4_b5);
-  std::snprintf(tmp, sizeof tmp, "%.3f x lz4 -1 -B5 (%.3f x lz4 -1 default), %.1f B/record", size_ratio,
-                double(store_bytes) / double(lz4_def), double(store_bytes) / double(records));
-  row("bytes on disk", tmp, "<= 1.05", size_ratio <= 1.05);
+    // 2. Bytes on disk against lz4 -1.
+    std::string lz4_256k = dir + "/raw.B5.lz4", lz4_default = dir + "/raw.lz4";
+    double lz4_s = TimeShell("lz4 -q -f -1 -B5 -BI " + raw_path + " " + lz4_256k);
+    TimeShell("lz4 -q -f -1 " + raw_path + " " + lz4_default);
+    const uint64_t lz4_b5 = std::filesystem::file_size(lz4_256k), lz4_def = std::filesystem::file_size(lz4_default);
+    std::printf("bytes: store %llu, lz4 -1 -B5 (256 KiB blocks) %llu (%.1f s), lz4 -1 (4 MiB) %llu\n",
+                static_cast<unsigned long long>(store_bytes), static_cast<unsigned long long>(lz4_b5), lz4_s,
+                static_cast<unsigned long long>(lz4_def));
+    std::filesystem::remove(lz4_256k);
+    std::filesystem::remove(lz4_default);
+    double size_ratio = double(store_bytes) / double(lz4_b5);
+    std::snprintf(tmp, sizeof tmp, "%.3f x lz4 -1 -B5 (%.3f x lz4 -1 default), %.1f B/record", size_ratio,
+                  double(store_bytes) / double(lz4_def), double(store_bytes) / double(records));
+    row("bytes on disk", tmp, "<= 1.05", size_ratio <= 1.05);
+  }
 
   // 3. Queries.
   char rid[17];
@@ -307,17 +336,19 @@ int Main(int argc, char** argv) {
   QueryExecutor exec({}, &metrics);
   std::printf("\nqueries: %d runs each after a warm-up, median; ours: %zu scan threads; rg -j%zu; grep single-threaded\n",
               runs, exec.scan_threads(), exec.scan_threads());
-  std::printf("%-26s %10s %9s %9s %9s %8s %8s %6s\n", "query", "matches", "ours ms", "rg ms", "grep ms", "rg/ours",
-              "grep/ours", "same");
+  std::printf("%-26s %10s %9s %9s %9s %9s %8s %8s %6s\n", "query", "matches", "ours ms", "ours cpu", "rg ms",
+              "grep ms", "rg/ours", "grep/ours", "same");
   for (const auto& q : queries) {
+    if (!only.empty() && std::string(q.name).find(only) == std::string::npos) continue;
     auto m = Matcher::Create({q.q, q.mode, {}});
     Check(m.status(), q.name);
-    std::vector<double> ours, rg, grep;
+    std::vector<double> ours, ours_cpu, rg, grep;
     uint64_t matches = 0;
     ScanStats stats;
     const std::string ours_out = dir + "/out.ours", rg_out = dir + "/out.rg", grep_out = dir + "/out.grep";
     for (int i = 0; i <= runs; ++i) {
       auto t0 = Clock::now();
+      const double cpu0 = CpuSecs();
       {
         FileSink sink(ours_out);
         ScanRequest req;
@@ -331,11 +362,13 @@ int Main(int argc, char** argv) {
         matches = sink.records();
       }
       double t_ours = Secs(Clock::now() - t0);
+      double cpu_ours = CpuSecs() - cpu0;
       double t_rg = TimeShell("LC_ALL=C rg -j" + std::to_string(exec.scan_threads()) +
                               " --no-filename --no-line-number " + q.rg_args + " " + raw_path + " > " + rg_out);
       double t_grep = TimeShell("LC_ALL=C grep " + q.grep_args + " " + raw_path + " > " + grep_out);
       if (i == 0) continue;  // warm-up
       ours.push_back(t_ours);
+      ours_cpu.push_back(cpu_ours);
       rg.push_back(t_rg);
       grep.push_back(t_grep);
     }
@@ -343,10 +376,10 @@ int Main(int argc, char** argv) {
       std::sort(v.begin(), v.end());
       return v[v.size() / 2];
     };
-    double mo = median(ours), mr = median(rg), mg = median(grep);
+    double mo = median(ours), mc = median(ours_cpu), mr = median(rg), mg = median(grep);
     bool same = SameFile(ours_out, rg_out) && SameFile(ours_out, grep_out);
-    std::printf("%-26s %10llu %9.1f %9.1f %9.1f %8.2f %8.2f %6s   blocks read %llu skipped %llu\n", q.name,
-                static_cast<unsigned long long>(matches), mo * 1e3, mr * 1e3, mg * 1e3, mr / mo, mg / mo,
+    std::printf("%-26s %10llu %9.1f %9.1f %9.1f %9.1f %8.2f %8.2f %6s   blocks read %llu skipped %llu\n", q.name,
+                static_cast<unsigned long long>(matches), mo * 1e3, mc * 1e3, mr * 1e3, mg * 1e3, mr / mo, mg / mo,
                 same ? "yes" : "NO", static_cast<unsigned long long>(stats.blocks_read),
                 static_cast<unsigned long long>(stats.blocks_skipped));
     if (!same)
