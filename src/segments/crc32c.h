@@ -1,6 +1,6 @@
 // CRC-32C (Castagnoli), as used by iSCSI, ext4 and LevelDB: the checksum of segment blocks and
-// indexes. Uses the SSE4.2 crc32 instruction when the CPU has it, a table otherwise; both give
-// the same values. Thread-safe (pure functions).
+// indexes. Uses the SSE4.2 crc32 instruction (three interleaved streams) when the CPU has it, a
+// table otherwise; both give the same values. Thread-safe (pure functions).
 #pragma once
 
 #include <cstddef>
