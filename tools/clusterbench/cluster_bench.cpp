@@ -244,6 +244,7 @@ struct EmptyQueries {
   std::vector<std::vector<double>> seconds;  // per endpoint
   int errors = 0;
   double quiet_wait_s = NAN;  // waited for the nodes to go idle first (negative: never did)
+  std::string segments;       // queryable store segments per store node, as the rounds began
   double p50(size_t i) const { return i < seconds.size() ? Percentile(seconds[i], 50) * 1e3 : NAN; }
   double p99(size_t i) const { return i < seconds.size() ? Percentile(seconds[i], 99) * 1e3 : NAN; }
 };
@@ -507,8 +508,20 @@ int Run(const Options& opt) {
       }
       eps.push_back({"3 stores: /store/query on an ingest node", &cluster->node(0), "/store/query"});
       eps.push_back({"3 stores: /store/_query on one store (local only)", cluster->With(Role::kStore)[0], "/store/_query"});
+      std::string segments;
+      auto count_segments = [&](Cluster& c, const char* what) {
+        segments += segments.empty() ? "" : "; ";
+        segments += what;
+        for (NodeProcess* n : c.With(Role::kStore)) {
+          auto m = n->Metrics();
+          segments += " " + (m ? Mrps(MetricValue(*m, "oklog_store_segments").value_or(NAN)) : std::string("?"));
+        }
+      };
+      if (standalone) count_segments(*standalone, "standalone");
+      count_segments(*cluster, "3 stores");
       empty = RunEmptyQueries(std::move(eps), opt.fanout_reps);
       empty.quiet_wait_s = waited;
+      empty.segments = segments;
       if (standalone) {
         step("stopping the first standalone node");
         bad_exits += standalone->Stop();
@@ -566,8 +579,8 @@ int Run(const Options& opt) {
   }
 
   std::printf("\nFan-out: empty query (q=%s, whole range), %d interleaved rounds, whole response read, ms;\n"
-              "after the nodes went idle (waited %.1f s; negative: never idle)\n",
-              kNoMatch.c_str(), opt.fanout_reps, empty.quiet_wait_s);
+              "after the nodes went idle (waited %.1f s; negative: never idle); store segments: %s\n",
+              kNoMatch.c_str(), opt.fanout_reps, empty.quiet_wait_s, empty.segments.c_str());
   std::printf("  %-52s %8s %8s\n", "", "p50", "p99");
   double p50_1 = NAN, p50_3 = NAN;
   for (size_t k = 0; k < empty.endpoints.size(); ++k) {
