@@ -507,7 +507,10 @@ int Run(const Options& opt) {
         eps.push_back({"1 store (standalone): /store/_query (local only)", &standalone->node(0), "/store/_query"});
       }
       eps.push_back({"3 stores: /store/query on an ingest node", &cluster->node(0), "/store/query"});
-      eps.push_back({"3 stores: /store/_query on one store (local only)", cluster->With(Role::kStore)[0], "/store/_query"});
+      auto stores = cluster->With(Role::kStore);
+      for (size_t k = 0; k < stores.size(); ++k)
+        eps.push_back({"3 stores: /store/_query on store " + std::to_string(k + 1) + " (local only)", stores[k],
+                       "/store/_query"});
       std::string segments;
       auto count_segments = [&](Cluster& c, const char* what) {
         segments += segments.empty() ? "" : "; ";
