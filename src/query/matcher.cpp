@@ -91,7 +91,7 @@ Result<std::unique_ptr<Matcher>> Matcher::Create(const MatchSpec& spec) {
       m->kind_ = Kind::kAll;
     } else {
       m->kind_ = Kind::kSubstring;
-      m->literal_ = spec.q;
+      m->literal_ = LiteralSearcher(spec.q);
       m->filter_.RequireLiteral(spec.q);
     }
   } else {
@@ -101,25 +101,30 @@ Result<std::unique_ptr<Matcher>> Matcher::Create(const MatchSpec& spec) {
     if (!re->ok()) return Status::InvalidArgument("compiling regex: " + re->error());
     m->kind_ = Kind::kRegex;
     m->re_ = std::move(re);
-    // Longest first: the first exact literal is the best memmem prefilter.
+    // Longest first: the first exact literal is the prefilter (a longer one has fewer hits).
+    std::string literal, folded_piece;
     for (const RequiredLiteral& lit : RequiredLiterals(spec.q)) {
       bool exact = !lit.fold_case || !HasCaseVariants(lit.text);
       if (exact) {
         m->filter_.RequireLiteral(lit.text);
-        if (m->literal_.empty()) m->literal_ = lit.text;
+        if (literal.empty()) literal = lit.text;
       } else {
         for (std::string_view piece : AsciiFoldPieces(lit.text)) {
           m->filter_.RequireLiteral(piece);
-          if (piece.size() >= kMinFoldedPiece && piece.size() > m->folded_piece_.size()) {
-            m->folded_piece_.resize(piece.size());
-            LowerInto(piece.data(), piece.size(), m->folded_piece_.data());
+          if (piece.size() >= kMinFoldedPiece && piece.size() > folded_piece.size()) {
+            folded_piece.resize(piece.size());
+            LowerInto(piece.data(), piece.size(), folded_piece.data());
           }
         }
       }
     }
-    if (!m->literal_.empty()) m->folded_piece_.clear();
+    if (!literal.empty()) {
+      m->literal_ = LiteralSearcher(literal);
+    } else if (!folded_piece.empty()) {
+      m->folded_piece_ = LiteralSearcher(folded_piece);
+    }
     if (!m->literal_.empty() || !m->folded_piece_.empty()) {
-      // memmem prefilter
+      // LiteralSearcher prefilter
     } else if (HasNoAnchors(spec.q)) {
       m->block_search_ = m->re_.get();
     } else {
@@ -162,13 +167,11 @@ bool Matcher::MatchPayload(std::string_view payload) const {
 }
 
 const char* Matcher::FindCandidate(const char* begin, const char* pos, const char* end, const char* lower) const {
-  if (!literal_.empty()) {
-    return static_cast<const char*>(memmem(pos, static_cast<size_t>(end - pos), literal_.data(), literal_.size()));
-  }
+  if (!literal_.empty()) return literal_.Find(pos, end);
   if (!folded_piece_.empty()) {
     const char* lpos = lower + (pos - begin);
-    const void* hit = memmem(lpos, static_cast<size_t>(end - pos), folded_piece_.data(), folded_piece_.size());
-    return hit ? begin + (static_cast<const char*>(hit) - lower) : nullptr;
+    const char* hit = folded_piece_.Find(lpos, lpos + (end - pos));
+    return hit ? begin + (hit - lower) : nullptr;
   }
   re2::StringPiece text(pos, static_cast<size_t>(end - pos));
   re2::StringPiece hit;

@@ -17,6 +17,7 @@
 
 #include "common/status.h"
 #include "common/ulid.h"
+#include "query/literal_search.h"
 #include "query/query_params.h"
 #include "segments/segment_file.h"
 
@@ -81,13 +82,13 @@ class Matcher {
   Kind kind_ = Kind::kAll;
   BlockFilterQuery filter_;
   std::unique_ptr<re2::RE2> re_;
-  // Prefilter: an exact literal for memmem; else, for a pattern without anchors, the pattern
+  // Prefilter: an exact literal (LiteralSearcher); else, for a pattern without anchors, the pattern
   // itself searched over the whole block; else a case-folded literal compiled for RE2; else
   // none (RE2 runs on every record in range).
-  std::string literal_;
+  LiteralSearcher literal_;
   // Or the longest piece of a case-folded required literal whose bytes fold only within ASCII,
-  // lower-cased, searched with memmem in a lower-cased copy of the block.
-  std::string folded_piece_;
+  // lower-cased, searched in a lower-cased copy of the block.
+  LiteralSearcher folded_piece_;
   const re2::RE2* block_search_ = nullptr;  // re_ or folded_literal_
   std::unique_ptr<re2::RE2> folded_literal_;
 };
