@@ -171,6 +171,9 @@ struct QueryFanout::Fan {
     if (!finished && headers_sent && !out.empty() && !waiting_drain) {
       resp->Write(std::move(out));
       out.clear();
+      // A slow client: stop consuming the peers' parts (their windows then stop them) until
+      // the response drains. (Unchecked here, a slow client made the node buffer without bound.)
+      if (resp->buffered_bytes() > owner->options_.high_water_bytes) waiting_drain = true;
     }
   }
 };
@@ -255,11 +258,13 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
       }
     }
   });
-  resp->OnDrain([weak] {
-    if (auto f = weak.lock()) {
-      f->waiting_drain = false;
-      f->PumpAndFlush();
-    }
+  // The drain callback owns the fan: when the last peer stream ends while the merge waits for
+  // the client, nothing else holds the fan, and only this callback can finish the answer (held
+  // weakly, the answer never ended). The cycle fan -> resp -> callback -> fan ends with the
+  // response: End() drops its callbacks.
+  resp->OnDrain([fan] {
+    fan->waiting_drain = false;
+    fan->PumpAndFlush();
   });
   for (size_t i = 0; i < stores.size(); ++i) {
     fan->peers[i].name = stores[i].name;

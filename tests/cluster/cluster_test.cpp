@@ -12,6 +12,7 @@
 #include <set>
 
 #include "common/http_client.h"
+#include "common/http_server.h"
 #include "test_util.h"
 
 namespace oklog {
@@ -53,6 +54,10 @@ class Node {
     // A body that stops arriving is a failure to report, not a reason to wait for ever.
     o.body_idle_timeout = std::chrono::seconds(20);
     auto r = HttpFetchAll(method, "127.0.0.1:" + std::to_string(api_) + pq, o);
+    if (!r.ok() && r.status().code() == Code::kTimedOut) {
+      ++timeouts_;  // a stalled answer: the tests that expect a working node check this is 0
+      std::fprintf(stderr, "%s %s on %s: %s\n", method, pq.c_str(), name_.c_str(), r.status().ToString().c_str());
+    }
     return r.ok() ? r.value() : HttpClientResponse{};
   }
   double Metric(const std::string& line_prefix) {
@@ -66,6 +71,42 @@ class Node {
     for (size_t p = j.find("\"state\":\"alive\""); p != std::string::npos; p = j.find("\"state\":\"alive\"", p + 1)) ++n;
     return n;
   }
+  // A slow client: a small receive buffer, and no reading at all for `pause` after the request,
+  // so the node must hold back (bounded) and then still finish the answer. Returns the body
+  // (de-chunked), or "" when the answer did not end within 30 s of reading.
+  std::string GetPausing(const std::string& pq, std::chrono::milliseconds pause) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    int small = 64 << 10;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(api_);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::string raw;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
+      std::string req = "GET " + pq + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+      if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
+        std::this_thread::sleep_for(pause);
+        timeval tv{30, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        char buf[65536];
+        for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) raw.append(buf, static_cast<size_t>(n));
+      }
+    }
+    ::close(fd);
+    size_t pos = raw.find("\r\n\r\n");
+    if (pos == std::string::npos || raw.find("Transfer-Encoding: chunked") > pos) return "";
+    std::string body;
+    for (pos += 4;;) {  // chunks: size CRLF data CRLF ... 0 CRLF CRLF
+      size_t eol = raw.find("\r\n", pos);
+      if (eol == std::string::npos) return "";  // cut short
+      size_t n = std::stoul(raw.substr(pos, eol - pos), nullptr, 16);
+      if (n == 0) return body;
+      if (eol + 2 + n > raw.size()) return "";
+      body.append(raw, eol + 2, n);
+      pos = eol + 2 + n + 2;
+    }
+  }
   uint16_t cluster_port() const { return cluster_; }
   uint16_t fast_port() const { return fast_; }
   const std::string& name() const { return name_; }
@@ -77,6 +118,8 @@ class Node {
   std::vector<std::string> args_;
   std::unique_ptr<Process> proc_;
   int starts_ = 0;
+ public:
+  int timeouts_ = 0;
 };
 
 // Lines "tag i padding" in a file, for `oklog forward` stdin.
@@ -176,6 +219,18 @@ TEST_F(OKLOG_CLUSTER_SUITE, RecordsAreQueryableOnceAnywhereAndStoredTwiceAndANew
   EXPECT_TRUE(all.sorted);
   EXPECT_EQ(all.payloads.size(), 2 * kHalf);
   EXPECT_EQ(std::set<std::string>(all.ulids.begin(), all.ulids.end()).size(), 2 * kHalf);
+  // A client that stops reading for a while. Whether every store finishes sending while the
+  // merge waits for the client depends on the answer's size against the node's buffers and the
+  // stores' flow-control windows, so answers of several sizes (about 4 to 14 MB) are tried: each
+  // must still end, complete (with 1,000,000 records the answer once stalled for ever here).
+  for (int k = kHalf > 200000 ? 2 : 5; k <= (kHalf > 200000 ? 4 : 9); ++k) {
+    const std::string re = std::string(kHalf > 200000 ? "alpha" : "(alpha|beta)") + " [1-" + std::to_string(k) + "]";
+    size_t want = 0;
+    for (size_t i = 0; i < kHalf; ++i) want += std::to_string(i).front() - '0' <= k && i > 0;
+    if (kHalf <= 200000) want *= 2;
+    std::string slow = ingest_[2]->GetPausing("/store/query?regex=true&q=" + UrlEncode(re), std::chrono::milliseconds(1500));
+    EXPECT_EQ(ParseBody(slow).ulids.size(), want) << re;
+  }
   // Each record on exactly two store nodes (node-local queries).
   std::map<std::string, int> copies;
   for (Node* s : store_)
@@ -197,7 +252,7 @@ TEST_F(OKLOG_CLUSTER_SUITE, RecordsAreQueryableOnceAnywhereAndStoredTwiceAndANew
   auto stored = [&] {
     return seventh->Metric("oklog_store_written_records_total") + seventh->Metric("oklog_store_replicated_records_total");
   };
-  for (int i = 0; i < 10 && stored() == 0; ++i) {
+  for (int i = 0; i < 20 && stored() == 0; ++i) {
     std::string c = WriteInput(dir_.path(), "gamma" + std::to_string(i), 5000);
     Forward(c, {ingest_[2]});
     total += 5000;
@@ -207,6 +262,8 @@ TEST_F(OKLOG_CLUSTER_SUITE, RecordsAreQueryableOnceAnywhereAndStoredTwiceAndANew
   Body more = WaitQueryable(seventh, total);
   EXPECT_EQ(more.ulids.size(), total);
   EXPECT_TRUE(more.sorted);
+  // No answer stalled on the way (a stall is retried by WaitQueryable, so it must be caught here).
+  for (auto& n : nodes_) EXPECT_EQ(n->timeouts_, 0) << n->name();
 }
 
 #ifndef OKLOG_CLUSTER_SLOW
