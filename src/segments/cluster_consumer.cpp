@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <random>
+#include <span>
 
 #include "common/log.h"
 #include "common/ulid.h"
 #include "segments/record_merge.h"
+#include "segments/segment_file.h"
 #include "segments/segment_rpc.h"
 
 namespace oklog {
@@ -128,26 +130,42 @@ bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::ve
   if (m.invalid) invalid_->Inc(m.invalid);
   duplicates_->Inc(m.duplicates);
   const std::vector<std::string_view>& merged = m.records;
-  const uint64_t merged_bytes = m.bytes;
   if (!merged.empty()) {
-    std::string body;
-    body.reserve(merged_bytes);
-    for (std::string_view rec : merged) body.append(rec);
+    // Encode once; every replica gets these bytes (the remote ones over segment.replicate_file).
+    Result<std::vector<Encoded>> images = Encode(merged, m.bytes);
+    if (!images.ok()) return fail("encoding: " + images.status().ToString());
     // N distinct live store nodes, chosen at random so load spreads.
     std::vector<ClusterPeers::Store> targets = peers.store;
     static thread_local std::mt19937_64 rng(RandomU64());
     std::shuffle(targets.begin(), targets.end(), rng);
     targets.resize(options_.replication_factor);
-    std::vector<std::pair<std::string, std::future<Result<std::string>>>> remote;
     bool local = false;
+    size_t remotes = 0;
     for (const auto& t : targets) {
       if (t.is_self && store_ != nullptr) local = true;
-      else remote.emplace_back(t.name, bridge_->CallAsync(t.addr, kSegmentReplicate, body, options_.rpc_timeout));
+      else ++remotes;
+    }
+    std::vector<std::pair<std::string, std::future<Result<std::string>>>> remote;
+    for (Encoded& e : *images) {
+      size_t sent = 0;
+      for (const auto& t : targets) {
+        if (t.is_self && store_ != nullptr) continue;
+        // The last remote copy takes the bytes when no local install needs them afterwards.
+        std::string body = (++sent == remotes && !local) ? std::move(e.image.bytes) : e.image.bytes;
+        remote.emplace_back(t.name, bridge_->CallAsync(t.addr, kSegmentReplicateFile, std::move(body),
+                                                       options_.rpc_timeout));
+      }
     }
     std::string errors;
     if (local) {
-      Result<uint64_t> w = WriteReplica(store_, merged);
-      if (!w.ok()) errors += " local: " + w.status().ToString();
+      for (const Encoded& e : *images) {
+        Result<uint64_t> w = InstallReplica(
+            store_, e.image, std::span<const std::string_view>(merged).subspan(e.first, e.image.records));
+        if (!w.ok()) {
+          errors += " local: " + w.status().ToString();
+          break;
+        }
+      }
     }
     for (auto& [name, f] : remote) {
       Result<std::string> r = f.get();
@@ -167,6 +185,26 @@ bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::ve
   consumed_segments_->Inc(ids.size());
   log->debug("consumed {} segment(s) from {}: {} records", ids.size(), ingest_addr, merged.size());
   return true;
+}
+
+Result<std::vector<ClusterConsumer::Encoded>> ClusterConsumer::Encode(const std::vector<std::string_view>& records,
+                                                                      uint64_t bytes) const {
+  const SegmentWriterOptions options = store_ != nullptr ? store_->writer_options() : SegmentWriterOptions{};
+  std::vector<Encoded> out;
+  size_t first = 0;
+  while (first < records.size()) {
+    OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<SegmentEncoder> enc, SegmentEncoder::Create(options, bytes));
+    size_t i = first;
+    for (; i < records.size(); ++i) {
+      Status s = enc->Append(records[i]);
+      if (s.code() == Code::kResourceExhausted && i > first) break;  // full: the rest go into the next one
+      if (!s.ok()) return s;
+    }
+    OKLOG_ASSIGN_OR_RETURN(SegmentImage image, enc->Finish());
+    out.push_back(Encoded{first, std::move(image)});
+    first = i;
+  }
+  return out;
 }
 
 }  // namespace oklog

@@ -1,8 +1,9 @@
 // ClusterConsumer: the store side of the cluster data path. Each of `consumers` threads loops:
 // claim a batch from an ingest peer (segment.next, peers taken round-robin from the live view),
 // read its segments (segment.read), merge them by ULID with duplicates dropped, replicate the
-// merged records to `replication_factor` distinct live store nodes (segment.replicate; this node
-// writes its own copy directly), then commit the batch on the ingester (segment.commit) when
+// merged records to `replication_factor` distinct live store nodes (encoded once into a segment
+// file, which goes as is to the others with segment.replicate_file and is installed directly
+// when this node is one of them), then commit the batch on the ingester (segment.commit) when
 // every replica acknowledged, or fail it back (segment.failed). It pulls again at once while data
 // waits and polls every idle_poll when none does.
 //
@@ -28,6 +29,7 @@
 
 #include "common/metrics.h"
 #include "gossip/rpc_bridge.h"
+#include "segments/segment_file.h"
 #include "segments/store_log.h"
 
 namespace oklog {
@@ -65,6 +67,12 @@ class ClusterConsumer {
   // Consumes one claimed batch. Returns false when the batch failed.
   bool ConsumeBatch(const std::string& ingest_addr, const std::vector<std::string>& ids, const ClusterPeers& peers);
   void Sleep(std::chrono::milliseconds d);
+  // The merged records as segment files (more than one only past the format's block limit).
+  struct Encoded {
+    size_t first = 0;  // index of the image's first record in the merged records
+    SegmentImage image;
+  };
+  Result<std::vector<Encoded>> Encode(const std::vector<std::string_view>& records, uint64_t bytes) const;
 
   gossip::RpcBridge* bridge_ = nullptr;
   std::function<ClusterPeers()> peers_;

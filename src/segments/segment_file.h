@@ -98,6 +98,42 @@ class SegmentWriter {
   virtual void Abandon() = 0;
 };
 
+// A whole segment file in memory: byte for byte what SegmentWriter would write to disk.
+struct SegmentImage {
+  SegmentName name;  // LOW-HIGH of its records
+  uint64_t records = 0;
+  std::string bytes;
+};
+
+// Encodes records into a SegmentImage, once, for every replica (segment.replicate_file).
+// Append has SegmentWriter::Append's rules and errors; Finish returns the image (NotFound with
+// no records) and spends the encoder. raw_bytes_hint: about how many record bytes will come.
+class SegmentEncoder {
+ public:
+  static Result<std::unique_ptr<SegmentEncoder>> Create(SegmentWriterOptions options, uint64_t raw_bytes_hint = 0);
+  virtual ~SegmentEncoder() = default;
+  virtual Status Append(std::string_view record) = 0;
+  virtual uint64_t records() const = 0;
+  virtual uint64_t raw_bytes() const = 0;
+  virtual Result<SegmentImage> Finish() = 0;
+};
+
+struct SegmentImageInfo {
+  SegmentName name;  // first block's first ULID, last block's last
+  uint64_t records = 0;
+  std::vector<BlockInfo> blocks;  // offsets into the checked bytes
+};
+// Checks segment file bytes from elsewhere without decompressing them: footer (magic, checksum,
+// version, size), index frame and checksum, the index (sizes, blocks filling the file, ULID
+// ranges in order), and every block's checksum and LZ4 frame header. Corruption with the reason
+// otherwise; never reads outside `file`. Record syntax is left to SegmentReader::Verify.
+Result<SegmentImageInfo> CheckSegmentImage(std::string_view file);
+
+// Installs segment file bytes as dir/NAME.seg crash-safely: a temporary file (as SegmentWriter's),
+// fdatasync, rename that never replaces, fsync of dir. Returns the final path; AlreadyExists
+// (nothing written) when dir/NAME.seg exists. Does not check the bytes. Blocking.
+Result<std::string> WriteSegmentImage(const std::string& dir, std::string_view file, const SegmentName& name);
+
 class SegmentReader {
  public:
   // Opens and checks the structure: footer magic and version, index checksum, every block

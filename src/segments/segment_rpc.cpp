@@ -1,6 +1,7 @@
 #include "segments/segment_rpc.h"
 
 #include <fcntl.h>
+#include <lz4frame.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,9 +9,11 @@
 #include <charconv>
 #include <functional>
 
+#include "common/file_util.h"
 #include "common/log.h"
 #include "common/ulid.h"
 #include "segments/record_merge.h"
+#include "segments/segment_file.h"
 
 namespace oklog {
 namespace {
@@ -60,6 +63,45 @@ Status ReadFile(const std::string& path, std::string* out) {
 Status ValidId(std::string_view id) {
   if (id.size() != Ulid::kTextSize || !IsCanonicalUlid(id.data()))
     return Status::InvalidArgument("bad segment id \"" + std::string(id.substr(0, 40)) + "\"");
+  return Status::Ok();
+}
+
+// Whether the file at path holds exactly `bytes` (a replayed batch encodes to the same file).
+bool SameFile(const std::string& path, std::string_view bytes) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != bytes.size()) return false;
+  std::string have;
+  have.reserve(bytes.size());
+  return AppendFile(path, &have).ok() && have == bytes;
+}
+
+// The record text of checked segment file bytes, every block decompressed in order.
+Status DecodeImageText(std::string_view file, const std::vector<BlockInfo>& blocks, std::string* text) {
+  LZ4F_dctx* raw = nullptr;
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&raw, LZ4F_VERSION)))
+    return Status::ResourceExhausted("cannot create an LZ4 decompression context");
+  std::unique_ptr<LZ4F_dctx, decltype(&LZ4F_freeDecompressionContext)> dctx(raw, LZ4F_freeDecompressionContext);
+  uint64_t total = 0;
+  for (const BlockInfo& b : blocks) total += b.raw_size;
+  text->clear();
+  text->reserve(total);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const BlockInfo& b = blocks[i];
+    const size_t start = text->size();
+    text->resize(start + b.raw_size);
+    size_t out = 0, in = 0, rc = 1;
+    LZ4F_resetDecompressionContext(dctx.get());
+    while (rc != 0) {
+      size_t dst = b.raw_size - out, src = b.compressed_size - in;
+      rc = LZ4F_decompress(dctx.get(), text->data() + start + out, &dst, file.data() + b.offset + in, &src, nullptr);
+      if (LZ4F_isError(rc)) return Status::Corruption("block " + std::to_string(i) + ": " + LZ4F_getErrorName(rc));
+      out += dst;
+      in += src;
+      if (rc != 0 && dst == 0 && src == 0) break;  // no progress: the frame is short
+    }
+    if (rc != 0 || out != b.raw_size || in != b.compressed_size)
+      return Status::Corruption("block " + std::to_string(i) + ": LZ4 frame does not match the index");
+  }
   return Status::Ok();
 }
 
@@ -203,8 +245,54 @@ Result<uint64_t> WriteReplica(StoreLog* store, std::span<const std::string_view>
   return a + b;
 }
 
+Result<uint64_t> InstallReplica(StoreLog* store, const SegmentImage& image,
+                                std::span<const std::string_view> records) {
+  Result<std::string> path = store->Install(image.bytes, image.name);
+  if (path.ok()) return image.records;
+  if (path.status().code() != Code::kAlreadyExists) return path.status();
+  if (SameFile(store->dir() + "/" + image.name.FileName(), image.bytes)) return image.records;
+  return WriteReplica(store, records);
+}
+
+Result<uint64_t> InstallReplicaFile(StoreLog* store, std::string_view file) {
+  Result<SegmentImageInfo> info = CheckSegmentImage(file);
+  if (!info.ok()) return Status::Corruption("segment file rejected: " + info.status().message());
+  Result<std::string> path = store->Install(file, info->name);
+  if (path.ok()) return info->records;
+  if (path.status().code() != Code::kAlreadyExists) return path.status();
+  if (SameFile(store->dir() + "/" + info->name.FileName(), file)) return info->records;
+  // The name is taken by a different file: store these records around it, as WriteReplica does.
+  std::string text;
+  OKLOG_RETURN_IF_ERROR(DecodeImageText(file, info->blocks, &text));
+  ParseStats ps;
+  std::vector<std::string_view> recs = ParseRecords(text, &ps);
+  if (ps.invalid != 0 || recs.size() != info->records || SortRecords(&recs))
+    return Status::Corruption("segment file rejected: its records do not match its index");
+  return WriteReplica(store, recs);
+}
+
 void ServeReplicas(uv_loop_t* loop, StoreLog* store, gossip::RpcServer* server, Registry* metrics) {
   Counter* received = metrics->NewCounter("oklog_store_replicated_records_total", "Records received as replicas and stored.");
+  Counter* files = metrics->NewCounter("oklog_store_replicated_files_total",
+                                       "Segment files received as replicas (segment.replicate_file) and stored.");
+  Counter* rejected = metrics->NewCounter("oklog_store_replica_files_rejected_total",
+                                          "Segment files received as replicas that failed their check, not stored.");
+  server->Handle(kSegmentReplicateFile, [loop, store, received, files, rejected](std::shared_ptr<gossip::ServerCall> c) {
+    auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
+    RunWork(
+        loop, [c, store, out] { *out = InstallReplicaFile(store, c->body()); },
+        [c, out, received, files, rejected] {
+          if (!out->ok()) {
+            if (out->status().code() == Code::kCorruption) rejected->Inc();
+            Logger("store")->error("replica file ({} bytes) from {} not stored: {}", c->body().size(), c->peer_name(),
+                                   out->status().ToString());
+            return c->Respond(out->status());
+          }
+          files->Inc();
+          received->Inc(out->value());
+          c->Respond(Status::Ok(), std::to_string(out->value()));
+        });
+  });
   server->Handle(kSegmentReplicate, [loop, store, received](std::shared_ptr<gossip::ServerCall> c) {
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
     RunWork(

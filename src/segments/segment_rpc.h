@@ -6,7 +6,11 @@
 //   segment.commit    body: "ID\n"*               reply: empty; deletes them (NotFound: not pending,
 //                     e.g. the claim timed out meanwhile)
 //   segment.failed    body: "ID\n"*               reply: empty; back to flushed
+//   segment.replicate_file  body: a whole store segment file (segment_format.h), encoded once by
+//                     the consuming store     reply: records stored (decimal); Corruption when
+//                     the bytes fail CheckSegmentImage (counted, nothing installed)
 //   segment.replicate body: records, sorted by ULID, distinct   reply: records stored (decimal)
+//                     (the receiver encodes them itself; kept for older consumers)
 //
 // IDs are canonical ULIDs (segment names); anything else is InvalidArgument. This is OK Log's
 // three-stage transaction (claim+read, replicate, commit or fail) over RPC; claims that are neither
@@ -39,6 +43,7 @@ inline constexpr const char* kSegmentRead = "segment.read";
 inline constexpr const char* kSegmentCommit = "segment.commit";
 inline constexpr const char* kSegmentFailed = "segment.failed";
 inline constexpr const char* kSegmentReplicate = "segment.replicate";
+inline constexpr const char* kSegmentReplicateFile = "segment.replicate_file";
 
 // Registers segment.next/read/commit/failed for `ingest` on `server` and expires stale claims.
 class IngestRpc {
@@ -57,8 +62,18 @@ class IngestRpc {
   std::shared_ptr<bool> expiring_ = std::make_shared<bool>(false);  // an expiry job is in flight
 };
 
-// Registers segment.replicate on `server`, writing into `store`.
+// Registers segment.replicate_file and segment.replicate on `server`, writing into `store`.
 void ServeReplicas(uv_loop_t* loop, StoreLog* store, gossip::RpcServer* server, Registry* metrics);
+
+// Installs a segment this node encoded from `records` (sorted, distinct; the image's records).
+// When a segment of its name exists: done if that file holds the same bytes, else as
+// WriteReplica(records). Returns the records written or found stored. Blocking.
+Result<uint64_t> InstallReplica(StoreLog* store, const SegmentImage& image,
+                                std::span<const std::string_view> records);
+// Installs segment file bytes received from a peer: CheckSegmentImage (Corruption, nothing
+// written, when they fail it), then as InstallReplica, decoding the records only when the name
+// is taken by a different file. Returns the records written or found stored. Blocking.
+Result<uint64_t> InstallReplicaFile(StoreLog* store, std::string_view file);
 
 // Writes sorted, distinct records into `store` as one segment (more when a segment of the same
 // name exists: the range is split until every part is new or, down to one record, already there).

@@ -142,6 +142,12 @@ Status StoreLog::Add(const std::string& path) {
   return Status::Ok();
 }
 
+Result<std::string> StoreLog::Install(std::string_view file, const SegmentName& name) {
+  OKLOG_ASSIGN_OR_RETURN(std::string path, WriteSegmentImage(dir_, file, name));
+  OKLOG_RETURN_IF_ERROR(Add(path));
+  return path;
+}
+
 Status StoreLog::Remove(const std::string& path) {
   {
     std::lock_guard<std::mutex> lock(mu_);

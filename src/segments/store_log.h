@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/metrics.h"
@@ -39,8 +40,13 @@ class StoreLog {
   std::vector<std::shared_ptr<const SegmentReader>> All() const;
   // A writer for a new segment in this directory; call Add with Finish()'s path when done.
   Result<std::unique_ptr<SegmentWriter>> NewWriter() const;
+  const SegmentWriterOptions& writer_options() const { return options_.writer; }
   // Opens a finished segment file in this directory and makes it visible to Select.
   Status Add(const std::string& path);
+  // Writes a whole segment file's bytes (already checked, see CheckSegmentImage) as NAME.seg
+  // crash-safely (WriteSegmentImage) and adds it. Returns its path; AlreadyExists, with nothing
+  // written, when NAME.seg exists. Blocking: a worker or consumer thread.
+  Result<std::string> Install(std::string_view file, const SegmentName& name);
   // Removes a segment from the set and unlinks its file (compaction, retention).
   Status Remove(const std::string& path);
   // Moves a segment aside into quarantine/ (a block failed to verify during a query).

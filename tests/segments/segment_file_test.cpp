@@ -20,6 +20,7 @@
 
 #include "segments/crc32c.h"
 #include "segments/segment_format.h"
+#include "segments/segment_image_util.h"
 #include "segments/segment_tool.h"
 
 namespace oklog {
@@ -432,6 +433,135 @@ TEST(SegmentFileDamage, NotASegmentIsCorruption) {
     EXPECT_EQ(OpenAndVerify(victim), Code::kCorruption);
   }
   EXPECT_EQ(SegmentReader::Open(dir.path() + "/absent").status().code(), Code::kNotFound);
+}
+
+// ---- in-memory segment files: encode once, check, install ----
+
+using testing_image::Encode;
+using testing_image::Reassemble;
+
+std::vector<std::string> ManyRecords(uint64_t seed, int n) {
+  RecordMaker m(seed);
+  std::vector<std::string> recs;
+  for (int i = 0; i < n; ++i)
+    recs.push_back(m.Make(i % 3 ? "web" : "db", "line " + std::to_string(i) + " " + m.RandomLine(m.rng()() % 200)));
+  return recs;
+}
+
+TEST(SegmentImage, EncoderBytesAreExactlyTheWrittenFile) {
+  TempDir dir;
+  RecordMaker m(21);
+  std::vector<std::string> recs;
+  for (int i = 0; i < 3000; ++i) {
+    if (i == 1500) recs.push_back(m.Make("big", m.RandomLine(300 << 10)));  // a block of its own
+    recs.push_back(m.Make(i % 3 ? "web" : "db", m.RandomLine(m.rng()() % 200)));
+  }
+  const SegmentWriterOptions opts{.block_target_bytes = 16 << 10};
+  auto path = WriteSegment(dir.path(), recs, opts);
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  const SegmentImage image = Encode(recs, opts);
+  EXPECT_EQ(image.bytes, ReadFile(*path));
+  EXPECT_EQ(image.records, recs.size());
+  EXPECT_EQ(image.name.FileName(), fs::path(*path).filename().string());
+}
+
+TEST(SegmentImage, EncoderHasTheWritersRecordRules) {
+  RecordMaker m(23);
+  const std::string a = m.Make("t", "a"), b = m.Make("t", "b");
+  auto enc = SegmentEncoder::Create({});
+  ASSERT_TRUE(enc.ok());
+  ASSERT_TRUE((*enc)->Append(b).ok());
+  EXPECT_EQ((*enc)->Append(a).code(), Code::kInvalidArgument);
+  EXPECT_EQ((*enc)->Append("not a record\n").code(), Code::kInvalidArgument);
+  auto image = (*enc)->Finish();
+  ASSERT_TRUE(image.ok());
+  EXPECT_EQ(image->records, 1u);
+  EXPECT_EQ((*enc)->Append(m.Make("t", "c")).code(), Code::kInvalidArgument);  // spent
+  EXPECT_EQ((*enc)->Finish().status().code(), Code::kInvalidArgument);
+  auto empty = SegmentEncoder::Create({});
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ((*empty)->Finish().status().code(), Code::kNotFound);
+  EXPECT_EQ(SegmentEncoder::Create({.block_target_bytes = 1}).status().code(), Code::kInvalidArgument);
+}
+
+TEST(SegmentImage, CheckAcceptsAnEncodedFileAndDescribesIt) {
+  const std::vector<std::string> recs = ManyRecords(24, 2000);
+  const SegmentImage image = Encode(recs, {.block_target_bytes = 8 << 10});
+  auto info = CheckSegmentImage(image.bytes);
+  ASSERT_TRUE(info.ok()) << info.status().ToString();
+  EXPECT_EQ(info->name.FileName(), image.name.FileName());
+  EXPECT_EQ(info->records, recs.size());
+  EXPECT_GT(info->blocks.size(), 4u);
+}
+
+TEST(SegmentImage, TruncationAtEveryLengthIsCorruption) {
+  const SegmentImage image = Encode(ManyRecords(25, 60), {.block_target_bytes = 4096});
+  const std::string_view data = image.bytes;
+  for (size_t len = 0; len < data.size(); ++len)
+    ASSERT_EQ(CheckSegmentImage(data.substr(0, len)).status().code(), Code::kCorruption) << "length " << len;
+  std::string longer = image.bytes + "x";  // trailing garbage moves the footer
+  EXPECT_EQ(CheckSegmentImage(longer).status().code(), Code::kCorruption);
+}
+
+TEST(SegmentImage, FlippedByteAtEveryPositionIsCorruption) {
+  // Every byte is covered: blocks by their checksums, the index by its own, the frame header by
+  // its magic and size, the footer by its checksum and magic.
+  const SegmentImage image = Encode(ManyRecords(26, 60), {.block_target_bytes = 4096});
+  for (size_t pos = 0; pos < image.bytes.size(); ++pos) {
+    for (uint8_t mask : {0x01, 0x80}) {
+      std::string bad = image.bytes;
+      bad[pos] = static_cast<char>(bad[pos] ^ mask);
+      ASSERT_EQ(CheckSegmentImage(bad).status().code(), Code::kCorruption) << "position " << pos;
+    }
+  }
+}
+
+TEST(SegmentImage, BlocksOutOfOrderOrBackwardRangesAreCorruption) {
+  const SegmentImage image = Encode(ManyRecords(27, 200), {.block_target_bytes = 4096});
+  auto info = CheckSegmentImage(image.bytes);
+  ASSERT_TRUE(info.ok());
+  const size_t n = info->blocks.size();
+  ASSERT_GE(n, 3u);
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  // The helper itself reproduces a valid file from the blocks in order.
+  EXPECT_EQ(Reassemble(image.bytes, *info, order), image.bytes);
+  std::swap(order[0], order[1]);
+  auto swapped = CheckSegmentImage(Reassemble(image.bytes, *info, order));
+  EXPECT_EQ(swapped.status().code(), Code::kCorruption);
+  EXPECT_NE(swapped.status().message().find("out of order"), std::string::npos) << swapped.status().ToString();
+  std::swap(order[0], order[1]);
+  EXPECT_EQ(CheckSegmentImage(Reassemble(image.bytes, *info, order, true)).status().code(), Code::kCorruption);
+  // Every checksum valid, but a block repeated: its ranges overlap.
+  order.insert(order.begin() + 1, 0);
+  EXPECT_EQ(CheckSegmentImage(Reassemble(image.bytes, *info, order)).status().code(), Code::kCorruption);
+}
+
+TEST(SegmentImage, NotASegmentIsCorruption) {
+  for (const std::string& junk : {std::string(), std::string(100, 'x'), std::string(100000, '\0')})
+    EXPECT_EQ(CheckSegmentImage(junk).status().code(), Code::kCorruption);
+}
+
+TEST(SegmentImage, WriteInstallsUnderItsNameAndNeverReplaces) {
+  TempDir dir;
+  const std::vector<std::string> recs = ManyRecords(28, 500);
+  const SegmentImage image = Encode(recs, {.block_target_bytes = 8 << 10});
+  auto path = WriteSegmentImage(dir.path(), image.bytes, image.name);
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  EXPECT_EQ(*path, dir.path() + "/" + image.name.FileName());
+  EXPECT_EQ(ReadFile(*path), image.bytes);
+  EXPECT_EQ(FileCount(dir.path()), 1u);  // no temporary left behind
+  auto r = SegmentReader::Open(*path);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE((*r)->Verify().ok());
+  EXPECT_EQ(ReadAll(**r), Concat(recs));
+
+  const SegmentImage other = Encode({recs.front(), recs.back()});
+  ASSERT_EQ(other.name.FileName(), image.name.FileName());
+  EXPECT_EQ(WriteSegmentImage(dir.path(), other.bytes, other.name).status().code(), Code::kAlreadyExists);
+  EXPECT_EQ(ReadFile(*path), image.bytes);
+  EXPECT_EQ(FileCount(dir.path()), 1u);
+  EXPECT_EQ(WriteSegmentImage(dir.path() + "/absent", image.bytes, image.name).status().code(), Code::kIOError);
 }
 
 // ---- block filter ----

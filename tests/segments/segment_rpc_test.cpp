@@ -1,14 +1,19 @@
 // The store/ingest data plane over real loopback RPC: segment.next/read/commit/failed against an
-// IngestLog, segment.replicate into a StoreLog, and WriteReplica on a range already stored.
+// IngestLog, segment.replicate and segment.replicate_file into a StoreLog, and WriteReplica /
+// InstallReplica on a range already stored.
 #include "segments/segment_rpc.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <optional>
 
 #include "common/ulid.h"
 #include "gossip/rpc_client.h"
+#include "segments/record_merge.h"
+#include "segments/segment_image_util.h"
 #include "test_util.h"
 
 namespace oklog {
@@ -62,6 +67,22 @@ class SegmentRpcTest : public ::testing::Test {
     ASSERT_TRUE(seg.ok());
     ASSERT_TRUE((*seg)->Append(data.data(), data.size()).ok());
     ASSERT_TRUE(ingest_->Flush(std::move(*seg), "test").ok());
+  }
+
+  uint64_t CounterValue(const std::string& name) { return metrics_.NewCounter(name, "")->Value(); }
+  uint64_t StoredRecords() {
+    uint64_t n = 0;
+    for (const auto& seg : store_->All()) n += seg->records();
+    return n;
+  }
+  // Names in the store directory other than quarantine/ and trash/.
+  std::vector<std::string> StoreFiles() {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(store_->dir())) {
+      const std::string name = e.path().filename().string();
+      if (name != "quarantine" && name != "trash") out.push_back(name);
+    }
+    return out;
   }
 
   TempDir dir_;
@@ -122,6 +143,109 @@ TEST_F(SegmentRpcTest, ReplicaIsStoredAndAReplayIsHarmless) {
   uint64_t records = 0;
   for (const auto& s : store_->All()) records += s->records();
   EXPECT_GE(records, 100u);
+}
+
+std::vector<std::string> RecordList(uint64_t ms, int n) {
+  std::vector<std::string> out;
+  const std::string all = Records(ms, n);
+  for (size_t pos = 0; pos < all.size();) {
+    const size_t nl = all.find('\n', pos);
+    out.push_back(all.substr(pos, nl + 1 - pos));
+    pos = nl + 1;
+  }
+  return out;
+}
+
+TEST_F(SegmentRpcTest, ReplicaFileIsInstalledAsIsAndQueryable) {
+  const std::vector<std::string> recs = RecordList(1700000000000, 300);
+  const SegmentImage image = testing_image::Encode(recs, {.block_target_bytes = 4096});
+  EXPECT_EQ(*Call(kSegmentReplicateFile, image.bytes), "300");
+  ASSERT_EQ(store_->segment_count(), 1u);
+  const auto seg = store_->All().front();
+  EXPECT_EQ(seg->path(), store_->dir() + "/" + image.name.FileName());
+  EXPECT_EQ(ReadFile(seg->path()), image.bytes);
+  EXPECT_TRUE(seg->Verify().ok());
+  EXPECT_EQ(StoreFiles().size(), 1u);  // no temporary left behind
+  EXPECT_EQ(CounterValue("oklog_store_replicated_files_total"), 1u);
+  EXPECT_EQ(CounterValue("oklog_store_replicated_records_total"), 300u);
+  EXPECT_EQ(CounterValue("oklog_store_replica_files_rejected_total"), 0u);
+}
+
+TEST_F(SegmentRpcTest, CorruptTruncatedOrMisorderedFilesAreRejectedCountedAndNotInstalled) {
+  const SegmentImage image = testing_image::Encode(RecordList(1700000000000, 300), {.block_target_bytes = 4096});
+  auto info = CheckSegmentImage(image.bytes);
+  ASSERT_TRUE(info.ok());
+  ASSERT_GE(info->blocks.size(), 2u);
+  std::vector<size_t> order(info->blocks.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = order.size() - 1 - i;
+  std::string flipped = image.bytes;
+  flipped[flipped.size() / 3] ^= 0x10;
+  const std::vector<std::string> bad = {
+      "",
+      "not a segment file\n",
+      image.bytes.substr(0, image.bytes.size() - 1),
+      image.bytes.substr(0, image.bytes.size() / 2),
+      image.bytes.substr(1),
+      flipped,
+      testing_image::Reassemble(image.bytes, *info, order),
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    Result<std::string> r = Call(kSegmentReplicateFile, bad[i]);
+    EXPECT_EQ(r.status().code(), Code::kCorruption) << "input " << i;
+    EXPECT_NE(r.status().message().find("rejected"), std::string::npos) << r.status().ToString();
+  }
+  EXPECT_EQ(CounterValue("oklog_store_replica_files_rejected_total"), bad.size());
+  EXPECT_EQ(store_->segment_count(), 0u);
+  EXPECT_TRUE(StoreFiles().empty());
+  // The server keeps serving: the good file still goes in.
+  EXPECT_EQ(*Call(kSegmentReplicateFile, image.bytes), "300");
+  EXPECT_EQ(store_->segment_count(), 1u);
+}
+
+TEST_F(SegmentRpcTest, ReplayedFileIsStoredOnce) {
+  const SegmentImage image = testing_image::Encode(RecordList(1700000000000, 100));
+  EXPECT_EQ(*Call(kSegmentReplicateFile, image.bytes), "100");
+  EXPECT_EQ(*Call(kSegmentReplicateFile, image.bytes), "100");
+  EXPECT_EQ(store_->segment_count(), 1u);
+  EXPECT_EQ(StoredRecords(), 100u);
+}
+
+TEST_F(SegmentRpcTest, FileWhoseNameIsTakenByOtherRecordsIsStoredAroundIt) {
+  // Stored first: the range's two ends only. Then the full range arrives as a file of the same
+  // name: its records are decoded and written in parts, none lost.
+  const std::vector<std::string> recs = RecordList(1700000000000, 100);
+  const SegmentImage ends = testing_image::Encode({recs.front(), recs.back()});
+  EXPECT_EQ(*Call(kSegmentReplicateFile, ends.bytes), "2");
+  const SegmentImage full = testing_image::Encode(recs, {.block_target_bytes = 4096});
+  ASSERT_EQ(full.name.FileName(), ends.name.FileName());
+  EXPECT_EQ(*Call(kSegmentReplicateFile, full.bytes), "100");
+  std::string all, block;
+  std::vector<std::string_view> seen;
+  for (const auto& seg : store_->All())
+    for (size_t b = 0; b < seg->blocks().size(); ++b) {
+      ASSERT_TRUE(seg->ReadBlock(b, &block).ok());
+      all += block;
+    }
+  ParseStats ps;
+  std::vector<std::string_view> views = ParseRecords(all, &ps);
+  SortRecords(&views);
+  views.erase(std::unique(views.begin(), views.end()), views.end());
+  ASSERT_EQ(views.size(), recs.size());
+  for (size_t i = 0; i < recs.size(); ++i) EXPECT_EQ(views[i], recs[i]);
+}
+
+TEST_F(SegmentRpcTest, LocalInstallOfAnEncodedBatchFallsBackToItsRecords) {
+  const std::vector<std::string> recs = RecordList(1700000000000, 50);
+  std::vector<std::string_view> views(recs.begin(), recs.end());
+  const SegmentImage image = testing_image::Encode(recs);
+  EXPECT_EQ(*InstallReplica(store_.get(), image, views), 50u);
+  EXPECT_EQ(*InstallReplica(store_.get(), image, views), 50u);  // the same file: nothing new
+  EXPECT_EQ(store_->segment_count(), 1u);
+  // Another file under that name: the records are written around it.
+  const std::vector<std::string_view> ends = {views.front(), views.back()};
+  const SegmentImage small = testing_image::Encode({recs.front(), recs.back()});
+  EXPECT_EQ(*InstallReplica(store_.get(), small, ends), 2u);
+  EXPECT_GE(StoredRecords(), 50u);
 }
 
 }  // namespace
