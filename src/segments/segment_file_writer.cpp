@@ -451,6 +451,9 @@ Result<SegmentImageInfo> CheckSegmentImage(std::string_view file) {
   Footer f;
   Status s = DecodeFooter(file.data() + file.size() - sf::kFooterSize, file.size(), &f);
   if (!s.ok()) return s;
+  // DecodeFooter's sum offset + size + footer == file size can wrap around for a crafted offset
+  // near 2^64 (its checksum is no defence against a peer); bound the offset itself.
+  if (f.index_offset > file.size()) return Status::Corruption("index position does not match file size");
   const uint64_t frame_start = f.index_offset - sf::kSkippableHeaderSize;
   if (GetFixed32(file.data() + frame_start) != sf::kIndexFrameMagic ||
       GetFixed32(file.data() + frame_start + 4) != f.index_size + sf::kFooterSize)

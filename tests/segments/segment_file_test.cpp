@@ -537,6 +537,21 @@ TEST(SegmentImage, BlocksOutOfOrderOrBackwardRangesAreCorruption) {
   EXPECT_EQ(CheckSegmentImage(Reassemble(image.bytes, *info, order)).status().code(), Code::kCorruption);
 }
 
+TEST(SegmentImage, FooterOffsetThatWrapsAroundIsCorruption) {
+  // offset + index size + footer == file size only modulo 2^64, behind a valid footer checksum:
+  // offset 2^64 - 32, index size = the file's size. Must not read outside the bytes.
+  const SegmentImage image = Encode(ManyRecords(29, 20));
+  std::string bad = image.bytes;
+  const size_t footer = bad.size() - sf::kFooterSize;
+  const uint64_t offset = ~uint64_t{0} - (sf::kFooterSize - 1);
+  const uint32_t index_size = static_cast<uint32_t>(bad.size());
+  std::memcpy(bad.data() + footer, &offset, 8);
+  std::memcpy(bad.data() + footer + 8, &index_size, 4);
+  const uint32_t fcrc = crc32c::Value(bad.data() + footer, sf::kFooterCrcCoveredBytes);
+  std::memcpy(bad.data() + footer + 20, &fcrc, 4);
+  EXPECT_EQ(CheckSegmentImage(bad).status().code(), Code::kCorruption);
+}
+
 TEST(SegmentImage, NotASegmentIsCorruption) {
   for (const std::string& junk : {std::string(), std::string(100, 'x'), std::string(100000, '\0')})
     EXPECT_EQ(CheckSegmentImage(junk).status().code(), Code::kCorruption);
