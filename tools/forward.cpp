@@ -4,7 +4,7 @@
 // exponential backoff (16 ms doubling to 1 s). After a failure the line that was being written
 // is sent again in full on the next connection, so no line is skipped (OK Log skipped it);
 // bytes the kernel had accepted for a dying ingester can still be lost, which is what the
-// durable port and (with the cluster) bulk mode are for. At end of input the forwarder
+// durable port and bulk mode (-bulk, forward_bulk.cpp) are for. At end of input the forwarder
 // half-closes and waits until the ingester has read everything, then exits 0.
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -24,6 +24,8 @@
 #include "common/address.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "segments/bulk_protocol.h"
+#include "tools/forward_bulk.h"
 #include "tools/tools.h"
 
 namespace oklog {
@@ -184,6 +186,14 @@ int RunForward(const std::vector<std::string>& args) {
   fs.Bool("debug", &debug, "debug logging");
   fs.String("api", &api, "accepted for OK Log compatibility (no metrics server yet)");
   fs.StringList("prefix", &prefixes, "prefix added to every record, joined by spaces (repeatable)");
+  bool bulk = false;
+  int64_t bulk_size = 4 << 20, bulk_window = 8;
+  Nanos bulk_age = std::chrono::seconds(1);
+  fs.Bool("bulk", &bulk,
+          "send whole segments to the bulk port (7653); each is kept and resent until it is replicated N times");
+  fs.Int("bulk.segment-size", &bulk_size, "bulk: cut a segment at this many bytes");
+  fs.Duration("bulk.segment-age", &bulk_age, "bulk: cut a segment this long after its first line");
+  fs.Int("bulk.window", &bulk_window, "bulk: segments awaiting acknowledgement before reading pauses");
   auto rest = fs.Parse(args);
   if (!rest.ok()) {
     if (rest.status().code() == Code::kNotFound) {
@@ -198,9 +208,15 @@ int RunForward(const std::vector<std::string>& args) {
     return 1;
   }
   SetLogLevel(debug ? "debug" : "warn");
+  if (bulk && (bulk_size < 1024 || static_cast<uint64_t>(bulk_size) > kBulkMaxSegmentBytes || bulk_window < 1 ||
+               bulk_age < std::chrono::milliseconds(1))) {
+    std::cerr << "forward: -bulk.segment-size must be 1024.." << kBulkMaxSegmentBytes
+              << ", -bulk.window >= 1, -bulk.segment-age > 0\n";
+    return 1;
+  }
   std::vector<Address> targets;
   for (const auto& t : *rest) {
-    auto a = ParseAddress(t, 7651);
+    auto a = ParseAddress(t, bulk ? 7653 : 7651);
     if (!a.ok()) {
       std::cerr << a.status().message() << "\n";
       return 1;
@@ -210,6 +226,13 @@ int RunForward(const std::vector<std::string>& args) {
   std::string prefix;
   for (const auto& p : prefixes) prefix += p + " ";
   ::signal(SIGPIPE, SIG_IGN);
+  if (bulk) {
+    BulkForwardOptions bo;
+    bo.segment_bytes = static_cast<size_t>(bulk_size);
+    bo.segment_age = std::chrono::duration_cast<std::chrono::milliseconds>(bulk_age);
+    bo.window = static_cast<size_t>(bulk_window);
+    return RunBulkForward(std::move(targets), std::move(prefix), bo);
+  }
   Forwarder f(std::move(targets), std::move(prefix));
   return f.Run();
 }

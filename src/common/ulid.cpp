@@ -115,6 +115,20 @@ Ulid UlidStream::Next(uint64_t now_ms) {
   return Ulid::FromParts(last_ms_, tag_, c);
 }
 
+Ulid UlidStream::NextRun(uint64_t now_ms, uint64_t n) {
+  Ulid first = Next(now_ms);
+  for (uint64_t i = 1; i < n; ++i) Next(last_ms_);  // the same steps a stream At(first) takes
+  return first;
+}
+
+UlidStream UlidStream::At(const Ulid& first) {
+  const auto& b = first.bytes();
+  uint16_t tag = static_cast<uint16_t>((b[6] << 8) | b[7]);
+  uint64_t counter = 0;
+  for (int i = 8; i < 16; ++i) counter = (counter << 8) | b[i];
+  return UlidStream(tag, counter);
+}
+
 uint64_t NowUnixMs() {
   using namespace std::chrono;
   return static_cast<uint64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());

@@ -51,6 +51,11 @@ class UlidStream {
   UlidStream(uint16_t tag, uint64_t counter_start);
   // now_ms: the wall clock. Returns the next ULID for the stream.
   Ulid Next(uint64_t now_ms);
+  // Reserves n consecutive ULIDs (n >= 1) and returns the first: a stream made with At(first)
+  // and fed the same now_ms issues exactly them (bulk ingest derives record ULIDs so).
+  Ulid NextRun(uint64_t now_ms, uint64_t n);
+  // The stream whose first Next(first.unix_ms()) returns `first`.
+  static UlidStream At(const Ulid& first);
 
  private:
   uint64_t last_ms_ = 0;

@@ -229,14 +229,17 @@ std::vector<PendingSegment> IngestLog::Claim(uint64_t max_bytes) {
 }
 
 Status IngestLog::Commit(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = pending_.find(id);
-  if (it == pending_.end()) return Status::NotFound("no pending segment " + id);
-  std::string path = dir_ + "/" + id + kPending;
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink", path, errno);
-  committed_segments_->Inc();
-  committed_bytes_->Inc(it->second.bytes);
-  pending_.erase(it);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pending_.find(id);
+    if (it == pending_.end()) return Status::NotFound("no pending segment " + id);
+    std::string path = dir_ + "/" + id + kPending;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink", path, errno);
+    committed_segments_->Inc();
+    committed_bytes_->Inc(it->second.bytes);
+    pending_.erase(it);
+  }
+  if (on_commit_) on_commit_(id);
   return Status::Ok();
 }
 

@@ -87,8 +87,11 @@ class IngestLog {
 
   // Claims flushed segments, oldest first, until max_bytes is reached (at least one if any).
   std::vector<PendingSegment> Claim(uint64_t max_bytes);
-  // Deletes a claimed segment: its records are safely stored elsewhere.
+  // Deletes a claimed segment: its records are safely stored elsewhere. Then calls the commit
+  // observer, if any, on the committing thread (outside the log's lock).
   Status Commit(const std::string& id);
+  // Bulk ingest acknowledges a segment when it is committed. Set before consumers start.
+  void SetCommitObserver(std::function<void(const std::string& id)> cb) { on_commit_ = std::move(cb); }
   // Returns a claimed segment to .flushed, to be claimed again.
   Status Fail(const std::string& id);
   // Fails pending segments claimed longer than the pending timeout ago. Returns how many.
@@ -120,6 +123,7 @@ class IngestLog {
     std::chrono::steady_clock::time_point since;
   };
   std::map<std::string, Claimed> pending_;
+  std::function<void(const std::string& id)> on_commit_;
   Family<Counter>* flushes_;
   Counter* committed_segments_;
   Counter* committed_bytes_;

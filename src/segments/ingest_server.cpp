@@ -1,16 +1,33 @@
 #include "segments/ingest_server.h"
 
+#include <deque>
 #include <map>
+#include <mutex>
+#include <set>
 #include <vector>
 
 #include "common/log.h"
 #include "common/ulid.h"
+#include "gossip/frame_codec.h"
+#include "segments/bulk_protocol.h"
 
 namespace oklog {
 namespace {
 
 enum class Modality { kFast, kDurable, kBulk };
 constexpr size_t kReadBufferBytes = 256 * 1024;
+// A bulk connection stops being read while this many of its segments await their ack.
+constexpr size_t kBulkMaxUnacked = 64;
+// Ids of recently committed bulk segments, so a resend after a lost ack is acknowledged at once.
+constexpr size_t kBulkRecentCommits = 4096;
+
+// Commits arrive on consumer threads; the loop learns of them through an async handle. The
+// observer holds this state, not the server, so a late commit after Close() is harmless.
+struct CommitQueue {
+  std::mutex mu;
+  uv_async_t* async = nullptr;  // null once closed
+  std::vector<std::string> names;
+};
 const char* ModalityName(Modality m) {
   switch (m) {
     case Modality::kFast: return "fast";
@@ -37,6 +54,9 @@ class IngestServer::Impl {
     uv_tcp_t* tcp;
     RecordEncoder enc;
     std::unique_ptr<ActiveSegment> seg;  // fast connections only
+    std::unique_ptr<gossip::FrameDecoder> frames;  // bulk connections only
+    size_t unacked = 0;                            // bulk: segments awaiting their ack
+    bool reading = true;
     std::unique_ptr<char[]> rbuf{new char[kReadBufferBytes]};
     bool closing = false;
     Conn(Impl* i, uint64_t id_, Modality m, uv_tcp_t* t, const IngestServerOptions& o)
@@ -66,12 +86,33 @@ class IngestServer::Impl {
     invalid_topic_ = m->NewCounter("oklog_ingest_invalid_topic_total",
                                    "Dynamic-topic lines without a valid topic, kept under the static topic.");
     write_errors_ = m->NewCounter("oklog_ingest_write_errors_total", "Failed writes or syncs of ingest segments.");
+    bulk_segments_ = m->NewCounterFamily("oklog_ingest_bulk_segments_total",
+                                         "Bulk segments received, by result (stored, resent, empty, error).", {"result"});
+    bulk_acks_ = m->NewCounter("oklog_ingest_bulk_acks_total", "Bulk segments acknowledged (replicated N times).");
+    bulk_rejected_ = m->NewCounter("oklog_ingest_bulk_rejected_total",
+                                   "Bulk connections closed for malformed or oversize input.");
+    bulk_unacked_ = m->NewGauge("oklog_ingest_bulk_unacked_segments", "Bulk segments stored here, not yet acknowledged.");
+    commits_ = std::make_shared<CommitQueue>();
+    log_->SetCommitObserver([q = commits_](const std::string& name) {
+      std::lock_guard<std::mutex> lock(q->mu);
+      if (q->async == nullptr) return;
+      q->names.push_back(name);
+      uv_async_send(q->async);
+    });
   }
 
   Status Start() {
     OKLOG_RETURN_IF_ERROR(Listen(opts_.fast, Modality::kFast));
     OKLOG_RETURN_IF_ERROR(Listen(opts_.durable, Modality::kDurable));
     OKLOG_RETURN_IF_ERROR(Listen(opts_.bulk, Modality::kBulk));
+    async_ = new uv_async_t;
+    uv_async_init(loop_, async_, &Impl::OnCommits);
+    async_->data = this;
+    ++open_handles_;
+    {
+      std::lock_guard<std::mutex> lock(commits_->mu);
+      commits_->async = async_;
+    }
     timer_ = new uv_timer_t;
     uv_timer_init(loop_, timer_);
     timer_->data = this;
@@ -91,6 +132,18 @@ class IngestServer::Impl {
       timer_->data = nullptr;
       uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Impl::OnHandleClosed);
     }
+    CloseAsync(true);
+  }
+
+  void CloseAsync(bool abandon) {
+    if (!async_) return;
+    {
+      std::lock_guard<std::mutex> lock(commits_->mu);
+      commits_->async = nullptr;
+    }
+    if (abandon) async_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(async_), &Impl::OnHandleClosed);
+    async_ = nullptr;
   }
 
   uint16_t port(Modality m) const {
@@ -106,6 +159,7 @@ class IngestServer::Impl {
     done_ = std::move(done);
     for (auto& l : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(l->tcp), &Impl::OnHandleClosed);
     if (timer_) uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Impl::OnHandleClosed);
+    CloseAsync(false);
     std::vector<Conn*> all;
     for (auto& [id, c] : conns_) all.push_back(c.get());
     for (Conn* c : all) CloseConn(c);
@@ -146,6 +200,9 @@ class IngestServer::Impl {
     if (h->type == UV_TIMER) {
       impl = static_cast<Impl*>(h->data);
       delete reinterpret_cast<uv_timer_t*>(h);
+    } else if (h->type == UV_ASYNC) {
+      impl = static_cast<Impl*>(h->data);
+      delete reinterpret_cast<uv_async_t*>(h);
     } else {
       auto* l = static_cast<Listener*>(h->data);
       impl = l ? l->impl : nullptr;
@@ -176,11 +233,7 @@ class IngestServer::Impl {
     Conn* c = conn.get();
     self->conns_[id] = std::move(conn);
     self->clients_[static_cast<int>(l->mod)]->Add(1);
-    if (l->mod == Modality::kBulk) {
-      self->logger_->warn("bulk ingest connection closed: bulk mode arrives with the cluster data path");
-      self->CloseConn(c);
-      return;
-    }
+    if (l->mod == Modality::kBulk) c->frames = std::make_unique<gossip::FrameDecoder>(kBulkMaxFrameBytes);
     uv_read_start(reinterpret_cast<uv_stream_t*>(tcp), &Impl::OnAlloc, &Impl::OnRead);
   }
 
@@ -202,6 +255,7 @@ class IngestServer::Impl {
       self->CloseConn(c);  // EOF or error: the encoder's last partial line is kept
       return;
     }
+    if (c->mod == Modality::kBulk) return self->IngestBulk(c, c->rbuf.get(), static_cast<size_t>(nread));
     self->Ingest(c, c->rbuf.get(), static_cast<size_t>(nread));
   }
 
@@ -276,6 +330,145 @@ class IngestServer::Impl {
     }
   }
 
+  // ---- bulk ----
+
+  void IngestBulk(Conn* c, const char* data, size_t n) {
+    c->frames->Feed(data, n);
+    std::string payload;
+    while (!c->closing) {
+      Result<bool> got = c->frames->Next(&payload);
+      if (!got.ok()) return RejectBulk(c, got.status().message());
+      if (!*got) break;
+      Result<BulkMessage> m = DecodeBulkMessage(payload);
+      if (!m.ok()) return RejectBulk(c, m.status().message());
+      if (m->kind != BulkMessage::Kind::kSegment) return RejectBulk(c, "bulk: expected a segment");
+      HandleBulkSegment(c, *m);
+    }
+    if (!c->closing && c->reading && c->unacked >= kBulkMaxUnacked) {
+      uv_read_stop(reinterpret_cast<uv_stream_t*>(c->tcp));  // resumed by an ack
+      c->reading = false;
+    }
+  }
+
+  // Malformed input: an error frame, then the connection closes. Its stored segments stay
+  // stored (they are complete); the forwarder resends what it has no ack for.
+  void RejectBulk(Conn* c, const std::string& why) {
+    bulk_rejected_->Inc();
+    logger_->warn("bulk connection {} closed: {}", c->id, why);
+    SendFrame(c, EncodeBulkError(why));
+    CloseConn(c);
+  }
+
+  void HandleBulkSegment(Conn* c, const BulkMessage& m) {
+    if (auto it = held_.find(m.id); it != held_.end()) {  // a resend of a segment still here
+      bulk_segments_->With({"resent"})->Inc();
+      if (it->second.waiters.insert(c->id).second) ++c->unacked;
+      return;
+    }
+    if (recent_.count(m.id)) {  // a resend of a committed one: its ack was lost
+      bulk_segments_->With({"resent"})->Inc();
+      return SendFrame(c, EncodeBulkAck(m.id));
+    }
+    // The record ULIDs follow from the segment id, so every copy of a segment is identical.
+    RecordEncoder enc(opts_.topic_mode, opts_.topic, opts_.record_max_bytes, UlidStream::At(m.id));
+    const uint64_t ms = m.id.unix_ms();
+    scratch_.clear();
+    enc.Feed(m.text.data(), m.text.size(), ms, &scratch_);
+    enc.Finish(ms, &scratch_);
+    CountEncoder(EncoderStats{}, enc.stats());
+    if (scratch_.empty()) {
+      bulk_segments_->With({"empty"})->Inc();
+      return SendFrame(c, EncodeBulkAck(m.id));
+    }
+    if (opts_.on_records) opts_.on_records(scratch_);
+    auto seg = log_->NewActive();
+    Status s = seg.ok() ? (*seg)->Append(scratch_.data(), scratch_.size()) : seg.status();
+    bytes_->Inc(scratch_.size());
+    scratch_.clear();
+    std::string name = seg.ok() ? (*seg)->name() : "";
+    if (seg.ok()) {
+      Status f = log_->Flush(std::move(seg).value(), "bulk");
+      if (s.ok()) s = f;
+    }
+    if (!s.ok()) {
+      write_errors_->Inc();
+      bulk_segments_->With({"error"})->Inc();
+      logger_->error("storing bulk segment {}: {}; closing the connection", m.id.ToString(), s.ToString());
+      SendFrame(c, EncodeBulkError("storing segment: " + s.ToString()));
+      return CloseConn(c);
+    }
+    bulk_segments_->With({"stored"})->Inc();
+    held_[m.id] = Held{name, {c->id}};
+    by_name_[name] = m.id;
+    ++c->unacked;
+    bulk_unacked_->Set(static_cast<double>(held_.size()));
+  }
+
+  struct WriteReq {
+    uv_write_t req;
+    std::string data;
+  };
+  void SendFrame(Conn* c, std::string frame) {
+    if (c->closing) return;
+    // Small frames usually go out at once, so an error frame is sent even when the connection
+    // closes right after (closing cancels queued writes).
+    uv_buf_t now = uv_buf_init(frame.data(), frame.size());
+    int sent = uv_try_write(reinterpret_cast<uv_stream_t*>(c->tcp), &now, 1);
+    if (sent == static_cast<int>(frame.size())) return;
+    if (sent > 0) frame.erase(0, static_cast<size_t>(sent));
+    auto* w = new WriteReq;
+    w->data = std::move(frame);
+    w->req.data = w;
+    uv_buf_t b = uv_buf_init(w->data.data(), w->data.size());
+    if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(c->tcp), &b, 1, &Impl::OnWritten) != 0) delete w;
+  }
+  static void OnWritten(uv_write_t* req, int) noexcept { delete static_cast<WriteReq*>(req->data); }
+
+  // Segments committed by the stores (replicated N times): acknowledge them.
+  static void OnCommits(uv_async_t* a) noexcept {
+    auto* self = static_cast<Impl*>(a->data);
+    if (!self) return;
+    std::vector<std::string> names;
+    {
+      std::lock_guard<std::mutex> lock(self->commits_->mu);
+      names.swap(self->commits_->names);
+    }
+    for (const std::string& name : names) self->BulkCommitted(name);
+  }
+
+  void BulkCommitted(const std::string& name) {
+    auto n = by_name_.find(name);
+    if (n == by_name_.end()) return;  // not a bulk segment
+    Ulid id = n->second;
+    by_name_.erase(n);
+    auto h = held_.find(id);
+    if (h == held_.end()) return;
+    for (uint64_t cid : h->second.waiters) {
+      auto it = conns_.find(cid);
+      if (it == conns_.end() || it->second->closing) continue;
+      Conn* c = it->second.get();
+      SendFrame(c, EncodeBulkAck(id));
+      bulk_acks_->Inc();
+      if (c->unacked > 0) --c->unacked;
+      if (!c->reading && c->unacked < kBulkMaxUnacked) {
+        c->reading = true;
+        uv_read_start(reinterpret_cast<uv_stream_t*>(c->tcp), &Impl::OnAlloc, &Impl::OnRead);
+      }
+    }
+    held_.erase(h);
+    recent_.insert(id);
+    recent_order_.push_back(id);
+    if (recent_order_.size() > kBulkRecentCommits) {
+      recent_.erase(recent_order_.front());
+      recent_order_.pop_front();
+    }
+    bulk_unacked_->Set(static_cast<double>(held_.size()));
+  }
+
+  void ForgetBulkConn(Conn* c) {
+    for (auto& [id, h] : held_) h.waiters.erase(c->id);
+  }
+
   void CloseConn(Conn* c) {
     if (c->closing) return;
     c->closing = true;
@@ -297,6 +490,7 @@ class IngestServer::Impl {
       FlushSegment(std::move(c->seg), "close");
     }
     CountEncoder(before, c->enc.stats());
+    if (c->mod == Modality::kBulk) ForgetBulkConn(c);
     uv_close(reinterpret_cast<uv_handle_t*>(c->tcp), &Impl::OnConnClosed);
   }
 
@@ -420,6 +614,23 @@ class IngestServer::Impl {
   std::string durable_next_;
   std::vector<uint64_t> waiting_next_;
   bool sync_in_flight_ = false;
+
+  // Bulk state: segments stored here and not yet committed, by id, with the connections
+  // waiting for their ack; ingest file name -> id; recently committed ids.
+  struct Held {
+    std::string name;
+    std::set<uint64_t> waiters;
+  };
+  std::map<Ulid, Held> held_;
+  std::map<std::string, Ulid> by_name_;
+  std::set<Ulid> recent_;
+  std::deque<Ulid> recent_order_;
+  std::shared_ptr<CommitQueue> commits_;
+  uv_async_t* async_ = nullptr;
+  Family<Counter>* bulk_segments_;
+  Counter* bulk_acks_;
+  Counter* bulk_rejected_;
+  Gauge* bulk_unacked_;
 
   Gauge* clients_[3];
   Counter* bytes_;

@@ -16,6 +16,11 @@ bool ValidTopic(std::string_view t) {
 RecordEncoder::RecordEncoder(TopicMode mode, std::string static_topic, size_t max_line_bytes)
     : mode_(mode), topic_(std::move(static_topic)), max_line_(max_line_bytes == 0 ? 1 : max_line_bytes) {}
 
+RecordEncoder::RecordEncoder(TopicMode mode, std::string static_topic, size_t max_line_bytes, UlidStream ulids)
+    : RecordEncoder(mode, std::move(static_topic), max_line_bytes) {
+  ulids_ = ulids;
+}
+
 void RecordEncoder::Emit(const char* line, size_t n, uint64_t now_ms, std::string* out) {
   size_t old = out->size();
   bool use_static = mode_ == TopicMode::kStatic;

@@ -34,6 +34,8 @@ struct EncoderStats {
 class RecordEncoder {
  public:
   RecordEncoder(TopicMode mode, std::string static_topic, size_t max_line_bytes);
+  // With a given ULID stream (bulk ingest: ULIDs derived from the segment id).
+  RecordEncoder(TopicMode mode, std::string static_topic, size_t max_line_bytes, UlidStream ulids);
   // Consumes n bytes. Complete records are appended to *out; a partial last line is kept
   // inside the encoder until its LF arrives (or Finish). now_ms stamps this batch.
   void Feed(const char* data, size_t n, uint64_t now_ms, std::string* out);

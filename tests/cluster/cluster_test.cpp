@@ -24,11 +24,12 @@ class Node {
       : dir_(dir), name_(name) {
     api_ = FreePort();
     fast_ = FreePort();
+    bulk_ = FreePort();
     cluster_ = FreePort();
     std::filesystem::create_directories(dir + "/" + name);
     args_ = {OklogBinary(), mode, "-api", "127.0.0.1:" + std::to_string(api_),
              "-ingest.fast", "127.0.0.1:" + std::to_string(fast_), "-ingest.durable",
-             "127.0.0.1:" + std::to_string(FreePort()), "-ingest.bulk", "127.0.0.1:" + std::to_string(FreePort()),
+             "127.0.0.1:" + std::to_string(FreePort()), "-ingest.bulk", "127.0.0.1:" + std::to_string(bulk_),
              "-cluster", "127.0.0.1:" + std::to_string(cluster_), "-cluster.preset", "local",
              "-ingest.path", dir + "/" + name + "/ingest", "-store.path", dir + "/" + name + "/store",
              "-ingest.segment-flush-age", "200ms", "-ingest.segment-pending-timeout", "3s",
@@ -109,12 +110,13 @@ class Node {
   }
   uint16_t cluster_port() const { return cluster_; }
   uint16_t fast_port() const { return fast_; }
+  uint16_t bulk_port() const { return bulk_; }
   const std::string& name() const { return name_; }
   std::string Stderr() { return proc_ ? proc_->Stderr() : ""; }
 
  private:
   std::string dir_, name_;
-  uint16_t api_, fast_, cluster_;
+  uint16_t api_, fast_, bulk_, cluster_;
   std::vector<std::string> args_;
   std::unique_ptr<Process> proc_;
   int starts_ = 0;
@@ -311,6 +313,56 @@ TEST_F(ClusterTest, StoreKilledMidConsumeLosesNothingAndShowsNoDuplicate) {
   EXPECT_TRUE(all.sorted);
   EXPECT_EQ(all.payloads.size(), 150000u);
   for (auto& [p, n] : all.payloads) ASSERT_EQ(n, 1u) << p;
+}
+
+// Bulk mode: segments are acknowledged only once stored twice. With one store alive (RF 2)
+// nothing can be acknowledged, so the forwarder keeps its window of segments; killing the
+// ingester that holds them makes the forwarder resend them to the other one. When a second
+// store arrives, everything is stored, acknowledged, and the forwarder exits 0; the killed
+// ingester comes back with its copies on disk, which are stored too: every record still shows
+// exactly once.
+TEST_F(ClusterTest, BulkForwarderResendsUnacknowledgedSegmentsAndNothingShowsTwice) {
+  Node* st1 = Add("store1", "store");  // the seed: it stays up
+  Node* in1 = Add("ingest1", "ingest");
+  Node* in2 = Add("ingest2", "ingest");
+  ASSERT_TRUE(WaitFor([&] { return st1->LiveMembers() == 3; }, std::chrono::seconds(20)));
+  const size_t kN = 40000;
+  std::string input = WriteInput(dir_.path(), "bulk", kN);
+  Process fwd({OklogBinary(), "forward", "-bulk", "-bulk.segment-size", "65536", "-bulk.window", "8",
+               "127.0.0.1:" + std::to_string(in1->bulk_port()), "127.0.0.1:" + std::to_string(in2->bulk_port())},
+              dir_.path(), "forward-bulk", input);
+  // The window fills on ingest1 and stays there: no acknowledgement is possible yet.
+  ASSERT_TRUE(WaitFor([&] { return in1->Metric("oklog_ingest_bulk_unacked_segments") >= 8; }, std::chrono::seconds(20)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // past the segment age: the window is full
+  const double held = in1->Metric("oklog_ingest_bulk_unacked_segments");
+  EXPECT_LE(held, 10);  // the window (8), give or take the segment being cut
+  EXPECT_TRUE(fwd.running());
+  EXPECT_EQ(in1->Metric("oklog_ingest_bulk_acks_total"), 0);
+  in1->Kill9();
+  // The forwarder resends its unacknowledged segments to ingest2 (still unacknowledged).
+  ASSERT_TRUE(WaitFor([&] { return in2->Metric("oklog_ingest_bulk_unacked_segments") >= held; }, std::chrono::seconds(20)))
+      << fwd.Stderr();
+  // A second store: segments are replicated twice, acknowledged, and the forward completes.
+  Add("store2", "store");
+  EXPECT_EQ(fwd.Wait(std::chrono::seconds(60)), 0) << fwd.Stderr();
+  EXPECT_GE(in2->Metric("oklog_ingest_bulk_acks_total"), held);
+  // ingest1 returns with the 8 segments it stored before the kill: they are consumed as well.
+  in1->Start();
+  ASSERT_TRUE(WaitFor([&] { return in1->Metric("oklog_ingest_committed_segments") >= held; },
+                      std::chrono::seconds(30)));
+  Body all = WaitQueryable(in2, kN);
+  EXPECT_EQ(all.ulids.size(), kN);
+  EXPECT_TRUE(all.sorted);
+  EXPECT_EQ(all.payloads.size(), kN);
+  for (auto& [p, n] : all.payloads) ASSERT_EQ(n, 1u) << p;
+  // The copies really exist: the stores hold more than two copies of some records.
+  uint64_t local = 0;
+  Node* st2 = nodes_.back().get();
+  for (Node* s : {st1, st2}) local += ParseBody(s->Get("/store/_query").body).ulids.size();
+  EXPECT_EQ(local, 2 * kN);  // each store's own answer is deduplicated too
+  EXPECT_GT(st1->Metric("oklog_store_written_records_total") + st1->Metric("oklog_store_replicated_records_total") +
+                st2->Metric("oklog_store_written_records_total") + st2->Metric("oklog_store_replicated_records_total"),
+            2.0 * kN);
 }
 
 TEST_F(ClusterTest, SigtermedIngesterFailsOverAndLosesNothing) {

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <thread>
 
+#include "gossip/frame_codec.h"
+#include "segments/bulk_protocol.h"
 #include "segments/record_merge.h"
 #include "test_util.h"
 
@@ -160,17 +162,173 @@ TEST_F(IngestServerTest, DurableConnectionsShareOneGroupCommit) {
   EXPECT_LE(syncs, static_cast<uint64_t>(kClients * 200));  // batches, not one per record
 }
 
-TEST_F(IngestServerTest, BulkPortClosesUntilClusterBulkExists) {
+bool NextFrame(gossip::FrameDecoder& d, std::string* out) {
+  Result<bool> r = d.Next(out);
+  return r.ok() && *r;
+}
+
+// Reads bulk frames from fd until `want` messages arrived or the peer closed (10 s bound).
+struct BulkRead {
+  std::vector<BulkMessage> msgs;
+  bool closed = false;
+};
+BulkRead ReadBulk(int fd, size_t want) {
+  BulkRead r;
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  gossip::FrameDecoder frames(1 << 20);
+  char buf[4096];
+  while (r.msgs.size() < want) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      r.closed = n == 0;
+      break;
+    }
+    frames.Feed(buf, static_cast<size_t>(n));
+    std::string payload;
+    while (NextFrame(frames, &payload)) {
+      auto m = DecodeBulkMessage(payload);
+      EXPECT_TRUE(m.ok()) << m.status().ToString();
+      if (m.ok()) r.msgs.push_back(*m);
+    }
+  }
+  return r;
+}
+
+// Claims and commits every flushed segment, as a store does after replicating them.
+void CommitAll(IngestLog* log) {
+  for (const auto& p : log->Claim(uint64_t{1} << 40)) ASSERT_TRUE(log->Commit(p.id).ok());
+}
+
+TEST_F(IngestServerTest, BulkSegmentGetsUlidsFromItsIdAndIsAcknowledgedWhenCommitted) {
   Start({});
-  std::atomic<bool> got_eof{false};
+  UlidStream forwarder;
+  const Ulid id = forwarder.NextRun(NowUnixMs(), 3);
+  std::atomic<bool> acked{false};
   std::thread client([&] {
     int fd = Connect(server_->bulk_port());
-    char b;
-    got_eof = ::recv(fd, &b, 1, 0) <= 0;
+    SendAll(fd, EncodeBulkSegment(id, "alpha\nbeta\ngamma"));  // the last line without LF still counts
+    BulkRead r = ReadBulk(fd, 1);
+    ASSERT_EQ(r.msgs.size(), 1u);
+    EXPECT_EQ(r.msgs[0].kind, BulkMessage::Kind::kAck);
+    EXPECT_EQ(r.msgs[0].id, id);
+    acked = true;
     ::close(fd);
   });
-  RunUntil([&] { return got_eof.load(); });
+  RunUntil([&] { return log_->flushed_count() == 1; });
+  // Stored, not yet acknowledged: the ULIDs are the id's run, in order.
+  std::string data;
+  for (auto& e : std::filesystem::directory_iterator(dir_.path()))
+    if (e.path().extension() == ".flushed") data = ReadFile(e.path());
+  UlidStream expect = UlidStream::At(id);
+  ParseStats ps;
+  auto recs = ParseRecords(data, &ps);
+  ASSERT_EQ(recs.size(), 3u);
+  const char* lines[] = {"alpha", "beta", "gamma"};
+  for (size_t i = 0; i < 3; ++i)
+    EXPECT_EQ(std::string(recs[i]), expect.Next(id.unix_ms()).ToString() + " default " + lines[i] + "\n");
+  // The next segment of the same forwarder starts after this one's last ULID.
+  EXPECT_GT(forwarder.NextRun(NowUnixMs(), 1).ToString(), std::string(recs[2].substr(0, 26)));
+  for (int i = 0; i < 20; ++i) uv_run(&loop_, UV_RUN_NOWAIT), usleep(1000);
+  EXPECT_FALSE(acked.load());
+  EXPECT_EQ(Metric("oklog_ingest_bulk_unacked_segments"), 1u);
+  CommitAll(log_.get());
+  RunUntil([&] { return acked.load(); });
   client.join();
+  EXPECT_EQ(Metric("oklog_ingest_bulk_acks_total"), 1u);
+  EXPECT_EQ(Metric("oklog_ingest_bulk_unacked_segments"), 0u);
+}
+
+TEST_F(IngestServerTest, BulkResendIsStoredOnceAndEveryCopyIsAcknowledged) {
+  Start({});
+  const Ulid id = UlidStream().NextRun(NowUnixMs(), 2);
+  const std::string frame = EncodeBulkSegment(id, "one\ntwo\n");
+  std::atomic<int> acks{0};
+  std::atomic<bool> sent{false};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.emplace_back([&] {
+      int fd = Connect(server_->bulk_port());
+      SendAll(fd, frame);
+      sent = true;
+      BulkRead r = ReadBulk(fd, 1);
+      if (r.msgs.size() == 1 && r.msgs[0].kind == BulkMessage::Kind::kAck && r.msgs[0].id == id) ++acks;
+      ::close(fd);
+    });
+  }
+  RunUntil([&] { return Metric("oklog_ingest_bulk_segments_total{result=\"resent\"}") == 1 &&
+                        Metric("oklog_ingest_bulk_segments_total{result=\"stored\"}") == 1; });
+  EXPECT_EQ(log_->flushed_count(), 1u);  // one file for both copies
+  CommitAll(log_.get());
+  RunUntil([&] { return acks.load() == 2; });
+  for (auto& t : clients) t.join();
+  // A copy arriving after the commit (its ack was lost) is acknowledged at once, not stored.
+  std::atomic<bool> late{false};
+  std::thread again([&] {
+    int fd = Connect(server_->bulk_port());
+    SendAll(fd, frame);
+    BulkRead r = ReadBulk(fd, 1);
+    late = r.msgs.size() == 1 && r.msgs[0].kind == BulkMessage::Kind::kAck;
+    ::close(fd);
+  });
+  RunUntil([&] { return late.load(); });
+  again.join();
+  EXPECT_EQ(log_->flushed_count(), 0u);
+  EXPECT_EQ(Metric("oklog_ingest_bulk_segments_total{result=\"resent\"}"), 2u);
+}
+
+// Hostile input on the bulk port: each gets an error frame, is counted, and closes only that
+// connection; a well-formed segment afterwards is still stored.
+TEST_F(IngestServerTest, BulkGarbageOversizeAndWrongMessagesAreRejectedAndCounted) {
+  Start({});
+  std::string oversize("\xff\xff\xff\xff", 4);
+  std::string garbage = gossip::EncodeFrame("not msgpack at all \x01\x02");
+  std::string wrong_kind = EncodeBulkAck(UlidStream().Next(NowUnixMs()));
+  std::string bad_id = gossip::EncodeFrame(std::string("\x93\xa3seg\xa3xyz\xc4\x01\x41", 12));
+  std::atomic<int> rejected_ok{0};
+  std::thread client([&] {
+    for (const std::string& bad : {oversize, garbage, wrong_kind, bad_id}) {
+      int fd = Connect(server_->bulk_port());
+      SendAll(fd, bad);
+      BulkRead r = ReadBulk(fd, 2);  // an error, then the close
+      if (r.closed && r.msgs.size() == 1 && r.msgs[0].kind == BulkMessage::Kind::kError) ++rejected_ok;
+      ::close(fd);
+    }
+  });
+  RunUntil([&] { return Metric("oklog_ingest_bulk_rejected_total") == 4; });
+  client.join();
+  EXPECT_EQ(rejected_ok.load(), 4);
+  EXPECT_EQ(log_->flushed_count(), 0u);
+  std::thread good([&] {
+    int fd = Connect(server_->bulk_port());
+    SendAll(fd, EncodeBulkSegment(UlidStream().NextRun(NowUnixMs(), 1), "fine\n"));
+    ::usleep(200000);
+    ::close(fd);
+  });
+  RunUntil([&] { return log_->flushed_count() == 1; });
+  good.join();
+  EXPECT_EQ(FlushedPayloads(), std::vector<std::string>{"default fine"});
+}
+
+TEST(BulkProtocolTest, MessagesRoundTripAndMalformedOnesAreErrors) {
+  const Ulid id = UlidStream().Next(NowUnixMs());
+  gossip::FrameDecoder d(kBulkMaxFrameBytes);
+  std::string all = EncodeBulkSegment(id, std::string("a\0b\n\xff", 5)) + EncodeBulkAck(id) + EncodeBulkError("no");
+  d.Feed(all.data(), all.size());
+  std::string p;
+  ASSERT_TRUE(NextFrame(d, &p));
+  auto seg = DecodeBulkMessage(p);
+  ASSERT_TRUE(seg.ok());
+  EXPECT_EQ(seg->kind, BulkMessage::Kind::kSegment);
+  EXPECT_EQ(seg->id, id);
+  EXPECT_EQ(seg->text, std::string("a\0b\n\xff", 5));
+  ASSERT_TRUE(NextFrame(d, &p));
+  EXPECT_EQ(DecodeBulkMessage(p)->kind, BulkMessage::Kind::kAck);
+  ASSERT_TRUE(NextFrame(d, &p));
+  EXPECT_EQ(DecodeBulkMessage(p)->text, "no");
+  for (std::string bad : {std::string(), std::string("\x90"), std::string("\x92\xa3seg\x01"),
+                          std::string("\xc1"), std::string("\x93\xa3" "ack" "\xa1x\x01"), p + "x"})
+    EXPECT_FALSE(DecodeBulkMessage(bad).ok()) << bad.size();
 }
 
 TEST_F(IngestServerTest, CloseFlushesOpenConnections) {

@@ -1,0 +1,241 @@
+// oklog forward -bulk: stdin cut into whole segments, sent to ingest nodes on their bulk port
+// (segments/bulk_protocol.h), each kept until an ingester acknowledges it (the stores hold it
+// N times). After a failed connection every unacknowledged segment is sent again, in order, to
+// the next target; its ULIDs follow from its id, so copies collapse into one record each.
+//
+// One thread, poll(2) over stdin and the socket. stdin is read only while fewer than
+// `window` segments await their ack, so memory stays within window x segment size.
+#include "tools/forward_bulk.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <thread>
+
+#include "common/log.h"
+#include "gossip/frame_codec.h"
+#include "segments/bulk_protocol.h"
+
+namespace oklog {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class BulkForwarder {
+ public:
+  BulkForwarder(std::vector<Address> targets, std::string prefix, BulkForwardOptions o)
+      : targets_(std::move(targets)), prefix_(std::move(prefix)), o_(o) {}
+  ~BulkForwarder() { Disconnect(); }
+
+  int Run() {
+    auto log = Logger("forward");
+    auto last_report = Clock::now();
+    while (!(eof_ && cur_.empty() && segs_.empty())) {
+      if (fd_ < 0) Connect();
+      pollfd p[2];
+      nfds_t n = 0;
+      const bool want_input = !eof_ && segs_.size() < o_.window;
+      if (want_input) p[n++] = {0, POLLIN, 0};
+      const int sock_slot = static_cast<int>(n);
+      p[n++] = {fd_, static_cast<short>(POLLIN | (send_idx_ < segs_.size() ? POLLOUT : 0)), 0};
+      int timeout = 1000;
+      if (!cur_.empty()) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(cur_started_ + o_.segment_age - Clock::now());
+        timeout = static_cast<int>(std::clamp<int64_t>(left.count(), 0, 1000));
+      }
+      int r = ::poll(p, n, timeout);
+      if (r < 0 && errno != EINTR) return 1;
+      if (want_input && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) ReadInput();
+      if (!cur_.empty() && (eof_ || cur_.size() >= o_.segment_bytes || Clock::now() - cur_started_ >= o_.segment_age))
+        CutSegment();
+      if (fd_ >= 0 && (p[sock_slot].revents & (POLLIN | POLLHUP | POLLERR)) && !ReadAcks()) Fail("connection lost");
+      if (fd_ >= 0 && send_idx_ < segs_.size() && !SendSome()) Fail("write failed");
+      if (eof_ && segs_.size() > 0 && Clock::now() - last_report > std::chrono::seconds(10)) {
+        log->warn("waiting for {} segment(s) to be acknowledged (stored N times)", segs_.size());
+        last_report = Clock::now();
+      }
+    }
+    Disconnect();
+    return 0;
+  }
+
+ private:
+  struct Seg {
+    Ulid id;
+    std::string frame;
+  };
+
+  void ReadInput() {
+    char buf[1 << 16];
+    ssize_t got = ::read(0, buf, sizeof buf);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (got <= 0) {
+      eof_ = true;
+      if (!line_.empty()) EndLine();  // the last line, terminated
+      return;
+    }
+    for (ssize_t i = 0; i < got;) {
+      const char* start = buf + i;
+      const void* lf = std::memchr(start, '\n', static_cast<size_t>(got - i));
+      size_t len = lf ? static_cast<size_t>(static_cast<const char*>(lf) - start) : static_cast<size_t>(got - i);
+      if (!discarding_) {
+        size_t room = o_.segment_bytes - prefix_.size() - 1;
+        size_t take = std::min(len, room > line_.size() ? room - line_.size() : 0);
+        line_.append(start, take);
+        if (take < len) {
+          discarding_ = true;  // a line longer than a segment: cut (the ingester cuts far sooner)
+          ++cut_lines_;
+        }
+      }
+      i += static_cast<ssize_t>(len);
+      if (lf) {
+        EndLine();
+        ++i;
+      }
+    }
+  }
+
+  void EndLine() {
+    if (cur_.empty()) cur_started_ = Clock::now();
+    if (cur_.size() + prefix_.size() + line_.size() + 1 > o_.segment_bytes) CutSegment();
+    if (cur_.empty()) cur_started_ = Clock::now();
+    cur_ += prefix_;
+    cur_ += line_;
+    cur_ += '\n';
+    ++cur_lines_;
+    line_.clear();
+    if (discarding_) {
+      Logger("forward")->warn("cut a line longer than the segment size ({} cut so far)", cut_lines_);
+      discarding_ = false;
+    }
+  }
+
+  void CutSegment() {
+    if (cur_.empty()) return;
+    Ulid id = ulids_.NextRun(NowUnixMs(), cur_lines_);
+    segs_.push_back(Seg{id, EncodeBulkSegment(id, cur_)});
+    cur_.clear();
+    cur_lines_ = 0;
+  }
+
+  bool SendSome() {
+    while (send_idx_ < segs_.size()) {
+      const std::string& f = segs_[send_idx_].frame;
+      ssize_t n = ::send(fd_, f.data() + send_off_, f.size() - send_off_, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      send_off_ += static_cast<size_t>(n);
+      if (send_off_ == f.size()) {
+        ++send_idx_;
+        send_off_ = 0;
+      }
+    }
+    return true;
+  }
+
+  bool ReadAcks() {
+    char buf[4096];
+    ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return true;
+    if (n <= 0) return false;
+    frames_.Feed(buf, static_cast<size_t>(n));
+    std::string payload;
+    for (;;) {
+      Result<bool> got = frames_.Next(&payload);
+      if (!got.ok()) return false;
+      if (!*got) return true;
+      Result<BulkMessage> m = DecodeBulkMessage(payload);
+      if (!m.ok()) return false;
+      if (m->kind == BulkMessage::Kind::kError) {
+        Logger("forward")->warn("{} refused: {}", targets_[current_].HostPort(), m->text);
+        return false;
+      }
+      if (m->kind != BulkMessage::Kind::kAck) return false;
+      for (size_t i = 0; i < send_idx_; ++i) {  // only a segment sent whole can be acknowledged
+        if (segs_[i].id == m->id) {
+          segs_.erase(segs_.begin() + static_cast<std::ptrdiff_t>(i));
+          --send_idx_;
+          break;
+        }
+      }
+    }
+  }
+
+  void Fail(const char* why) {
+    Logger("forward")->warn("{} on {}; {} unacknowledged segment(s) go to the next ingester", why,
+                            targets_[current_].HostPort(), segs_.size());
+    Disconnect();
+    Next();
+  }
+
+  void Connect() {
+    for (;;) {
+      const Address& a = targets_[current_];
+      auto addrs = Resolve(a);
+      if (addrs.ok()) {
+        for (const auto& ss : *addrs) {
+          int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+          if (fd < 0) continue;
+          socklen_t len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+          if (::connect(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0) {
+            fd_ = fd;
+            frames_ = gossip::FrameDecoder(4096);
+            send_idx_ = 0;  // everything unacknowledged goes again, in order
+            send_off_ = 0;
+            Logger("forward")->info("connected to {} (bulk); {} segment(s) to resend", a.HostPort(), segs_.size());
+            backoff_ms_ = 16;
+            return;
+          }
+          ::close(fd);
+        }
+      }
+      Logger("forward")->warn("cannot reach {}: {}; retrying in {} ms", a.HostPort(),
+                              addrs.ok() ? std::strerror(errno) : addrs.status().message(), backoff_ms_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms_));
+      backoff_ms_ = std::min(backoff_ms_ * 2, 1024);
+      Next();
+    }
+  }
+
+  void Next() { current_ = (current_ + 1) % targets_.size(); }
+  void Disconnect() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+  std::vector<Address> targets_;
+  std::string prefix_;
+  BulkForwardOptions o_;
+  UlidStream ulids_;
+  std::string line_;  // the line being read
+  bool discarding_ = false;
+  uint64_t cut_lines_ = 0;
+  std::string cur_;  // the segment being gathered: whole lines
+  uint64_t cur_lines_ = 0;
+  Clock::time_point cur_started_;
+  bool eof_ = false;
+  std::deque<Seg> segs_;  // sent or not, all unacknowledged, in order
+  size_t send_idx_ = 0, send_off_ = 0;
+  gossip::FrameDecoder frames_{4096};
+  size_t current_ = 0;
+  int fd_ = -1;
+  int backoff_ms_ = 16;
+};
+
+}  // namespace
+
+int RunBulkForward(std::vector<Address> targets, std::string prefix, BulkForwardOptions options) {
+  BulkForwarder f(std::move(targets), std::move(prefix), options);
+  return f.Run();
+}
+
+}  // namespace oklog

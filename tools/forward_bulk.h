@@ -1,0 +1,22 @@
+// `oklog forward -bulk`: see forward_bulk.cpp.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "common/address.h"
+
+namespace oklog {
+
+struct BulkForwardOptions {
+  size_t segment_bytes = 4 << 20;             // a segment is cut at this size ...
+  std::chrono::milliseconds segment_age{1000};  // ... or this long after its first line
+  size_t window = 8;                          // segments awaiting their ack before input pauses
+};
+
+// Returns the exit status: 0 once every segment of stdin is acknowledged.
+int RunBulkForward(std::vector<Address> targets, std::string prefix, BulkForwardOptions options);
+
+}  // namespace oklog
