@@ -4,8 +4,11 @@
 // exponential backoff (16 ms doubling to 1 s). After a failure the line that was being written
 // is sent again in full on the next connection, so no line is skipped (OK Log skipped it);
 // bytes the kernel had accepted for a dying ingester can still be lost, which is what the
-// durable port and bulk mode (-bulk, forward_bulk.cpp) are for. At end of input the forwarder
-// half-closes and waits until the ingester has read everything, then exits 0.
+// durable port and bulk mode (-bulk, forward_bulk.cpp) are for. An ingester that leaves
+// (SIGTERM) half-closes its connections and reads on: the forwarder finishes the line in
+// progress, half-closes, waits until the ingester has read it all, and moves to the next target
+// without losing or repeating a line. At end of input the forwarder half-closes and waits
+// until the ingester has read everything, then exits 0.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -32,6 +35,8 @@ namespace oklog {
 namespace {
 
 constexpr size_t kReadChunk = 1 << 20;
+// Writes go out in slices so a leaving ingester is noticed within one slice.
+constexpr size_t kSendSlice = 256 << 10;
 
 class Forwarder {
  public:
@@ -97,7 +102,11 @@ class Forwarder {
     size_t done = 0;
     while (done < buf.size()) {
       if (fd_ < 0 && !Connect()) return false;
-      ssize_t n = ::send(fd_, buf.data() + done, buf.size() - done, MSG_NOSIGNAL);
+      if (PeerClosing()) {
+        done = HandOver(buf, done);
+        continue;
+      }
+      ssize_t n = ::send(fd_, buf.data() + done, std::min(buf.size() - done, kSendSlice), MSG_NOSIGNAL);
       if (n > 0) {
         done += static_cast<size_t>(n);
         backoff_ms_ = 16;
@@ -113,6 +122,61 @@ class Forwarder {
       Next();
     }
     return true;
+  }
+
+  // An ingester that leaves (SIGTERM, draining) half-closes each connection and reads on: the
+  // EOF it sends is noticed here, between slices of a write.
+  bool PeerClosing() {
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, 0) <= 0) return false;
+    char b[256];
+    ssize_t n = ::recv(fd_, b, sizeof b, MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  }
+
+  // Hands over from a leaving ingester without losing or repeating a line: finish the line in
+  // progress, half-close, and wait until the ingester has read everything and closed; then the
+  // rest goes to the next target. Returns the offset in buf to continue from. If the ingester
+  // fails on the way, falls back to resending the interrupted line.
+  size_t HandOver(std::string_view buf, size_t done) {
+    size_t end = done;
+    if (done > 0 && buf[done - 1] != '\n') {
+      size_t lf = buf.find('\n', done);
+      end = lf == std::string_view::npos ? buf.size() : lf + 1;
+    }
+    bool ok = true;
+    for (size_t off = done; ok && off < end;) {
+      ssize_t n = ::send(fd_, buf.data() + off, end - off, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      ok = n > 0;
+      if (ok) off += static_cast<size_t>(n);
+    }
+    ok = ok && WaitPeerClose(std::chrono::seconds(10));
+    Logger("forward")->info("{} is leaving; {} to the next ingester", targets_[current_].HostPort(),
+                            ok ? "handing over" : "resending the interrupted line");
+    Disconnect();
+    Next();
+    if (ok) return end;
+    const void* lf = done ? memrchr(buf.data(), '\n', done) : nullptr;
+    return lf ? static_cast<size_t>(static_cast<const char*>(lf) - buf.data()) + 1 : 0;
+  }
+
+  // Half-closes and waits (bounded) for the ingester to close its side: it has then read
+  // everything we sent. False when it timed out or failed.
+  bool WaitPeerClose(std::chrono::seconds bound) {
+    ::shutdown(fd_, SHUT_WR);
+    char b[256];
+    auto deadline = std::chrono::steady_clock::now() + bound;
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      int r = ::poll(&p, 1, 200);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) continue;
+      ssize_t n = ::recv(fd_, b, sizeof b, 0);
+      if (n == 0) return true;
+      if (n < 0 && errno != EINTR) return false;
+    }
+    return false;
   }
 
   bool Connect() {
@@ -149,21 +213,10 @@ class Forwarder {
     fd_ = -1;
   }
 
-  // Half-closes and waits (bounded) for the ingester to close its side: it has then read
-  // everything we sent.
+  // At end of input: half-close and wait (bounded) until the ingester has read everything.
   bool Finish() {
     if (fd_ < 0) return true;
-    ::shutdown(fd_, SHUT_WR);
-    char buf[256];
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (std::chrono::steady_clock::now() < deadline) {
-      pollfd p{fd_, POLLIN, 0};
-      int r = ::poll(&p, 1, 1000);
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) continue;
-      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
-      if (n <= 0) break;
-    }
+    WaitPeerClose(std::chrono::seconds(30));
     Disconnect();
     return true;
   }

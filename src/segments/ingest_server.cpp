@@ -20,6 +20,8 @@ constexpr size_t kReadBufferBytes = 256 * 1024;
 constexpr size_t kBulkMaxUnacked = 64;
 // Ids of recently committed bulk segments, so a resend after a lost ack is acknowledged at once.
 constexpr size_t kBulkRecentCommits = 4096;
+// At Close, how long half-closed connections may take to send their last line and close.
+constexpr uint64_t kDrainConnMs = 5000;
 
 // Commits arrive on consumer threads; the loop learns of them through an async handle. The
 // observer holds this state, not the server, so a late commit after Close() is harmless.
@@ -160,10 +162,45 @@ class IngestServer::Impl {
     for (auto& l : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(l->tcp), &Impl::OnHandleClosed);
     if (timer_) uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Impl::OnHandleClosed);
     CloseAsync(false);
+    // Newline connections are half-closed and read until the forwarder, told by the EOF,
+    // finishes its line and closes too (bounded by kDrainConnMs): nothing it sent is lost.
+    // Bulk connections close at once: the forwarder resends what has no ack.
     std::vector<Conn*> all;
     for (auto& [id, c] : conns_) all.push_back(c.get());
-    for (Conn* c : all) CloseConn(c);
+    for (Conn* c : all) {
+      if (c->mod == Modality::kBulk) {
+        CloseConn(c);
+        continue;
+      }
+      auto* req = new uv_shutdown_t;
+      if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(c->tcp), [](uv_shutdown_t* r, int) { delete r; }) != 0) {
+        delete req;
+        CloseConn(c);
+      }
+    }
+    if (!conns_.empty()) {
+      drain_timer_ = new uv_timer_t;
+      uv_timer_init(loop_, drain_timer_);
+      drain_timer_->data = this;
+      ++open_handles_;
+      uv_timer_start(drain_timer_, &Impl::OnDrainTimeout, kDrainConnMs, 0);
+    }
     CheckDone();
+  }
+
+  static void OnDrainTimeout(uv_timer_t* t) noexcept {
+    auto* self = static_cast<Impl*>(t->data);
+    std::vector<Conn*> all;
+    for (auto& [id, c] : self->conns_) all.push_back(c.get());
+    if (!all.empty()) self->logger_->warn("closing {} ingest connection(s) that did not finish within {} ms", all.size(), kDrainConnMs);
+    for (Conn* c : all) self->CloseConn(c);
+    self->CloseDrainTimer();
+  }
+
+  void CloseDrainTimer() {
+    if (!drain_timer_) return;
+    uv_close(reinterpret_cast<uv_handle_t*>(drain_timer_), &Impl::OnHandleClosed);
+    drain_timer_ = nullptr;
   }
 
  private:
@@ -502,6 +539,7 @@ class IngestServer::Impl {
     self->clients_[static_cast<int>(c->mod)]->Add(-1);
     self->conns_.erase(c->id);  // destroys c
     --self->open_handles_;
+    if (self->closing_ && self->conns_.empty()) self->CloseDrainTimer();
     self->CheckDone();
   }
 
@@ -603,6 +641,7 @@ class IngestServer::Impl {
   std::shared_ptr<spdlog::logger> logger_;
   std::vector<std::unique_ptr<Listener>> listeners_;
   uv_timer_t* timer_ = nullptr;
+  uv_timer_t* drain_timer_ = nullptr;  // Close(): bounds the half-closed connections
   std::map<uint64_t, std::unique_ptr<Conn>> conns_;
   uint64_t next_conn_id_ = 0;
   int open_handles_ = 0;

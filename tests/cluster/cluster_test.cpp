@@ -367,18 +367,29 @@ TEST_F(ClusterTest, BulkForwarderResendsUnacknowledgedSegmentsAndNothingShowsTwi
 
 TEST_F(ClusterTest, SigtermedIngesterFailsOverAndLosesNothing) {
   StartCluster();
-  const size_t kN = 150000;
-  std::string a = WriteInput(dir_.path(), "alpha", kN);
+  // A paced source (20 chunks of 5,000 lines, 150 ms apart), so the SIGTERM lands while the
+  // forwarder is still sending to the victim.
+  const size_t kChunks = 20, kPerChunk = 5000, kN = kChunks * kPerChunk;
+  std::string script = "for f in";
+  for (size_t c = 0; c < kChunks; ++c) script += " " + WriteInput(dir_.path(), "c" + std::to_string(c), kPerChunk);
   // The victim is an ingest-only node: SIGTERM is its draining leave.
   Node* victim = ingest_[1];
-  std::thread f([&] { Forward(a, {victim, ingest_[2]}); });
-  ASSERT_TRUE(WaitFor([&] { return victim->Metric("oklog_ingest_segments_claimed_total") > 0; },
-                      std::chrono::seconds(30)));
+  script += "; do cat $f; sleep 0.15; done | " + std::filesystem::absolute(OklogBinary()).string() +
+            " forward -debug 127.0.0.1:" +
+            std::to_string(victim->fast_port()) + " 127.0.0.1:" + std::to_string(ingest_[2]->fast_port());
+  Process fwd({"/bin/sh", "-c", script}, dir_.path(), "paced-forward");
+  ASSERT_TRUE(WaitFor([&] { return victim->Metric("oklog_ingest_writer_records_written_total") >= 2 * kPerChunk; },
+                      std::chrono::seconds(30)))
+      << fwd.Stderr();
   EXPECT_EQ(victim->Term(), 0);
-  f.join();
-  // The draining leave: the ingester exited only after the stores had consumed everything it
-  // had, so nothing waits on its disk.
+  EXPECT_EQ(fwd.Wait(std::chrono::seconds(60)), 0) << fwd.Stderr();
+  // The forwarder noticed the leave mid-stream and handed over at a line boundary.
+  EXPECT_NE(fwd.Stderr().find("is leaving; handing over"), std::string::npos) << fwd.Stderr();
+  EXPECT_GT(ingest_[2]->Metric("oklog_ingest_writer_records_written_total"), 0);
+  // Every line exactly once: nothing lost in the victim's socket, no line sent twice. The
+  // draining leave kept the victim up until the stores had consumed all it had.
   Body all = WaitQueryable(ingest_[0], kN, std::chrono::seconds(60));
+  EXPECT_EQ(all.ulids.size(), kN);
   EXPECT_EQ(all.payloads.size(), kN);
   EXPECT_TRUE(all.sorted);
 }

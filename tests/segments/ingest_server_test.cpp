@@ -331,6 +331,37 @@ TEST(BulkProtocolTest, MessagesRoundTripAndMalformedOnesAreErrors) {
     EXPECT_FALSE(DecodeBulkMessage(bad).ok()) << bad.size();
 }
 
+// A leaving ingester half-closes and reads on: a forwarder that sees the EOF finishes its line
+// and closes, and the line arrives whole; the server closes as soon as the client has.
+TEST_F(IngestServerTest, CloseHalfClosesAndReadsUntilTheClientFinishesItsLine) {
+  Start({});
+  std::atomic<bool> saw_eof{false};
+  int fd = -1;
+  std::thread client([&] {
+    fd = Connect(server_->fast_port());
+    SendAll(fd, "a\nb\npart");
+    char b;
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    saw_eof = ::recv(fd, &b, 1, 0) == 0;
+    SendAll(fd, "ial\n");
+    ::shutdown(fd, SHUT_WR);
+  });
+  RunUntil([&] { return server_->connections() == 1; });
+  for (int i = 0; i < 20; ++i) uv_run(&loop_, UV_RUN_NOWAIT), usleep(1000);
+  bool closed = false;
+  auto t0 = std::chrono::steady_clock::now();
+  server_->Close([&] { closed = true; });
+  RunUntil([&] { return closed; });
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));  // not the 5 s bound
+  client.join();
+  EXPECT_TRUE(saw_eof.load());
+  server_.reset();
+  ::close(fd);
+  EXPECT_EQ(FlushedPayloads(), (std::vector<std::string>{"default a", "default b", "default partial"}));
+}
+
+// A client that ignores the half-close is closed after the bound; what it sent is kept.
 TEST_F(IngestServerTest, CloseFlushesOpenConnections) {
   Start({});
   int fd = -1;
