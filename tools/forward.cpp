@@ -11,7 +11,6 @@
 // until the ingester has read everything, then exits 0.
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -22,12 +21,12 @@
 #include <csignal>
 #include <cstring>
 #include <iostream>
-#include <thread>
 
 #include "common/address.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "segments/bulk_protocol.h"
+#include "tools/dial.h"
 #include "tools/forward_bulk.h"
 #include "tools/tools.h"
 
@@ -180,30 +179,11 @@ class Forwarder {
   }
 
   bool Connect() {
-    while (true) {
-      const Address& a = targets_[current_];
-      auto addrs = Resolve(a);
-      if (addrs.ok()) {
-        for (const auto& ss : *addrs) {
-          int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-          if (fd < 0) continue;
-          socklen_t len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-          if (::connect(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0) {
-            int sz = 1 << 20;
-            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
-            fd_ = fd;
-            Logger("forward")->info("connected to {}", a.HostPort());
-            return true;
-          }
-          ::close(fd);
-        }
-      }
-      Logger("forward")->warn("cannot reach {}: {}; retrying in {} ms", a.HostPort(),
-                              addrs.ok() ? std::strerror(errno) : addrs.status().message(), backoff_ms_);
-      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms_));
-      backoff_ms_ = std::min(backoff_ms_ * 2, 1024);
-      Next();
-    }
+    fd_ = DialWithBackoff(targets_, &current_, &backoff_ms_);
+    int sz = 1 << 20;
+    setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    Logger("forward")->info("connected to {}", targets_[current_].HostPort());
+    return true;
   }
 
   void Next() { current_ = (current_ + 1) % targets_.size(); }

@@ -18,11 +18,11 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <thread>
 
 #include "common/log.h"
 #include "gossip/frame_codec.h"
 #include "segments/bulk_protocol.h"
+#include "tools/dial.h"
 
 namespace oklog {
 namespace {
@@ -178,32 +178,11 @@ class BulkForwarder {
   }
 
   void Connect() {
-    for (;;) {
-      const Address& a = targets_[current_];
-      auto addrs = Resolve(a);
-      if (addrs.ok()) {
-        for (const auto& ss : *addrs) {
-          int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-          if (fd < 0) continue;
-          socklen_t len = ss.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-          if (::connect(fd, reinterpret_cast<const sockaddr*>(&ss), len) == 0) {
-            fd_ = fd;
-            frames_ = gossip::FrameDecoder(4096);
-            send_idx_ = 0;  // everything unacknowledged goes again, in order
-            send_off_ = 0;
-            Logger("forward")->info("connected to {} (bulk); {} segment(s) to resend", a.HostPort(), segs_.size());
-            backoff_ms_ = 16;
-            return;
-          }
-          ::close(fd);
-        }
-      }
-      Logger("forward")->warn("cannot reach {}: {}; retrying in {} ms", a.HostPort(),
-                              addrs.ok() ? std::strerror(errno) : addrs.status().message(), backoff_ms_);
-      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms_));
-      backoff_ms_ = std::min(backoff_ms_ * 2, 1024);
-      Next();
-    }
+    fd_ = DialWithBackoff(targets_, &current_, &backoff_ms_);
+    frames_ = gossip::FrameDecoder(4096);
+    send_idx_ = 0;  // everything unacknowledged goes again, in order
+    send_off_ = 0;
+    Logger("forward")->info("connected to {} (bulk); {} segment(s) to resend", targets_[current_].HostPort(), segs_.size());
   }
 
   void Next() { current_ = (current_ + 1) % targets_.size(); }

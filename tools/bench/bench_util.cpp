@@ -237,4 +237,25 @@ ExitInfo NodeProcess::Stop(std::chrono::milliseconds timeout, std::chrono::milli
   return info;
 }
 
+ScratchDir::ScratchDir(const std::string& tmp, const std::string& prefix, bool keep) : keep_(keep) {
+  std::string tmpl = tmp + "/" + prefix + "-XXXXXX";
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (mkdtemp(buf.data()) == nullptr) return;
+  dir_ = buf.data();
+  static std::string interrupt_message;
+  interrupt_message = "[bench] interrupted; children killed; remove " + dir_ + "\n";
+  InstallInterruptHandler(interrupt_message.c_str());
+}
+
+ScratchDir::~ScratchDir() {
+  if (dir_.empty()) return;
+  if (keep_) {
+    std::fprintf(stderr, "kept %s\n", dir_.c_str());
+  } else {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+}
+
 }  // namespace oklog::bench

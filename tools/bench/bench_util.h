@@ -44,6 +44,23 @@ struct DdResult {
 // dd bs=1M count=1024 conv=fdatasync into dir (the file is removed).
 DdResult ProbeDisk(const std::string& dir);
 
+// A fresh directory TMP/PREFIX-XXXXXX for one benchmark run, removed at destruction unless
+// `keep` (then its path is printed). Also arms the interrupt handler (children killed) with a
+// message naming it. ok() is false (and errno set) when it could not be made.
+class ScratchDir {
+ public:
+  ScratchDir(const std::string& tmp, const std::string& prefix, bool keep);
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  bool ok() const { return !dir_.empty(); }
+  const std::string& path() const { return dir_; }
+
+ private:
+  std::string dir_;
+  bool keep_;
+};
+
 std::string LoadAverage();  // "/proc/loadavg"'s first three fields
 const char* PassMiss(bool pass);
 uint64_t DirBytes(const std::string& dir);

@@ -398,29 +398,12 @@ std::string Mrps(double rps) {
 }
 
 int Run(const Options& opt) {
-  std::string tmpl = opt.tmp + "/oklog-clusterbench-XXXXXX";
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (mkdtemp(buf.data()) == nullptr) {
+  ScratchDir scratch(opt.tmp, "oklog-clusterbench", opt.keep);
+  if (!scratch.ok()) {
     std::perror("mkdtemp");
     return 2;
   }
-  const std::string dir = buf.data();
-  struct Cleanup {
-    std::string dir;
-    bool keep;
-    ~Cleanup() {
-      if (keep) {
-        std::fprintf(stderr, "kept %s\n", dir.c_str());
-      } else {
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-      }
-    }
-  } cleanup{dir, opt.keep};
-  static std::string interrupt_message;
-  interrupt_message = "[bench] interrupted; children killed; remove " + dir + "\n";
-  InstallInterruptHandler(interrupt_message.c_str());
+  const std::string dir = scratch.path();
   auto step = [](const std::string& what) { std::fprintf(stderr, "[bench] %s\n", what.c_str()); };
   int failures = 0;
   const std::string load_at_start = LoadAverage();
