@@ -131,7 +131,8 @@ Status DecodeFooter(const char* p, uint64_t file_size, Footer* f) {
   if (f->version != sf::kFormatVersion)
     return Status::Corruption("unsupported segment format version " + std::to_string(f->version));
   if (f->index_size > sf::kMaxIndexBytes) return Status::Corruption("index too large");
-  if (f->index_offset < sf::kSkippableHeaderSize ||
+  // The offset is bounded first: a crafted one near 2^64 would make the sum wrap around.
+  if (f->index_offset < sf::kSkippableHeaderSize || f->index_offset > file_size ||
       f->index_offset + f->index_size + sf::kFooterSize != file_size)
     return Status::Corruption("index position does not match file size");
   return Status::Ok();

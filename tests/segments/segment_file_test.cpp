@@ -550,6 +550,10 @@ TEST(SegmentImage, FooterOffsetThatWrapsAroundIsCorruption) {
   const uint32_t fcrc = crc32c::Value(bad.data() + footer, sf::kFooterCrcCoveredBytes);
   std::memcpy(bad.data() + footer + 20, &fcrc, 4);
   EXPECT_EQ(CheckSegmentImage(bad).status().code(), Code::kCorruption);
+  // The same file on disk: the reader reports it (it once threw out_of_range).
+  TempDir dir;
+  WriteFile(dir.path() + "/bad.seg", bad);
+  EXPECT_EQ(SegmentReader::Open(dir.path() + "/bad.seg").status().code(), Code::kCorruption);
 }
 
 TEST(SegmentImage, NotASegmentIsCorruption) {
