@@ -10,10 +10,14 @@ namespace {
 const msgpack::unpack_limit kLimit(/*array=*/8, /*map=*/0, /*str=*/4096, /*bin=*/kMaxFrameBytes, /*ext=*/0,
                                    /*depth=*/2);
 
+// Strings and bins point into the payload instead of being copied into the unpacker's zone
+// (an RPC body is often megabytes): the payload outlives every use of the parsed object.
+bool ReferenceAll(msgpack::type::object_type, std::size_t, void*) { return true; }
+
 // Parses exactly one msgpack array of at least min_size from payload.
 msgpack::object_handle UnpackArray(std::string_view payload, uint32_t min_size, bool* ok) {
   size_t off = 0;
-  msgpack::object_handle oh = msgpack::unpack(payload.data(), payload.size(), off, nullptr, nullptr, kLimit);
+  msgpack::object_handle oh = msgpack::unpack(payload.data(), payload.size(), off, ReferenceAll, nullptr, kLimit);
   const msgpack::object& o = oh.get();
   *ok = off == payload.size() && o.type == msgpack::type::ARRAY && o.via.array.size >= min_size;
   return oh;
@@ -90,8 +94,9 @@ Result<Hello> DecodeHello(std::string_view payload) {
 }
 
 std::string EncodeEnvelope(const Envelope& e) {
-  msgpack::sbuffer buf;
-  Packer pk(buf);
+  // Everything but the body into a small buffer, then the body appended once.
+  msgpack::sbuffer head(64 + e.method.size());
+  Packer pk(head);
   pk.pack_array(4);
   pk.pack_uint8(static_cast<uint8_t>(e.kind));
   pk.pack_uint64(e.request_id);
@@ -100,8 +105,12 @@ std::string EncodeEnvelope(const Envelope& e) {
   } else {
     pk.pack_uint32(e.status);
   }
-  PackBin(pk, e.body);
-  return std::string(buf.data(), buf.size());
+  pk.pack_bin(static_cast<uint32_t>(e.body.size()));
+  std::string out;
+  out.reserve(head.size() + e.body.size());
+  out.append(head.data(), head.size());
+  out.append(e.body);
+  return out;
 }
 
 Result<Envelope> DecodeEnvelope(std::string_view payload) {

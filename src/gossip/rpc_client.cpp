@@ -128,7 +128,7 @@ class RpcClientImpl : public RpcConnOwner {
   }
 
   void Write(ClientConn* cc, std::string payload) {
-    if (cc->connected) cc->rc->WriteFrame(payload);
+    if (cc->connected) cc->rc->WriteFrame(std::move(payload));
     else cc->pending.push_back(std::move(payload));
   }
 

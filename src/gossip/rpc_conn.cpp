@@ -38,9 +38,15 @@ Result<uint64_t> DecodeCredit(std::string_view body) {
 
 struct RpcConn::WriteReq {
   uv_write_t req;
+  char header[kFrameHeaderBytes];
   std::string data;
   RpcConn* conn;
+  size_t bytes() const { return kFrameHeaderBytes + data.size(); }
 };
+
+namespace {
+constexpr size_t kReadBufferBytes = 256 << 10;
+}  // namespace
 
 RpcConn::RpcConn(uv_loop_t* loop, RpcConnOwner* owner, size_t max_frame_bytes)
     : owner_(owner), decoder_(max_frame_bytes) {
@@ -57,15 +63,18 @@ void RpcConn::StartReading() {
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), OnAlloc, OnRead);
 }
 
-bool RpcConn::WriteFrame(std::string_view payload) {
+bool RpcConn::WriteFrame(std::string payload) {
   if (closing_) return false;
   auto* w = new WriteReq;
-  w->data = EncodeFrame(payload);
+  const auto n32 = static_cast<uint32_t>(payload.size());
+  for (int i = 0; i < 4; ++i) w->header[i] = static_cast<char>((n32 >> (24 - 8 * i)) & 0xFF);
+  w->data = std::move(payload);
   w->conn = this;
   w->req.data = w;
-  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  const size_t n = w->data.size();
-  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &b, 1, OnWritten) != 0) {
+  uv_buf_t b[2] = {uv_buf_init(w->header, kFrameHeaderBytes),
+                   uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()))};
+  const size_t n = w->bytes();
+  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), b, 2, OnWritten) != 0) {
     delete w;
     Broken(Status::IOError("write failed"), "");
     return false;
@@ -77,16 +86,17 @@ bool RpcConn::WriteFrame(std::string_view payload) {
 void RpcConn::OnWritten(uv_write_t* req, int status) noexcept {
   std::unique_ptr<WriteReq> w(static_cast<WriteReq*>(req->data));  // the one release point
   RpcConn* c = w->conn;
-  c->queued_bytes_ -= w->data.size();
+  c->queued_bytes_ -= w->bytes();
   if (status != 0 && !c->closing_) c->Broken(Status::IOError(std::string("write: ") + uv_strerror(status)), "");
 }
 
-void RpcConn::OnAlloc(uv_handle_t*, size_t suggested, uv_buf_t* buf) noexcept {
-  *buf = uv_buf_init(new char[suggested], static_cast<unsigned>(suggested));
+void RpcConn::OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
+  auto* c = static_cast<RpcConn*>(h->data);
+  if (!c->rbuf_) c->rbuf_.reset(new char[kReadBufferBytes]);
+  *buf = uv_buf_init(c->rbuf_.get(), static_cast<unsigned>(kReadBufferBytes));
 }
 
 void RpcConn::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept {
-  std::unique_ptr<char[]> owned(buf->base);  // released on every path
   auto* c = static_cast<RpcConn*>(s->data);
   if (c->closing_ || nread == 0) return;  // nread 0: EAGAIN, not EOF
   if (nread < 0) {

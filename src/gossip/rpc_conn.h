@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "common/status.h"
@@ -41,7 +42,8 @@ class RpcConn {
   uv_tcp_t* tcp() { return &tcp_; }
   void StartReading();
   // Queues one frame (length prefix added). Returns false once closed.
-  bool WriteFrame(std::string_view payload);
+  // Queues one frame: the length prefix and the payload go out as two buffers (no copy).
+  bool WriteFrame(std::string payload);
   void Close();
   bool closed() const { return closing_; }
   bool hello_seen() const { return hello_seen_; }
@@ -63,6 +65,7 @@ class RpcConn {
   uv_tcp_t tcp_;
   RpcConnOwner* owner_;
   FrameDecoder decoder_;
+  std::unique_ptr<char[]> rbuf_;  // reused by every read: OnRead hands the bytes to decoder_
   bool closing_ = false;
   bool hello_seen_ = false;
   bool reading_ = false;
