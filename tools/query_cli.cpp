@@ -157,9 +157,37 @@ int ParseOrHelp(FlagSet& fs, const std::vector<std::string>& args, const char* u
   return -1;
 }
 
+// `-topic` alone prints each record's topic (as issue 2 and OK Log's CLI have it); given a
+// value (`-topic NAME`, `-topic=NAME`) it selects that topic, as `-topics NAME` does (as the
+// storage issue and OK Log's topic-filter PR have it). Rewrites the second form to the first.
+std::vector<std::string> TopicSelectors(const std::vector<std::string>& args) {
+  auto is_bool = [](std::string_view v) {
+    for (const char* b : {"true", "false", "1", "0", "t", "f", "T", "F", "TRUE", "FALSE", "True", "False"})
+      if (v == b) return true;
+    return false;
+  };
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if ((a == "-topic" || a == "--topic") && i + 1 < args.size() && !args[i + 1].empty() && args[i + 1][0] != '-' &&
+        !is_bool(args[i + 1])) {
+      out.push_back("-topics");
+      out.push_back(args[++i]);
+    } else if ((a.rfind("-topic=", 0) == 0 || a.rfind("--topic=", 0) == 0) && !is_bool(a.substr(a.find('=') + 1))) {
+      out.push_back("-topics=" + a.substr(a.find('=') + 1));
+    } else {
+      out.push_back(a);
+    }
+  }
+  return out;
+}
+
+constexpr const char* kTopicHelp = "print each record's topic; with a value (-topic NAME) select that topic, as -topics";
+
 }  // namespace
 
-int RunQuery(const std::vector<std::string>& args) {
+int RunQuery(const std::vector<std::string>& raw_args) {
+  const std::vector<std::string> args = TopicSelectors(raw_args);
   std::string store = "localhost:7650", from = "1h", to = "now", q;
   bool regex = false, stats = false, nocopy = false, verbose = false;
   int64_t limit = 0;
@@ -174,7 +202,7 @@ int RunQuery(const std::vector<std::string>& args) {
   fs.Bool("stats", &stats, "statistics only (HEAD request); implies -v");
   fs.Bool("nocopy", &nocopy, "don't read the response body");
   fs.Bool("ulid", &po.ulid, "print each record's ULID");
-  fs.Bool("topic", &po.topic, "print each record's topic");
+  fs.Bool("topic", &po.topic, kTopicHelp);
   fs.Bool("time", &po.time, "print each record's time (RFC3339, local time) in place of the ULID");
   fs.Bool("v", &verbose, "verbose: request URL and statistics on stderr");
   fs.StringList("topics", &topics, "only records of these topics, comma-separated (repeatable)");
@@ -232,7 +260,8 @@ int RunQuery(const std::vector<std::string>& args) {
   return 0;
 }
 
-int RunStream(const std::vector<std::string>& args) {
+int RunStream(const std::vector<std::string>& raw_args) {
+  const std::vector<std::string> args = TopicSelectors(raw_args);
   std::string store = "localhost:7650", q, window = "3s";
   bool regex = false;
   std::vector<std::string> topics;
@@ -243,7 +272,7 @@ int RunStream(const std::vector<std::string>& args) {
   fs.Bool("regex", &regex, "treat -q as an RE2 regular expression");
   fs.String("window", &window, "de-duplication window");
   fs.Bool("ulid", &po.ulid, "print each record's ULID");
-  fs.Bool("topic", &po.topic, "print each record's topic");
+  fs.Bool("topic", &po.topic, kTopicHelp);
   fs.StringList("topics", &topics, "only records of these topics, comma-separated (repeatable)");
   int rc = ParseOrHelp(fs, args, "Usage: oklog stream [flags]\n");
   if (rc >= 0) return rc;

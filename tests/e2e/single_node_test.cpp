@@ -2,6 +2,8 @@
 // real `oklog forward` and `oklog query` commands, and curl.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <filesystem>
 #include <random>
 
@@ -230,6 +232,28 @@ TEST_F(SingleNodeTest, DurablePortKeepsEverythingAcrossKill9) {
     return out.size() >= Join(lines).size();
   }, std::chrono::seconds(30)));
   EXPECT_TRUE(SameText(out, Join(lines)));
+  node.Stop();
+}
+
+// Topics on the CLI: `-topic NAME` (or -topics) selects, bare `-topic` prints the topic.
+TEST_F(SingleNodeTest, QueryCliSelectsTopicsWithAValueAndPrintsThemWithout) {
+  NodeProcess node(dir_.path(), {"-ingest.topic-mode", "dynamic"});
+  node.Start();
+  WriteFile(dir_.path() + "/t.txt", "web GET /a\ndb select 1\nweb GET /b\nnot-a-topic! line\n");
+  node.Forward(dir_.path() + "/t.txt");
+  ASSERT_TRUE(node.WaitStored(4));
+  const std::string web = Query(node, "-from 1h -topic web");
+  EXPECT_EQ(web, Query(node, "-from 1h -topics web"));
+  EXPECT_EQ(web, Query(node, "-from 1h -topic=web"));
+  EXPECT_EQ(std::count(web.begin(), web.end(), '\n'), 2) << web;
+  EXPECT_EQ(web.find("select"), std::string::npos) << web;
+  EXPECT_EQ(Query(node, "-from 1h -topic web -topics db").size(), web.size() + Query(node, "-from 1h -topic db").size());
+  // Bare: every record, each line starting with its topic.
+  const std::string all = Query(node, "-from 1h -topic");
+  EXPECT_EQ(std::count(all.begin(), all.end(), '\n'), 4) << all;
+  EXPECT_EQ(all.rfind("web ", 0), 0u) << all;
+  EXPECT_NE(all.find("\ndb "), std::string::npos) << all;
+  EXPECT_NE(all.find("\ndefault "), std::string::npos) << all;  // the line without a valid topic
   node.Stop();
 }
 
