@@ -3,6 +3,10 @@
 #include <algorithm>
 
 namespace oklog::gossip {
+namespace {
+// A leaving node sends its leave directly to at most this many live members.
+constexpr size_t kLeaveDirectSends = 64;
+}  // namespace
 
 Result<std::unique_ptr<Membership>> Membership::Create(Config config, std::string meta, Instant now) {
   if (config.name.empty() || config.name.size() > kMaxNameBytes)
@@ -334,8 +338,18 @@ void Membership::Leave(Instant now) {
   s.info.state = MemberState::kLeft;
   s.info.state_change = now;
   Changed();
-  Broadcast(cfg_.name, Dead{s.info.incarnation, cfg_.name, cfg_.name});
-  next_gossip_at_ = now;  // send it now, not at the next tick
+  const Dead leave{s.info.incarnation, cfg_.name, cfg_.name};
+  Broadcast(cfg_.name, leave);
+  // Tell the live members directly too (bounded): gossip alone picks k random targets, recently
+  // dead ones included, and a member that missed the leave and its re-gossip suspects us and
+  // records `dead` instead of `left` (seen with one node just killed and a loaded machine).
+  RefreshCaches();
+  const std::vector<NodeName> live = live_others_;
+  for (size_t i = 0; i < live.size() && i < kLeaveDirectSends; ++i) {
+    auto it = members_.find(live[i]);
+    if (it != members_.end()) SendPacket(it->second.info.addr, nullptr, {leave});
+  }
+  next_gossip_at_ = now;  // and the gossip now, not at the next tick
   GossipTick(now);
 }
 

@@ -351,6 +351,20 @@ TEST_F(MembershipTest, LeaveBroadcastsDeadFromSelfAndCompletes) {
   EXPECT_EQ(m_->self().state, MemberState::kLeft);
 }
 
+// The leave goes to every live member at once, not only to the k random gossip targets (which
+// may be recently dead members): a member that misses it would record `dead`, not `left`.
+TEST_F(MembershipTest, LeaveIsSentDirectlyToEveryLiveMember) {
+  const std::vector<std::string> peers = {"a", "bb", "ccc", "dddd", "eeeee", "ffffff", "ggggggg"};
+  for (const auto& p : peers) AddPeer(p);
+  Clear();
+  m_->Leave(now_);  // no time passes: only what Leave itself sends
+  std::set<std::string> told;
+  for (auto& [to, d] : Sent<Dead>())
+    if (d.node == "me" && d.from == "me") told.insert(to);
+  EXPECT_EQ(told.size(), peers.size());  // more than gossip_nodes (3)
+  EXPECT_GT(peers.size(), static_cast<size_t>(m_->config().gossip_nodes));
+}
+
 TEST_F(MembershipTest, JoinRetriesSeedsWithBackoffUntilOneAnswers) {
   Clear();
   m_->Join({"seed:7659", "10.0.0.1:7659"}, now_);  // our own address is skipped
