@@ -48,6 +48,7 @@ class Forwarder {
     in.reserve(2 * kReadChunk);
     bool eof = false;
     while (!eof) {
+      WaitForInput();
       size_t old = in.size();
       in.resize(old + kReadChunk);
       ssize_t n = ::read(0, in.data() + old, kReadChunk);
@@ -131,6 +132,19 @@ class Forwarder {
     char b[256];
     ssize_t n = ::recv(fd_, b, sizeof b, MSG_DONTWAIT);
     return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+  }
+
+  // Waits for stdin; an ingester that leaves meanwhile (an idle `tail -F | oklog forward`) is
+  // handed over at once, so its drain need not wait for our next line.
+  void WaitForInput() {
+    while (fd_ >= 0) {
+      pollfd p[2] = {{0, POLLIN, 0}, {fd_, POLLIN, 0}};
+      int r = ::poll(p, 2, -1);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 || p[0].revents != 0) return;
+      if (PeerClosing()) HandOver(std::string_view(), 0);
+      else return;  // readable without EOF: nothing an ingester sends; let the write path decide
+    }
   }
 
   // Hands over from a leaving ingester without losing or repeating a line: finish the line in
