@@ -91,20 +91,6 @@ std::string MethodLabel(std::string_view m) {
   return "other";
 }
 
-std::multimap<std::string, std::string> ParseQuery(std::string_view q) {
-  std::multimap<std::string, std::string> out;
-  while (!q.empty()) {
-    size_t amp = q.find('&');
-    std::string_view pair = q.substr(0, amp);
-    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
-    if (pair.empty()) continue;
-    size_t eq = pair.find('=');
-    std::string key = UrlDecode(pair.substr(0, eq), true);
-    std::string value = eq == std::string_view::npos ? std::string() : UrlDecode(pair.substr(eq + 1), true);
-    out.emplace(std::move(key), std::move(value));  // equal keys keep insertion order
-  }
-  return out;
-}
 
 class ServerImpl;
 class Connection;
@@ -980,6 +966,21 @@ std::string UrlEncode(std::string_view s) {
       out += kHex[c >> 4];
       out += kHex[c & 15];
     }
+  }
+  return out;
+}
+
+std::multimap<std::string, std::string> ParseQuery(std::string_view q) {
+  std::multimap<std::string, std::string> out;
+  while (!q.empty()) {
+    size_t amp = q.find('&');
+    std::string_view pair = q.substr(0, amp);
+    q = amp == std::string_view::npos ? std::string_view() : q.substr(amp + 1);
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string key = UrlDecode(pair.substr(0, eq), true);
+    std::string value = eq == std::string_view::npos ? std::string() : UrlDecode(pair.substr(eq + 1), true);
+    out.emplace(std::move(key), std::move(value));  // equal keys keep insertion order
   }
   return out;
 }

@@ -123,5 +123,8 @@ std::string UrlDecode(std::string_view s, bool plus_as_space);
 // Percent-encodes everything but RFC 3986 unreserved characters (so ' ' becomes %20): safe in a
 // path segment and in a query key or value.
 std::string UrlEncode(std::string_view s);
+// A URL query string ("a=1&b=x%20y&flag") as decoded key/value pairs ('+' as space); equal keys
+// keep their order, a key without '=' has the value "".
+std::multimap<std::string, std::string> ParseQuery(std::string_view q);
 
 }  // namespace oklog

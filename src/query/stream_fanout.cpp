@@ -88,18 +88,7 @@ std::string EncodeStreamFilter(const MatchSpec& match) {
 }
 
 Result<StreamSpec> DecodeStreamFilter(std::string_view body) {
-  std::multimap<std::string, std::string> params;
-  while (!body.empty()) {
-    size_t amp = body.find('&');
-    std::string_view kv = body.substr(0, amp);
-    body = amp == std::string_view::npos ? std::string_view() : body.substr(amp + 1);
-    if (kv.empty()) continue;
-    size_t eq = kv.find('=');
-    std::string key = UrlDecode(kv.substr(0, eq), true);
-    std::string value = eq == std::string_view::npos ? "" : UrlDecode(kv.substr(eq + 1), true);
-    params.emplace(std::move(key), std::move(value));
-  }
-  return ParseStreamParams(params);
+  return ParseStreamParams(ParseQuery(body));
 }
 
 StreamFanout::StreamFanout(uv_loop_t* loop, StreamRegistry* registry, gossip::PeerView* view,
