@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,6 +73,36 @@ inline uint16_t FreePort() {
     uint16_t port = ntohs(a.sin_port);
     if (handed_out.insert(port).second) return port;
   }
+}
+
+// A TCP connection to 127.0.0.1:port, or -1. rcvbuf > 0 sets SO_RCVBUF first (a slow client).
+inline int ConnectLoopback(uint16_t port, int rcvbuf = 0) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf > 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends bytes to 127.0.0.1:port and reads until the server closes (at most 5 s of silence):
+// for hostile input that the server must drop. False when the connect failed.
+inline bool SendAndDrain(uint16_t port, const std::string& bytes) {
+  int fd = ConnectLoopback(port);
+  if (fd < 0) return false;
+  (void)!::write(fd, bytes.data(), bytes.size());
+  char buf[256];
+  timeval tv{5, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  while (::read(fd, buf, sizeof buf) > 0) {
+  }
+  ::close(fd);
+  return true;
 }
 
 inline std::string OklogBinary() {

@@ -76,15 +76,9 @@ class Node {
   // so the node must hold back (bounded) and then still finish the answer. Returns the body
   // (de-chunked), or "" when the answer did not end within 30 s of reading.
   std::string GetPausing(const std::string& pq, std::chrono::milliseconds pause) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    int small = 64 << 10;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(api_);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = ConnectLoopback(api_, 64 << 10);
     std::string raw;
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) == 0) {
+    if (fd >= 0) {
       std::string req = "GET " + pq + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
       if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(req.size())) {
         std::this_thread::sleep_for(pause);
@@ -93,8 +87,8 @@ class Node {
         char buf[65536];
         for (ssize_t n; (n = ::recv(fd, buf, sizeof(buf), 0)) > 0;) raw.append(buf, static_cast<size_t>(n));
       }
+      ::close(fd);
     }
-    ::close(fd);
     size_t pos = raw.find("\r\n\r\n");
     if (pos == std::string::npos || raw.find("Transfer-Encoding: chunked") > pos) return "";
     std::string body;
@@ -397,21 +391,7 @@ TEST_F(ClusterTest, SigtermedIngesterFailsOverAndLosesNothing) {
 TEST_F(ClusterTest, GarbageOversizeAndWrongClusterOnTheClusterPortAreDroppedAndCounted) {
   StartCluster();
   Node* target = store_[0];
-  auto send = [&](const std::string& bytes) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in sa{};
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(target->cluster_port());
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
-    (void)!write(fd, bytes.data(), bytes.size());
-    char buf[256];
-    timeval tv{5, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    while (read(fd, buf, sizeof buf) > 0) {
-    }
-    close(fd);
-  };
+  auto send = [&](const std::string& bytes) { ASSERT_TRUE(SendAndDrain(target->cluster_port(), bytes)); };
   auto frame = [](const std::string& payload) {
     uint32_t n = htonl(static_cast<uint32_t>(payload.size()));
     return std::string(reinterpret_cast<char*>(&n), 4) + payload;

@@ -9,6 +9,7 @@
 #include "common/metrics.h"
 #include "gossip/frame_codec.h"
 #include "gossip/membership.h"
+#include "loop_util.h"
 
 namespace oklog::gossip {
 namespace {
@@ -59,18 +60,7 @@ class GossipNodeTest : public ::testing::Test {
 
   // Runs the loop until pred() or timeout_ms of real time; a 10 ms ticker keeps it waking.
   bool RunUntil(const std::function<bool()>& pred, int timeout_ms) {
-    uv_timer_t tick;
-    uv_timer_init(&loop_, &tick);
-    uv_timer_start(&tick, [](uv_timer_t*) {}, 10, 10);
-    auto start = std::chrono::steady_clock::now();
-    bool ok = pred();
-    while (!ok && std::chrono::steady_clock::now() - start < std::chrono::milliseconds(timeout_ms)) {
-      uv_run(&loop_, UV_RUN_ONCE);
-      ok = pred();
-    }
-    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
-    uv_run(&loop_, UV_RUN_NOWAIT);
-    return ok;
+    return RunLoopUntil(&loop_, pred, timeout_ms, 10);
   }
 
   size_t LiveCount(GossipNode* n) { return n->peer_view().Live().size(); }

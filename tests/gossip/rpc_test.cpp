@@ -17,6 +17,8 @@
 #include "gossip/rpc.h"
 #include "gossip/rpc_client.h"
 #include "gossip/rpc_server.h"
+#include "loop_util.h"
+#include "test_util.h"
 
 namespace oklog::gossip {
 namespace {
@@ -42,18 +44,7 @@ class RpcTest : public ::testing::Test {
   }
 
   bool RunUntil(const std::function<bool()>& pred, int timeout_ms) {
-    uv_timer_t tick;
-    uv_timer_init(&loop_, &tick);
-    uv_timer_start(&tick, [](uv_timer_t*) {}, 5, 5);
-    auto start = std::chrono::steady_clock::now();
-    bool ok = pred();
-    while (!ok && std::chrono::steady_clock::now() - start < std::chrono::milliseconds(timeout_ms)) {
-      uv_run(&loop_, UV_RUN_ONCE);
-      ok = pred();
-    }
-    uv_close(reinterpret_cast<uv_handle_t*>(&tick), nullptr);
-    uv_run(&loop_, UV_RUN_NOWAIT);
-    return ok;
+    return RunLoopUntil(&loop_, pred, timeout_ms, 5);
   }
 
   // Calls and waits; the result, or the status.
@@ -70,20 +61,7 @@ class RpcTest : public ::testing::Test {
   void SendRaw(std::string bytes) {
     std::atomic<bool> closed{false};
     std::thread t([&] {
-      int fd = socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in sa{};
-      sa.sin_family = AF_INET;
-      sa.sin_port = htons(server_->port());
-      inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-      if (connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
-        (void)!write(fd, bytes.data(), bytes.size());
-        char buf[256];
-        timeval tv{5, 0};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        while (read(fd, buf, sizeof buf) > 0) {
-        }
-      }
-      close(fd);
+      SendAndDrain(server_->port(), bytes);
       closed = true;
     });
     EXPECT_TRUE(RunUntil([&] { return closed.load(); }, 6000));

@@ -15,19 +15,6 @@
 namespace oklog {
 namespace {
 
-int Connect(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 void SendAll(int fd, const std::string& s) {
   size_t off = 0;
   while (off < s.size()) {
@@ -95,7 +82,7 @@ TEST_F(IngestServerTest, FastConnectionRecordsAreFlushedOnClose) {
   Start({});
   std::atomic<bool> sent{false};
   std::thread client([&] {
-    int fd = Connect(server_->fast_port());
+    int fd = ConnectLoopback(server_->fast_port());
     std::string data;
     for (int i = 0; i < 10000; ++i) data += "line " + std::to_string(i) + "\n";
     SendAll(fd, data);
@@ -117,7 +104,7 @@ TEST_F(IngestServerTest, SegmentsFlushBySizeAndAge) {
   Start(o);
   int fd = -1;
   std::thread client([&] {
-    fd = Connect(server_->fast_port());
+    fd = ConnectLoopback(server_->fast_port());
     SendAll(fd, std::string(200 * 1024, 'a').insert(0, "x\n").append("\n"));
   });
   // Size: ~200 KiB of records with a 64 KiB limit gives several segments while connected.
@@ -140,7 +127,7 @@ TEST_F(IngestServerTest, DurableConnectionsShareOneGroupCommit) {
   std::vector<std::thread> clients;
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
-      int fd = Connect(server_->durable_port());
+      int fd = ConnectLoopback(server_->durable_port());
       for (int i = 0; i < 200; ++i) SendAll(fd, "c" + std::to_string(c) + " r" + std::to_string(i) + "\n");
       ::close(fd);
       ++done;
@@ -206,7 +193,7 @@ TEST_F(IngestServerTest, BulkSegmentGetsUlidsFromItsIdAndIsAcknowledgedWhenCommi
   const Ulid id = forwarder.NextRun(NowUnixMs(), 3);
   std::atomic<bool> acked{false};
   std::thread client([&] {
-    int fd = Connect(server_->bulk_port());
+    int fd = ConnectLoopback(server_->bulk_port());
     SendAll(fd, EncodeBulkSegment(id, "alpha\nbeta\ngamma"));  // the last line without LF still counts
     BulkRead r = ReadBulk(fd, 1);
     ASSERT_EQ(r.msgs.size(), 1u);
@@ -248,7 +235,7 @@ TEST_F(IngestServerTest, BulkResendIsStoredOnceAndEveryCopyIsAcknowledged) {
   std::vector<std::thread> clients;
   for (int i = 0; i < 2; ++i) {
     clients.emplace_back([&] {
-      int fd = Connect(server_->bulk_port());
+      int fd = ConnectLoopback(server_->bulk_port());
       SendAll(fd, frame);
       sent = true;
       BulkRead r = ReadBulk(fd, 1);
@@ -265,7 +252,7 @@ TEST_F(IngestServerTest, BulkResendIsStoredOnceAndEveryCopyIsAcknowledged) {
   // A copy arriving after the commit (its ack was lost) is acknowledged at once, not stored.
   std::atomic<bool> late{false};
   std::thread again([&] {
-    int fd = Connect(server_->bulk_port());
+    int fd = ConnectLoopback(server_->bulk_port());
     SendAll(fd, frame);
     BulkRead r = ReadBulk(fd, 1);
     late = r.msgs.size() == 1 && r.msgs[0].kind == BulkMessage::Kind::kAck;
@@ -288,7 +275,7 @@ TEST_F(IngestServerTest, BulkGarbageOversizeAndWrongMessagesAreRejectedAndCounte
   std::atomic<int> rejected_ok{0};
   std::thread client([&] {
     for (const std::string& bad : {oversize, garbage, wrong_kind, bad_id}) {
-      int fd = Connect(server_->bulk_port());
+      int fd = ConnectLoopback(server_->bulk_port());
       SendAll(fd, bad);
       BulkRead r = ReadBulk(fd, 2);  // an error, then the close
       if (r.closed && r.msgs.size() == 1 && r.msgs[0].kind == BulkMessage::Kind::kError) ++rejected_ok;
@@ -300,7 +287,7 @@ TEST_F(IngestServerTest, BulkGarbageOversizeAndWrongMessagesAreRejectedAndCounte
   EXPECT_EQ(rejected_ok.load(), 4);
   EXPECT_EQ(log_->flushed_count(), 0u);
   std::thread good([&] {
-    int fd = Connect(server_->bulk_port());
+    int fd = ConnectLoopback(server_->bulk_port());
     SendAll(fd, EncodeBulkSegment(UlidStream().NextRun(NowUnixMs(), 1), "fine\n"));
     ::usleep(200000);
     ::close(fd);
@@ -338,7 +325,7 @@ TEST_F(IngestServerTest, CloseHalfClosesAndReadsUntilTheClientFinishesItsLine) {
   std::atomic<bool> saw_eof{false};
   int fd = -1;
   std::thread client([&] {
-    fd = Connect(server_->fast_port());
+    fd = ConnectLoopback(server_->fast_port());
     SendAll(fd, "a\nb\npart");
     char b;
     timeval tv{10, 0};
@@ -366,7 +353,7 @@ TEST_F(IngestServerTest, CloseFlushesOpenConnections) {
   Start({});
   int fd = -1;
   std::thread client([&] {
-    fd = Connect(server_->fast_port());
+    fd = ConnectLoopback(server_->fast_port());
     SendAll(fd, "a\nb\npartial");
   });
   client.join();
