@@ -116,9 +116,7 @@ class Forwarder {
       Logger("forward")->warn("write to {} failed: {}; failing over", targets_[current_].HostPort(),
                               n < 0 ? std::strerror(errno) : "closed");
       Disconnect();
-      // Send the interrupted line again in full on the next connection.
-      const void* lf = done ? memrchr(buf.data(), '\n', done) : nullptr;
-      done = lf ? static_cast<size_t>(static_cast<const char*>(lf) - buf.data()) + 1 : 0;
+      done = LineStart(buf, done);  // the interrupted line goes again in full
       Next();
     }
     return true;
@@ -169,7 +167,11 @@ class Forwarder {
                             ok ? "handing over" : "resending the interrupted line");
     Disconnect();
     Next();
-    if (ok) return end;
+    return ok ? end : LineStart(buf, done);
+  }
+
+  // Where the line containing offset `done` starts (just after the last LF before it).
+  static size_t LineStart(std::string_view buf, size_t done) {
     const void* lf = done ? memrchr(buf.data(), '\n', done) : nullptr;
     return lf ? static_cast<size_t>(static_cast<const char*>(lf) - buf.data()) + 1 : 0;
   }
