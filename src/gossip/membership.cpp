@@ -339,17 +339,18 @@ void Membership::Leave(Instant now) {
   s.info.state_change = now;
   Changed();
   const Dead leave{s.info.incarnation, cfg_.name, cfg_.name};
-  Broadcast(cfg_.name, leave);
-  // Tell the live members directly too (bounded): gossip alone picks k random targets, recently
+  // Tell the live members directly (bounded): gossip alone picks k random targets, recently
   // dead ones included, and a member that missed the leave and its re-gossip suspects us and
   // records `dead` instead of `left` (seen with one node just killed and a loaded machine).
+  // Before the broadcast is queued, so these packets carry it once.
   RefreshCaches();
   const std::vector<NodeName> live = live_others_;
   for (size_t i = 0; i < live.size() && i < kLeaveDirectSends; ++i) {
     auto it = members_.find(live[i]);
     if (it != members_.end()) SendPacket(it->second.info.addr, nullptr, {leave});
   }
-  next_gossip_at_ = now;  // and the gossip now, not at the next tick
+  Broadcast(cfg_.name, leave);  // then the gossip, now rather than at the next tick
+  next_gossip_at_ = now;
   GossipTick(now);
 }
 
