@@ -399,7 +399,7 @@ class IngestServer::Impl {
   void HandleBulkSegment(Conn* c, const BulkMessage& m) {
     if (auto it = held_.find(m.id); it != held_.end()) {  // a resend of a segment still here
       bulk_segments_->With({"resent"})->Inc();
-      if (it->second.waiters.insert(c->id).second) ++c->unacked;
+      if (it->second.insert(c->id).second) ++c->unacked;
       return;
     }
     if (recent_.count(m.id)) {  // a resend of a committed one: its ack was lost
@@ -435,7 +435,7 @@ class IngestServer::Impl {
       return CloseConn(c);
     }
     bulk_segments_->With({"stored"})->Inc();
-    held_[m.id] = Held{name, {c->id}};
+    held_[m.id] = {c->id};
     by_name_[name] = m.id;
     ++c->unacked;
     bulk_unacked_->Set(static_cast<double>(held_.size()));
@@ -480,7 +480,7 @@ class IngestServer::Impl {
     by_name_.erase(n);
     auto h = held_.find(id);
     if (h == held_.end()) return;
-    for (uint64_t cid : h->second.waiters) {
+    for (uint64_t cid : h->second) {
       auto it = conns_.find(cid);
       if (it == conns_.end() || it->second->closing) continue;
       Conn* c = it->second.get();
@@ -503,7 +503,7 @@ class IngestServer::Impl {
   }
 
   void ForgetBulkConn(Conn* c) {
-    for (auto& [id, h] : held_) h.waiters.erase(c->id);
+    for (auto& [id, waiters] : held_) waiters.erase(c->id);
   }
 
   void CloseConn(Conn* c) {
@@ -656,11 +656,7 @@ class IngestServer::Impl {
 
   // Bulk state: segments stored here and not yet committed, by id, with the connections
   // waiting for their ack; ingest file name -> id; recently committed ids.
-  struct Held {
-    std::string name;
-    std::set<uint64_t> waiters;
-  };
-  std::map<Ulid, Held> held_;
+  std::map<Ulid, std::set<uint64_t>> held_;
   std::map<std::string, Ulid> by_name_;
   std::set<Ulid> recent_;
   std::deque<Ulid> recent_order_;
