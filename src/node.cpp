@@ -16,11 +16,11 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "gossip/frame_codec.h"
+#include "rpc/frame_codec.h"
 #include "gossip/gossip_node.h"
-#include "gossip/rpc_bridge.h"
-#include "gossip/rpc_client.h"
-#include "gossip/rpc_server.h"
+#include "rpc/rpc_bridge.h"
+#include "rpc/rpc_client.h"
+#include "rpc/rpc_server.h"
 #include "query/fanout.h"
 #include "query/query_api.h"
 #include "query/stream_api.h"
@@ -296,13 +296,13 @@ class Node {
     go.meta.version = kVersion;
     OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, go, &metrics_));
     // The cluster port's TCP side is the RPC server; gossip push/pull is one of its methods.
-    rpc_server_ = gossip::RpcServer::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
-    rpc_client_ = gossip::RpcClient::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
-    rpc_server_->Handle(std::string(gossip::kGossipMethod), [this](std::shared_ptr<gossip::ServerCall> c) {
+    rpc_server_ = rpc::RpcServer::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
+    rpc_client_ = rpc::RpcClient::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
+    rpc_server_->Handle(std::string(rpc::kGossipMethod), [this](std::shared_ptr<rpc::ServerCall> c) {
       c->Respond(Status::Ok(), gossip_->ServeStream(c->peer(), c->body()));
     });
     gossip_->SetAcceptHandler([this](uv_stream_t* l) { rpc_server_->Accept(l); });
-    OKLOG_ASSIGN_OR_RETURN(bridge_, gossip::RpcBridge::Create(&loop_, rpc_client_.get()));
+    OKLOG_ASSIGN_OR_RETURN(bridge_, rpc::RpcBridge::Create(&loop_, rpc_client_.get()));
     // Queries: /store/query on every node fans out to the live store nodes (query.run), which
     // answer from their node-local /store/_query.
     fanout_ = std::make_unique<QueryFanout>(&gossip_->peer_view(), rpc_client_.get(), QueryFanout::Options{}, &metrics_);
@@ -410,9 +410,9 @@ class Node {
   std::unique_ptr<LocalConsumer> consumer_;
   std::unique_ptr<Compactor> compactor_;  // after store_log_: destroyed (and stopped) before it
   std::unique_ptr<gossip::GossipNode> gossip_;
-  std::unique_ptr<gossip::RpcServer> rpc_server_;
-  std::unique_ptr<gossip::RpcClient> rpc_client_;
-  std::unique_ptr<gossip::RpcBridge> bridge_;
+  std::unique_ptr<rpc::RpcServer> rpc_server_;
+  std::unique_ptr<rpc::RpcClient> rpc_client_;
+  std::unique_ptr<rpc::RpcBridge> bridge_;
   std::unique_ptr<IngestRpc> ingest_rpc_;
   std::unique_ptr<QueryFanout> fanout_;
   std::unique_ptr<QueryRelay> relay_;

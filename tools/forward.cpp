@@ -25,7 +25,7 @@
 #include "common/address.h"
 #include "common/flags.h"
 #include "common/log.h"
-#include "segments/bulk_protocol.h"
+#include "rpc/bulk_protocol.h"
 #include "tools/dial.h"
 #include "tools/forward_bulk.h"
 #include "tools/tools.h"
@@ -257,9 +257,9 @@ int RunForward(const std::vector<std::string>& args) {
     return 1;
   }
   SetLogLevel(debug ? "debug" : "warn");
-  if (bulk && (bulk_size < 1024 || static_cast<uint64_t>(bulk_size) > kBulkMaxSegmentBytes || bulk_window < 1 ||
+  if (bulk && (bulk_size < 1024 || static_cast<uint64_t>(bulk_size) > rpc::kBulkMaxSegmentBytes || bulk_window < 1 ||
                bulk_age < std::chrono::milliseconds(1))) {
-    std::cerr << "forward: -bulk.segment-size must be 1024.." << kBulkMaxSegmentBytes
+    std::cerr << "forward: -bulk.segment-size must be 1024.." << rpc::kBulkMaxSegmentBytes
               << ", -bulk.window >= 1, -bulk.segment-age > 0\n";
     return 1;
   }

@@ -20,8 +20,8 @@
 #include <deque>
 
 #include "common/log.h"
-#include "gossip/frame_codec.h"
-#include "segments/bulk_protocol.h"
+#include "rpc/frame_codec.h"
+#include "rpc/bulk_protocol.h"
 #include "tools/dial.h"
 
 namespace oklog {
@@ -121,7 +121,7 @@ class BulkForwarder {
   void CutSegment() {
     if (cur_.empty()) return;
     Ulid id = ulids_.NextRun(NowUnixMs(), cur_lines_);
-    segs_.push_back(Seg{id, EncodeBulkSegment(id, cur_)});
+    segs_.push_back(Seg{id, rpc::EncodeBulkSegment(id, cur_)});
     cur_.clear();
     cur_lines_ = 0;
   }
@@ -153,13 +153,13 @@ class BulkForwarder {
       Result<bool> got = frames_.Next(&payload);
       if (!got.ok()) return false;
       if (!*got) return true;
-      Result<BulkMessage> m = DecodeBulkMessage(payload);
+      Result<rpc::BulkMessage> m = rpc::DecodeBulkMessage(payload);
       if (!m.ok()) return false;
-      if (m->kind == BulkMessage::Kind::kError) {
+      if (m->kind == rpc::BulkMessage::Kind::kError) {
         Logger("forward")->warn("{} refused: {}", targets_[current_].HostPort(), m->text);
         return false;
       }
-      if (m->kind != BulkMessage::Kind::kAck) return false;
+      if (m->kind != rpc::BulkMessage::Kind::kAck) return false;
       for (size_t i = 0; i < send_idx_; ++i) {  // only a segment sent whole can be acknowledged
         if (segs_[i].id == m->id) {
           segs_.erase(segs_.begin() + static_cast<std::ptrdiff_t>(i));
@@ -179,7 +179,7 @@ class BulkForwarder {
 
   void Connect() {
     fd_ = DialWithBackoff(targets_, &current_, &backoff_ms_);
-    frames_ = gossip::FrameDecoder(4096);
+    frames_ = rpc::FrameDecoder(4096);
     send_idx_ = 0;  // everything unacknowledged goes again, in order
     send_off_ = 0;
     Logger("forward")->info("connected to {} (bulk); {} segment(s) to resend", targets_[current_].HostPort(), segs_.size());
@@ -204,7 +204,7 @@ class BulkForwarder {
   bool eof_ = false;
   std::deque<Seg> segs_;  // sent or not, all unacknowledged, in order
   size_t send_idx_ = 0, send_off_ = 0;
-  gossip::FrameDecoder frames_{4096};
+  rpc::FrameDecoder frames_{4096};
   size_t current_ = 0;
   int fd_ = -1;
   int backoff_ms_ = 16;

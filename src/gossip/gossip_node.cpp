@@ -10,10 +10,22 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ulid.h"
-#include "gossip/frame_codec.h"
+#include "rpc/frame_codec.h"
 #include "gossip/membership.h"
 
 namespace oklog::gossip {
+// GossipNode still speaks the cluster-port hello and envelope itself (see src/gossip/README.md).
+using rpc::DecodeEnvelope;
+using rpc::DecodeHello;
+using rpc::EncodeEnvelope;
+using rpc::EncodeFrame;
+using rpc::EncodeHello;
+using rpc::Envelope;
+using rpc::FrameDecoder;
+using rpc::Hello;
+using rpc::kClusterProtocolVersion;
+using rpc::kGossipMethod;
+
 namespace {
 
 constexpr uint16_t kDefaultClusterPort = 7659;

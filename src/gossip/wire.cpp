@@ -2,7 +2,7 @@
 
 #include <msgpack.hpp>
 
-#include "gossip/msgpack_pack.h"
+#include "common/msgpack_pack.h"
 
 namespace oklog::gossip {
 namespace {

@@ -178,7 +178,7 @@ struct QueryFanout::Fan {
   }
 };
 
-QueryFanout::QueryFanout(gossip::PeerView* view, gossip::RpcClient* client, Options options, Registry* metrics)
+QueryFanout::QueryFanout(gossip::PeerView* view, rpc::RpcClient* client, Options options, Registry* metrics)
     : view_(view), client_(client), options_(options) {
   queries_ = metrics->NewCounterFamily("oklog_query_fanout_queries_total", "Fanned-out queries by result.", {"result"});
   peer_errors_ = metrics->NewCounter("oklog_query_fanout_peer_errors_total", "Store peers that failed a fanned-out query.");
@@ -268,11 +268,11 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
   });
   for (size_t i = 0; i < stores.size(); ++i) {
     fan->peers[i].name = stores[i].name;
-    gossip::RpcClient::StreamOptions so;
+    rpc::RpcClient::StreamOptions so;
     so.timeout = options_.peer_timeout;
     so.idle_timeout = options_.peer_idle_timeout;
-    so.credit = gossip::RpcClient::Credit::kManual;
-    gossip::RpcClient::StreamHandlers h;
+    so.credit = rpc::RpcClient::Credit::kManual;
+    rpc::RpcClient::StreamHandlers h;
     h.on_chunk = [fan, i](std::string part) {
       auto& ps = fan->peers[i];
       if (!ps.stats) {
@@ -306,14 +306,14 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
 // ---- relay ----
 
 struct QueryRelay::Run {
-  std::shared_ptr<gossip::ServerCall> call;
+  std::shared_ptr<rpc::ServerCall> call;
   std::atomic<bool> cancel{false};
   std::atomic<bool> done{false};
 };
 
-QueryRelay::QueryRelay(gossip::RpcServer* server, gossip::RpcBridge* bridge, std::string api)
+QueryRelay::QueryRelay(rpc::RpcServer* server, rpc::RpcBridge* bridge, std::string api)
     : bridge_(bridge), api_(std::move(api)) {
-  server->Handle(kQueryRun, [this](std::shared_ptr<gossip::ServerCall> call) {
+  server->Handle(kQueryRun, [this](std::shared_ptr<rpc::ServerCall> call) {
     const std::string& b = call->body();
     size_t nl = b.find('\n');
     std::string method = nl == std::string::npos ? "" : b.substr(0, nl);
@@ -333,13 +333,13 @@ QueryRelay::QueryRelay(gossip::RpcServer* server, gossip::RpcBridge* bridge, std
         ++it;
       }
     }
-    gossip::RpcBridge* bridge = bridge_;
+    rpc::RpcBridge* bridge = bridge_;
     std::thread t([run, bridge, method, url] {
-      auto post = [&](std::function<void(gossip::ServerCall&)> fn) {
+      auto post = [&](std::function<void(rpc::ServerCall&)> fn) {
         return bridge->RunOnLoop([&] { fn(*run->call); }).ok();
       };
       auto end = [&](const Status& s) {
-        post([s](gossip::ServerCall& c) { c.End(s); });
+        post([s](rpc::ServerCall& c) { c.End(s); });
         run->done = true;
       };
       HttpClientOptions o;
@@ -352,11 +352,11 @@ QueryRelay::QueryRelay(gossip::RpcServer* server, gossip::RpcBridge* bridge, std
       for (const char* k : {"X-Oklog-Nodes-Queried", "X-Oklog-Segments-Queried", "X-Oklog-Max-Data-Set-Size",
                             "X-Oklog-Error-Count", "Content-Type"})
         stats += std::string(k) + ": " + head->Header(k) + "\n";
-      post([stats](gossip::ServerCall& c) { c.Send(stats); });
+      post([stats](rpc::ServerCall& c) { c.Send(stats); });
       if (method == "HEAD") return end(Status::Ok());
       auto on_body = [&](std::string_view piece) {
         bool writable = false, over = false;
-        if (!post([&](gossip::ServerCall& c) {
+        if (!post([&](rpc::ServerCall& c) {
               c.Send(std::string(piece));
               writable = c.writable();
               over = c.over();
@@ -365,7 +365,7 @@ QueryRelay::QueryRelay(gossip::RpcServer* server, gossip::RpcBridge* bridge, std
         // The window is full: wait for the fan-out node to consume (flow control end to end).
         while (!writable && !over && !run->cancel) {
           std::this_thread::sleep_for(std::chrono::milliseconds(2));
-          if (!post([&](gossip::ServerCall& c) {
+          if (!post([&](rpc::ServerCall& c) {
                 writable = c.writable();
                 over = c.over();
               }))

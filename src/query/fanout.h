@@ -30,9 +30,9 @@
 #include "common/http_server.h"
 #include "common/metrics.h"
 #include "gossip/peer_view.h"
-#include "gossip/rpc_bridge.h"
-#include "gossip/rpc_client.h"
-#include "gossip/rpc_server.h"
+#include "rpc/rpc_bridge.h"
+#include "rpc/rpc_client.h"
+#include "rpc/rpc_server.h"
 
 namespace oklog {
 
@@ -45,7 +45,7 @@ class QueryFanout {
     std::chrono::milliseconds peer_idle_timeout{30000};  // between parts of one peer
     size_t high_water_bytes = 4 << 20;  // response bytes buffered before merging pauses
   };
-  QueryFanout(gossip::PeerView* view, gossip::RpcClient* client, Options options, Registry* metrics);
+  QueryFanout(gossip::PeerView* view, rpc::RpcClient* client, Options options, Registry* metrics);
   ~QueryFanout();
   // Registers /store/query (replacing a node-local handler registered before).
   void Register(HttpServer* server);
@@ -56,7 +56,7 @@ class QueryFanout {
  private:
   void Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> resp);
   gossip::PeerView* view_;
-  gossip::RpcClient* client_;
+  rpc::RpcClient* client_;
   Options options_;
   bool closed_ = false;
   std::vector<std::weak_ptr<Fan>> fans_;
@@ -67,14 +67,14 @@ class QueryFanout {
 class QueryRelay {
  public:
   // api: "host:port" of this node's HTTP API.
-  QueryRelay(gossip::RpcServer* server, gossip::RpcBridge* bridge, std::string api);
+  QueryRelay(rpc::RpcServer* server, rpc::RpcBridge* bridge, std::string api);
   ~QueryRelay();
   void Close();
 
   struct Run;
 
  private:
-  gossip::RpcBridge* bridge_;
+  rpc::RpcBridge* bridge_;
   std::string api_;
   std::mutex mu_;
   bool closed_ = false;

@@ -40,8 +40,8 @@ void StreamService::Register(HttpServer* server) {
   server->Handle("/store/_stream", handler);
 }
 
-void StreamService::EnableFanout(uv_loop_t* loop, gossip::PeerView* view, gossip::RpcServer* server,
-                                 gossip::RpcClient* client, StreamFanout::Options options) {
+void StreamService::EnableFanout(uv_loop_t* loop, gossip::PeerView* view, rpc::RpcServer* server,
+                                 rpc::RpcClient* client, StreamFanout::Options options) {
   fanout_ = std::make_unique<StreamFanout>(loop, &registry_, view, server, client, options, metrics_);
 }
 

@@ -18,8 +18,8 @@
 #include "common/metrics.h"
 #include "common/status.h"
 #include "gossip/peer_view.h"
-#include "gossip/rpc_client.h"
-#include "gossip/rpc_server.h"
+#include "rpc/rpc_client.h"
+#include "rpc/rpc_server.h"
 #include "query/stream_fanout.h"
 #include "query/stream_registry.h"
 
@@ -46,7 +46,7 @@ class StreamService {
   void Publish(std::string_view records) { registry_.Publish(records); }
   // Cluster mode: serves stream.open to peers and makes /store/stream fan out to them (see
   // stream_fanout.h). The pointers must stay valid until Close().
-  void EnableFanout(uv_loop_t* loop, gossip::PeerView* view, gossip::RpcServer* server, gossip::RpcClient* client,
+  void EnableFanout(uv_loop_t* loop, gossip::PeerView* view, rpc::RpcServer* server, rpc::RpcClient* client,
                     StreamFanout::Options options = {});
   // Ends every stream (theirs and ours to peers). Call before the RPC client, server and HTTP
   // server close; then run the loop until done().

@@ -22,7 +22,7 @@ constexpr size_t kMaxCarryBytes = 65 << 20;
 // the call's credit window is the queue the bound applies to.
 class CallResponse : public HttpResponse {
  public:
-  explicit CallResponse(std::shared_ptr<gossip::ServerCall> call) : call_(std::move(call)) {
+  explicit CallResponse(std::shared_ptr<rpc::ServerCall> call) : call_(std::move(call)) {
     // The call invokes its callbacks through copies, so clearing them here (in the destructor
     // too) is safe even from inside one.
     call_->OnWritable([this] {
@@ -67,7 +67,7 @@ class CallResponse : public HttpResponse {
     on_close_ = nullptr;
     if (cb) cb();  // last: it may release this response
   }
-  std::shared_ptr<gossip::ServerCall> call_;
+  std::shared_ptr<rpc::ServerCall> call_;
   bool closed_ = false;
   std::function<void()> on_drain_, on_close_;
 };
@@ -92,7 +92,7 @@ Result<StreamSpec> DecodeStreamFilter(std::string_view body) {
 }
 
 StreamFanout::StreamFanout(uv_loop_t* loop, StreamRegistry* registry, gossip::PeerView* view,
-                           gossip::RpcServer* server, gossip::RpcClient* client, Options options, Registry* metrics)
+                           rpc::RpcServer* server, rpc::RpcClient* client, Options options, Registry* metrics)
     : loop_(loop),
       registry_(registry),
       view_(view),
@@ -103,7 +103,7 @@ StreamFanout::StreamFanout(uv_loop_t* loop, StreamRegistry* registry, gossip::Pe
       peer_failures_(metrics->NewCounter("oklog_stream_peer_failures_total",
                                          "Peer streams that failed or ended (reopened after a second).")),
       served_(metrics->NewCounter("oklog_stream_peer_requests_total", "stream.open calls served for peers.")) {
-  server->Handle(kStreamOpen, [this](std::shared_ptr<gossip::ServerCall> call) { Serve(std::move(call)); });
+  server->Handle(kStreamOpen, [this](std::shared_ptr<rpc::ServerCall> call) { Serve(std::move(call)); });
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
   timer_->data = this;
@@ -185,11 +185,11 @@ void StreamFanout::Open(StreamId id, Fan* fan, const gossip::NodeName& name, con
   ps.carry.clear();
   const uint64_t gen = ps.generation = next_generation_++;
   peer_streams_->Add(1);
-  gossip::RpcClient::StreamOptions so;
+  rpc::RpcClient::StreamOptions so;
   so.timeout = kPeerStreamDeadline;
   so.idle_timeout = gossip::Duration(0);  // a quiet stream is fine
-  so.credit = gossip::RpcClient::Credit::kAuto;
-  gossip::RpcClient::StreamHandlers h;
+  so.credit = rpc::RpcClient::Credit::kAuto;
+  rpc::RpcClient::StreamHandlers h;
   h.on_chunk = [this, id, name, gen](std::string part) { OnPart(id, name, gen, std::move(part)); };
   h.on_end = [this, id, name, gen](const Status& s) { OnPeerEnd(id, name, gen, s); };
   uint64_t handle = client_->Stream(addr, kStreamOpen, fan->body, so, std::move(h));
@@ -239,7 +239,7 @@ void StreamFanout::OnPeerEnd(StreamId id, const gossip::NodeName& name, uint64_t
   Logger("query")->debug("msg=\"peer stream ended; reopening\" peer={} err=\"{}\"", name, status.ToString());
 }
 
-void StreamFanout::Serve(std::shared_ptr<gossip::ServerCall> call) {
+void StreamFanout::Serve(std::shared_ptr<rpc::ServerCall> call) {
   served_->Inc();
   if (closed_) return call->End(Status::Unavailable("shutting down"));
   Result<StreamSpec> spec = DecodeStreamFilter(call->body());

@@ -30,8 +30,8 @@
 #include "common/metrics.h"
 #include "common/status.h"
 #include "gossip/peer_view.h"
-#include "gossip/rpc_client.h"
-#include "gossip/rpc_server.h"
+#include "rpc/rpc_client.h"
+#include "rpc/rpc_server.h"
 #include "query/stream_registry.h"
 
 namespace oklog {
@@ -49,8 +49,8 @@ class StreamFanout {
     std::chrono::milliseconds retry{1000};    // reopen a failed peer stream after this long
   };
   // Registers the stream.open handler on server. Every pointer must outlive Close().
-  StreamFanout(uv_loop_t* loop, StreamRegistry* registry, gossip::PeerView* view, gossip::RpcServer* server,
-               gossip::RpcClient* client, Options options, Registry* metrics);
+  StreamFanout(uv_loop_t* loop, StreamRegistry* registry, gossip::PeerView* view, rpc::RpcServer* server,
+               rpc::RpcClient* client, Options options, Registry* metrics);
   ~StreamFanout();
   StreamFanout(const StreamFanout&) = delete;
   StreamFanout& operator=(const StreamFanout&) = delete;
@@ -82,13 +82,13 @@ class StreamFanout {
   void Open(StreamId id, Fan* fan, const gossip::NodeName& name, const std::string& addr);
   void OnPart(StreamId id, const gossip::NodeName& name, uint64_t generation, std::string part);
   void OnPeerEnd(StreamId id, const gossip::NodeName& name, uint64_t generation, const Status& status);
-  void Serve(std::shared_ptr<gossip::ServerCall> call);
+  void Serve(std::shared_ptr<rpc::ServerCall> call);
   static void OnTimer(uv_timer_t* t) noexcept;
 
   uv_loop_t* loop_;
   StreamRegistry* registry_;
   gossip::PeerView* view_;
-  gossip::RpcClient* client_;
+  rpc::RpcClient* client_;
   Options options_;
   uv_timer_t* timer_ = nullptr;  // freed in its close callback
   uint64_t view_listener_ = 0;

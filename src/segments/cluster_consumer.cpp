@@ -12,7 +12,7 @@
 
 namespace oklog {
 
-std::unique_ptr<ClusterConsumer> ClusterConsumer::Start(gossip::RpcBridge* bridge, std::function<ClusterPeers()> peers,
+std::unique_ptr<ClusterConsumer> ClusterConsumer::Start(rpc::RpcBridge* bridge, std::function<ClusterPeers()> peers,
                                                         StoreLog* store, ClusterConsumerOptions options,
                                                         Registry* m) {
   std::unique_ptr<ClusterConsumer> c(new ClusterConsumer);

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "common/metrics.h"
-#include "gossip/rpc_bridge.h"
+#include "rpc/rpc_bridge.h"
 #include "segments/segment_file.h"
 #include "segments/store_log.h"
 
@@ -55,7 +55,7 @@ class ClusterConsumer {
  public:
   // peers runs on the loop thread. store: where this node's own replicas go (may be null when
   // this node is no store node).
-  static std::unique_ptr<ClusterConsumer> Start(gossip::RpcBridge* bridge, std::function<ClusterPeers()> peers,
+  static std::unique_ptr<ClusterConsumer> Start(rpc::RpcBridge* bridge, std::function<ClusterPeers()> peers,
                                                 StoreLog* store, ClusterConsumerOptions options, Registry* metrics);
   ~ClusterConsumer();
   void Stop();  // signals every thread; returns at once
@@ -74,7 +74,7 @@ class ClusterConsumer {
   };
   Result<std::vector<Encoded>> Encode(const std::vector<std::string_view>& records, uint64_t bytes) const;
 
-  gossip::RpcBridge* bridge_ = nullptr;
+  rpc::RpcBridge* bridge_ = nullptr;
   std::function<ClusterPeers()> peers_;
   StoreLog* store_ = nullptr;
   ClusterConsumerOptions options_;

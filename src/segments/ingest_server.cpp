@@ -8,8 +8,8 @@
 
 #include "common/log.h"
 #include "common/ulid.h"
-#include "gossip/frame_codec.h"
-#include "segments/bulk_protocol.h"
+#include "rpc/frame_codec.h"
+#include "rpc/bulk_protocol.h"
 
 namespace oklog {
 namespace {
@@ -56,7 +56,7 @@ class IngestServer::Impl {
     uv_tcp_t* tcp;
     RecordEncoder enc;
     std::unique_ptr<ActiveSegment> seg;  // fast connections only
-    std::unique_ptr<gossip::FrameDecoder> frames;  // bulk connections only
+    std::unique_ptr<rpc::FrameDecoder> frames;  // bulk connections only
     size_t unacked = 0;                            // bulk: segments awaiting their ack
     bool reading = true;
     std::unique_ptr<char[]> rbuf{new char[kReadBufferBytes]};
@@ -270,7 +270,7 @@ class IngestServer::Impl {
     Conn* c = conn.get();
     self->conns_[id] = std::move(conn);
     self->clients_[static_cast<int>(l->mod)]->Add(1);
-    if (l->mod == Modality::kBulk) c->frames = std::make_unique<gossip::FrameDecoder>(kBulkMaxFrameBytes);
+    if (l->mod == Modality::kBulk) c->frames = std::make_unique<rpc::FrameDecoder>(rpc::kBulkMaxFrameBytes);
     uv_read_start(reinterpret_cast<uv_stream_t*>(tcp), &Impl::OnAlloc, &Impl::OnRead);
   }
 
@@ -376,9 +376,9 @@ class IngestServer::Impl {
       Result<bool> got = c->frames->Next(&payload);
       if (!got.ok()) return RejectBulk(c, got.status().message());
       if (!*got) break;
-      Result<BulkMessage> m = DecodeBulkMessage(payload);
+      Result<rpc::BulkMessage> m = rpc::DecodeBulkMessage(payload);
       if (!m.ok()) return RejectBulk(c, m.status().message());
-      if (m->kind != BulkMessage::Kind::kSegment) return RejectBulk(c, "bulk: expected a segment");
+      if (m->kind != rpc::BulkMessage::Kind::kSegment) return RejectBulk(c, "bulk: expected a segment");
       HandleBulkSegment(c, *m);
     }
     if (!c->closing && c->reading && c->unacked >= kBulkMaxUnacked) {
@@ -392,11 +392,11 @@ class IngestServer::Impl {
   void RejectBulk(Conn* c, const std::string& why) {
     bulk_rejected_->Inc();
     logger_->warn("bulk connection {} closed: {}", c->id, why);
-    SendFrame(c, EncodeBulkError(why));
+    SendFrame(c, rpc::EncodeBulkError(why));
     CloseConn(c);
   }
 
-  void HandleBulkSegment(Conn* c, const BulkMessage& m) {
+  void HandleBulkSegment(Conn* c, const rpc::BulkMessage& m) {
     if (auto it = held_.find(m.id); it != held_.end()) {  // a resend of a segment still here
       bulk_segments_->With({"resent"})->Inc();
       if (it->second.insert(c->id).second) ++c->unacked;
@@ -404,7 +404,7 @@ class IngestServer::Impl {
     }
     if (recent_.count(m.id)) {  // a resend of a committed one: its ack was lost
       bulk_segments_->With({"resent"})->Inc();
-      return SendFrame(c, EncodeBulkAck(m.id));
+      return SendFrame(c, rpc::EncodeBulkAck(m.id));
     }
     // The record ULIDs follow from the segment id, so every copy of a segment is identical.
     RecordEncoder enc(opts_.topic_mode, opts_.topic, opts_.record_max_bytes, UlidStream::At(m.id));
@@ -415,7 +415,7 @@ class IngestServer::Impl {
     CountEncoder(EncoderStats{}, enc.stats());
     if (scratch_.empty()) {
       bulk_segments_->With({"empty"})->Inc();
-      return SendFrame(c, EncodeBulkAck(m.id));
+      return SendFrame(c, rpc::EncodeBulkAck(m.id));
     }
     if (opts_.on_records) opts_.on_records(scratch_);
     auto seg = log_->NewActive();
@@ -431,7 +431,7 @@ class IngestServer::Impl {
       write_errors_->Inc();
       bulk_segments_->With({"error"})->Inc();
       logger_->error("storing bulk segment {}: {}; closing the connection", m.id.ToString(), s.ToString());
-      SendFrame(c, EncodeBulkError("storing segment: " + s.ToString()));
+      SendFrame(c, rpc::EncodeBulkError("storing segment: " + s.ToString()));
       return CloseConn(c);
     }
     bulk_segments_->With({"stored"})->Inc();
@@ -484,7 +484,7 @@ class IngestServer::Impl {
       auto it = conns_.find(cid);
       if (it == conns_.end() || it->second->closing) continue;
       Conn* c = it->second.get();
-      SendFrame(c, EncodeBulkAck(id));
+      SendFrame(c, rpc::EncodeBulkAck(id));
       bulk_acks_->Inc();
       if (c->unacked > 0) --c->unacked;
       if (!c->reading && c->unacked < kBulkMaxUnacked) {

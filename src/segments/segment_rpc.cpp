@@ -123,14 +123,14 @@ Result<std::vector<std::string>> ParseSegmentIds(std::string_view body) {
 
 // ---- ingest side ----
 
-std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest, gossip::RpcServer* server,
+std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest, rpc::RpcServer* server,
                                              std::chrono::milliseconds pending_timeout, Registry* metrics) {
   std::unique_ptr<IngestRpc> r(new IngestRpc);
   r->loop_ = loop;
   r->ingest_ = ingest;
   Counter* claimed = metrics->NewCounter("oklog_ingest_segments_claimed_total", "Ingest segments claimed by store nodes.");
   Counter* read_bytes = metrics->NewCounter("oklog_ingest_segment_read_bytes_total", "Ingest segment bytes read by store nodes.");
-  server->Handle(kSegmentNext, [loop, ingest, claimed](std::shared_ptr<gossip::ServerCall> c) {
+  server->Handle(kSegmentNext, [loop, ingest, claimed](std::shared_ptr<rpc::ServerCall> c) {
     uint64_t max = 0;
     const std::string& b = c->body();
     auto [p, ec] = std::from_chars(b.data(), b.data() + b.size(), max);
@@ -147,7 +147,7 @@ std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest,
         },
         [c, out] { c->Respond(Status::Ok(), std::move(*out)); });
   });
-  server->Handle(kSegmentRead, [loop, ingest, read_bytes](std::shared_ptr<gossip::ServerCall> c) {
+  server->Handle(kSegmentRead, [loop, ingest, read_bytes](std::shared_ptr<rpc::ServerCall> c) {
     Status v = ValidId(c->body());
     if (!v.ok()) return c->Respond(v);
     auto out = std::make_shared<Result<std::string>>(std::string());
@@ -167,7 +167,7 @@ std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest,
         });
   });
   auto finish = [loop, ingest](bool commit) {
-    return [loop, ingest, commit](std::shared_ptr<gossip::ServerCall> c) {
+    return [loop, ingest, commit](std::shared_ptr<rpc::ServerCall> c) {
       Result<std::vector<std::string>> ids = ParseSegmentIds(c->body());
       if (!ids.ok()) return c->Respond(ids.status());
       auto st = std::make_shared<Status>();
@@ -271,13 +271,13 @@ Result<uint64_t> InstallReplicaFile(StoreLog* store, std::string_view file) {
   return WriteReplica(store, recs);
 }
 
-void ServeReplicas(uv_loop_t* loop, StoreLog* store, gossip::RpcServer* server, Registry* metrics) {
+void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Registry* metrics) {
   Counter* received = metrics->NewCounter("oklog_store_replicated_records_total", "Records received as replicas and stored.");
   Counter* files = metrics->NewCounter("oklog_store_replicated_files_total",
                                        "Segment files received as replicas (segment.replicate_file) and stored.");
   Counter* rejected = metrics->NewCounter("oklog_store_replica_files_rejected_total",
                                           "Segment files received as replicas that failed their check, not stored.");
-  server->Handle(kSegmentReplicateFile, [loop, store, received, files, rejected](std::shared_ptr<gossip::ServerCall> c) {
+  server->Handle(kSegmentReplicateFile, [loop, store, received, files, rejected](std::shared_ptr<rpc::ServerCall> c) {
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
     RunWork(
         loop, [c, store, out] { *out = InstallReplicaFile(store, c->body()); },
@@ -293,7 +293,7 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, gossip::RpcServer* server, 
           c->Respond(Status::Ok(), std::to_string(out->value()));
         });
   });
-  server->Handle(kSegmentReplicate, [loop, store, received](std::shared_ptr<gossip::ServerCall> c) {
+  server->Handle(kSegmentReplicate, [loop, store, received](std::shared_ptr<rpc::ServerCall> c) {
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
     RunWork(
         loop,

@@ -1,4 +1,4 @@
-// The store/ingest data plane served on the cluster port (methods of gossip::RpcServer):
+// The store/ingest data plane served on the cluster port (methods of rpc::RpcServer):
 //
 //   segment.next      body: max bytes (decimal)   reply: "ID BYTES\n"* — flushed segments claimed
 //                     (oldest first, at least one if any, empty when none wait)
@@ -32,7 +32,7 @@
 
 #include "common/metrics.h"
 #include "common/status.h"
-#include "gossip/rpc_server.h"
+#include "rpc/rpc_server.h"
 #include "segments/ingest_log.h"
 #include "segments/store_log.h"
 
@@ -48,7 +48,7 @@ inline constexpr const char* kSegmentReplicateFile = "segment.replicate_file";
 // Registers segment.next/read/commit/failed for `ingest` on `server` and expires stale claims.
 class IngestRpc {
  public:
-  static std::unique_ptr<IngestRpc> Create(uv_loop_t* loop, IngestLog* ingest, gossip::RpcServer* server,
+  static std::unique_ptr<IngestRpc> Create(uv_loop_t* loop, IngestLog* ingest, rpc::RpcServer* server,
                                            std::chrono::milliseconds pending_timeout, Registry* metrics);
   ~IngestRpc();
   void Close();
@@ -63,7 +63,7 @@ class IngestRpc {
 };
 
 // Registers segment.replicate_file and segment.replicate on `server`, writing into `store`.
-void ServeReplicas(uv_loop_t* loop, StoreLog* store, gossip::RpcServer* server, Registry* metrics);
+void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Registry* metrics);
 
 // Installs a segment this node encoded from `records` (sorted, distinct; the image's records).
 // When a segment of its name exists: done if that file holds the same bytes, else as

@@ -7,7 +7,9 @@
 #include <functional>
 
 #include "common/metrics.h"
-#include "gossip/frame_codec.h"
+#include "rpc/frame_codec.h"
+#include "rpc/rpc_client.h"
+#include "rpc/rpc_server.h"
 #include "gossip/membership.h"
 #include "loop_util.h"
 
@@ -41,7 +43,9 @@ class GossipNodeTest : public ::testing::Test {
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
 
-  GossipNode* Add(std::vector<std::string> seeds, const std::string& name, std::vector<std::string> roles = {"store"}) {
+  // before_start runs between Create and Start (to hand the port's TCP side to an RpcServer).
+  GossipNode* Add(std::vector<std::string> seeds, const std::string& name, std::vector<std::string> roles = {"store"},
+                  const std::function<void(GossipNode*)>& before_start = nullptr) {
     GossipNode::Options o;
     o.name = name;
     o.bind_addr = "127.0.0.1:0";
@@ -54,6 +58,7 @@ class GossipNodeTest : public ::testing::Test {
     auto n = GossipNode::Create(&loop_, o, registries_.back().get());
     EXPECT_TRUE(n.ok()) << n.status().ToString();
     nodes_.push_back(std::move(n).value());
+    if (before_start) before_start(nodes_.back().get());
     nodes_.back()->Start();
     return nodes_.back().get();
   }
@@ -136,7 +141,7 @@ TEST_F(GossipNodeTest, StreamFromAnotherClusterIsDropped) {
   uv_tcp_init(&loop_, &cl.tcp);
   cl.tcp.data = &cl;
   cl.conn.data = &cl;
-  cl.data = EncodeFrame(EncodeHello({kClusterProtocolVersion, "other", "intruder"}));
+  cl.data = rpc::EncodeFrame(rpc::EncodeHello({rpc::kClusterProtocolVersion, "other", "intruder"}));
   sockaddr_in sa;
   uv_ip4_addr("127.0.0.1", a->port(), &sa);
   uv_tcp_connect(&cl.conn, &cl.tcp, reinterpret_cast<sockaddr*>(&sa), [](uv_connect_t* req, int status) {
@@ -166,6 +171,37 @@ TEST_F(GossipNodeTest, SeedGivenAsNameIsResolvedAndRetriedUntilItAnswers) {
   GossipNode* b = Add({"localhost:1"}, "b");  // nobody there yet, and a name
   ASSERT_TRUE(RunUntil([&] { return b->membership().stats().syncs_started >= 2; }, 3000));
   EXPECT_EQ(LiveCount(b), 1u);
+}
+
+// GossipNode hands its cluster port's TCP side to an RpcServer, which serves "gossip" next to
+// data methods: the nodes still join each other, and a data call reaches the same port.
+TEST_F(GossipNodeTest, GossipRunsThroughTheRpcServer) {
+  std::vector<std::unique_ptr<rpc::RpcServer>> servers;
+  auto serve = [&](GossipNode* g) {
+    servers.push_back(rpc::RpcServer::Create(&loop_, {"test", g->advertise_addr()}, nullptr));
+    rpc::RpcServer* srv = servers.back().get();
+    srv->Handle(std::string(rpc::kGossipMethod), [g](std::shared_ptr<rpc::ServerCall> c) {
+      c->Respond(Status::Ok(), g->ServeStream(c->peer(), c->body()));
+    });
+    srv->Handle("echo", [](std::shared_ptr<rpc::ServerCall> c) { c->Respond(Status::Ok(), c->body()); });
+    g->SetAcceptHandler([srv](uv_stream_t* l) { srv->Accept(l); });
+  };
+  GossipNode* a = Add({}, "a", {"store"}, serve);
+  GossipNode* b = Add({a->advertise_addr()}, "b", {"store"}, serve);
+  EXPECT_TRUE(RunUntil([&] { return LiveCount(a) == 2 && LiveCount(b) == 2; }, 5000));
+  auto client = rpc::RpcClient::Create(&loop_, {"test", "client"}, nullptr);
+  std::optional<Result<std::string>> out;
+  client->Call(b->advertise_addr(), "echo", "data", rpc::Duration(2000), [&](Result<std::string> r) { out = r; });
+  ASSERT_TRUE(RunUntil([&] { return out.has_value(); }, 3000));
+  ASSERT_TRUE(out->ok()) << out->status().ToString();
+  EXPECT_EQ(**out, "data");
+  client->Close();
+  for (auto& s : servers) s->Close();
+  RunUntil([&] {
+    for (auto& s : servers)
+      if (!s->done()) return false;
+    return true;
+  }, 3000);
 }
 
 }  // namespace

@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <thread>
 
-#include "gossip/frame_codec.h"
-#include "segments/bulk_protocol.h"
+#include "rpc/frame_codec.h"
+#include "rpc/bulk_protocol.h"
 #include "segments/record_merge.h"
 #include "test_util.h"
 
@@ -149,21 +149,21 @@ TEST_F(IngestServerTest, DurableConnectionsShareOneGroupCommit) {
   EXPECT_LE(syncs, static_cast<uint64_t>(kClients * 200));  // batches, not one per record
 }
 
-bool NextFrame(gossip::FrameDecoder& d, std::string* out) {
+bool NextFrame(rpc::FrameDecoder& d, std::string* out) {
   Result<bool> r = d.Next(out);
   return r.ok() && *r;
 }
 
 // Reads bulk frames from fd until `want` messages arrived or the peer closed (10 s bound).
 struct BulkRead {
-  std::vector<BulkMessage> msgs;
+  std::vector<rpc::BulkMessage> msgs;
   bool closed = false;
 };
 BulkRead ReadBulk(int fd, size_t want) {
   BulkRead r;
   timeval tv{10, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  gossip::FrameDecoder frames(1 << 20);
+  rpc::FrameDecoder frames(1 << 20);
   char buf[4096];
   while (r.msgs.size() < want) {
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
@@ -174,7 +174,7 @@ BulkRead ReadBulk(int fd, size_t want) {
     frames.Feed(buf, static_cast<size_t>(n));
     std::string payload;
     while (NextFrame(frames, &payload)) {
-      auto m = DecodeBulkMessage(payload);
+      auto m = rpc::DecodeBulkMessage(payload);
       EXPECT_TRUE(m.ok()) << m.status().ToString();
       if (m.ok()) r.msgs.push_back(*m);
     }
@@ -194,10 +194,10 @@ TEST_F(IngestServerTest, BulkSegmentGetsUlidsFromItsIdAndIsAcknowledgedWhenCommi
   std::atomic<bool> acked{false};
   std::thread client([&] {
     int fd = ConnectLoopback(server_->bulk_port());
-    SendAll(fd, EncodeBulkSegment(id, "alpha\nbeta\ngamma"));  // the last line without LF still counts
+    SendAll(fd, rpc::EncodeBulkSegment(id, "alpha\nbeta\ngamma"));  // the last line without LF still counts
     BulkRead r = ReadBulk(fd, 1);
     ASSERT_EQ(r.msgs.size(), 1u);
-    EXPECT_EQ(r.msgs[0].kind, BulkMessage::Kind::kAck);
+    EXPECT_EQ(r.msgs[0].kind, rpc::BulkMessage::Kind::kAck);
     EXPECT_EQ(r.msgs[0].id, id);
     acked = true;
     ::close(fd);
@@ -229,7 +229,7 @@ TEST_F(IngestServerTest, BulkSegmentGetsUlidsFromItsIdAndIsAcknowledgedWhenCommi
 TEST_F(IngestServerTest, BulkResendIsStoredOnceAndEveryCopyIsAcknowledged) {
   Start({});
   const Ulid id = UlidStream().NextRun(NowUnixMs(), 2);
-  const std::string frame = EncodeBulkSegment(id, "one\ntwo\n");
+  const std::string frame = rpc::EncodeBulkSegment(id, "one\ntwo\n");
   std::atomic<int> acks{0};
   std::atomic<bool> sent{false};
   std::vector<std::thread> clients;
@@ -239,7 +239,7 @@ TEST_F(IngestServerTest, BulkResendIsStoredOnceAndEveryCopyIsAcknowledged) {
       SendAll(fd, frame);
       sent = true;
       BulkRead r = ReadBulk(fd, 1);
-      if (r.msgs.size() == 1 && r.msgs[0].kind == BulkMessage::Kind::kAck && r.msgs[0].id == id) ++acks;
+      if (r.msgs.size() == 1 && r.msgs[0].kind == rpc::BulkMessage::Kind::kAck && r.msgs[0].id == id) ++acks;
       ::close(fd);
     });
   }
@@ -255,7 +255,7 @@ TEST_F(IngestServerTest, BulkResendIsStoredOnceAndEveryCopyIsAcknowledged) {
     int fd = ConnectLoopback(server_->bulk_port());
     SendAll(fd, frame);
     BulkRead r = ReadBulk(fd, 1);
-    late = r.msgs.size() == 1 && r.msgs[0].kind == BulkMessage::Kind::kAck;
+    late = r.msgs.size() == 1 && r.msgs[0].kind == rpc::BulkMessage::Kind::kAck;
     ::close(fd);
   });
   RunUntil([&] { return late.load(); });
@@ -269,16 +269,16 @@ TEST_F(IngestServerTest, BulkResendIsStoredOnceAndEveryCopyIsAcknowledged) {
 TEST_F(IngestServerTest, BulkGarbageOversizeAndWrongMessagesAreRejectedAndCounted) {
   Start({});
   std::string oversize("\xff\xff\xff\xff", 4);
-  std::string garbage = gossip::EncodeFrame("not msgpack at all \x01\x02");
-  std::string wrong_kind = EncodeBulkAck(UlidStream().Next(NowUnixMs()));
-  std::string bad_id = gossip::EncodeFrame(std::string("\x93\xa3seg\xa3xyz\xc4\x01\x41", 12));
+  std::string garbage = rpc::EncodeFrame("not msgpack at all \x01\x02");
+  std::string wrong_kind = rpc::EncodeBulkAck(UlidStream().Next(NowUnixMs()));
+  std::string bad_id = rpc::EncodeFrame(std::string("\x93\xa3seg\xa3xyz\xc4\x01\x41", 12));
   std::atomic<int> rejected_ok{0};
   std::thread client([&] {
     for (const std::string& bad : {oversize, garbage, wrong_kind, bad_id}) {
       int fd = ConnectLoopback(server_->bulk_port());
       SendAll(fd, bad);
       BulkRead r = ReadBulk(fd, 2);  // an error, then the close
-      if (r.closed && r.msgs.size() == 1 && r.msgs[0].kind == BulkMessage::Kind::kError) ++rejected_ok;
+      if (r.closed && r.msgs.size() == 1 && r.msgs[0].kind == rpc::BulkMessage::Kind::kError) ++rejected_ok;
       ::close(fd);
     }
   });
@@ -288,7 +288,7 @@ TEST_F(IngestServerTest, BulkGarbageOversizeAndWrongMessagesAreRejectedAndCounte
   EXPECT_EQ(log_->flushed_count(), 0u);
   std::thread good([&] {
     int fd = ConnectLoopback(server_->bulk_port());
-    SendAll(fd, EncodeBulkSegment(UlidStream().NextRun(NowUnixMs(), 1), "fine\n"));
+    SendAll(fd, rpc::EncodeBulkSegment(UlidStream().NextRun(NowUnixMs(), 1), "fine\n"));
     ::usleep(200000);
     ::close(fd);
   });
@@ -299,23 +299,23 @@ TEST_F(IngestServerTest, BulkGarbageOversizeAndWrongMessagesAreRejectedAndCounte
 
 TEST(BulkProtocolTest, MessagesRoundTripAndMalformedOnesAreErrors) {
   const Ulid id = UlidStream().Next(NowUnixMs());
-  gossip::FrameDecoder d(kBulkMaxFrameBytes);
-  std::string all = EncodeBulkSegment(id, std::string("a\0b\n\xff", 5)) + EncodeBulkAck(id) + EncodeBulkError("no");
+  rpc::FrameDecoder d(rpc::kBulkMaxFrameBytes);
+  std::string all = rpc::EncodeBulkSegment(id, std::string("a\0b\n\xff", 5)) + rpc::EncodeBulkAck(id) + rpc::EncodeBulkError("no");
   d.Feed(all.data(), all.size());
   std::string p;
   ASSERT_TRUE(NextFrame(d, &p));
-  auto seg = DecodeBulkMessage(p);
+  auto seg = rpc::DecodeBulkMessage(p);
   ASSERT_TRUE(seg.ok());
-  EXPECT_EQ(seg->kind, BulkMessage::Kind::kSegment);
+  EXPECT_EQ(seg->kind, rpc::BulkMessage::Kind::kSegment);
   EXPECT_EQ(seg->id, id);
   EXPECT_EQ(seg->text, std::string("a\0b\n\xff", 5));
   ASSERT_TRUE(NextFrame(d, &p));
-  EXPECT_EQ(DecodeBulkMessage(p)->kind, BulkMessage::Kind::kAck);
+  EXPECT_EQ(rpc::DecodeBulkMessage(p)->kind, rpc::BulkMessage::Kind::kAck);
   ASSERT_TRUE(NextFrame(d, &p));
-  EXPECT_EQ(DecodeBulkMessage(p)->text, "no");
+  EXPECT_EQ(rpc::DecodeBulkMessage(p)->text, "no");
   for (std::string bad : {std::string(), std::string("\x90"), std::string("\x92\xa3seg\x01"),
                           std::string("\xc1"), std::string("\x93\xa3" "ack" "\xa1x\x01"), p + "x"})
-    EXPECT_FALSE(DecodeBulkMessage(bad).ok()) << bad.size();
+    EXPECT_FALSE(rpc::DecodeBulkMessage(bad).ok()) << bad.size();
 }
 
 // A leaving ingester half-closes and reads on: a forwarder that sees the EOF finishes its line

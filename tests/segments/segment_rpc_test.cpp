@@ -11,7 +11,7 @@
 #include <optional>
 
 #include "common/ulid.h"
-#include "gossip/rpc_client.h"
+#include "rpc/rpc_client.h"
 #include "segments/record_merge.h"
 #include "segments/segment_image_util.h"
 #include "test_util.h"
@@ -40,12 +40,12 @@ class SegmentRpcTest : public ::testing::Test {
     auto sl = StoreLog::Open(dir_.path() + "/store", {}, &metrics_);
     ASSERT_TRUE(sl.ok());
     store_ = std::move(sl).value();
-    server_ = gossip::RpcServer::Create(&loop_, {"t", "s"}, &metrics_);
+    server_ = rpc::RpcServer::Create(&loop_, {"t", "s"}, &metrics_);
     ASSERT_TRUE(server_->Listen("127.0.0.1:0").ok());
     addr_ = "127.0.0.1:" + std::to_string(server_->port());
     ingest_rpc_ = IngestRpc::Create(&loop_, ingest_.get(), server_.get(), std::chrono::milliseconds(200), &metrics_);
     ServeReplicas(&loop_, store_.get(), server_.get(), &metrics_);
-    client_ = gossip::RpcClient::Create(&loop_, {"t", "c"}, &metrics_);
+    client_ = rpc::RpcClient::Create(&loop_, {"t", "c"}, &metrics_);
   }
   void TearDown() override {
     ingest_rpc_->Close();
@@ -57,7 +57,7 @@ class SegmentRpcTest : public ::testing::Test {
 
   Result<std::string> Call(const std::string& method, std::string body) {
     std::optional<Result<std::string>> out;
-    client_->Call(addr_, method, std::move(body), gossip::Duration(5000), [&](Result<std::string> r) { out = r; });
+    client_->Call(addr_, method, std::move(body), rpc::Duration(5000), [&](Result<std::string> r) { out = r; });
     while (!out) uv_run(&loop_, UV_RUN_ONCE);
     return std::move(*out);
   }
@@ -90,9 +90,9 @@ class SegmentRpcTest : public ::testing::Test {
   uv_loop_t loop_;
   std::unique_ptr<IngestLog> ingest_;
   std::unique_ptr<StoreLog> store_;
-  std::unique_ptr<gossip::RpcServer> server_;
+  std::unique_ptr<rpc::RpcServer> server_;
   std::unique_ptr<IngestRpc> ingest_rpc_;
-  std::unique_ptr<gossip::RpcClient> client_;
+  std::unique_ptr<rpc::RpcClient> client_;
   std::string addr_;
 };
 

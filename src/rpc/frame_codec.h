@@ -23,7 +23,7 @@
 
 #include "common/status.h"
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 
 inline constexpr size_t kMaxFrameBytes = 16u << 20;
 inline constexpr size_t kFrameHeaderBytes = 4;
@@ -72,4 +72,4 @@ struct Envelope {
 std::string EncodeEnvelope(const Envelope& e);
 Result<Envelope> DecodeEnvelope(std::string_view payload);
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

@@ -1,4 +1,4 @@
-#include "gossip/rpc_server.h"
+#include "rpc/rpc_server.h"
 
 #include <arpa/inet.h>
 
@@ -8,10 +8,10 @@
 #include "common/address.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "gossip/rpc.h"
-#include "gossip/rpc_conn.h"
+#include "rpc/rpc.h"
+#include "rpc/rpc_conn.h"
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 
 namespace {
 
@@ -402,4 +402,4 @@ void RpcServer::Close() { impl_->CloseAll(); }
 bool RpcServer::done() const { return impl_->closed && impl_->open_boxes == 0; }
 size_t RpcServer::connections() const { return impl_->conns.size(); }
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

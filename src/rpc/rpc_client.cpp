@@ -1,4 +1,4 @@
-#include "gossip/rpc_client.h"
+#include "rpc/rpc_client.h"
 
 #include <cstring>
 #include <map>
@@ -7,10 +7,10 @@
 #include "common/address.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "gossip/rpc.h"
-#include "gossip/rpc_conn.h"
+#include "rpc/rpc.h"
+#include "rpc/rpc_conn.h"
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 namespace {
 
 constexpr uint64_t kTickMs = 20;
@@ -385,4 +385,4 @@ void RpcClient::Cancel(uint64_t handle) { impl_->Cancel(handle, Status::Cancelle
 void RpcClient::Close() { impl_->CloseAll(); }
 size_t RpcClient::connections() const { return impl_->conns.size(); }
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

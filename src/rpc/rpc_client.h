@@ -15,13 +15,13 @@
 #include <string>
 
 #include "common/status.h"
-#include "gossip/types.h"
+#include "rpc/rpc.h"
 
 namespace oklog {
 class Registry;
 }
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 
 class RpcClientImpl;
 
@@ -75,4 +75,4 @@ class RpcClient {
   std::unique_ptr<RpcClientImpl> impl_;
 };
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

@@ -1,10 +1,10 @@
-#include "gossip/frame_codec.h"
+#include "rpc/frame_codec.h"
 
 #include <msgpack.hpp>
 
-#include "gossip/msgpack_pack.h"
+#include "common/msgpack_pack.h"
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 namespace {
 
 const msgpack::unpack_limit kLimit(/*array=*/8, /*map=*/0, /*str=*/4096, /*bin=*/kMaxFrameBytes, /*ext=*/0,
@@ -139,4 +139,4 @@ Result<Envelope> DecodeEnvelope(std::string_view payload) {
   }
 }
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string_view>
 
-namespace oklog::gossip {
+namespace oklog {
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
 
@@ -20,4 +20,4 @@ inline void PackBin(Packer& pk, std::string_view s) {
   pk.pack_bin_body(s.data(), static_cast<uint32_t>(s.size()));
 }
 
-}  // namespace oklog::gossip
+}  // namespace oklog

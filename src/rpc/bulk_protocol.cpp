@@ -1,18 +1,18 @@
-#include "segments/bulk_protocol.h"
+#include "rpc/bulk_protocol.h"
 
 #include <msgpack.hpp>
 
-#include "gossip/frame_codec.h"
-#include "gossip/msgpack_pack.h"
+#include "rpc/frame_codec.h"
+#include "common/msgpack_pack.h"
 
-namespace oklog {
+namespace oklog::rpc {
 namespace {
 
 const msgpack::unpack_limit kLimit(/*array=*/3, /*map=*/0, /*str=*/4096, /*bin=*/kBulkMaxFrameBytes, /*ext=*/0,
                                    /*depth=*/2);
 
 std::string Frame(const msgpack::sbuffer& b) {
-  return gossip::EncodeFrame(std::string_view(b.data(), b.size()));
+  return EncodeFrame(std::string_view(b.data(), b.size()));
 }
 
 std::string_view StrOf(const msgpack::object& o) {
@@ -23,29 +23,29 @@ std::string_view StrOf(const msgpack::object& o) {
 
 std::string EncodeBulkSegment(const Ulid& id, std::string_view lines) {
   msgpack::sbuffer b(lines.size() + 64);
-  gossip::Packer pk(b);
+  Packer pk(b);
   pk.pack_array(3);
-  gossip::PackStr(pk, "seg");
-  gossip::PackStr(pk, id.ToString());
-  gossip::PackBin(pk, lines);
+  PackStr(pk, "seg");
+  PackStr(pk, id.ToString());
+  PackBin(pk, lines);
   return Frame(b);
 }
 
 std::string EncodeBulkAck(const Ulid& id) {
   msgpack::sbuffer b;
-  gossip::Packer pk(b);
+  Packer pk(b);
   pk.pack_array(2);
-  gossip::PackStr(pk, "ack");
-  gossip::PackStr(pk, id.ToString());
+  PackStr(pk, "ack");
+  PackStr(pk, id.ToString());
   return Frame(b);
 }
 
 std::string EncodeBulkError(std::string_view message) {
   msgpack::sbuffer b;
-  gossip::Packer pk(b);
+  Packer pk(b);
   pk.pack_array(2);
-  gossip::PackStr(pk, "err");
-  gossip::PackStr(pk, message.substr(0, 1024));
+  PackStr(pk, "err");
+  PackStr(pk, message.substr(0, 1024));
   return Frame(b);
 }
 
@@ -83,4 +83,4 @@ Result<BulkMessage> DecodeBulkMessage(std::string_view payload) {
   return Status::Corruption("bulk: unknown message");
 }
 
-}  // namespace oklog
+}  // namespace oklog::rpc

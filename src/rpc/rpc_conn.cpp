@@ -1,8 +1,8 @@
-#include "gossip/rpc_conn.h"
+#include "rpc/rpc_conn.h"
 
 #include <memory>
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 
 uint32_t WireStatus(const Status& s) { return static_cast<uint32_t>(s.code()); }
 
@@ -154,4 +154,4 @@ void RpcConn::Close() {
 // connection after this.
 void RpcConn::OnClosed(uv_handle_t* h) noexcept { delete static_cast<RpcConn*>(h->data); }
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

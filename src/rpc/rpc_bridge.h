@@ -18,9 +18,9 @@
 #include <vector>
 
 #include "common/status.h"
-#include "gossip/rpc_client.h"
+#include "rpc/rpc_client.h"
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 
 class RpcBridge {
  public:
@@ -52,4 +52,4 @@ class RpcBridge {
   std::vector<std::function<void(bool run)>> jobs_;  // run=false: cancelled
 };
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

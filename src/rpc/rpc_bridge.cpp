@@ -1,6 +1,6 @@
-#include "gossip/rpc_bridge.h"
+#include "rpc/rpc_bridge.h"
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 
 Result<std::unique_ptr<RpcBridge>> RpcBridge::Create(uv_loop_t* loop, RpcClient* client) {
   std::unique_ptr<RpcBridge> b(new RpcBridge(loop, client));
@@ -83,4 +83,4 @@ void RpcBridge::Close() {
   }
 }
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

@@ -19,7 +19,7 @@
 #include "common/status.h"
 #include "common/ulid.h"
 
-namespace oklog {
+namespace oklog::rpc {
 
 inline constexpr size_t kBulkMaxFrameBytes = 64u << 20;
 inline constexpr size_t kBulkMaxSegmentBytes = kBulkMaxFrameBytes - 64;  // room for the envelope
@@ -38,4 +38,4 @@ std::string EncodeBulkError(std::string_view message);
 // Decodes one frame's payload. Corruption for anything but one well-formed message.
 Result<BulkMessage> DecodeBulkMessage(std::string_view payload);
 
-}  // namespace oklog
+}  // namespace oklog::rpc

@@ -1,70 +1,12 @@
-// FrameCodec, NodeMeta, PeerView and the /cluster JSON.
+// NodeMeta, PeerView and the /cluster JSON.
 #include <gtest/gtest.h>
 
-#include <random>
-
-#include "gossip/frame_codec.h"
 #include "gossip/node_meta.h"
 #include "gossip/peer_view.h"
 #include "gossip/wire.h"
 
 namespace oklog::gossip {
 namespace {
-
-TEST(FrameCodecTest, FramesSurviveAnySplit) {
-  std::string stream = EncodeFrame("hello") + EncodeFrame("") + EncodeFrame(std::string(70000, 'x'));
-  for (size_t chunk : {1u, 3u, 4u, 5u, 1000u, 100000u}) {
-    FrameDecoder d;
-    std::vector<std::string> frames;
-    for (size_t i = 0; i < stream.size(); i += chunk) {
-      d.Feed(stream.data() + i, std::min(chunk, stream.size() - i));
-      std::string f;
-      while (true) {
-        Result<bool> r = d.Next(&f);
-        ASSERT_TRUE(r.ok());
-        if (!r.value()) break;
-        frames.push_back(f);
-      }
-    }
-    ASSERT_EQ(frames.size(), 3u) << chunk;
-    EXPECT_EQ(frames[0], "hello");
-    EXPECT_EQ(frames[1], "");
-    EXPECT_EQ(frames[2].size(), 70000u);
-  }
-}
-
-TEST(FrameCodecTest, OversizeLengthIsAStickyError) {
-  FrameDecoder d(1024);
-  std::string f = EncodeFrame(std::string(2000, 'x'));
-  d.Feed(f.data(), f.size());
-  std::string out;
-  EXPECT_FALSE(d.Next(&out).ok());
-  EXPECT_FALSE(d.Next(&out).ok());
-}
-
-TEST(FrameCodecTest, HelloAndEnvelopeRoundTripAndRejectJunk) {
-  auto h = DecodeHello(EncodeHello({1, "prod", "node-1"}));
-  ASSERT_TRUE(h.ok());
-  EXPECT_EQ(h->cluster, "prod");
-  EXPECT_EQ(h->node, "node-1");
-  Envelope e{Envelope::Kind::kRequest, 7, "gossip", 0, "body"};
-  auto d = DecodeEnvelope(EncodeEnvelope(e));
-  ASSERT_TRUE(d.ok());
-  EXPECT_EQ(d->method, "gossip");
-  EXPECT_EQ(d->body, "body");
-  std::string enc = EncodeHello({1, "prod", "node-1"});
-  for (size_t n = 0; n < enc.size(); ++n) EXPECT_FALSE(DecodeHello(enc.substr(0, n)).ok());
-  std::mt19937 rng(1);
-  for (int i = 0; i < 5000; ++i) {
-    std::string junk(rng() % 64, '\0');
-    for (char& c : junk) c = static_cast<char>(rng());
-    (void)DecodeHello(junk);
-    (void)DecodeEnvelope(junk);
-  }
-  std::string bad_magic = EncodeHello({1, "prod", "n"});
-  bad_magic[2] = 'X';
-  EXPECT_FALSE(DecodeHello(bad_magic).ok());
-}
 
 TEST(NodeMetaTest, RoundTripsAndEnforcesTheLimit) {
   NodeMeta m{{"ingest", "store"}, "10.0.0.1:7650", 7651, 7652, 7653, "0.1.0"};

@@ -22,14 +22,17 @@
 #pragma once
 
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "common/status.h"
-#include "gossip/frame_codec.h"
+#include "rpc/frame_codec.h"
 
-namespace oklog::gossip {
+namespace oklog::rpc {
+
+using Duration = std::chrono::milliseconds;  // deadlines, timeouts and backoffs
 
 inline constexpr size_t kRpcChunkBytes = 1u << 20;         // largest body part in one frame
 inline constexpr size_t kRpcMaxMessageBytes = 64u << 20;   // largest whole request or response
@@ -46,4 +49,4 @@ std::string EncodeCredit(uint64_t bytes);
 // Returns Corruption for a body that is not 8 bytes.
 Result<uint64_t> DecodeCredit(std::string_view body);
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

@@ -17,13 +17,13 @@
 #include <string>
 
 #include "common/status.h"
-#include "gossip/types.h"
+#include "rpc/rpc.h"
 
 namespace oklog {
 class Registry;
 }
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 
 class RpcConn;
 class RpcServerImpl;
@@ -101,4 +101,4 @@ class RpcServer {
   std::unique_ptr<RpcServerImpl> impl_;
 };
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

@@ -12,15 +12,14 @@
 #include <thread>
 
 #include "common/metrics.h"
-#include "gossip/frame_codec.h"
-#include "gossip/gossip_node.h"
-#include "gossip/rpc.h"
-#include "gossip/rpc_client.h"
-#include "gossip/rpc_server.h"
+#include "rpc/frame_codec.h"
+#include "rpc/rpc.h"
+#include "rpc/rpc_client.h"
+#include "rpc/rpc_server.h"
 #include "loop_util.h"
 #include "test_util.h"
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 namespace {
 
 class RpcTest : public ::testing::Test {
@@ -252,50 +251,5 @@ TEST_F(RpcTest, ConnectionRefusedFailsFast) {
   EXPECT_EQ(out->status().code(), Code::kUnavailable);
 }
 
-// GossipNode hands its cluster port to an RpcServer, which serves "gossip" next to data methods.
-TEST_F(RpcTest, GossipRunsThroughTheRpcServer) {
-  std::vector<std::unique_ptr<GossipNode>> nodes;
-  std::vector<std::unique_ptr<RpcServer>> servers;
-  for (int i = 0; i < 2; ++i) {
-    GossipNode::Options o;
-    o.name = "n" + std::to_string(i);
-    o.bind_addr = "127.0.0.1:0";
-    o.cluster_name = "test";
-    if (i > 0) o.seeds = {nodes[0]->advertise_addr()};
-    o.tweak = [](Config& c) {
-      c.probe_interval = Duration(100);
-      c.probe_timeout = Duration(40);
-      c.gossip_interval = Duration(20);
-      c.push_pull_interval = Duration(2000);
-      c.reconnect_interval = Duration(500);
-      c.join_retry_min = Duration(100);
-      c.join_sync_interval = Duration(100);
-      c.tcp_timeout = Duration(1000);
-    };
-    auto n = GossipNode::Create(&loop_, o, nullptr);
-    ASSERT_TRUE(n.ok()) << n.status().ToString();
-    nodes.push_back(std::move(n).value());
-    servers.push_back(RpcServer::Create(&loop_, {"test", o.name}, nullptr));
-    RpcServer* srv = servers.back().get();
-    GossipNode* g = nodes.back().get();
-    srv->Handle(std::string(kGossipMethod), [g](std::shared_ptr<ServerCall> c) {
-      c->Respond(Status::Ok(), g->ServeStream(c->peer(), c->body()));
-    });
-    srv->Handle("echo", [](std::shared_ptr<ServerCall> c) { c->Respond(Status::Ok(), c->body()); });
-    g->SetAcceptHandler([srv](uv_stream_t* l) { srv->Accept(l); });
-    g->Start();
-  }
-  EXPECT_TRUE(RunUntil([&] { return nodes[0]->peer_view().Live().size() == 2 && nodes[1]->peer_view().Live().size() == 2; },
-                       5000));
-  std::optional<Result<std::string>> out;
-  client_->Call(nodes[1]->advertise_addr(), "echo", "data", Duration(2000), [&](Result<std::string> r) { out = r; });
-  ASSERT_TRUE(RunUntil([&] { return out.has_value(); }, 3000));
-  EXPECT_TRUE(out->ok());
-  client_->Close();
-  for (auto& s : servers) s->Close();
-  for (auto& n : nodes) n->Close();
-  RunUntil([&] { return nodes[0]->done() && nodes[1]->done(); }, 3000);
-}
-
 }  // namespace
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc

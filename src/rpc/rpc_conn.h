@@ -14,10 +14,10 @@
 #include <string>
 
 #include "common/status.h"
-#include "gossip/frame_codec.h"
-#include "gossip/rpc.h"
+#include "rpc/frame_codec.h"
+#include "rpc/rpc.h"
 
-namespace oklog::gossip {
+namespace oklog::rpc {
 
 class RpcConn;
 
@@ -72,4 +72,4 @@ class RpcConn {
   size_t queued_bytes_ = 0;
 };
 
-}  // namespace oklog::gossip
+}  // namespace oklog::rpc
