@@ -304,14 +304,10 @@ class Node {
     gossip_->SetAcceptHandler([this](uv_stream_t* l) { rpc_server_->Accept(l); });
     OKLOG_ASSIGN_OR_RETURN(bridge_, rpc::RpcBridge::Create(&loop_, rpc_client_.get()));
     // Queries: /store/query on every node fans out to the live store nodes (query.run), which
-    // answer from their node-local /store/_query.
+    // answer through their own QueryService, in process.
     fanout_ = std::make_unique<QueryFanout>(&gossip_->peer_view(), rpc_client_.get(), QueryFanout::Options{}, &metrics_);
     fanout_->Register(http_.get());
-    if (store_log_) {
-      std::string local_api = http_->BoundAddress();
-      if (local_api.rfind("0.0.0.0:", 0) == 0) local_api = "127.0.0.1:" + std::to_string(http_->port());
-      relay_ = std::make_unique<QueryRelay>(rpc_server_.get(), bridge_.get(), local_api);
-    }
+    if (query_) query_->Serve(rpc_server_.get());
     // The data plane: stores pull from ingesters (segment.*) and replicate to stores.
     if (ingest_log_)
       ingest_rpc_ = IngestRpc::Create(&loop_, ingest_log_.get(), rpc_server_.get(),
@@ -389,7 +385,6 @@ class Node {
     // Consumer threads waiting on the loop wake with Cancelled; they are joined after the loop.
     if (cluster_consumer_) cluster_consumer_->Stop();
     if (fanout_) fanout_->Close();
-    if (relay_) relay_->Close();
     if (bridge_) bridge_->Close();
     if (ingest_rpc_) ingest_rpc_->Close();
     if (rpc_client_) rpc_client_->Close();
@@ -415,7 +410,6 @@ class Node {
   std::unique_ptr<rpc::RpcBridge> bridge_;
   std::unique_ptr<IngestRpc> ingest_rpc_;
   std::unique_ptr<QueryFanout> fanout_;
-  std::unique_ptr<QueryRelay> relay_;
   std::unique_ptr<ClusterConsumer> cluster_consumer_;  // last: joined before the rest goes
   std::vector<uv_signal_t*> signals_;
   bool shutting_down_ = false;

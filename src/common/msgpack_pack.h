@@ -1,9 +1,13 @@
-// msgpack packing helpers shared by the cluster wire formats (wire.cpp, frame_codec.cpp).
+// msgpack helpers shared by every positional wire format (gossip's wire.cpp, the RPC frame codec,
+// the data-plane messages): packers, and bounded field readers that never throw (false on a
+// type or bound violation, so each format's one Decode turns it into Corruption).
 #pragma once
 
 #include <msgpack.hpp>
 
 #include <cstdint>
+#include <limits>
+#include <string>
 #include <string_view>
 
 namespace oklog {
@@ -18,6 +22,37 @@ inline void PackStr(Packer& pk, std::string_view s) {
 inline void PackBin(Packer& pk, std::string_view s) {
   pk.pack_bin(static_cast<uint32_t>(s.size()));
   pk.pack_bin_body(s.data(), static_cast<uint32_t>(s.size()));
+}
+
+// ---- readers ----
+
+inline bool ReadUint(const msgpack::object& o, uint64_t max, uint64_t* out) {
+  if (o.type != msgpack::type::POSITIVE_INTEGER || o.via.u64 > max) return false;
+  *out = o.via.u64;
+  return true;
+}
+template <typename T>
+bool ReadUintAs(const msgpack::object& o, T* out) {
+  uint64_t v = 0;
+  if (!ReadUint(o, std::numeric_limits<T>::max(), &v)) return false;
+  *out = static_cast<T>(v);
+  return true;
+}
+inline bool ReadStr(const msgpack::object& o, size_t max, bool allow_empty, std::string* out) {
+  if (o.type != msgpack::type::STR || o.via.str.size > max) return false;
+  if (!allow_empty && o.via.str.size == 0) return false;
+  out->assign(o.via.str.ptr, o.via.str.size);
+  return true;
+}
+inline bool ReadBin(const msgpack::object& o, size_t max, std::string* out) {
+  if (o.type != msgpack::type::BIN || o.via.bin.size > max) return false;
+  out->assign(o.via.bin.ptr, o.via.bin.size);
+  return true;
+}
+// The elements of an array of at least min_size elements; nullptr for anything else.
+inline const msgpack::object* Fields(const msgpack::object& o, uint32_t min_size) {
+  if (o.type != msgpack::type::ARRAY || o.via.array.size < min_size) return nullptr;
+  return o.via.array.ptr;
 }
 
 }  // namespace oklog

@@ -72,35 +72,6 @@ struct Encoder {
   }
 };
 
-// Field readers: false on a type or bound violation. They never throw.
-bool ReadUint(const msgpack::object& o, uint64_t max, uint64_t* out) {
-  if (o.type != msgpack::type::POSITIVE_INTEGER || o.via.u64 > max) return false;
-  *out = o.via.u64;
-  return true;
-}
-template <typename T>
-bool ReadUintAs(const msgpack::object& o, T* out) {
-  uint64_t v = 0;
-  if (!ReadUint(o, std::numeric_limits<T>::max(), &v)) return false;
-  *out = static_cast<T>(v);
-  return true;
-}
-bool ReadStr(const msgpack::object& o, size_t max, bool allow_empty, std::string* out) {
-  if (o.type != msgpack::type::STR || o.via.str.size > max) return false;
-  if (!allow_empty && o.via.str.size == 0) return false;
-  out->assign(o.via.str.ptr, o.via.str.size);
-  return true;
-}
-bool ReadBin(const msgpack::object& o, size_t max, std::string* out) {
-  if (o.type != msgpack::type::BIN || o.via.bin.size > max) return false;
-  out->assign(o.via.bin.ptr, o.via.bin.size);
-  return true;
-}
-const msgpack::object* Fields(const msgpack::object& o, uint32_t min_size) {
-  if (o.type != msgpack::type::ARRAY || o.via.array.size < min_size) return nullptr;
-  return o.via.array.ptr;
-}
-
 bool ReadSyncState(const msgpack::object& o, SyncState* s) {
   const msgpack::object* f = Fields(o, 5);
   uint8_t state = 0;

@@ -4,37 +4,17 @@
 #include <chrono>
 
 #include "common/duration.h"
-#include "common/http_client.h"
 #include "common/log.h"
 #include "common/ulid.h"
 #include "query/matcher.h"
+#include "query/query_messages.h"
 #include "query/query_params.h"
+#include "query/record_sink.h"
 
 namespace oklog {
 namespace {
 
 constexpr size_t kOutChunkBytes = 64 << 10;
-
-std::map<std::string, std::string> ParseStats(std::string_view part) {
-  std::map<std::string, std::string> out;
-  size_t pos = 0;
-  while (pos < part.size()) {
-    size_t nl = part.find('\n', pos);
-    if (nl == std::string_view::npos) nl = part.size();
-    std::string_view line = part.substr(pos, nl - pos);
-    size_t colon = line.find(": ");
-    if (line.rfind("status ", 0) == 0) out["status"] = std::string(line.substr(7));
-    else if (colon != std::string_view::npos) out[std::string(line.substr(0, colon))] = std::string(line.substr(colon + 2));
-    pos = nl + 1;
-  }
-  return out;
-}
-
-uint64_t Num(const std::map<std::string, std::string>& m, const std::string& k) {
-  auto it = m.find(k);
-  if (it == m.end()) return 0;
-  return std::strtoull(it->second.c_str(), nullptr, 10);
-}
 
 }  // namespace
 
@@ -47,12 +27,13 @@ struct QueryFanout::Fan {
     std::string buf;
     size_t pos = 0;
     bool stats = false, ended = false, failed = false, exhausted = false;
-    std::map<std::string, std::string> st;
+    QueryRunStats st;
   };
   QueryFanout* owner;
   std::shared_ptr<HttpResponse> resp;
   std::vector<PeerStream> peers;
-  bool head = false, json = false, descending = false;
+  bool head = false, descending = false;
+  OutputFormat format = OutputFormat::kText;
   std::optional<uint64_t> limit;
   uint64_t emitted = 0;
   bool headers_sent = false, finished = false, waiting_drain = false;
@@ -61,9 +42,10 @@ struct QueryFanout::Fan {
   HttpResponse::Headers base_headers;
   std::chrono::steady_clock::time_point t0;
 
-  std::string_view Key(std::string_view line) const {
-    size_t off = json ? 9 : 0;  // {"ulid":"
-    return line.size() >= off + Ulid::kTextSize ? line.substr(off, Ulid::kTextSize) : line;
+  // Peers send raw records, so the merge key is the leading ULID; formatting happens once, here
+  // at the edge, as records leave the merge.
+  static std::string_view Key(std::string_view line) {
+    return line.size() >= Ulid::kTextSize ? line.substr(0, Ulid::kTextSize) : line;
   }
 
   void CancelAll() {
@@ -82,16 +64,17 @@ struct QueryFanout::Fan {
 
   void SendHeaders() {
     uint64_t nodes = 0, segments = 0, max_size = 0, errors = 0;
-    std::string content_type = json ? "application/x-ndjson" : "text/plain; charset=utf-8";
+    std::string content_type =
+        format == OutputFormat::kJson ? "application/x-ndjson" : "text/plain; charset=utf-8";
     for (auto& p : peers) {
       if (p.failed && !p.stats) {
         ++errors;
         continue;
       }
-      nodes += std::max<uint64_t>(1, Num(p.st, "X-Oklog-Nodes-Queried"));
-      segments += Num(p.st, "X-Oklog-Segments-Queried");
-      max_size = std::max(max_size, Num(p.st, "X-Oklog-Max-Data-Set-Size"));
-      errors += Num(p.st, "X-Oklog-Error-Count");
+      nodes += std::max<uint64_t>(1, p.st.nodes);
+      segments += p.st.segments;
+      max_size = std::max(max_size, p.st.max_data_set_size);
+      errors += p.st.errors;
     }
     HttpResponse::Headers h = base_headers;
     h.push_back({"Content-Type", content_type});
@@ -145,7 +128,7 @@ struct QueryFanout::Fan {
       std::string_view key = Key(best_line);
       if (key != last_key) {
         last_key.assign(key);
-        out.append(best_line);
+        AppendFormatted(best_line, format, &out);
         ++emitted;
       }
       p.pos += best_line.size();
@@ -228,17 +211,23 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
     queries_->With({"no_store"})->Inc();
     return resp->Send(503, "no store nodes available\n");
   }
-  // The same exact range for every peer.
-  std::string query = "from=" + p.from.ToString() + "&to=" + p.to.ToString();
-  for (const auto& [k, v] : req.params)
-    if (k != "from" && k != "to") query += "&" + UrlEncode(k) + "=" + UrlEncode(v);
   const bool head = req.method == "HEAD" || resp->is_head();
+  // The same exact range for every peer.
+  QueryRunRequest run;
+  run.kind = head ? QueryRunKind::kStatsOnly : QueryRunKind::kRecords;
+  run.from = p.from;
+  run.to = p.to;
+  run.q = p.q;
+  run.mode = p.mode;
+  run.topics = p.topics;
+  run.limit = p.limit;
+  const std::string request = EncodeQueryRunRequest(run);
 
   auto fan = std::make_shared<Fan>();
   fan->owner = this;
   fan->resp = resp;
   fan->head = head;
-  fan->json = p.format == OutputFormat::kJson;
+  fan->format = p.format;
   fan->descending = p.order() == ScanOrder::kDescending;
   fan->limit = p.limit;
   fan->t0 = std::chrono::steady_clock::now();
@@ -276,9 +265,16 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
     h.on_chunk = [fan, i](std::string part) {
       auto& ps = fan->peers[i];
       if (!ps.stats) {
-        ps.stats = true;
-        ps.st = ParseStats(part);
         fan->owner->client_->Consume(ps.handle, part.size());
+        Result<QueryRunStats> st = DecodeQueryRunStats(part);
+        if (!st.ok()) {
+          // A peer that does not speak query.run v1: an error for this answer, not a crash.
+          Logger("query")->warn("query.run on {}: {}", ps.name, st.status().ToString());
+          fan->owner->client_->Cancel(ps.handle);
+          return;
+        }
+        ps.stats = true;
+        ps.st = *st;
       } else {
         ps.buf.append(part);
       }
@@ -295,102 +291,11 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
       }
       if (!fan->waiting_drain) fan->PumpAndFlush();
     };
-    const uint64_t handle =
-        client_->Stream(stores[i].addr, kQueryRun, std::string(head ? "HEAD\n" : "GET\n") + query, so, std::move(h));
+    const uint64_t handle = client_->Stream(stores[i].addr, kQueryRun, request, so, std::move(h));
     if (handle != 0 && !fan->peers[i].ended) fan->peers[i].handle = handle;
   }
   queries_->With({head ? "stats" : "ok"})->Inc();
   if (!fan->waiting_drain) fan->PumpAndFlush();
-}
-
-// ---- relay ----
-
-struct QueryRelay::Run {
-  std::shared_ptr<rpc::ServerCall> call;
-  std::atomic<bool> cancel{false};
-  std::atomic<bool> done{false};
-};
-
-QueryRelay::QueryRelay(rpc::RpcServer* server, rpc::RpcBridge* bridge, std::string api)
-    : bridge_(bridge), api_(std::move(api)) {
-  server->Handle(kQueryRun, [this](std::shared_ptr<rpc::ServerCall> call) {
-    const std::string& b = call->body();
-    size_t nl = b.find('\n');
-    std::string method = nl == std::string::npos ? "" : b.substr(0, nl);
-    if (method != "GET" && method != "HEAD") return call->Respond(Status::InvalidArgument("query.run: bad request"));
-    std::string url = "http://" + api_ + "/store/_query?" + b.substr(nl + 1);
-    auto run = std::make_shared<Run>();
-    run->call = call;
-    call->OnCancel([run] { run->cancel = true; });
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return call->Respond(Status::Unavailable("shutting down"));
-    // Join finished relays now and then.
-    for (auto it = runs_.begin(); it != runs_.end();) {
-      if (it->first->done) {
-        it->second.join();
-        it = runs_.erase(it);
-      } else {
-        ++it;
-      }
-    }
-    rpc::RpcBridge* bridge = bridge_;
-    std::thread t([run, bridge, method, url] {
-      auto post = [&](std::function<void(rpc::ServerCall&)> fn) {
-        return bridge->RunOnLoop([&] { fn(*run->call); }).ok();
-      };
-      auto end = [&](const Status& s) {
-        post([s](rpc::ServerCall& c) { c.End(s); });
-        run->done = true;
-      };
-      HttpClientOptions o;
-      o.timeout = std::chrono::milliseconds(30000);
-      o.cancel = &run->cancel;
-      Result<HttpClientResponse> head = HttpFetchAll("HEAD", url, o);
-      if (!head.ok()) return end(Status::Unavailable("local query: " + head.status().ToString()));
-      if (head->status != 200) return end(Status::InvalidArgument("local query: status " + std::to_string(head->status)));
-      std::string stats = "status " + std::to_string(head->status) + "\n";
-      for (const char* k : {"X-Oklog-Nodes-Queried", "X-Oklog-Segments-Queried", "X-Oklog-Max-Data-Set-Size",
-                            "X-Oklog-Error-Count", "Content-Type"})
-        stats += std::string(k) + ": " + head->Header(k) + "\n";
-      post([stats](rpc::ServerCall& c) { c.Send(stats); });
-      if (method == "HEAD") return end(Status::Ok());
-      auto on_body = [&](std::string_view piece) {
-        bool writable = false, over = false;
-        if (!post([&](rpc::ServerCall& c) {
-              c.Send(std::string(piece));
-              writable = c.writable();
-              over = c.over();
-            }))
-          return false;
-        // The window is full: wait for the fan-out node to consume (flow control end to end).
-        while (!writable && !over && !run->cancel) {
-          std::this_thread::sleep_for(std::chrono::milliseconds(2));
-          if (!post([&](rpc::ServerCall& c) {
-                writable = c.writable();
-                over = c.over();
-              }))
-            return false;
-        }
-        return !over && !run->cancel;
-      };
-      o.body_idle_timeout = std::chrono::milliseconds(30000);
-      Result<HttpClientResponse> get = HttpFetch("GET", url, o, on_body);
-      end(get.ok() ? Status::Ok() : Status::Unavailable("local query: " + get.status().ToString()));
-    });
-    runs_.emplace_back(run, std::move(t));
-  });
-}
-
-QueryRelay::~QueryRelay() {
-  Close();
-  for (auto& [run, t] : runs_)
-    if (t.joinable()) t.join();
-}
-
-void QueryRelay::Close() {
-  std::lock_guard<std::mutex> lock(mu_);
-  closed_ = true;
-  for (auto& [run, t] : runs_) run->cancel = true;
 }
 
 }  // namespace oklog

@@ -1,6 +1,8 @@
 #include "query/query_api.h"
 
+#include <algorithm>
 #include <condition_variable>
+#include <deque>
 #include <thread>
 
 #include "common/duration.h"
@@ -11,14 +13,38 @@
 
 namespace oklog {
 
-// One running GET. Shared by the loop (response, bookkeeping) and the driver thread (flow
-// control fields under mu).
+// One running scan: a user's GET (response) or a peer's query.run (call). Shared by the loop
+// (output, bookkeeping) and the driver thread (flow control fields under mu).
 struct QueryService::Run {
   uint64_t id = 0;
-  std::shared_ptr<HttpResponse> response;  // loop thread only
-  std::thread driver;                      // joined on the loop once the end event arrived
+  std::shared_ptr<HttpResponse> response;  // loop thread only; a user's GET
+  std::shared_ptr<rpc::ServerCall> call;   // loop thread only; a peer's query.run
+  std::thread driver;                      // a GET's; joined on the loop once the end event arrived
   std::chrono::steady_clock::time_point start;
   bool ending = false;  // loop: we are finishing the response ourselves
+
+  // Loop thread: the output's state, whichever it is.
+  bool closed() const { return response ? response->closed() : call->over(); }
+  void Write(std::string chunk) {
+    if (response) {
+      response->Write(std::move(chunk));
+    } else {
+      call->Send(std::move(chunk));
+    }
+  }
+  // Bytes the output holds beyond what the client took; a full credit window counts as
+  // high_water (the driver then waits for OnWritable).
+  size_t Buffered(size_t high_water) const {
+    if (response) return response->closed() ? 0 : response->buffered_bytes();
+    return call->over() || call->writable() ? 0 : high_water;
+  }
+  void Finish(const Status& status) {
+    if (response) {
+      response->Finish();
+    } else {
+      call->End(status);
+    }
+  }
 
   std::atomic<bool> cancel{false};
   std::mutex mu;
@@ -41,6 +67,61 @@ bool ValidPath(const std::string& path) { return path == "/store/query" || path 
 
 }  // namespace
 
+// Reused driver threads for peers' query.run: started on demand up to `threads`, a bounded
+// queue in front. A job blocks its thread for the whole scan (backpressure included).
+class QueryService::PeerDrivers {
+ public:
+  PeerDrivers(size_t threads, size_t max_queued) : max_threads_(std::max<size_t>(1, threads)), max_queued_(max_queued) {}
+  ~PeerDrivers() { Stop(); }
+  // False when the queue is full or the pool is stopping.
+  bool Submit(std::function<void()> job) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_ || queue_.size() >= max_queued_) return false;
+    queue_.push_back(std::move(job));
+    if (idle_ == 0 && threads_.size() < max_threads_) threads_.emplace_back([this] { Loop(); });
+    cv_.notify_one();
+    return true;
+  }
+  // Jobs not started are dropped (their owner fails them); running ones finish. Joins.
+  std::vector<std::function<void()>> Stop() {
+    std::vector<std::function<void()>> dropped;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+      for (auto& j : queue_) dropped.push_back(std::move(j));
+      queue_.clear();
+    }
+    cv_.notify_all();
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+    threads_.clear();
+    return dropped;
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      ++idle_;
+      cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+      --idle_;
+      if (queue_.empty()) return;  // stopping
+      std::function<void()> job = std::move(queue_.front());
+      queue_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+  const size_t max_threads_, max_queued_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::vector<std::thread> threads_;
+  size_t idle_ = 0;
+  bool stopping_ = false;
+};
+
 QueryService::QueryService(uv_loop_t* loop, StoreLog* store, Options options, Registry* metrics)
     : loop_(loop),
       store_(store),
@@ -49,13 +130,18 @@ QueryService::QueryService(uv_loop_t* loop, StoreLog* store, Options options, Re
                                          "Store queries by result: ok, stats (HEAD), bad_request, cancelled, "
                                          "rejected, error.",
                                          {"result"})),
-      running_gauge_(metrics->NewGauge("oklog_query_running", "Queries whose scan is running.")),
+      peer_queries_(metrics->NewCounterFamily("oklog_query_peer_queries_total",
+                                              "query.run calls served for fanning-out nodes, by result: ok, stats, "
+                                              "bad_request, cancelled, rejected, error.",
+                                              {"result"})),
+      running_gauge_(metrics->NewGauge("oklog_query_running", "Queries whose scan is running (users' and peers').")),
       duration_(metrics->NewHistogram("oklog_query_duration_seconds", "Time from request to last byte queued.",
                                       DefaultLatencyBuckets())) {
   if (!options_.now_ms) options_.now_ms = [] { return NowUnixMs(); };
   QueryExecutor::Options eo;
   eo.scan_threads = options_.scan_threads;
   executor_ = std::make_unique<QueryExecutor>(eo, metrics);
+  peer_drivers_ = std::make_unique<PeerDrivers>(options_.peer_query_threads, options_.max_queued_peer_queries);
   executor_->SetCorruptionHandler([store](const SegmentReader& segment, size_t, const Status& why) {
     store->Quarantine(segment.path(), why);
   });
@@ -80,6 +166,11 @@ QueryService::~QueryService() {
   for (auto& [id, run] : runs_) {
     run->cancel = true;
     run->cv.notify_all();
+  }
+  peer_drivers_->Stop();
+  for (auto& [id, run] : runs_) {
+    run->cancel = true;
+    run->cv.notify_all();
     if (run->driver.joinable()) run->driver.join();
   }
   if (async_ != nullptr) async_->data = nullptr;  // leaked rather than freed under the loop
@@ -94,6 +185,10 @@ void QueryService::Register(HttpServer* server) {
   });
 }
 
+void QueryService::Serve(rpc::RpcServer* server) {
+  server->Handle(kQueryRun, [this](std::shared_ptr<rpc::ServerCall> call) { HandleRun(std::move(call)); });
+}
+
 void QueryService::Close() {
   if (closing_) return;
   closing_ = true;
@@ -104,11 +199,12 @@ void QueryService::Close() {
     }
     run->cv.notify_all();
   }
+  peer_drivers_->Stop();  // queued query.run jobs are dropped: their runs end just below
   for (auto& [id, run] : runs_) {
     if (run->driver.joinable()) run->driver.join();
-    if (!run->response->closed()) {
+    if (!run->closed()) {
       run->ending = true;
-      run->response->Finish();
+      run->Finish(Status::Unavailable("the node is shutting down"));
     }
   }
   runs_.clear();
@@ -154,17 +250,15 @@ void QueryService::HandleQuery(const HttpRequest& req, std::shared_ptr<HttpRespo
   Result<std::unique_ptr<Matcher>> matcher = Matcher::Create(spec);
   if (!matcher.ok()) return bad(matcher.status());
 
-  ScanRequest request;
-  request.from = p.from;
-  request.to = p.to;
-  request.order = p.order();
-  request.limit = p.limit;
-  if (p.from <= p.to) request.segments = store_->Select(p.from, p.to);
-  uint64_t raw_bytes = 0;
-  for (const auto& s : request.segments) raw_bytes += s->raw_bytes();
+  Plan plan = MakePlan(p.from, p.to, p.order(), p.limit);
+  ScanRequest& request = plan.request;
+  const uint64_t raw_bytes = plan.raw_bytes;
 
   const bool head = req.method == "HEAD" || resp->is_head();
-  if (!head && runs_.size() >= options_.max_running_queries) {
+  // Peers' query.run have their own drivers and bound: only users' GETs count here.
+  const auto users = static_cast<size_t>(
+      std::count_if(runs_.begin(), runs_.end(), [](const auto& kv) { return kv.second->response != nullptr; }));
+  if (!head && users >= options_.max_running_queries) {
     queries_->With({"rejected"})->Inc();
     return resp->Send(503, "too many queries running; try again later\n");
   }
@@ -193,26 +287,90 @@ void QueryService::HandleQuery(const HttpRequest& req, std::shared_ptr<HttpRespo
     return;
   }
 
-  auto run = std::make_shared<Run>();
-  run->id = next_id_++;
+  std::shared_ptr<Run> run = AddRun(t0);
   run->response = resp;
-  run->start = t0;
   const uint64_t id = run->id;
   resp->OnClose([this, id] { OnClientGone(id); });
   resp->OnDrain([this, id] {
     auto it = runs_.find(id);
-    if (it == runs_.end()) return;
-    Run& r = *it->second;
-    {
-      std::lock_guard<std::mutex> lock(r.mu);
-      r.buffered = r.response->buffered_bytes();
-    }
-    r.cv.notify_all();
+    if (it != runs_.end()) Wake(*it->second);
   });
-  runs_[id] = run;
-  running_gauge_->Set(static_cast<double>(runs_.size()));
   std::shared_ptr<const Matcher> shared_matcher = std::move(matcher).value();
   run->driver = std::thread(&QueryService::Drive, this, run, std::move(request), shared_matcher, p.format);
+}
+
+QueryService::Plan QueryService::MakePlan(const Ulid& from, const Ulid& to, ScanOrder order,
+                                          std::optional<uint64_t> limit) {
+  Plan plan;
+  plan.request.from = from;
+  plan.request.to = to;
+  plan.request.order = order;
+  plan.request.limit = limit;
+  if (from <= to) plan.request.segments = store_->Select(from, to);
+  for (const auto& s : plan.request.segments) plan.raw_bytes += s->raw_bytes();
+  return plan;
+}
+
+std::shared_ptr<QueryService::Run> QueryService::AddRun(std::chrono::steady_clock::time_point start) {
+  auto run = std::make_shared<Run>();
+  run->id = next_id_++;
+  run->start = start;
+  runs_[run->id] = run;
+  running_gauge_->Set(static_cast<double>(runs_.size()));
+  return run;
+}
+
+void QueryService::Wake(Run& run) {
+  {
+    std::lock_guard<std::mutex> lock(run.mu);
+    run.buffered = run.Buffered(options_.high_water_bytes);
+  }
+  run.cv.notify_all();
+}
+
+// query.run: the same plan and scan as a GET, answered to a peer. The stats part goes out
+// before any scanning (planning figures, as the HTTP headers), then raw records in scan order.
+void QueryService::HandleRun(std::shared_ptr<rpc::ServerCall> call) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Result<QueryRunRequest> req = DecodeQueryRunRequest(call->body());
+  if (!req.ok()) {
+    peer_queries_->With({"bad_request"})->Inc();
+    Logger("query")->warn("msg=\"bad query.run request\" peer={} reason=\"{}\"", call->peer(), req.status().ToString());
+    return call->Respond(req.status());
+  }
+  Result<std::unique_ptr<Matcher>> matcher = Matcher::Create(MatchSpec{req->q, req->mode, req->topics});
+  if (!matcher.ok()) {
+    peer_queries_->With({"bad_request"})->Inc();
+    return call->Respond(Status::InvalidArgument(matcher.status().message()));
+  }
+  if (closing_) return call->Respond(Status::Unavailable("the node is shutting down"));
+  Plan plan = MakePlan(req->from, req->to, req->order(), req->limit);
+  QueryRunStats stats;
+  stats.segments = plan.request.segments.size();
+  stats.max_data_set_size = plan.raw_bytes;
+  call->Send(EncodeQueryRunStats(stats));
+  if (req->kind == QueryRunKind::kStatsOnly || plan.request.segments.empty()) {
+    peer_queries_->With({req->kind == QueryRunKind::kStatsOnly ? "stats" : "ok"})->Inc();
+    return call->End(Status::Ok());
+  }
+  std::shared_ptr<Run> run = AddRun(t0);
+  run->call = call;
+  const uint64_t id = run->id;
+  call->OnCancel([this, id] { OnClientGone(id); });
+  call->OnWritable([this, id] {
+    auto it = runs_.find(id);
+    if (it != runs_.end()) Wake(*it->second);
+  });
+  std::shared_ptr<const Matcher> shared_matcher = std::move(matcher).value();
+  auto job = [this, run, request = std::move(plan.request), shared_matcher]() mutable {
+    Drive(run, std::move(request), shared_matcher, OutputFormat::kText);
+  };
+  if (!peer_drivers_->Submit(std::move(job))) {
+    peer_queries_->With({"rejected"})->Inc();
+    runs_.erase(id);
+    running_gauge_->Set(static_cast<double>(runs_.size()));
+    call->End(Status::Unavailable("too many peer queries running; try again later"));
+  }
 }
 
 void QueryService::OnClientGone(uint64_t id) {
@@ -278,21 +436,22 @@ void QueryService::DrainEvents() {
     if (runs_.find(run.id) == runs_.end()) continue;  // already torn down by Close()
     if (!e.end) {
       size_t n = e.chunk.size();
-      if (!run.response->closed()) run.response->Write(std::move(e.chunk));
+      if (!run.closed()) run.Write(std::move(e.chunk));
       {
         std::lock_guard<std::mutex> lock(run.mu);
         run.in_transit -= n;
-        run.buffered = run.response->closed() ? 0 : run.response->buffered_bytes();
+        run.buffered = run.Buffered(options_.high_water_bytes);
       }
       run.cv.notify_all();
       continue;
     }
-    // The driver posted its last event and is returning: the join is immediate.
+    // The driver posted its last event and is returning: the join is immediate. (A query.run's
+    // driver is a pool thread, which simply takes the next job.)
     if (run.driver.joinable()) run.driver.join();
-    const bool client_gone = run.response->closed();
+    const bool client_gone = run.closed();
     const char* result = e.status.ok() ? "ok" : (e.status.code() == Code::kCancelled ? "cancelled" : "error");
     if (e.status.ok() && client_gone) result = "cancelled";
-    queries_->With({result})->Inc();
+    (run.call ? peer_queries_ : queries_)->With({result})->Inc();
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
     duration_->Observe(secs);
     Logger("query")->debug(
@@ -302,7 +461,7 @@ void QueryService::DrainEvents() {
         e.stats.records, e.stats.duplicates);
     if (!client_gone) {
       run.ending = true;
-      run.response->Finish();
+      run.Finish(e.status);
     }
     runs_.erase(run.id);
     running_gauge_->Set(static_cast<double>(runs_.size()));

@@ -1,12 +1,16 @@
-// The query HTTP API: GET|HEAD /store/query and /store/_query (node-local; the same thing until
-// fan-out lands), and GET /store/ → 307 to the query, as OK Log. See README.md for parameters,
-// headers and status codes.
+// This node's store, queried: GET|HEAD /store/_query (node-local; also /store/query on a node
+// without the fan-out), GET /store/ → 307 to the query, as OK Log, and the `query.run` RPC
+// (query_messages.h) that a fanning-out node sends to every store. See README.md for
+// parameters, headers and status codes.
 //
-// Threads: every public method and every HTTP callback runs on the loop thread. A GET starts a
-// driver thread that runs the QueryExecutor (which scans on a shared pool) and hands formatted
-// chunks back through a locked queue and one uv_async_t, drained whole on the loop. The driver
-// waits while more than high_water_bytes are in transit or buffered in the response, and a
-// client that disconnects cancels the scan at the next block.
+// Threads: every public method, HTTP and RPC callback runs on the loop thread. A GET starts a
+// driver thread that runs the QueryExecutor (which scans on a shared pool); a query.run runs on
+// one of at most peer_query_threads reused driver threads, so peers' queries neither take the
+// users' slots nor start a thread per call. Drivers hand raw or formatted chunks back through a
+// locked queue and one uv_async_t, drained whole on the loop. A driver waits while more than
+// high_water_bytes are in transit or buffered in the response (for query.run: while the call's
+// credit window is full), and a client that disconnects or cancels stops the scan at the next
+// block.
 //
 // Shutdown: Close() cancels every running query, joins the drivers and closes the async
 // handle; run the loop until done(), then destroy.
@@ -26,7 +30,9 @@
 #include "common/http_server.h"
 #include "common/metrics.h"
 #include "common/status.h"
+#include "query/query_messages.h"
 #include "query/query_executor.h"
+#include "rpc/rpc_server.h"
 #include "segments/store_log.h"
 
 namespace oklog {
@@ -35,7 +41,9 @@ class QueryService {
  public:
   struct Options {
     size_t scan_threads = 0;  // 0: one per core
-    size_t max_running_queries = 64;
+    size_t max_running_queries = 64;       // user GETs; more get 503
+    size_t peer_query_threads = 16;        // drivers for query.run, started on demand
+    size_t max_queued_peer_queries = 256;  // query.run waiting for a driver; more get Unavailable
     size_t high_water_bytes = 4 << 20;
     size_t chunk_bytes = 64 << 10;
     std::chrono::milliseconds max_chunk_delay{20};  // a partial chunk goes out after this long
@@ -51,15 +59,26 @@ class QueryService {
 
   // Registers /store/query, /store/_query and /store/ on server.
   void Register(HttpServer* server);
+  // Serves query.run on server (which must outlive this service or be closed first).
+  void Serve(rpc::RpcServer* server);
   void Close();
   bool done() const { return async_ == nullptr; }
-  size_t running() const { return runs_.size(); }
+  size_t running() const { return runs_.size(); }  // user and peer queries scanning
 
  private:
   struct Run;
   struct Event;
+  class PeerDrivers;
+  struct Plan {
+    ScanRequest request;
+    uint64_t raw_bytes = 0;
+  };
   QueryService(uv_loop_t* loop, StoreLog* store, Options options, Registry* metrics);
+  Plan MakePlan(const Ulid& from, const Ulid& to, ScanOrder order, std::optional<uint64_t> limit);
   void HandleQuery(const HttpRequest& req, std::shared_ptr<HttpResponse> resp);
+  void HandleRun(std::shared_ptr<rpc::ServerCall> call);
+  std::shared_ptr<Run> AddRun(std::chrono::steady_clock::time_point start);
+  void Wake(Run& run);  // loop thread: the output drained or the client went away
   void HandleRoot(const HttpRequest& req, std::shared_ptr<HttpResponse> resp);
   void Drive(std::shared_ptr<Run> run, ScanRequest request, std::shared_ptr<const Matcher> matcher,
              OutputFormat format);  // driver thread
@@ -77,11 +96,13 @@ class QueryService {
   bool closing_ = false;
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::shared_ptr<Run>> runs_;  // loop thread only
+  std::unique_ptr<PeerDrivers> peer_drivers_;
 
   std::mutex events_mu_;
   std::vector<Event> events_;
 
   Family<Counter>* queries_;
+  Family<Counter>* peer_queries_;
   Gauge* running_gauge_;
   Histogram* duration_;
 };

@@ -1,6 +1,5 @@
-// Test helpers for the HTTP server and client tests: a libuv loop on its own thread with a
-// locked queue of closures (posted with uv_async_send), a blocking raw-socket client for
-// sending exact bytes, and a runner for the curl binary.
+// Test helpers for the HTTP server and client tests: a blocking raw-socket client for sending
+// exact bytes, and a runner for the curl binary (LoopThread is in tests/loop_util.h).
 #pragma once
 
 #include <arpa/inet.h>
@@ -10,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
+
+#include "loop_util.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -22,68 +23,6 @@
 #include <thread>
 
 namespace oklog::testing {
-
-class LoopThread {
- public:
-  LoopThread() {
-    uv_loop_init(&loop_);
-    uv_async_init(&loop_, &async_, OnAsync);
-    async_.data = this;
-  }
-  ~LoopThread() { Stop(); }
-  LoopThread(const LoopThread&) = delete;
-  LoopThread& operator=(const LoopThread&) = delete;
-
-  uv_loop_t* loop() { return &loop_; }
-  void Start() {
-    thread_ = std::thread([this] { uv_run(&loop_, UV_RUN_DEFAULT); });
-  }
-  void Post(std::function<void()> fn) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(std::move(fn));
-    }
-    uv_async_send(&async_);
-  }
-  // Runs fn on the loop thread and waits for it.
-  template <typename F>
-  auto Run(F fn) -> decltype(fn()) {
-    std::packaged_task<decltype(fn())()> task(std::move(fn));
-    auto fut = task.get_future();
-    Post([&task] { task(); });
-    return fut.get();
-  }
-  // Runs `before_close` on the loop, closes the async handle, waits for the loop to end, and
-  // checks that every handle was closed.
-  void Stop(std::function<void()> before_close = nullptr) {
-    if (stopped_) return;
-    stopped_ = true;
-    Post([this, before_close] {
-      if (before_close) before_close();
-      uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
-    });
-    if (thread_.joinable()) thread_.join();
-    EXPECT_EQ(uv_loop_close(&loop_), 0) << "a handle was left open";
-  }
-
- private:
-  static void OnAsync(uv_async_t* a) noexcept {
-    auto* self = static_cast<LoopThread*>(a->data);
-    std::deque<std::function<void()>> q;
-    {
-      std::lock_guard<std::mutex> lock(self->mu_);
-      q.swap(self->queue_);
-    }
-    for (auto& fn : q) fn();
-  }
-
-  uv_loop_t loop_;
-  uv_async_t async_;
-  std::thread thread_;
-  std::mutex mu_;
-  std::deque<std::function<void()>> queue_;
-  bool stopped_ = false;
-};
 
 // A blocking loopback socket for exact bytes.
 class RawClient {

@@ -9,6 +9,9 @@
 
 #include <algorithm>
 #include <map>
+#include <cstdlib>
+#include <sstream>
+#include <fstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -85,5 +88,49 @@ class CollectSink : public RecordSink {
   std::vector<std::string> records;
   size_t stop_after = 0;  // refuse after this many (0: never)
 };
+
+struct HttpResult {
+  int status = 0;
+  std::multimap<std::string, std::string> headers;  // names lower-cased
+  std::string body;
+};
+
+// Runs curl against the server and parses what it saved. The body goes to a file, headers to
+// another, so binary bodies survive.
+inline HttpResult Curl(const std::string& dir, const std::string& args) {
+  static int n = 0;
+  std::string hdr = dir + "/h" + std::to_string(++n), body = dir + "/b" + std::to_string(n);
+  std::string cmd = "curl -sS -g --max-time 60 -D " + hdr + " -o " + body + " " + args;
+  int rc = std::system(cmd.c_str());
+  EXPECT_EQ(rc, 0) << cmd;
+  HttpResult r;
+  std::ifstream h(hdr, std::ios::binary);
+  std::string line;
+  while (std::getline(h, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.rfind("HTTP/", 0) == 0) {
+      r.status = std::stoi(line.substr(line.find(' ') + 1));
+      r.headers.clear();
+      continue;
+    }
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    std::string name = line.substr(0, colon);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string value = line.substr(colon + 1);
+    value.erase(0, value.find_first_not_of(' '));
+    r.headers.emplace(name, value);
+  }
+  std::ifstream b(body, std::ios::binary);
+  std::stringstream ss;
+  ss << b.rdbuf();
+  r.body = ss.str();
+  return r;
+}
+
+inline std::string Header(const HttpResult& r, const std::string& name) {
+  auto it = r.headers.find(name);
+  return it == r.headers.end() ? "<missing>" : it->second;
+}
 
 }  // namespace oklog::testing

@@ -1,0 +1,66 @@
+// The query module's RPC messages: `query.run` (a store's part of a fanned-out query). Each body
+// is one positional msgpack array with a version first; one Encode and one Decode per message.
+// Decoders are bounded and never throw: malformed input is Corruption.
+//
+//   query.run request = [1, kind, from, to, q, mode, topics, limit]
+//     kind    uint  0 = stats then records, 1 = stats only (HEAD)        (QueryRunKind)
+//     from    bin16 lowest ULID, inclusive (exact: relative bounds are resolved by the caller)
+//     to      bin16 highest ULID, inclusive
+//     q       str   substring or RE2 pattern, ≤ kMaxQueryTermBytes
+//     mode    uint  0 = substring, 1 = regex                             (MatchMode)
+//     topics  [str] ≤ kMaxQueryTopics topics, each ≤ kMaxQueryTopicBytes; empty: every topic
+//     limit   nil | uint  newest N matches, newest first (descending ULID order)
+//   query.run response (server-streaming):
+//     part 1  = [1, nodes, segments, max_data_set_size, errors]          (QueryRunStats)
+//     then    raw stored records "ULID SP topic SP line LF" in scan order (ascending ULID, or
+//             descending with a limit), cut anywhere: the receiver splits at LF;
+//     end     status OK, or the reason the scan failed (the caller counts the peer as an error).
+//
+// Enum values on the wire are only ever appended to.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/status.h"
+#include "common/ulid.h"
+#include "query/query_params.h"
+
+namespace oklog {
+
+inline constexpr const char* kQueryRun = "query.run";
+inline constexpr uint32_t kQueryMessagesVersion = 1;
+inline constexpr size_t kMaxQueryTermBytes = 64 << 10;
+inline constexpr size_t kMaxQueryTopics = 1024;
+inline constexpr size_t kMaxQueryTopicBytes = 256;
+
+enum class QueryRunKind : uint8_t { kRecords = 0, kStatsOnly = 1 };
+
+struct QueryRunRequest {
+  QueryRunKind kind = QueryRunKind::kRecords;
+  Ulid from;
+  Ulid to;
+  std::string q;
+  MatchMode mode = MatchMode::kSubstring;
+  std::vector<std::string> topics;
+  std::optional<uint64_t> limit;
+
+  ScanOrder order() const { return limit ? ScanOrder::kDescending : ScanOrder::kAscending; }
+};
+
+struct QueryRunStats {
+  uint64_t nodes = 1;
+  uint64_t segments = 0;
+  uint64_t max_data_set_size = 0;  // uncompressed record bytes of the segments in range
+  uint64_t errors = 0;
+};
+
+std::string EncodeQueryRunRequest(const QueryRunRequest& r);
+Result<QueryRunRequest> DecodeQueryRunRequest(std::string_view body);
+std::string EncodeQueryRunStats(const QueryRunStats& s);
+Result<QueryRunStats> DecodeQueryRunStats(std::string_view body);
+
+}  // namespace oklog
