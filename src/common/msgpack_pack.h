@@ -26,6 +26,14 @@ inline void PackBin(Packer& pk, std::string_view s) {
 
 // ---- readers ----
 
+// Unpacks the one object that fills all of body, within limit. False on trailing bytes; throws
+// (msgpack-c) on malformed or over-limit input, so call it inside the format's one Decode.
+inline bool UnpackWhole(std::string_view body, const msgpack::unpack_limit& limit, msgpack::object_handle* oh) {
+  size_t off = 0;
+  *oh = msgpack::unpack(body.data(), body.size(), off, nullptr, nullptr, limit);
+  return off == body.size();
+}
+
 inline bool ReadUint(const msgpack::object& o, uint64_t max, uint64_t* out) {
   if (o.type != msgpack::type::POSITIVE_INTEGER || o.via.u64 > max) return false;
   *out = o.via.u64;

@@ -22,11 +22,25 @@ bool ReadUlid(const msgpack::object& o, Ulid* out) {
   return true;
 }
 
-// Unpacks exactly one object filling the whole body; false on trailing bytes.
-bool UnpackOne(std::string_view body, const msgpack::unpack_limit& limit, msgpack::object_handle* oh) {
-  size_t off = 0;
-  *oh = msgpack::unpack(body.data(), body.size(), off, nullptr, nullptr, limit);
-  return off == body.size();
+void PackFilter(Packer& pk, const std::string& q, MatchMode mode, const std::vector<std::string>& topics) {
+  PackStr(pk, q);
+  pk.pack_uint8(static_cast<uint8_t>(mode));
+  pk.pack_array(static_cast<uint32_t>(topics.size()));
+  for (const std::string& t : topics) PackStr(pk, t);
+}
+
+// q, mode, topics from f[0..2]; the reason on failure.
+const char* ReadFilter(const msgpack::object* f, std::string* q, MatchMode* mode, std::vector<std::string>* topics) {
+  uint8_t m = 0;
+  if (!ReadStr(f[0], kMaxQueryTermBytes, true, q)) return "q";
+  if (!ReadUintAs(f[1], &m) || m > 1) return "mode";
+  *mode = static_cast<MatchMode>(m);
+  // (An empty array's element pointer may be null: check the type, not the pointer.)
+  if (f[2].type != msgpack::type::ARRAY || f[2].via.array.size > kMaxQueryTopics) return "topics";
+  topics->resize(f[2].via.array.size);
+  for (size_t i = 0; i < topics->size(); ++i)
+    if (!ReadStr(f[2].via.array.ptr[i], kMaxQueryTopicBytes, false, &(*topics)[i])) return "topic";
+  return nullptr;
 }
 
 bool ReadVersion(const msgpack::object* f) {
@@ -44,10 +58,7 @@ std::string EncodeQueryRunRequest(const QueryRunRequest& r) {
   pk.pack_uint8(static_cast<uint8_t>(r.kind));
   PackUlid(pk, r.from);
   PackUlid(pk, r.to);
-  PackStr(pk, r.q);
-  pk.pack_uint8(static_cast<uint8_t>(r.mode));
-  pk.pack_array(static_cast<uint32_t>(r.topics.size()));
-  for (const std::string& t : r.topics) PackStr(pk, t);
+  PackFilter(pk, r.q, r.mode, r.topics);
   if (r.limit) {
     pk.pack_uint64(*r.limit);
   } else {
@@ -59,26 +70,18 @@ std::string EncodeQueryRunRequest(const QueryRunRequest& r) {
 Result<QueryRunRequest> DecodeQueryRunRequest(std::string_view body) {
   try {
     msgpack::object_handle oh;
-    if (!UnpackOne(body, kRequestLimit, &oh)) return Status::Corruption("query.run request: trailing bytes");
+    if (!UnpackWhole(body, kRequestLimit, &oh)) return Status::Corruption("query.run request: trailing bytes");
     const msgpack::object& o = oh.get();
     const msgpack::object* f = Fields(o, 8);
     if (f == nullptr) return Status::Corruption("query.run request: not an array of 8");
     if (!ReadVersion(f)) return Status::Corruption("query.run request: unknown version");
     QueryRunRequest r;
-    uint8_t kind = 0, mode = 0;
+    uint8_t kind = 0;
     if (!ReadUintAs(f[1], &kind) || kind > 1) return Status::Corruption("query.run request: kind");
     r.kind = static_cast<QueryRunKind>(kind);
     if (!ReadUlid(f[2], &r.from) || !ReadUlid(f[3], &r.to)) return Status::Corruption("query.run request: bounds");
-    if (!ReadStr(f[4], kMaxQueryTermBytes, true, &r.q)) return Status::Corruption("query.run request: q");
-    if (!ReadUintAs(f[5], &mode) || mode > 1) return Status::Corruption("query.run request: mode");
-    r.mode = static_cast<MatchMode>(mode);
-    // (An empty array's element pointer may be null: check the type, not the pointer.)
-    if (f[6].type != msgpack::type::ARRAY || f[6].via.array.size > kMaxQueryTopics)
-      return Status::Corruption("query.run request: topics");
-    r.topics.resize(f[6].via.array.size);
-    for (size_t i = 0; i < r.topics.size(); ++i)
-      if (!ReadStr(f[6].via.array.ptr[i], kMaxQueryTopicBytes, false, &r.topics[i]))
-        return Status::Corruption("query.run request: topic");
+    if (const char* bad = ReadFilter(f + 4, &r.q, &r.mode, &r.topics))
+      return Status::Corruption(std::string("query.run request: ") + bad);
     if (f[7].type != msgpack::type::NIL) {
       uint64_t limit = 0;
       if (!ReadUint(f[7], UINT64_MAX, &limit)) return Status::Corruption("query.run request: limit");
@@ -105,7 +108,7 @@ std::string EncodeQueryRunStats(const QueryRunStats& s) {
 Result<QueryRunStats> DecodeQueryRunStats(std::string_view body) {
   try {
     msgpack::object_handle oh;
-    if (!UnpackOne(body, kStatsLimit, &oh)) return Status::Corruption("query.run stats: trailing bytes");
+    if (!UnpackWhole(body, kStatsLimit, &oh)) return Status::Corruption("query.run stats: trailing bytes");
     const msgpack::object* f = Fields(oh.get(), 5);
     if (f == nullptr) return Status::Corruption("query.run stats: not an array of 5");
     if (!ReadVersion(f)) return Status::Corruption("query.run stats: unknown version");
@@ -116,6 +119,31 @@ Result<QueryRunStats> DecodeQueryRunStats(std::string_view body) {
     return s;
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("query.run stats: ") + e.what());
+  }
+}
+
+std::string EncodeStreamOpen(const MatchSpec& match) {
+  msgpack::sbuffer buf(32 + match.q.size());
+  Packer pk(buf);
+  pk.pack_array(4);
+  pk.pack_uint32(kQueryMessagesVersion);
+  PackFilter(pk, match.q, match.mode, match.topics);
+  return std::string(buf.data(), buf.size());
+}
+
+Result<MatchSpec> DecodeStreamOpen(std::string_view body) {
+  try {
+    msgpack::object_handle oh;
+    if (!UnpackWhole(body, kRequestLimit, &oh)) return Status::Corruption("stream.open request: trailing bytes");
+    const msgpack::object* f = Fields(oh.get(), 4);
+    if (f == nullptr) return Status::Corruption("stream.open request: not an array of 4");
+    if (!ReadVersion(f)) return Status::Corruption("stream.open request: unknown version");
+    MatchSpec m;
+    if (const char* bad = ReadFilter(f + 1, &m.q, &m.mode, &m.topics))
+      return Status::Corruption(std::string("stream.open request: ") + bad);
+    return m;
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("stream.open request: ") + e.what());
   }
 }
 

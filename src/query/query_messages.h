@@ -1,4 +1,5 @@
-// The query module's RPC messages: `query.run` (a store's part of a fanned-out query). Each body
+// The query module's RPC messages: `query.run` (a store's part of a fanned-out query) and
+// `stream.open` (a peer's live-tail subscription). Each body
 // is one positional msgpack array with a version first; one Encode and one Decode per message.
 // Decoders are bounded and never throw: malformed input is Corruption.
 //
@@ -16,7 +17,12 @@
 //             descending with a limit), cut anywhere: the receiver splits at LF;
 //     end     status OK, or the reason the scan failed (the caller counts the peer as an error).
 //
-// Enum values on the wire are only ever appended to.
+//   stream.open request = [1, q, mode, topics]     (fields as in query.run)
+//   stream.open response (server-streaming): batches of raw records as they are ingested, and
+//     drop notices (stream_registry.h); it never ends by itself.
+//
+// Enum values on the wire are only ever appended to; decoders accept arrays longer than they
+// know (fields a later version appends).
 #pragma once
 
 #include <cstdint>
@@ -27,11 +33,13 @@
 
 #include "common/status.h"
 #include "common/ulid.h"
+#include "query/matcher.h"
 #include "query/query_params.h"
 
 namespace oklog {
 
 inline constexpr const char* kQueryRun = "query.run";
+inline constexpr const char* kStreamOpen = "stream.open";
 inline constexpr uint32_t kQueryMessagesVersion = 1;
 inline constexpr size_t kMaxQueryTermBytes = 64 << 10;
 inline constexpr size_t kMaxQueryTopics = 1024;
@@ -62,5 +70,8 @@ std::string EncodeQueryRunRequest(const QueryRunRequest& r);
 Result<QueryRunRequest> DecodeQueryRunRequest(std::string_view body);
 std::string EncodeQueryRunStats(const QueryRunStats& s);
 Result<QueryRunStats> DecodeQueryRunStats(std::string_view body);
+// The filter of a stream.open; the peer streams raw records (text) and keeps the default window.
+std::string EncodeStreamOpen(const MatchSpec& match);
+Result<MatchSpec> DecodeStreamOpen(std::string_view body);
 
 }  // namespace oklog

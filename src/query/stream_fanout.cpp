@@ -80,17 +80,6 @@ bool StreamsFrom(const gossip::Peer& p) {
 
 }  // namespace
 
-std::string EncodeStreamFilter(const MatchSpec& match) {
-  std::string s = "q=" + UrlEncode(match.q);
-  if (match.mode == MatchMode::kRegex) s += "&regex";
-  for (const auto& t : match.topics) s += "&topic=" + UrlEncode(t);
-  return s;
-}
-
-Result<StreamSpec> DecodeStreamFilter(std::string_view body) {
-  return ParseStreamParams(ParseQuery(body));
-}
-
 StreamFanout::StreamFanout(uv_loop_t* loop, StreamRegistry* registry, gossip::PeerView* view,
                            rpc::RpcServer* server, rpc::RpcClient* client, Options options, Registry* metrics)
     : loop_(loop),
@@ -102,7 +91,9 @@ StreamFanout::StreamFanout(uv_loop_t* loop, StreamRegistry* registry, gossip::Pe
                                       "stream.open calls this node has open to peers for its clients.")),
       peer_failures_(metrics->NewCounter("oklog_stream_peer_failures_total",
                                          "Peer streams that failed or ended (reopened after a second).")),
-      served_(metrics->NewCounter("oklog_stream_peer_requests_total", "stream.open calls served for peers.")) {
+      served_(metrics->NewCounter("oklog_stream_peer_requests_total", "stream.open calls served for peers.")),
+      bad_requests_(metrics->NewCounter("oklog_stream_peer_bad_requests_total",
+                                        "stream.open calls refused because their body did not decode.")) {
   server->Handle(kStreamOpen, [this](std::shared_ptr<rpc::ServerCall> call) { Serve(std::move(call)); });
   timer_ = new uv_timer_t;
   uv_timer_init(loop_, timer_);
@@ -131,7 +122,7 @@ size_t StreamFanout::peers() const {
 void StreamFanout::Start(StreamId id, const MatchSpec& match) {
   if (closed_) return;
   Fan& fan = fans_[id];
-  fan.body = EncodeStreamFilter(match);
+  fan.body = EncodeStreamOpen(match);
   Reconcile(id, &fan, uv_now(loop_));
 }
 
@@ -242,10 +233,17 @@ void StreamFanout::OnPeerEnd(StreamId id, const gossip::NodeName& name, uint64_t
 void StreamFanout::Serve(std::shared_ptr<rpc::ServerCall> call) {
   served_->Inc();
   if (closed_) return call->End(Status::Unavailable("shutting down"));
-  Result<StreamSpec> spec = DecodeStreamFilter(call->body());
-  if (!spec.ok()) return call->End(spec.status());
+  Result<MatchSpec> match = DecodeStreamOpen(call->body());
+  if (!match.ok()) {
+    bad_requests_->Inc();
+    Logger("query")->warn("msg=\"bad stream.open request\" peer={} reason=\"{}\"", call->peer(),
+                          match.status().ToString());
+    return call->End(Status::InvalidArgument(match.status().message()));
+  }
+  StreamSpec spec;
+  spec.match = std::move(match).value();  // raw records (text), the default window
   auto resp = std::make_shared<CallResponse>(call);
-  Result<StreamId> id = registry_->Subscribe(spec.value(), resp);
+  Result<StreamId> id = registry_->Subscribe(spec, resp);
   if (!id.ok()) call->End(id.status());
 }
 

@@ -1,8 +1,8 @@
 // The live stream across the cluster (DESIGN.md §8). Two halves, both in StreamFanout:
 //
 // Serving `stream.open` (every node): a peer's subscription into this node's StreamRegistry,
-// streamed back as RPC parts. Request body: the filter as a URL query string (q, regex, topic;
-// the same parameters as /store/stream). Response (server-streaming): records
+// streamed back as RPC parts. Request body: the typed filter (q, mode, topics: EncodeStreamOpen in
+// query_messages.h; a body that does not decode is InvalidArgument, counted). Response (server-streaming): records
 // "ULID SP topic SP line LF" as they arrive (parts may cut a record: the receiver reassembles),
 // never ending by itself; a bad filter ends at once with InvalidArgument. The RPC credit window
 // bounds what is in flight; a peer that does not read is dropped-and-noticed like any slow
@@ -32,15 +32,10 @@
 #include "gossip/peer_view.h"
 #include "rpc/rpc_client.h"
 #include "rpc/rpc_server.h"
+#include "query/query_messages.h"
 #include "query/stream_registry.h"
 
 namespace oklog {
-
-inline constexpr const char* kStreamOpen = "stream.open";
-
-// The stream.open body for a filter, and back (InvalidArgument as ParseStreamParams).
-std::string EncodeStreamFilter(const MatchSpec& match);
-Result<StreamSpec> DecodeStreamFilter(std::string_view body);
 
 class StreamFanout {
  public:
@@ -99,6 +94,7 @@ class StreamFanout {
   Gauge* peer_streams_;
   Counter* peer_failures_;
   Counter* served_;
+  Counter* bad_requests_;
 };
 
 }  // namespace oklog

@@ -8,6 +8,7 @@
 #include "common/ulid.h"
 #include "segments/record_merge.h"
 #include "segments/segment_file.h"
+#include "segments/segment_messages.h"
 #include "segments/segment_rpc.h"
 
 namespace oklog {
@@ -28,6 +29,8 @@ std::unique_ptr<ClusterConsumer> ClusterConsumer::Start(rpc::RpcBridge* bridge, 
   c->failures_ = m->NewCounter("oklog_store_consume_failures_total", "Batches failed back to the ingest log.");
   c->records_ = m->NewCounter("oklog_store_written_records_total", "Records written to store segments.");
   c->replicas_ = m->NewCounter("oklog_store_replicas_sent_total", "Merged segments replicated to a store node.");
+  c->invalid_replies_ = m->NewCounter("oklog_store_invalid_replies_total",
+                                      "segment.next replies from ingesters that did not decode (nothing consumed).");
   c->waiting_ = m->NewGauge("oklog_store_replication_waiting",
                             "1 while fewer store nodes are alive than the replication factor (data waits).");
   for (size_t i = 0; i < std::max<size_t>(1, options.consumers); ++i)
@@ -76,21 +79,22 @@ void ClusterConsumer::Run(size_t index) {
     bool got = false;
     for (size_t k = 0; k < p.ingest.size() && !stop_ && !got; ++k) {
       const std::string& addr = p.ingest[(rr + k) % p.ingest.size()];
-      Result<std::string> r = bridge_->Call(addr, kSegmentNext, std::to_string(options_.max_batch_bytes),
+      Result<std::string> r = bridge_->Call(addr, kSegmentNext, EncodeSegmentNext(options_.max_batch_bytes),
                                             options_.rpc_timeout);
       if (!r.ok()) {
         log->debug("segment.next on {}: {}", addr, r.status().ToString());
         continue;
       }
-      if (r->empty()) continue;
-      std::vector<std::string> ids;
-      for (size_t pos = 0; pos < r->size();) {
-        size_t nl = r->find('\n', pos);
-        if (nl == std::string::npos) nl = r->size();
-        std::string line = r->substr(pos, nl - pos);
-        ids.push_back(line.substr(0, line.find(' ')));
-        pos = nl + 1;
+      Result<std::vector<ClaimedSegment>> claimed = DecodeClaimedSegments(*r);
+      if (!claimed.ok()) {
+        // What it claimed for us (if anything) times out back to flushed on its side.
+        invalid_replies_->Inc();
+        log->warn("segment.next on {}: {}", addr, claimed.status().ToString());
+        continue;
       }
+      if (claimed->empty()) continue;
+      std::vector<std::string> ids;
+      for (ClaimedSegment& c : *claimed) ids.push_back(std::move(c.id));
       got = true;
       rr = (rr + k + 1) % p.ingest.size();  // the next batch from the next ingester
       if (!ConsumeBatch(addr, ids, p)) Sleep(std::chrono::milliseconds(200));
@@ -102,8 +106,7 @@ void ClusterConsumer::Run(size_t index) {
 bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::vector<std::string>& ids,
                                    const ClusterPeers& peers) {
   auto log = Logger("store");
-  std::string id_list;
-  for (const auto& id : ids) id_list += id + "\n";
+  const std::string id_list = EncodeSegmentIds(ids);
   auto fail = [&](const std::string& why) {
     failures_->Inc();
     log->warn("batch of {} segment(s) from {} failed: {}; returned to the ingester", ids.size(), ingest_addr, why);
@@ -113,7 +116,7 @@ bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::ve
   };
   // Read every segment (concurrently), then merge.
   std::vector<std::future<Result<std::string>>> reads;
-  for (const auto& id : ids) reads.push_back(bridge_->CallAsync(ingest_addr, kSegmentRead, id, options_.rpc_timeout));
+  for (const auto& id : ids) reads.push_back(bridge_->CallAsync(ingest_addr, kSegmentRead, EncodeSegmentId(id), options_.rpc_timeout));
   std::vector<std::string> bufs;
   Status read_error;
   for (auto& f : reads) {
@@ -169,6 +172,10 @@ bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::ve
     }
     for (auto& [name, f] : remote) {
       Result<std::string> r = f.get();
+      if (r.ok()) {
+        Result<uint64_t> stored = DecodeStoredRecords(*r);
+        if (!stored.ok()) r = stored.status();
+      }
       if (!r.ok()) errors += " " + name + ": " + r.status().ToString();
     }
     if (!errors.empty()) return fail("replication:" + errors);

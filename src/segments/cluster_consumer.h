@@ -84,7 +84,7 @@ class ClusterConsumer {
   std::vector<std::thread> threads_;
   std::atomic<int64_t> last_wait_log_ms_{0};
   Counter *consumed_segments_ = nullptr, *consumed_bytes_ = nullptr, *duplicates_ = nullptr, *invalid_ = nullptr;
-  Counter *failures_ = nullptr, *replicas_ = nullptr, *records_ = nullptr;
+  Counter *failures_ = nullptr, *replicas_ = nullptr, *records_ = nullptr, *invalid_replies_ = nullptr;
   Gauge* waiting_ = nullptr;
 };
 

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <charconv>
 #include <functional>
 
 #include "common/file_util.h"
@@ -14,6 +13,7 @@
 #include "common/ulid.h"
 #include "segments/record_merge.h"
 #include "segments/segment_file.h"
+#include "segments/segment_messages.h"
 
 namespace oklog {
 namespace {
@@ -60,10 +60,18 @@ Status ReadFile(const std::string& path, std::string* out) {
   return Status::Ok();
 }
 
-Status ValidId(std::string_view id) {
-  if (id.size() != Ulid::kTextSize || !IsCanonicalUlid(id.data()))
-    return Status::InvalidArgument("bad segment id \"" + std::string(id.substr(0, 40)) + "\"");
-  return Status::Ok();
+Family<Counter>* BadRequests(Registry* metrics) {
+  return metrics->NewCounterFamily("oklog_segment_rpc_bad_requests_total",
+                                   "segment.* requests refused because their body did not decode, by method.",
+                                   {"method"});
+}
+
+// A request whose body does not decode: InvalidArgument to the caller (its request is bad),
+// counted and logged here.
+void Refuse(const std::shared_ptr<rpc::ServerCall>& c, Family<Counter>* bad, const Status& why) {
+  bad->With({c->method()})->Inc();
+  Logger("store")->warn("msg=\"bad request\" method={} peer={} reason=\"{}\"", c->method(), c->peer(), why.ToString());
+  c->Respond(Status::InvalidArgument(why.message()));
 }
 
 // Whether the file at path holds exactly `bytes` (a replayed batch encodes to the same file).
@@ -107,20 +115,6 @@ Status DecodeImageText(std::string_view file, const std::vector<BlockInfo>& bloc
 
 }  // namespace
 
-Result<std::vector<std::string>> ParseSegmentIds(std::string_view body) {
-  std::vector<std::string> ids;
-  size_t pos = 0;
-  while (pos < body.size()) {
-    size_t nl = body.find('\n', pos);
-    if (nl == std::string_view::npos) nl = body.size();
-    std::string_view id = body.substr(pos, nl - pos);
-    OKLOG_RETURN_IF_ERROR(ValidId(id));
-    ids.emplace_back(id);
-    pos = nl + 1;
-  }
-  return ids;
-}
-
 // ---- ingest side ----
 
 std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest, rpc::RpcServer* server,
@@ -130,28 +124,26 @@ std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest,
   r->ingest_ = ingest;
   Counter* claimed = metrics->NewCounter("oklog_ingest_segments_claimed_total", "Ingest segments claimed by store nodes.");
   Counter* read_bytes = metrics->NewCounter("oklog_ingest_segment_read_bytes_total", "Ingest segment bytes read by store nodes.");
-  server->Handle(kSegmentNext, [loop, ingest, claimed](std::shared_ptr<rpc::ServerCall> c) {
-    uint64_t max = 0;
-    const std::string& b = c->body();
-    auto [p, ec] = std::from_chars(b.data(), b.data() + b.size(), max);
-    if (ec != std::errc() || p != b.data() + b.size() || max == 0)
-      return c->Respond(Status::InvalidArgument("segment.next: bad max bytes"));
-    auto out = std::make_shared<std::string>();
+  Family<Counter>* bad = BadRequests(metrics);
+  server->Handle(kSegmentNext, [loop, ingest, claimed, bad](std::shared_ptr<rpc::ServerCall> c) {
+    Result<uint64_t> max = DecodeSegmentNext(c->body());
+    if (!max.ok()) return Refuse(c, bad, max.status());
+    auto out = std::make_shared<std::vector<ClaimedSegment>>();
     RunWork(
         loop,
-        [ingest, max, out, claimed] {
+        [ingest, max = *max, out, claimed] {
           for (const PendingSegment& s : ingest->Claim(max)) {
-            *out += s.id + " " + std::to_string(s.bytes) + "\n";
+            out->push_back({s.id, s.bytes});
             claimed->Inc();
           }
         },
-        [c, out] { c->Respond(Status::Ok(), std::move(*out)); });
+        [c, out] { c->Respond(Status::Ok(), EncodeClaimedSegments(*out)); });
   });
-  server->Handle(kSegmentRead, [loop, ingest, read_bytes](std::shared_ptr<rpc::ServerCall> c) {
-    Status v = ValidId(c->body());
-    if (!v.ok()) return c->Respond(v);
+  server->Handle(kSegmentRead, [loop, ingest, read_bytes, bad](std::shared_ptr<rpc::ServerCall> c) {
+    Result<std::string> id = DecodeSegmentId(c->body());
+    if (!id.ok()) return Refuse(c, bad, id.status());
     auto out = std::make_shared<Result<std::string>>(std::string());
-    std::string path = ingest->dir() + "/" + c->body() + ".pending";
+    std::string path = ingest->dir() + "/" + *id + ".pending";
     RunWork(
         loop,
         [path, out] {
@@ -166,10 +158,10 @@ std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest,
           c->Respond(Status::Ok(), std::move(out->value()));
         });
   });
-  auto finish = [loop, ingest](bool commit) {
-    return [loop, ingest, commit](std::shared_ptr<rpc::ServerCall> c) {
-      Result<std::vector<std::string>> ids = ParseSegmentIds(c->body());
-      if (!ids.ok()) return c->Respond(ids.status());
+  auto finish = [loop, ingest, bad](bool commit) {
+    return [loop, ingest, commit, bad](std::shared_ptr<rpc::ServerCall> c) {
+      Result<std::vector<std::string>> ids = DecodeSegmentIds(c->body());
+      if (!ids.ok()) return Refuse(c, bad, ids.status());
       auto st = std::make_shared<Status>();
       RunWork(
           loop,
@@ -290,7 +282,7 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
           }
           files->Inc();
           received->Inc(out->value());
-          c->Respond(Status::Ok(), std::to_string(out->value()));
+          c->Respond(Status::Ok(), EncodeStoredRecords(out->value()));
         });
   });
   server->Handle(kSegmentReplicate, [loop, store, received](std::shared_ptr<rpc::ServerCall> c) {
@@ -316,7 +308,7 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
             return c->Respond(out->status());
           }
           received->Inc(out->value());
-          c->Respond(Status::Ok(), std::to_string(out->value()));
+          c->Respond(Status::Ok(), EncodeStoredRecords(out->value()));
         });
   });
 }

@@ -1,18 +1,19 @@
-// The store/ingest data plane served on the cluster port (methods of rpc::RpcServer):
+// The store/ingest data plane served on the cluster port (methods of rpc::RpcServer); the
+// bodies are in segment_messages.h:
 //
-//   segment.next      body: max bytes (decimal)   reply: "ID BYTES\n"* — flushed segments claimed
-//                     (oldest first, at least one if any, empty when none wait)
-//   segment.read      body: ID                    reply: the pending segment's bytes
-//   segment.commit    body: "ID\n"*               reply: empty; deletes them (NotFound: not pending,
-//                     e.g. the claim timed out meanwhile)
-//   segment.failed    body: "ID\n"*               reply: empty; back to flushed
-//   segment.replicate_file  body: a whole store segment file (segment_format.h), encoded once by
-//                     the consuming store     reply: records stored (decimal); Corruption when
-//                     the bytes fail CheckSegmentImage (counted, nothing installed)
-//   segment.replicate body: records, sorted by ULID, distinct   reply: records stored (decimal)
-//                     (the receiver encodes them itself; kept for older consumers)
+//   segment.next      claims flushed segments (oldest first, at least one if any, up to the max
+//                     bytes asked for; none when none wait)
+//   segment.read      the pending segment's bytes
+//   segment.commit    deletes them (NotFound: not pending, e.g. the claim timed out meanwhile)
+//   segment.failed    back to flushed
+//   segment.replicate_file  a whole store segment file (segment_format.h), encoded once by the
+//                     consuming store; Corruption when the bytes fail CheckSegmentImage (counted,
+//                     nothing installed)
+//   segment.replicate sorted, distinct records (the receiver encodes them itself; kept for older
+//                     consumers)
 //
-// IDs are canonical ULIDs (segment names); anything else is InvalidArgument. This is OK Log's
+// A body that does not decode is InvalidArgument, counted in
+// oklog_segment_rpc_bad_requests_total{method}. This is OK Log's
 // three-stage transaction (claim+read, replicate, commit or fail) over RPC; claims that are neither
 // committed nor failed go back to flushed after -ingest.segment-pending-timeout.
 //
@@ -79,8 +80,5 @@ Result<uint64_t> InstallReplicaFile(StoreLog* store, std::string_view file);
 // name exists: the range is split until every part is new or, down to one record, already there).
 // Returns the records written or found stored. Blocking: call from a worker or consumer thread.
 Result<uint64_t> WriteReplica(StoreLog* store, std::span<const std::string_view> records);
-
-// Parses "ID\n"* (canonical ULIDs). InvalidArgument otherwise.
-Result<std::vector<std::string>> ParseSegmentIds(std::string_view body);
 
 }  // namespace oklog

@@ -385,15 +385,20 @@ TEST_F(StreamRegistryTest, OnEndRunsOnceWhenTheSubscriptionEnds) {
 
 TEST(StreamFilterWireTest, RoundTrips) {
   MatchSpec m{"a b&c=d%+é", MatchMode::kRegex, {"x", "y-z"}};
-  auto back = DecodeStreamFilter(EncodeStreamFilter(m));
+  auto back = DecodeStreamOpen(EncodeStreamOpen(m));
   ASSERT_TRUE(back.ok()) << back.status().ToString();
-  EXPECT_EQ(back->match.q, m.q);
-  EXPECT_EQ(back->match.mode, MatchMode::kRegex);
-  EXPECT_EQ(back->match.topics, m.topics);
-  auto plain = DecodeStreamFilter(EncodeStreamFilter(MatchSpec{"", MatchMode::kSubstring, {}}));
+  EXPECT_EQ(back->q, m.q);
+  EXPECT_EQ(back->mode, MatchMode::kRegex);
+  EXPECT_EQ(back->topics, m.topics);
+  auto plain = DecodeStreamOpen(EncodeStreamOpen(MatchSpec{"", MatchMode::kSubstring, {}}));
   ASSERT_TRUE(plain.ok());
-  EXPECT_EQ(plain->match.mode, MatchMode::kSubstring);
-  EXPECT_FALSE(DecodeStreamFilter("format=xml").ok());
+  EXPECT_EQ(plain->mode, MatchMode::kSubstring);
+  EXPECT_TRUE(plain->topics.empty());
+  // The old query-string body is refused, not misread; so is every truncation.
+  EXPECT_EQ(DecodeStreamOpen("format=xml").status().code(), Code::kCorruption);
+  const std::string bytes = EncodeStreamOpen(m);
+  for (size_t n = 0; n < bytes.size(); ++n)
+    EXPECT_EQ(DecodeStreamOpen(bytes.substr(0, n)).status().code(), Code::kCorruption) << n;
 }
 
 TEST(StreamParamsTest, DefaultsAndFilters) {

@@ -1,6 +1,7 @@
 // The store/ingest data plane over real loopback RPC: segment.next/read/commit/failed against an
 // IngestLog, segment.replicate and segment.replicate_file into a StoreLog, and WriteReplica /
 // InstallReplica on a range already stored.
+#include "segments/segment_messages.h"
 #include "segments/segment_rpc.h"
 
 #include <gtest/gtest.h>
@@ -69,6 +70,31 @@ class SegmentRpcTest : public ::testing::Test {
     ASSERT_TRUE(ingest_->Flush(std::move(*seg), "test").ok());
   }
 
+  // segment.next with the claims decoded.
+  std::vector<ClaimedSegment> Next(uint64_t max_bytes) {
+    Result<std::string> r = Call(kSegmentNext, EncodeSegmentNext(max_bytes));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    if (!r.ok()) return {};
+    Result<std::vector<ClaimedSegment>> c = DecodeClaimedSegments(*r);
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.ok() ? *c : std::vector<ClaimedSegment>{};
+  }
+  // The records a replica call stored, or -1 on an error.
+  int64_t Stored(const char* method, const std::string& body) {
+    Result<std::string> r = Call(method, body);
+    if (!r.ok()) return -1;
+    Result<uint64_t> n = DecodeStoredRecords(*r);
+    EXPECT_TRUE(n.ok()) << n.status().ToString();
+    return n.ok() ? static_cast<int64_t>(*n) : -1;
+  }
+
+  // One rendered series ("name{labels}"), or -1.
+  double Metric(const std::string& series) {
+    std::string text = metrics_.Render();
+    size_t at = text.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    return std::stod(text.substr(at + series.size() + 2));
+  }
   uint64_t CounterValue(const std::string& name) { return metrics_.NewCounter(name, "")->Value(); }
   uint64_t StoredRecords() {
     uint64_t n = 0;
@@ -97,27 +123,29 @@ class SegmentRpcTest : public ::testing::Test {
 };
 
 TEST_F(SegmentRpcTest, ClaimReadCommitOverRpc) {
-  EXPECT_EQ(*Call(kSegmentNext, "1000000"), "");
+  EXPECT_TRUE(Next(1000000).empty());
   const std::string data = Records(1700000000000, 10);
   Flushed(data);
-  Result<std::string> next = Call(kSegmentNext, "1000000");
-  ASSERT_TRUE(next.ok());
-  ASSERT_EQ(next->size(), 26 + 1 + std::to_string(data.size()).size() + 1);
-  const std::string id = next->substr(0, 26);
+  std::vector<ClaimedSegment> next = Next(1000000);
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].bytes, data.size());
+  const std::string id = next[0].id;
   EXPECT_EQ(ingest_->pending_count(), 1u);
-  EXPECT_EQ(*Call(kSegmentRead, id), data);
-  EXPECT_TRUE(Call(kSegmentCommit, id + "\n").ok());
+  EXPECT_EQ(*Call(kSegmentRead, EncodeSegmentId(id)), data);
+  EXPECT_TRUE(Call(kSegmentCommit, EncodeSegmentIds({id})).ok());
   EXPECT_EQ(ingest_->pending_count(), 0u);
   EXPECT_EQ(ingest_->flushed_count(), 0u);
-  EXPECT_EQ(Call(kSegmentCommit, id + "\n").status().code(), Code::kNotFound);
+  EXPECT_EQ(Call(kSegmentCommit, EncodeSegmentIds({id})).status().code(), Code::kNotFound);
 }
 
 TEST_F(SegmentRpcTest, FailedAndTimedOutClaimsGoBackToFlushed) {
   Flushed(Records(1700000000000, 3));
-  std::string id = Call(kSegmentNext, "1000").value().substr(0, 26);
-  EXPECT_TRUE(Call(kSegmentFailed, id + "\n").ok());
+  std::vector<ClaimedSegment> claimed = Next(1000);
+  ASSERT_EQ(claimed.size(), 1u);
+  std::string id = claimed[0].id;
+  EXPECT_TRUE(Call(kSegmentFailed, EncodeSegmentIds({id})).ok());
   EXPECT_EQ(ingest_->flushed_count(), 1u);
-  ASSERT_FALSE(Call(kSegmentNext, "1000")->empty());
+  ASSERT_FALSE(Next(1000).empty());
   EXPECT_EQ(ingest_->pending_count(), 1u);
   // Nobody commits: the pending timeout (200 ms) returns it.
   ASSERT_TRUE(WaitFor([&] {
@@ -126,20 +154,27 @@ TEST_F(SegmentRpcTest, FailedAndTimedOutClaimsGoBackToFlushed) {
   }, std::chrono::seconds(5)));
 }
 
-TEST_F(SegmentRpcTest, BadInputIsInvalidArgument) {
+TEST_F(SegmentRpcTest, BadInputIsInvalidArgumentAndCounted) {
   EXPECT_EQ(Call(kSegmentNext, "lots").status().code(), Code::kInvalidArgument);
-  EXPECT_EQ(Call(kSegmentRead, "../../etc/passwd").status().code(), Code::kInvalidArgument);
-  EXPECT_EQ(Call(kSegmentCommit, "x\n").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Call(kSegmentNext, EncodeSegmentNext(0)).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Call(kSegmentRead, EncodeSegmentId("../../etc/passwd")).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Call(kSegmentRead, "01HZZZZZZZZZZZZZZZZZZZZZZZ").status().code(), Code::kInvalidArgument);  // old form
+  EXPECT_EQ(Call(kSegmentCommit, EncodeSegmentIds({"x"})).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Call(kSegmentFailed, "01HZZZZZZZZZZZZZZZZZZZZZZZ\n").status().code(), Code::kInvalidArgument);
   EXPECT_EQ(Call(kSegmentReplicate, "not a record\n").status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(Metric("oklog_segment_rpc_bad_requests_total{method=\"segment.next\"}"), 2);
+  EXPECT_EQ(Metric("oklog_segment_rpc_bad_requests_total{method=\"segment.read\"}"), 2);
+  EXPECT_EQ(Metric("oklog_segment_rpc_bad_requests_total{method=\"segment.commit\"}"), 1);
+  EXPECT_EQ(Metric("oklog_segment_rpc_bad_requests_total{method=\"segment.failed\"}"), 1);
 }
 
 TEST_F(SegmentRpcTest, ReplicaIsStoredAndAReplayIsHarmless) {
   const std::string data = Records(1700000000000, 100);
-  EXPECT_EQ(*Call(kSegmentReplicate, data), "100");
+  EXPECT_EQ(Stored(kSegmentReplicate, data), 100);
   EXPECT_EQ(store_->segment_count(), 1u);
   // The same range again, plus records inside it that were not there: all end up stored.
   std::string more = Records(1700000000000, 100);
-  EXPECT_EQ(*Call(kSegmentReplicate, more), "100");
+  EXPECT_EQ(Stored(kSegmentReplicate, more), 100);
   uint64_t records = 0;
   for (const auto& s : store_->All()) records += s->records();
   EXPECT_GE(records, 100u);
@@ -159,7 +194,7 @@ std::vector<std::string> RecordList(uint64_t ms, int n) {
 TEST_F(SegmentRpcTest, ReplicaFileIsInstalledAsIsAndQueryable) {
   const std::vector<std::string> recs = RecordList(1700000000000, 300);
   const SegmentImage image = testing_image::Encode(recs, {.block_target_bytes = 4096});
-  EXPECT_EQ(*Call(kSegmentReplicateFile, image.bytes), "300");
+  EXPECT_EQ(Stored(kSegmentReplicateFile, image.bytes), 300);
   ASSERT_EQ(store_->segment_count(), 1u);
   const auto seg = store_->All().front();
   EXPECT_EQ(seg->path(), store_->dir() + "/" + image.name.FileName());
@@ -198,14 +233,14 @@ TEST_F(SegmentRpcTest, CorruptTruncatedOrMisorderedFilesAreRejectedCountedAndNot
   EXPECT_EQ(store_->segment_count(), 0u);
   EXPECT_TRUE(StoreFiles().empty());
   // The server keeps serving: the good file still goes in.
-  EXPECT_EQ(*Call(kSegmentReplicateFile, image.bytes), "300");
+  EXPECT_EQ(Stored(kSegmentReplicateFile, image.bytes), 300);
   EXPECT_EQ(store_->segment_count(), 1u);
 }
 
 TEST_F(SegmentRpcTest, ReplayedFileIsStoredOnce) {
   const SegmentImage image = testing_image::Encode(RecordList(1700000000000, 100));
-  EXPECT_EQ(*Call(kSegmentReplicateFile, image.bytes), "100");
-  EXPECT_EQ(*Call(kSegmentReplicateFile, image.bytes), "100");
+  EXPECT_EQ(Stored(kSegmentReplicateFile, image.bytes), 100);
+  EXPECT_EQ(Stored(kSegmentReplicateFile, image.bytes), 100);
   EXPECT_EQ(store_->segment_count(), 1u);
   EXPECT_EQ(StoredRecords(), 100u);
 }
@@ -215,10 +250,10 @@ TEST_F(SegmentRpcTest, FileWhoseNameIsTakenByOtherRecordsIsStoredAroundIt) {
   // name: its records are decoded and written in parts, none lost.
   const std::vector<std::string> recs = RecordList(1700000000000, 100);
   const SegmentImage ends = testing_image::Encode({recs.front(), recs.back()});
-  EXPECT_EQ(*Call(kSegmentReplicateFile, ends.bytes), "2");
+  EXPECT_EQ(Stored(kSegmentReplicateFile, ends.bytes), 2);
   const SegmentImage full = testing_image::Encode(recs, {.block_target_bytes = 4096});
   ASSERT_EQ(full.name.FileName(), ends.name.FileName());
-  EXPECT_EQ(*Call(kSegmentReplicateFile, full.bytes), "100");
+  EXPECT_EQ(Stored(kSegmentReplicateFile, full.bytes), 100);
   std::string all, block;
   std::vector<std::string_view> seen;
   for (const auto& seg : store_->All())
