@@ -5,7 +5,7 @@
 //
 // One thread, poll(2) over stdin and the socket. stdin is read only while fewer than
 // `window` segments await their ack, so memory stays within window x segment size.
-#include "tools/forward_bulk.h"
+#include "tools/cli/forward_bulk.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -22,7 +22,7 @@
 #include "common/log.h"
 #include "rpc/frame_codec.h"
 #include "rpc/bulk_protocol.h"
-#include "tools/dial.h"
+#include "tools/cli/dial.h"
 
 namespace oklog {
 namespace {
