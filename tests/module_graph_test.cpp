@@ -264,7 +264,7 @@ std::vector<std::string> CheckLinks(const fs::path& root_in, const Graph& g) {
 
 fs::path SourceRoot() {
   const char* dir = std::getenv("OKLOG_SOURCE_DIR");
-  return dir ? fs::path(dir) : fs::path();
+  return fs::path(dir ? dir : OKLOG_SOURCE_DIR_DEFAULT);
 }
 
 std::string Join(const std::vector<std::string>& lines) {

@@ -18,7 +18,7 @@ namespace fs = std::filesystem;
 
 std::string ConfigDir() {
   const char* src = std::getenv("OKLOG_SOURCE_DIR");
-  return std::string(src ? src : ".") + "/config";
+  return std::string(src ? src : OKLOG_SOURCE_DIR_DEFAULT) + "/config";
 }
 
 // The mode on the file's "oklog MODE -config config/NAME" line.
@@ -90,12 +90,12 @@ class ConfigNode {
   std::unique_ptr<Process> proc_;
 };
 
-class ConfigTest : public ::testing::Test {
+class ExampleConfigTest : public ::testing::Test {
  protected:
   TempDir tmp_;
 };
 
-TEST_F(ConfigTest, EveryExampleConfigIsStartedByATestHere) {
+TEST_F(ExampleConfigTest, EveryExampleConfigIsStartedByATestHere) {
   std::set<std::string> files;
   for (const auto& e : fs::directory_iterator(ConfigDir()))
     if (e.path().extension() == ".conf") files.insert(e.path().filename().string());
@@ -105,7 +105,7 @@ TEST_F(ConfigTest, EveryExampleConfigIsStartedByATestHere) {
   EXPECT_TRUE(fs::is_regular_file(ConfigDir() + "/oklog.service"));
 }
 
-TEST_F(ConfigTest, SingleNodeConfigStoresAndAnswersQueries) {
+TEST_F(ExampleConfigTest, SingleNodeConfigStoresAndAnswersQueries) {
   ConfigNode node("single.conf", tmp_.path());
   ASSERT_NO_FATAL_FAILURE(node.Start());
   EXPECT_EQ(node.LiveMembers(), 1u);
@@ -116,7 +116,7 @@ TEST_F(ConfigTest, SingleNodeConfigStoresAndAnswersQueries) {
   node.Stop();
 }
 
-TEST_F(ConfigTest, ThreeClusterNodeConfigsFormOneCluster) {
+TEST_F(ExampleConfigTest, ThreeClusterNodeConfigsFormOneCluster) {
   // The files name each other's cluster ports; the test's free ports replace them, so each
   // later node is also given the first one's (the file's peers stay, unanswered, as seeds).
   ConfigNode n1("cluster-node1.conf", tmp_.path());
@@ -137,7 +137,7 @@ TEST_F(ConfigTest, ThreeClusterNodeConfigsFormOneCluster) {
   n1.Stop();
 }
 
-TEST_F(ConfigTest, SplitIngestAndStoreConfigsMoveRecordsToTheStore) {
+TEST_F(ExampleConfigTest, SplitIngestAndStoreConfigsMoveRecordsToTheStore) {
   ConfigNode ingest("ingest.conf", tmp_.path());
   ASSERT_NO_FATAL_FAILURE(ingest.Start());
   ConfigNode store("store.conf", tmp_.path(), {"-peer", ingest.cluster_addr()});
