@@ -1,5 +1,5 @@
 // oklog forward -bulk: stdin cut into whole segments, sent to ingest nodes on their bulk port
-// (segments/bulk_protocol.h), each kept until an ingester acknowledges it (the stores hold it
+// (rpc/bulk_protocol.h), each kept until an ingester acknowledges it (the stores hold it
 // N times). After a failed connection every unacknowledged segment is sent again, in order, to
 // the next target; its ULIDs follow from its id, so copies collapse into one record each.
 //
