@@ -1,6 +1,6 @@
 // The `oklog` binary: mode dispatch, flags (OK Log's, plus ours), wiring of the modules on one
 // libuv loop, signals and clean shutdown. Node modes live here; client modes (forward, query,
-// stream, testsvc, segment) live in tools/.
+// stream, testsvc, segment) live in tools/cli/.
 #include <signal.h>
 #include <sys/resource.h>
 #include <uv.h>
@@ -31,7 +31,7 @@
 #include "segments/ingest_server.h"
 #include "segments/segment_rpc.h"
 #include "segments/store_log.h"
-#include "tools/tools.h"
+#include "tools/cli/tools.h"
 
 namespace oklog {
 namespace {

@@ -7,7 +7,7 @@
 // from any durable connection join the next batch, that connection stops reading, and one
 // write+fdatasync on a worker thread makes the whole batch durable before any of its
 // connections is read again. One fsync per batch, however many connections.
-// Bulk (segments/bulk_protocol.h): whole segments from `oklog forward -bulk`, each written as a
+// Bulk (rpc/bulk_protocol.h): whole segments from `oklog forward -bulk`, each written as a
 // flushed ingest segment with ULIDs derived from its id, and acknowledged on that connection
 // when a store commits it (after replicating it N times). A resend of a segment still held
 // here, or committed recently, is not stored twice. Malformed or oversize input gets an error

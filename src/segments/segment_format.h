@@ -42,7 +42,7 @@
 // may set more bits than that (never fewer): a reader only relies on "bit clear => absent".
 // Sizes are any multiple of 8 bytes, not powers of two: on diverse logs the filter is capped
 // by its share of the block's bytes, and rounding down to a power of two wasted up to half of
-// that share (6 % instead of 0.3 % false positives for a 16-hex needle, see tools/segbench).
+// that share (6 % instead of 0.3 % false positives for a 16-hex needle, see tools/bench/segbench).
 #pragma once
 
 #include <cstddef>
@@ -84,7 +84,7 @@ inline constexpr uint32_t kBlockTopicsIncomplete = 1;  // the block holds topics
 inline constexpr size_t kMinBlockEntryBytes = 3 + 4 + 32 + 1 + 1 + 1;
 
 inline constexpr size_t kGramBytes = 4;
-// Filter sizing (tuned on the Appendix A corpus, see tools/segbench): about 1.5 bits per
+// Filter sizing (tuned on the Appendix A corpus, see tools/bench/segbench): about 1.5 bits per
 // distinct gram, at most kMaxFilterPerMille of the block's compressed size, and none when it
 // would be fuller than kMaxFilterFill (too diverse to prune anything).
 inline constexpr double kFilterBitsPerGram = 1.5;

@@ -1,4 +1,4 @@
-// Pieces shared by the end-to-end benchmarks (single_node.cpp, tools/clusterbench): a running
+// Pieces shared by the end-to-end benchmarks (tools/bench/single_node, tools/bench/clusterbench): a running
 // `oklog` node process on free loopback ports, HTTP queries that count lines, metrics parsing,
 // the machine probes (dd), percentiles, per-thread CPU from /proc. Blocking calls; no shared
 // state, so any thread may call them (a NodeProcess belongs to the thread that started it).

@@ -1,6 +1,6 @@
 // A deterministic cluster simulator: many Membership instances in one process, virtual time,
 // an in-memory network with latency, loss, partitions, crashes and CPU-starved (stalled) nodes.
-// Same seed, same run. Used by tests/gossip/simulator_test.cpp and tools/gossip_bench.
+// Same seed, same run. Used by tests/gossip/simulator_test.cpp and tools/bench/gossip_bench.
 //
 // Network model: UDP packets may be lost (probability `loss`, per packet) and are delayed by a
 // uniform latency; streams (push/pull, fallback ping) are never lost but are cut by partitions

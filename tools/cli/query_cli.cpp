@@ -12,7 +12,7 @@
 #include "common/http_client.h"
 #include "common/http_server.h"
 #include "common/ulid.h"
-#include "tools/tools.h"
+#include "tools/cli/tools.h"
 
 namespace oklog {
 namespace {

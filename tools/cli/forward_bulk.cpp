@@ -1,11 +1,11 @@
 // oklog forward -bulk: stdin cut into whole segments, sent to ingest nodes on their bulk port
-// (segments/bulk_protocol.h), each kept until an ingester acknowledges it (the stores hold it
+// (rpc/bulk_protocol.h), each kept until an ingester acknowledges it (the stores hold it
 // N times). After a failed connection every unacknowledged segment is sent again, in order, to
 // the next target; its ULIDs follow from its id, so copies collapse into one record each.
 //
 // One thread, poll(2) over stdin and the socket. stdin is read only while fewer than
 // `window` segments await their ack, so memory stays within window x segment size.
-#include "tools/forward_bulk.h"
+#include "tools/cli/forward_bulk.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -22,7 +22,7 @@
 #include "common/log.h"
 #include "rpc/frame_codec.h"
 #include "rpc/bulk_protocol.h"
-#include "tools/dial.h"
+#include "tools/cli/dial.h"
 
 namespace oklog {
 namespace {

@@ -26,9 +26,9 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "rpc/bulk_protocol.h"
-#include "tools/dial.h"
-#include "tools/forward_bulk.h"
-#include "tools/tools.h"
+#include "tools/cli/dial.h"
+#include "tools/cli/forward_bulk.h"
+#include "tools/cli/tools.h"
 
 namespace oklog {
 namespace {

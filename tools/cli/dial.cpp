@@ -1,4 +1,4 @@
-#include "tools/dial.h"
+#include "tools/cli/dial.h"
 
 #include <netinet/in.h>
 #include <sys/socket.h>

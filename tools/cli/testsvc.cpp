@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "common/flags.h"
-#include "tools/tools.h"
+#include "tools/cli/tools.h"
 
 namespace oklog {
 

@@ -1,4 +1,4 @@
-#include "tools/clusterbench/cluster.h"
+#include "tools/bench/clusterbench/cluster.h"
 
 #include <cstdio>
 #include <thread>

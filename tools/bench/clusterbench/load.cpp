@@ -1,4 +1,4 @@
-#include "tools/clusterbench/load.h"
+#include "tools/bench/clusterbench/load.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

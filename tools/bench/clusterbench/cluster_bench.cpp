@@ -38,8 +38,8 @@
 #include "tools/bench/bench_util.h"
 #include "tools/bench/corpus.h"
 #include "tools/bench/process.h"
-#include "tools/clusterbench/cluster.h"
-#include "tools/clusterbench/load.h"
+#include "tools/bench/clusterbench/cluster.h"
+#include "tools/bench/clusterbench/load.h"
 
 namespace oklog::bench {
 namespace {

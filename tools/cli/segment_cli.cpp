@@ -2,7 +2,7 @@
 #include <iostream>
 
 #include "segments/segment_tool.h"
-#include "tools/tools.h"
+#include "tools/cli/tools.h"
 
 namespace oklog {
 

@@ -16,13 +16,13 @@
 # temporary directory. Only 127.0.0.1 traffic. Bounded: every wait has a deadline; the measured part
 # takes about a minute and at most ~2.5 minutes (the build before it is not counted).
 #
-# Usage: tools/gossip_bench/real_processes.sh [--no-build]
+# Usage: tools/bench/gossip_bench/real_processes.sh [--no-build]
 # Environment: BUILD_DIR (default <repo>/build-gossip20), OKLOG_BINARY (skips the build when set),
 #   N (20), QUIET_S (30), SETTLE_S (5), KEEP_LOGS=1 (keep the temp dir, its path is printed).
 # Needs: cmake + ninja (for the build), curl, jq, ss.
 set -uo pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-gossip20}
 N=${N:-20}
 QUIET_S=${QUIET_S:-30}
