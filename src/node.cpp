@@ -16,8 +16,9 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
-#include "rpc/frame_codec.h"
 #include "gossip/gossip_node.h"
+#include "gossip/transport.h"
+#include "rpc/frame_codec.h"
 #include "rpc/rpc_bridge.h"
 #include "rpc/rpc_client.h"
 #include "rpc/rpc_server.h"
@@ -112,6 +113,73 @@ struct NodeFlags {
 };
 
 // Sets the file-descriptor limit to its hard maximum: segments and connections need many.
+// Gossip's stream exchanges over the cluster RPC: the method "gossip", served on every node by
+// GossipNode::ServeStream. The RPC dials IP literals, so names (seeds) are resolved first, at
+// every exchange, so DNS changes are followed. Loop thread only.
+class RpcGossipStreams : public gossip::StreamTransport {
+ public:
+  explicit RpcGossipStreams(uv_loop_t* loop) : loop_(loop) {}
+  // The client exists only once gossip has named the node; exchanges start after that.
+  void SetClient(rpc::RpcClient* client) { client_ = client; }
+
+  void Exchange(const std::string& addr, std::string body, gossip::Duration timeout, Done done) override {
+    Result<Address> a = ParseAddress(addr, 7659);
+    if (!a.ok()) return done(a.status());
+    sockaddr_in6 probe;
+    if (uv_ip4_addr(a->host.c_str(), a->port, reinterpret_cast<sockaddr_in*>(&probe)) == 0 ||
+        uv_ip6_addr(a->host.c_str(), a->port, &probe) == 0)
+      return Call(a->HostPort(), std::move(body), timeout, std::move(done));
+    auto* r = new Resolve{{}, this, a->port, std::move(body), timeout, std::move(done)};
+    r->req.data = r;
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    const std::string port = std::to_string(a->port);
+    int rc = uv_getaddrinfo(loop_, &r->req, OnResolved, a->host.c_str(), port.c_str(), &hints);
+    if (rc != 0) {
+      std::unique_ptr<Resolve> owned(r);
+      owned->done(Status::Unavailable("resolving " + addr + ": " + uv_strerror(rc)));
+    }
+  }
+
+ private:
+  struct Resolve {
+    uv_getaddrinfo_t req;
+    RpcGossipStreams* self;
+    uint16_t port;
+    std::string body;
+    gossip::Duration timeout;
+    Done done;
+  };
+
+  void Call(const std::string& ipport, std::string body, gossip::Duration timeout, Done done) {
+    if (client_ == nullptr) return done(Status::Unavailable("gossip streams: no RPC client yet"));
+    client_->Call(ipport, std::string(rpc::kGossipMethod), std::move(body), timeout, std::move(done));
+  }
+
+  static void OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res) noexcept {
+    std::unique_ptr<Resolve> r(static_cast<Resolve*>(req->data));  // the one release point
+    if (status != 0 || res == nullptr) {
+      if (res) uv_freeaddrinfo(res);
+      return r->done(Status::Unavailable(std::string("resolving a seed: ") + uv_strerror(status)));
+    }
+    const addrinfo* pick = res;  // prefer IPv4, as our defaults listen on IPv4
+    for (const addrinfo* p = res; p; p = p->ai_next)
+      if (p->ai_family == AF_INET) {
+        pick = p;
+        break;
+      }
+    Result<Address> ip = ParseAddress(SockaddrToString(pick->ai_addr), r->port);
+    uv_freeaddrinfo(res);
+    if (!ip.ok()) return r->done(ip.status());
+    ip->port = r->port;
+    r->self->Call(ip->HostPort(), std::move(r->body), r->timeout, std::move(r->done));
+  }
+
+  uv_loop_t* loop_;
+  rpc::RpcClient* client_ = nullptr;
+};
+
 void RaiseFileLimit() {
   rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -294,14 +362,27 @@ class Node {
       go.meta.ingest_bulk_port = ingest_->bulk_port();
     }
     go.meta.version = kVersion;
-    OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, go, &metrics_));
-    // The cluster port's TCP side is the RPC server; gossip push/pull is one of its methods.
-    rpc_server_ = rpc::RpcServer::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
+    // One cluster port: gossip binds its UDP side (port 0 picks one), the RPC server listens on
+    // the same port's TCP side, and gossip push/pull is one of the RPC's methods.
+    gossip_streams_ = std::make_unique<RpcGossipStreams>(&loop_);
+    go.streams = gossip_streams_.get();
+    for (int attempt = 0;; ++attempt) {
+      OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, go, &metrics_));
+      rpc_server_ = rpc::RpcServer::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
+      Status listen = rpc_server_->Listen(Address{"tcp", cluster.host, gossip_->port()}.HostPort());
+      if (listen.ok()) break;
+      // With port 0 the TCP side of the port UDP got may be taken: try another port.
+      retired_servers_.push_back(std::move(rpc_server_));
+      retired_gossip_.push_back(std::move(gossip_));
+      retired_servers_.back()->Close();
+      retired_gossip_.back()->Close();
+      if (cluster.port != 0 || attempt >= 19) return Status::IOError("cluster port TCP side: " + listen.ToString());
+    }
     rpc_client_ = rpc::RpcClient::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
+    gossip_streams_->SetClient(rpc_client_.get());
     rpc_server_->Handle(std::string(rpc::kGossipMethod), [this](std::shared_ptr<rpc::ServerCall> c) {
       c->Respond(Status::Ok(), gossip_->ServeStream(c->peer(), c->body()));
     });
-    gossip_->SetAcceptHandler([this](uv_stream_t* l) { rpc_server_->Accept(l); });
     OKLOG_ASSIGN_OR_RETURN(bridge_, rpc::RpcBridge::Create(&loop_, rpc_client_.get()));
     // Queries: /store/query on every node fans out to the live store nodes (query.run), which
     // answer through their own QueryService, in process.
@@ -406,6 +487,10 @@ class Node {
   std::unique_ptr<Compactor> compactor_;  // after store_log_: destroyed (and stopped) before it
   std::unique_ptr<gossip::GossipNode> gossip_;
   std::unique_ptr<rpc::RpcServer> rpc_server_;
+  std::unique_ptr<RpcGossipStreams> gossip_streams_;  // gossip's transport, over rpc_client_
+  // Closed during a port-0 retry, kept until the loop has run their close callbacks.
+  std::vector<std::unique_ptr<rpc::RpcServer>> retired_servers_;
+  std::vector<std::unique_ptr<gossip::GossipNode>> retired_gossip_;
   std::unique_ptr<rpc::RpcClient> rpc_client_;
   std::unique_ptr<rpc::RpcBridge> bridge_;
   std::unique_ptr<IngestRpc> ingest_rpc_;

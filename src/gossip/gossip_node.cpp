@@ -10,21 +10,10 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ulid.h"
-#include "rpc/frame_codec.h"
 #include "gossip/membership.h"
+#include "gossip/transport.h"
 
 namespace oklog::gossip {
-// GossipNode still speaks the cluster-port hello and envelope itself (see src/gossip/README.md).
-using rpc::DecodeEnvelope;
-using rpc::DecodeHello;
-using rpc::EncodeEnvelope;
-using rpc::EncodeFrame;
-using rpc::EncodeHello;
-using rpc::Envelope;
-using rpc::FrameDecoder;
-using rpc::Hello;
-using rpc::kClusterProtocolVersion;
-using rpc::kGossipMethod;
 
 namespace {
 
@@ -66,33 +55,8 @@ struct Box {
 struct UdpBox : Box {
   uv_udp_t h;
 };
-struct TcpListenBox : Box {
-  uv_tcp_t h;
-};
 struct TimerBox : Box {
   uv_timer_t h;
-};
-// One TCP stream, either direction, with its idle timer. Freed when both handles are closed
-// and no request (getaddrinfo, connect, write) is still pending.
-struct Conn : Box {
-  uv_tcp_t tcp;
-  uv_timer_t timer;
-  uv_getaddrinfo_t gai;
-  uv_connect_t connect;
-  int open_handles = 0;
-  int pending_reqs = 0;
-  bool closing = false;
-  bool outgoing = false;
-  bool hello_seen = false;
-  bool resolving = false;
-  std::string peer;         // outgoing: the address we dialled; incoming: the remote socket
-  std::string request;      // outgoing: the gossip message to send once connected
-  FrameDecoder decoder;
-};
-struct WriteReq {
-  uv_write_t req;
-  std::string data;
-  Conn* conn;
 };
 struct UdpSendReq {
   uv_udp_send_t req;
@@ -108,14 +72,13 @@ struct GossipNode::Impl {
   std::shared_ptr<spdlog::logger> log = Logger("gossip");
   uint16_t port = 0;
   UdpBox* udp = nullptr;
-  TcpListenBox* listener = nullptr;
   TimerBox* timer = nullptr;
   std::set<Box*> boxes;  // every box not yet freed
-  std::set<Conn*> conns;
   bool started = false;
   bool closed = false;
+  // Exchanges in flight hold it weakly: their replies are dropped once it is gone.
+  std::shared_ptr<Impl*> self_token;
   std::function<void()> leave_done;
-  std::function<void(uv_stream_t*)> accept_handler;
   Instant leave_deadline = Instant::max();
   std::vector<char> recv_buf = std::vector<char>(kUdpRecvBufferBytes);
   Incarnation view_self_incarnation = 0;
@@ -141,11 +104,7 @@ struct GossipNode::Impl {
   void MaybeFinishLeave(Instant now);
   void SendUdp(const std::string& to, std::string bytes);
   void StartStream(const std::string& to, std::string body);
-  void Dial(Conn* c, const sockaddr* sa);
-  void OnFrame(Conn* c, std::string frame);
-  void Write(Conn* c, std::string data);
-  void CloseConn(Conn* c);
-  Conn* NewConn(bool outgoing);
+  void OnStreamReply(const std::string& from, Result<std::string> reply);
   void RegisterMetrics();
   void SyncMetrics(bool members_changed);
   void CloseAll();
@@ -154,16 +113,7 @@ struct GossipNode::Impl {
   static void OnUdpRecv(uv_udp_t* h, ssize_t nread, const uv_buf_t* buf, const sockaddr* addr, unsigned flags) noexcept;
   static void OnUdpSent(uv_udp_send_t* req, int status) noexcept;
   static void OnTimer(uv_timer_t* t) noexcept;
-  static void OnConnection(uv_stream_t* server, int status) noexcept;
-  static void OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res) noexcept;
-  static void OnConnected(uv_connect_t* req, int status) noexcept;
-  static void OnAlloc(uv_handle_t* h, size_t suggested, uv_buf_t* buf) noexcept;
-  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
-  static void OnWritten(uv_write_t* req, int status) noexcept;
-  static void OnConnTimeout(uv_timer_t* t) noexcept;
   static void OnBoxClosed(uv_handle_t* h) noexcept;
-  static void OnConnHandleClosed(uv_handle_t* h) noexcept;
-  static void MaybeFreeConn(Conn* c);
 };
 
 // ---- construction and binding ----
@@ -229,6 +179,7 @@ Result<std::unique_ptr<GossipNode>> GossipNode::Create(uv_loop_t* loop, Options 
   impl->view->Apply({MemberEvent::Kind::kJoin, impl->m->self()});
   impl->view_self_incarnation = impl->m->self().incarnation;
   impl->RegisterMetrics();
+  impl->self_token = std::make_shared<Impl*>(impl.get());
   return std::unique_ptr<GossipNode>(new GossipNode(std::move(impl)));
 }
 
@@ -240,43 +191,34 @@ Status GossipNode::Impl::Bind() {
   sockaddr_storage ss;
   if (!bind.ok() || !ParseLiteral(bind->HostPort(), &ss))
     return Status::InvalidArgument("gossip: bind address must be an IP literal: " + opt.bind_addr);
-  // TCP first (port 0 picks the port), then UDP on the same port; with port 0 the UDP port
-  // may be taken, so try a few times.
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    auto* l = new TcpListenBox;
-    l->owner = this;
-    uv_tcp_init(loop, &l->h);
-    l->h.data = l;
-    boxes.insert(l);
-    listener = l;
-    int rc = uv_tcp_bind(&l->h, reinterpret_cast<const sockaddr*>(&ss), 0);
-    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->h), 128, OnConnection);
-    if (rc != 0) {
-      CloseAll();
-      return Status::IOError("gossip: TCP bind/listen " + opt.bind_addr + ": " + uv_strerror(rc));
-    }
-    sockaddr_storage bound;
-    int len = sizeof bound;
-    uv_tcp_getsockname(&l->h, reinterpret_cast<sockaddr*>(&bound), &len);
-    port = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
-                                            : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
-    sockaddr_storage uss = bound;
-    auto* u = new UdpBox;
-    u->owner = this;
-    uv_udp_init(loop, &u->h);
-    u->h.data = u;
-    boxes.insert(u);
-    udp = u;
-    rc = uv_udp_bind(&u->h, reinterpret_cast<const sockaddr*>(&uss), 0);
-    if (rc == 0) break;
-    const bool retry = rc == UV_EADDRINUSE && bind->port == 0 && attempt < 19;
-    CloseAll();
-    closed = false;
-    if (!retry) return Status::IOError("gossip: UDP bind " + opt.bind_addr + ": " + uv_strerror(rc));
+  auto* u = new UdpBox;
+  u->owner = this;
+  int rc = uv_udp_init(loop, &u->h);
+  if (rc != 0) {
+    delete u;
+    return Status::IOError(std::string("gossip: uv_udp_init: ") + uv_strerror(rc));
   }
+  u->h.data = u;
+  boxes.insert(u);
+  udp = u;
+  rc = uv_udp_bind(&u->h, reinterpret_cast<const sockaddr*>(&ss), 0);
+  if (rc != 0) {
+    CloseAll();
+    return Status::IOError("gossip: UDP bind " + opt.bind_addr + ": " + uv_strerror(rc));
+  }
+  sockaddr_storage bound;
+  int len = sizeof bound;
+  uv_udp_getsockname(&u->h, reinterpret_cast<sockaddr*>(&bound), &len);
+  port = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
+                                          : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
   auto* t = new TimerBox;
   t->owner = this;
-  uv_timer_init(loop, &t->h);
+  rc = uv_timer_init(loop, &t->h);
+  if (rc != 0) {
+    delete t;
+    CloseAll();
+    return Status::IOError(std::string("gossip: uv_timer_init: ") + uv_strerror(rc));
+  }
   t->h.data = t;
   boxes.insert(t);
   timer = t;
@@ -317,10 +259,6 @@ Status GossipNode::UpdateMeta(const NodeMeta& meta) {
   OKLOG_RETURN_IF_ERROR(impl_->m->UpdateMetadata(std::move(bytes), impl_->Now()));
   impl_->Pump();
   return Status::Ok();
-}
-
-void GossipNode::SetAcceptHandler(std::function<void(uv_stream_t*)> accept) {
-  impl_->accept_handler = std::move(accept);
 }
 
 std::string GossipNode::ServeStream(const std::string& peer, std::string_view body) {
@@ -449,251 +387,40 @@ void GossipNode::Impl::MaybeFinishLeave(Instant now) {
   done();  // may Close()
 }
 
-// ---- TCP streams ----
+// ---- streams (through the StreamTransport) ----
 
 GossipNode::Impl::~Impl() {
   CloseAll();
   for (Box* b : boxes) b->owner = nullptr;  // close callbacks still to come must not touch us
 }
 
-Conn* GossipNode::Impl::NewConn(bool outgoing) {
-  auto* c = new Conn;
-  c->owner = this;
-  c->outgoing = outgoing;
-  uv_tcp_init(loop, &c->tcp);
-  uv_timer_init(loop, &c->timer);
-  c->tcp.data = c;
-  c->timer.data = c;
-  c->open_handles = 2;
-  boxes.insert(c);
-  conns.insert(c);
-  uv_timer_start(&c->timer, OnConnTimeout, static_cast<uint64_t>(cfg.tcp_timeout.count()), 0);
-  return c;
-}
-
 void GossipNode::Impl::StartStream(const std::string& to, std::string body) {
-  Conn* c = NewConn(true);
-  c->peer = to;
-  c->request = std::move(body);
-  streams_out->Inc();
-  sockaddr_storage ss;
-  if (ParseLiteral(to, &ss)) {
-    Dial(c, reinterpret_cast<const sockaddr*>(&ss));
-    return;
-  }
-  // A name (a seed): resolved now, at every attempt, so DNS changes are followed.
-  Result<Address> a = ParseAddress(to, kDefaultClusterPort);
-  if (!a.ok()) {
-    CloseConn(c);
-    return;
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  c->gai.data = c;
-  std::string port = std::to_string(a->port);
-  if (uv_getaddrinfo(loop, &c->gai, OnResolved, a->host.c_str(), port.c_str(), &hints) == 0) {
-    ++c->pending_reqs;
-    c->resolving = true;
-  } else {
-    CloseConn(c);
-  }
-}
-
-void GossipNode::Impl::OnResolved(uv_getaddrinfo_t* req, int status, addrinfo* res) noexcept {
-  auto* c = static_cast<Conn*>(req->data);
-  --c->pending_reqs;
-  c->resolving = false;
-  Impl* self = c->owner;
-  if (!self || self->closed || c->closing || status != 0 || !res) {
-    if (res) uv_freeaddrinfo(res);
-    if (self && !c->closing) self->CloseConn(c);
-    MaybeFreeConn(c);
-    return;
-  }
-  const addrinfo* pick = res;  // prefer IPv4, as our defaults listen on IPv4
-  for (const addrinfo* p = res; p; p = p->ai_next)
-    if (p->ai_family == AF_INET) {
-      pick = p;
-      break;
-    }
-  sockaddr_storage ss{};
-  std::memcpy(&ss, pick->ai_addr, pick->ai_addrlen);
-  uv_freeaddrinfo(res);
-  self->Dial(c, reinterpret_cast<const sockaddr*>(&ss));
-}
-
-void GossipNode::Impl::Dial(Conn* c, const sockaddr* sa) {
-  c->connect.data = c;
-  if (uv_tcp_connect(&c->connect, &c->tcp, sa, OnConnected) == 0) {
-    ++c->pending_reqs;
-  } else {
-    CloseConn(c);
-  }
-}
-
-void GossipNode::Impl::OnConnected(uv_connect_t* req, int status) noexcept {
-  auto* c = static_cast<Conn*>(req->data);
-  --c->pending_reqs;
-  Impl* self = c->owner;
-  if (!self || self->closed || c->closing || status != 0) {
-    if (self && !c->closing) self->CloseConn(c);
-    MaybeFreeConn(c);
-    return;
-  }
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), OnAlloc, OnRead);
-  Envelope e;
-  e.kind = Envelope::Kind::kRequest;
-  e.request_id = 1;
-  e.method = std::string(kGossipMethod);
-  e.body = std::move(c->request);
-  self->stream_bytes_out->Inc(e.body.size());
-  self->Write(c, EncodeFrame(EncodeHello({kClusterProtocolVersion, self->cfg.cluster_name, self->cfg.name})) +
-                     EncodeFrame(EncodeEnvelope(e)));
-}
-
-void GossipNode::Impl::OnConnection(uv_stream_t* server, int status) noexcept {
-  auto* box = static_cast<TcpListenBox*>(server->data);
-  Impl* self = box ? box->owner : nullptr;
-  if (!self || self->closed || status != 0) return;
-  if (self->accept_handler) {
-    self->accept_handler(server);
-    return;
-  }
-  Conn* c = self->NewConn(false);
-  if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&c->tcp)) != 0) {
-    self->CloseConn(c);
-    return;
-  }
-  sockaddr_storage peer;
-  int len = sizeof peer;
-  if (uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&peer), &len) == 0)
-    c->peer = SockaddrToString(reinterpret_cast<sockaddr*>(&peer));
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), OnAlloc, OnRead);
-}
-
-void GossipNode::Impl::OnAlloc(uv_handle_t*, size_t suggested, uv_buf_t* buf) noexcept {
-  *buf = uv_buf_init(new char[suggested], static_cast<unsigned>(suggested));
-}
-
-void GossipNode::Impl::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept {
-  auto* c = static_cast<Conn*>(s->data);
-  std::unique_ptr<char[]> owned(buf->base);  // released on every path
-  Impl* self = c->owner;
-  if (!self || self->closed || c->closing) return;
-  if (nread == 0) return;  // EAGAIN, not EOF
-  if (nread < 0) {
-    self->CloseConn(c);
-    return;
-  }
-  c->decoder.Feed(buf->base, static_cast<size_t>(nread));
-  std::string frame;
-  while (!c->closing) {
-    Result<bool> next = c->decoder.Next(&frame);
-    if (!next.ok()) {
-      self->dropped->Inc();
-      self->CloseConn(c);
-      return;
-    }
-    if (!next.value()) break;
-    self->OnFrame(c, std::move(frame));
-    if (self->closed) return;
-  }
-}
-
-void GossipNode::Impl::OnFrame(Conn* c, std::string frame) {
-  if (!c->hello_seen) {
-    Result<Hello> h = DecodeHello(frame);
-    if (!h.ok() || h->version != kClusterProtocolVersion || h->cluster != cfg.cluster_name) {
-      dropped->Inc();
-      log->debug("dropping stream from {}: {}", c->peer, h.ok() ? "other cluster or version" : h.status().ToString());
-      CloseConn(c);
-      return;
-    }
-    c->hello_seen = true;
-    if (!c->outgoing) Write(c, EncodeFrame(EncodeHello({kClusterProtocolVersion, cfg.cluster_name, cfg.name})));
-    return;
-  }
-  Result<Envelope> env = DecodeEnvelope(frame);
-  if (!env.ok()) {
+  if (opt.streams == nullptr) {  // no transport (some tests): the exchange cannot happen
     dropped->Inc();
-    CloseConn(c);
     return;
   }
-  stream_bytes_in->Inc(env->body.size());
-  if (c->outgoing) {
-    // The answer to our one request; a non-empty body is the next message of the exchange,
-    // which goes out as a new request.
-    CloseConn(c);
-    if (env->kind != Envelope::Kind::kResponse || env->status != 0 || env->body.empty()) return;
-    std::string reply = m->OnStream(c->peer, env->body, Now());
-    if (!reply.empty()) StartStream(c->peer, std::move(reply));
-    Pump();
+  streams_out->Inc();
+  stream_bytes_out->Inc(body.size());
+  std::weak_ptr<Impl*> token = self_token;
+  opt.streams->Exchange(to, std::move(body), cfg.tcp_timeout, [token, to](Result<std::string> reply) {
+    std::shared_ptr<Impl*> alive = token.lock();
+    if (alive) (*alive)->OnStreamReply(to, std::move(reply));
+  });
+}
+
+// The answer to one exchange; a non-empty body is the next message of it, which goes out as a
+// new exchange. A failed exchange gives no verdict here: Membership's own timers decide.
+void GossipNode::Impl::OnStreamReply(const std::string& from, Result<std::string> reply) {
+  if (closed) return;
+  if (!reply.ok()) {
+    log->debug("gossip stream to {}: {}", from, reply.status().ToString());
     return;
   }
-  if (env->kind != Envelope::Kind::kRequest) return;
-  Envelope resp;
-  resp.kind = Envelope::Kind::kResponse;
-  resp.request_id = env->request_id;
-  if (env->method == kGossipMethod) {
-    resp.body = m->OnStream(c->peer, env->body, Now());
-  } else {
-    resp.kind = Envelope::Kind::kError;
-    resp.status = 404;
-    resp.body = "unknown method";
-  }
-  stream_bytes_out->Inc(resp.body.size());
-  Write(c, EncodeFrame(EncodeEnvelope(resp)));
+  if (reply->empty()) return;
+  stream_bytes_in->Inc(reply->size());
+  std::string next = m->OnStream(from, *reply, Now());
+  if (!next.empty()) StartStream(from, std::move(next));
   Pump();
-}
-
-void GossipNode::Impl::Write(Conn* c, std::string data) {
-  auto* w = new WriteReq;
-  w->data = std::move(data);
-  w->conn = c;
-  w->req.data = w;
-  uv_buf_t b = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1, OnWritten) == 0) {
-    ++c->pending_reqs;
-  } else {
-    delete w;
-    CloseConn(c);
-  }
-}
-
-void GossipNode::Impl::OnWritten(uv_write_t* req, int status) noexcept {
-  auto* w = static_cast<WriteReq*>(req->data);
-  Conn* c = w->conn;
-  delete w;
-  --c->pending_reqs;
-  if (status != 0 && c->owner && !c->closing) c->owner->CloseConn(c);
-  MaybeFreeConn(c);
-}
-
-void GossipNode::Impl::OnConnTimeout(uv_timer_t* t) noexcept {
-  auto* c = static_cast<Conn*>(t->data);
-  if (c->owner && !c->closing) c->owner->CloseConn(c);
-}
-
-void GossipNode::Impl::CloseConn(Conn* c) {
-  if (c->closing) return;
-  c->closing = true;
-  conns.erase(c);
-  if (c->resolving) uv_cancel(reinterpret_cast<uv_req_t*>(&c->gai));  // its callback still runs
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), OnConnHandleClosed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), OnConnHandleClosed);
-}
-
-void GossipNode::Impl::OnConnHandleClosed(uv_handle_t* h) noexcept {
-  auto* c = static_cast<Conn*>(h->data);
-  --c->open_handles;
-  MaybeFreeConn(c);
-}
-
-void GossipNode::Impl::MaybeFreeConn(Conn* c) {
-  if (!c->closing || c->open_handles > 0 || c->pending_reqs > 0) return;
-  if (c->owner) c->owner->boxes.erase(c);
-  delete c;
 }
 
 // ---- shutdown ----
@@ -701,15 +428,13 @@ void GossipNode::Impl::MaybeFreeConn(Conn* c) {
 void GossipNode::Impl::CloseAll() {
   if (closed) return;
   closed = true;
-  for (Conn* c : std::vector<Conn*>(conns.begin(), conns.end())) CloseConn(c);
+  self_token.reset();  // replies still to come are dropped
   auto close_box = [](Box* b, uv_handle_t* h) {
     if (b && !uv_is_closing(h)) uv_close(h, OnBoxClosed);
   };
   if (udp) close_box(udp, reinterpret_cast<uv_handle_t*>(&udp->h));
-  if (listener) close_box(listener, reinterpret_cast<uv_handle_t*>(&listener->h));
   if (timer) close_box(timer, reinterpret_cast<uv_handle_t*>(&timer->h));
   udp = nullptr;
-  listener = nullptr;
   timer = nullptr;
   if (reg) reg->RemoveCallbacks(this);
 }
@@ -737,9 +462,10 @@ void GossipNode::Impl::RegisterMetrics() {
   bytes_out = r->NewCounter("oklog_gossip_bytes_sent_total", "UDP payload bytes sent.");
   dropped = r->NewCounter("oklog_gossip_packets_dropped_total",
                           "Packets and streams dropped: malformed, other cluster, oversize, unsendable.");
-  streams_out = r->NewCounter("oklog_gossip_streams_total", "TCP gossip streams opened (push/pull, fallback ping).");
-  stream_bytes_in = r->NewCounter("oklog_gossip_stream_bytes_received_total", "TCP gossip message bytes received.");
-  stream_bytes_out = r->NewCounter("oklog_gossip_stream_bytes_sent_total", "TCP gossip message bytes sent.");
+  streams_out = r->NewCounter("oklog_gossip_streams_total",
+                              "Gossip stream exchanges started (push/pull, fallback ping), over the cluster RPC.");
+  stream_bytes_in = r->NewCounter("oklog_gossip_stream_bytes_received_total", "Gossip stream message bytes received.");
+  stream_bytes_out = r->NewCounter("oklog_gossip_stream_bytes_sent_total", "Gossip stream message bytes sent.");
 }
 
 void GossipNode::Impl::SyncMetrics(bool members_changed) {

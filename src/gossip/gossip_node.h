@@ -1,7 +1,7 @@
 // GossipNode: cluster membership for one oklog node. Drives a Membership with a libuv UDP
-// socket (probes and gossip) and TCP streams on the same port (push/pull and the fallback
-// probe, framed as frame_codec.h), keeps a PeerView current and exports oklog_gossip_*
-// metrics.
+// socket (probes and gossip) and a StreamTransport (push/pull and the fallback probe; the node
+// carries them over the cluster RPC on the same port's TCP side), keeps a PeerView current and
+// exports oklog_gossip_* metrics.
 //
 // Thread: loop thread only; create, call and destroy it on the thread running `loop`.
 // Lifetime: Close() closes every handle; run the loop until done() before uv_loop_close().
@@ -20,6 +20,7 @@
 #include "gossip/config.h"
 #include "gossip/node_meta.h"
 #include "gossip/peer_view.h"
+#include "gossip/transport.h"
 
 namespace oklog {
 class Registry;
@@ -43,9 +44,12 @@ class GossipNode {
     NodeMeta meta;
     Duration leave_timeout{5000};
     std::function<void(Config&)> tweak;  // tests and tools: adjust the protocol config
+    // Carries stream exchanges; must outlive Close(). Without one, streams are dropped and
+    // counted (UDP gossip still works, joins do not).
+    StreamTransport* streams = nullptr;
   };
 
-  // Binds the sockets. Returns InvalidArgument for bad addresses or oversize metadata,
+  // Binds the UDP socket (port 0 picks one; the TCP side of the same port is the transport's). Returns InvalidArgument for bad addresses or oversize metadata,
   // IOError when the port cannot be bound.
   static Result<std::unique_ptr<GossipNode>> Create(uv_loop_t* loop, Options options, Registry* metrics);
   ~GossipNode();
@@ -62,10 +66,8 @@ class GossipNode {
   void Close();
   bool done() const;
 
-  // Hands the cluster port's TCP connections to `accept` (RpcServer::Accept), which then serves
-  // the "gossip" method by calling ServeStream. Without it, gossip serves the port itself.
-  void SetAcceptHandler(std::function<void(uv_stream_t* listener)> accept);
-  // The "gossip" method: one push/pull message from `peer` in, the reply (maybe empty) out.
+  // The receiving side of an exchange (the transport's server calls it): one stream message from
+  // `peer` in, the reply (maybe empty) out.
   std::string ServeStream(const std::string& peer, std::string_view body);
 
   PeerView& peer_view();

@@ -363,18 +363,6 @@ RpcServer::~RpcServer() = default;
 
 void RpcServer::Handle(const std::string& method, Handler handler) { impl_->handlers[method] = std::move(handler); }
 
-void RpcServer::Accept(uv_stream_t* listener) {
-  if (impl_->closed) {
-    // Accept and drop, so the listener does not spin on a pending connection.
-    uv_tcp_t* t = new uv_tcp_t;
-    uv_tcp_init(impl_->loop, t);
-    uv_accept(listener, reinterpret_cast<uv_stream_t*>(t));
-    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
-    return;
-  }
-  impl_->NewConn(listener);
-}
-
 Status RpcServer::Listen(const std::string& addr) {
   OKLOG_ASSIGN_OR_RETURN(Address a, ParseAddress(addr, 7659));
   sockaddr_storage ss{};

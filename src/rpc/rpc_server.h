@@ -86,10 +86,8 @@ class RpcServer {
   using Handler = std::function<void(std::shared_ptr<ServerCall>)>;
   // Registers (or replaces) the handler of `method`. Unknown methods get NotFound.
   void Handle(const std::string& method, Handler handler);
-  // Accepts one pending connection from `listener` (call from its connection callback; this
-  // is how GossipNode hands over its cluster port).
-  void Accept(uv_stream_t* listener);
-  // Standalone listener (tests, tools): binds "ip:port" (port 0 picks one). Returns IOError.
+  // Binds and listens on "ip:port" (port 0 picks one): the cluster port's TCP side, whose UDP
+  // side is gossip's. Returns InvalidArgument for a name, IOError when it cannot bind.
   Status Listen(const std::string& addr);
   uint16_t port() const;
   void Close();

@@ -65,6 +65,7 @@ struct Node {
   uint16_t api, fast, durable, bulk, cluster;
   std::string dir;
   pid_t pid = -1;
+  std::string seed;  // default: the first node's cluster address
   std::string name() const { return "127.0.0.1:" + std::to_string(cluster); }
 };
 
@@ -98,7 +99,7 @@ class ClusterProcessTest : public ::testing::Test {
                                      "-ingest.bulk", "127.0.0.1:" + std::to_string(n.bulk),
                                      "-cluster", "127.0.0.1:" + std::to_string(n.cluster),
                                      "-cluster.preset", "local",
-                                     "-peer", nodes_[0].name(),
+                                     "-peer", n.seed.empty() ? nodes_[0].name() : n.seed,
                                      "-ingest.path", n.dir + "/ingest",
                                      "-store.path", n.dir + "/store"};
     pid_t pid = fork();
@@ -167,6 +168,16 @@ TEST_F(ClusterProcessTest, FiveNodesJoinCrashLeaveAndRestart) {
 
   Start(nodes_[4]);
   ASSERT_TRUE(Eventually([&] { return AllSee(nodes_[4], "alive"); }, 20)) << HttpGet(nodes_[1].api, "/cluster");
+}
+
+// Seeds may be names: the node resolves them before each push/pull over the cluster RPC (whose
+// client dials IP literals only), so a node given "localhost:PORT" joins.
+TEST_F(ClusterProcessTest, SeedGivenAsANameJoins) {
+  Start(nodes_[0]);
+  nodes_[1].seed = "localhost:" + std::to_string(nodes_[0].cluster);
+  Start(nodes_[1]);
+  ASSERT_TRUE(Eventually([&] { return AllSee(nodes_[0], "alive") && AllSee(nodes_[1], "alive"); }, 20))
+      << HttpGet(nodes_[1].api, "/cluster");
 }
 
 }  // namespace
