@@ -9,7 +9,7 @@
 #include <span>
 #include <unordered_set>
 
-#include "common/file_util.h"
+#include "common/fs/env.h"
 #include "common/log.h"
 #include "segments/record_merge.h"
 
@@ -101,7 +101,7 @@ Result<uint64_t> LocalConsumer::ConsumeBatch(const std::vector<PendingSegment>& 
   std::vector<std::pair<size_t, size_t>> spans;
   for (const auto& p : batch) {
     size_t off = read_buf_.size();
-    OKLOG_RETURN_IF_ERROR(AppendFile(p.path, &read_buf_));
+    OKLOG_RETURN_IF_ERROR(AppendFileContents(ingest_->env(), p.path, &read_buf_));
     spans.emplace_back(off, read_buf_.size() - off);
     consumed_bytes_->Inc(read_buf_.size() - off);
   }

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fs/env.h"
 #include "common/metrics.h"
 #include "common/status.h"
 
@@ -50,9 +51,9 @@ class ActiveSegment {
 
  private:
   friend class IngestLog;
-  ActiveSegment(std::string dir, std::string name, int fd);
-  std::string dir_, name_;
-  int fd_ = -1;
+  ActiveSegment(std::string name, std::unique_ptr<WritableFile> file);
+  std::string name_;
+  std::unique_ptr<WritableFile> file_;
   std::string buf_;
   uint64_t bytes_ = 0;
   uint64_t records_ = 0;
@@ -70,6 +71,7 @@ class IngestLog {
  public:
   struct Options {
     std::chrono::milliseconds pending_timeout{60000};
+    Env* env = Env::Default();  // every file operation; must outlive the log
   };
   // Creates the directory if needed, takes the LOCK (Unavailable if another process holds it),
   // and recovers .active and .pending files.
@@ -77,6 +79,8 @@ class IngestLog {
   ~IngestLog();
 
   const std::string& dir() const { return dir_; }
+  // The Env the log's files live in (consumers and the segment RPC read them through it).
+  Env* env() const { return options_.env; }
 
   // A new empty NAME.active.
   Result<std::unique_ptr<ActiveSegment>> NewActive();
@@ -113,7 +117,7 @@ class IngestLog {
 
   std::string dir_;
   Options options_;
-  int lock_fd_ = -1;
+  std::unique_ptr<FileLock> lock_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool shutdown_ = false;
