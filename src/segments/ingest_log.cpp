@@ -52,14 +52,19 @@ Status TruncateToLastRecord(Env* env, const std::string& path, uint64_t* size_ou
 
 }  // namespace
 
-ActiveSegment::ActiveSegment(std::string name, std::unique_ptr<WritableFile> file)
-    : name_(std::move(name)), file_(std::move(file)), created_(std::chrono::steady_clock::now()) {
+ActiveSegment::ActiveSegment(Env* env, std::string dir, std::string name, std::unique_ptr<WritableFile> file)
+    : env_(env),
+      dir_(std::move(dir)),
+      name_(std::move(name)),
+      file_(std::move(file)),
+      created_(std::chrono::steady_clock::now()) {
   buf_.reserve(kWriteThrough + 64 * 1024);
 }
 
 ActiveSegment::~ActiveSegment() = default;
 
 Status ActiveSegment::Append(const char* data, size_t n) {
+  if (!error_.ok()) return error_;
   buf_.append(data, n);
   bytes_ += n;
   if (buf_.size() >= kWriteThrough) return WriteOut();
@@ -67,15 +72,24 @@ Status ActiveSegment::Append(const char* data, size_t n) {
 }
 
 Status ActiveSegment::WriteOut() {
+  if (!error_.ok()) return error_;
   if (buf_.empty()) return Status::Ok();
   Status s = file_->Append(buf_);
+  if (s.ok()) written_bytes_ += buf_.size();
+  else error_ = s;
   buf_.clear();
   return s;
 }
 
 Status ActiveSegment::Sync() {
   OKLOG_RETURN_IF_ERROR(WriteOut());
-  return file_->Sync();
+  Status s = file_->Sync();
+  if (s.ok() && !dir_synced_) {
+    s = env_->SyncDir(dir_);
+    dir_synced_ = s.ok();
+  }
+  if (!s.ok()) error_ = s;
+  return s;
 }
 
 IngestLog::IngestLog(std::string dir, Options options, Registry* m) : dir_(std::move(dir)), options_(options) {
@@ -147,18 +161,24 @@ Result<std::unique_ptr<ActiveSegment>> IngestLog::NewActive() {
   std::string name = NewSegmentName();
   std::string path = dir_ + "/" + name + kActive;
   OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, options_.env->NewWritableFile(path));
-  return std::unique_ptr<ActiveSegment>(new ActiveSegment(name, std::move(file)));
+  return std::unique_ptr<ActiveSegment>(new ActiveSegment(options_.env, dir_, name, std::move(file)));
 }
 
 Status IngestLog::Flush(std::unique_ptr<ActiveSegment> seg, const char* reason) {
-  Status s = seg->WriteOut();
   std::string from = dir_ + "/" + seg->name() + kActive;
+  Status s = seg->WriteOut();
+  uint64_t bytes = seg->bytes();
+  if (!seg->error_.ok()) {
+    // A write failed: keep what reached the file whole, cut off a torn record after it, and
+    // drop what was still buffered (never acknowledged).
+    bytes = seg->written_bytes_;
+    s = options_.env->TruncateFile(from, bytes);
+  }
   if (!s.ok()) {
     // Keep the file: what reached it is recovered at the next start.
     Logger("ingest")->error("flush segment={} failed: {}", seg->name(), s.ToString());
     return s;
   }
-  uint64_t bytes = seg->bytes();
   auto age = std::chrono::steady_clock::now() - seg->created();
   std::string name = seg->name();
   seg.reset();  // closes the file

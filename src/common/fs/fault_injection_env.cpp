@@ -17,6 +17,7 @@ const char* OpName(FsOp op) {
     case FsOp::kSync: return "fdatasync";
     case FsOp::kRename: return "rename";
     case FsOp::kRemove: return "unlink";
+    case FsOp::kTruncate: return "truncate";
     case FsOp::kSyncDir: return "fsync";
   }
   return "?";
@@ -169,7 +170,7 @@ Status FaultInjectionEnv::RemoveFile(const std::string& path) {
 }
 
 Status FaultInjectionEnv::TruncateFile(const std::string& path, uint64_t size) {
-  OKLOG_RETURN_IF_ERROR(Admit(FsOp::kWrite, path));
+  OKLOG_RETURN_IF_ERROR(Admit(FsOp::kTruncate, path));
   OKLOG_RETURN_IF_ERROR(base_->TruncateFile(path, size));
   std::lock_guard<std::mutex> lock(mu_);
   auto it = files_.find(path);

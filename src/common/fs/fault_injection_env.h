@@ -24,7 +24,7 @@
 
 namespace oklog {
 
-enum class FsOp { kCreate, kWrite, kSync, kRename, kRemove, kSyncDir };
+enum class FsOp { kCreate, kWrite, kSync, kRename, kRemove, kTruncate, kSyncDir };
 
 struct Fault {
   FsOp op = FsOp::kWrite;
