@@ -107,11 +107,17 @@ TEST(FaultInjectionEnvTest, WriteFaultReportsTheErrnoAndWritesNothing) {
 TEST(FaultInjectionEnvTest, TornWriteLandsHalfItsBytes) {
   TempDir tmp;
   FaultInjectionEnv env;
-  env.Inject({.op = FsOp::kWrite, .error = EIO, .torn = true});
+  env.Inject({.op = FsOp::kWrite, .error = EIO, .times = 1, .torn = true});
   auto f = env.NewWritableFile(tmp.path() + "/f");
   ASSERT_TRUE(f.ok());
   EXPECT_EQ((*f)->Append("abcdef").code(), Code::kIOError);
   EXPECT_EQ(ReadFile(tmp.path() + "/f"), "abc");
+  EXPECT_TRUE((*f)->Append("gh").ok());  // the one failure is spent
+  EXPECT_EQ(ReadFile(tmp.path() + "/f"), "abcgh");
+  env.CrashAfter(0);
+  env.Inject({.op = FsOp::kWrite, .error = EIO, .torn = true});
+  EXPECT_EQ((*f)->Append("xyz").code(), Code::kIOError);
+  EXPECT_EQ(ReadFile(tmp.path() + "/f"), "abcgh");  // a dead process writes nothing
 }
 
 TEST(FaultInjectionEnvTest, FaultMatchesOnlyItsPathsAfterNSuccessesForNTimes) {

@@ -72,8 +72,9 @@ int FaultInjectionEnv::mutating_ops() const {
   return ops_;
 }
 
-Status FaultInjectionEnv::Admit(FsOp op, const std::string& path, const std::string& other) {
+Status FaultInjectionEnv::Admit(FsOp op, const std::string& path, const std::string& other, bool* torn) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (torn) *torn = false;
   if (crashed_) {
     ++failures_;
     return Status::FromErrno(std::string(OpName(op)) + " (simulated crash)", path, EIO);
@@ -86,6 +87,7 @@ Status FaultInjectionEnv::Admit(FsOp op, const std::string& path, const std::str
       continue;
     if (it->seen++ < f.after) continue;
     const int error = f.error;
+    if (torn) *torn = f.torn;
     if (f.times > 0 && it->seen - f.after >= f.times) faults_.erase(it);
     ++failures_;
     return Status::FromErrno(std::string(OpName(op)) + " (injected)", path, error);
@@ -107,14 +109,9 @@ Result<std::unique_ptr<WritableFile>> FaultInjectionEnv::NewWritableFile(const s
 }
 
 Status FaultInjectionEnv::Append(File* f, std::string_view data) {
-  Status admit = Admit(FsOp::kWrite, f->path());
+  // A torn write lands half its bytes before failing (never after the crash: nothing lands).
   bool torn = false;
-  if (!admit.ok()) {
-    std::lock_guard<std::mutex> lock(mu_);
-    // A torn write lands half its bytes before failing (not after the crash: nothing lands).
-    for (const Armed& a : faults_) torn |= a.fault.op == FsOp::kWrite && a.fault.torn;
-    torn &= !crashed_;
-  }
+  Status admit = Admit(FsOp::kWrite, f->path(), "", &torn);
   if (!admit.ok() && !torn) return admit;
   std::string_view part = admit.ok() ? data : data.substr(0, data.size() / 2);
   Status s = f->base()->Append(part);

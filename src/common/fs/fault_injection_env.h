@@ -96,7 +96,8 @@ class FaultInjectionEnv final : public Env {
 
   // Decides whether an operation on these paths runs: an error Status for an injected fault or
   // after the crash (counting it), OK otherwise (counting the operation toward the crash).
-  Status Admit(FsOp op, const std::string& path, const std::string& other = "");
+  // *torn (if given) says whether the fault that fired asks for a torn write.
+  Status Admit(FsOp op, const std::string& path, const std::string& other = "", bool* torn = nullptr);
   void Renamed(const std::string& from, const std::string& to);
   // File callbacks.
   Status Append(File* f, std::string_view data);
