@@ -1,15 +1,9 @@
 #include "segments/compactor.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <functional>
 
-#include "common/file_util.h"
 #include "common/log.h"
 #include "segments/record_merge.h"
 #include "segments/segment_format.h"
@@ -186,8 +180,7 @@ Result<size_t> Compactor::DropContainedSegments() {
     if (!contained) continue;
     // Every record of m is in another segment: m goes without writing anything.
     OKLOG_RETURN_IF_ERROR(store_->Swap({m}, {}));
-    if (!Step(CompactionStep::kSwapped, 0)) return Status::Cancelled("stopped by step hook");
-    if (::unlink(m->path().c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink", m->path(), errno);
+    if (Status s = store_->env()->RemoveFile(m->path()); !s.ok() && s.code() != Code::kNotFound) return s;
     Logger("store")->info("removed segment file={}: all of its {} records are in other segments", m->path(),
                           m->records());
     duplicates_->Inc(m->records());
@@ -253,10 +246,6 @@ std::vector<std::shared_ptr<const SegmentReader>> Compactor::PickCompaction() co
   return {};
 }
 
-bool Compactor::Step(CompactionStep step, size_t index) const {
-  return !options_.step_hook || options_.step_hook(step, index);
-}
-
 Result<CompactionResult> Compactor::Compact(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
                                             uint64_t expire_before_ms) {
   auto start = std::chrono::steady_clock::now();
@@ -279,7 +268,7 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
   res.inputs = inputs.size();
   if (inputs.empty()) return res;
   const std::string& dir = store_->dir();
-  if (!Step(CompactionStep::kInputsChosen, 0)) return Status::Cancelled("stopped by step hook");
+  Env* env = store_->env();
 
   std::vector<std::string> outputs;
   struct Aside {
@@ -290,46 +279,36 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
   std::unique_ptr<SegmentWriter> writer;
   char first[Ulid::kTextSize], last[Ulid::kTextSize];
 
-  // On failure (not on a hook's simulated crash): outputs go, inputs stay as they were.
+  // On failure: outputs go, inputs stay as they were (each step best effort: start-up recovery
+  // and the next round handle what is left).
   auto fail = [&](Status s) -> Status {
     if (writer) writer->Abandon();
-    for (const auto& p : outputs) ::unlink(p.c_str());
-    for (const auto& a : aside) ::rename(a.to.c_str(), a.from.c_str());
-    (void)SyncDir(dir);  // best effort: start-up recovery and the next round handle a lost rename or unlink
+    for (const auto& p : outputs) (void)env->RemoveFile(p);
+    for (const auto& a : aside) (void)env->RenameFile(a.to, a.from);
+    (void)env->SyncDir(dir);  // best effort: start-up recovery and the next round handle a lost rename or unlink
     bytes_read_->Inc(res.bytes_read);
     return s;
   };
-  // Writes the current output under its final name. A false `crashed` and an error status mean
-  // the caller must fail(); crashed means the hook stopped us.
-  bool crashed = false;
+  // Writes the current output under its final name; on an error the caller must fail().
   auto finish_output = [&]() -> Status {
     SegmentName name{*Ulid::ParseCanonical(first), *Ulid::ParseCanonical(last)};
     std::string final_path = dir + "/" + name.FileName();
-    struct stat st;
-    if (::stat(final_path.c_str(), &st) == 0) {
+    if (env->GetFileInfo(final_path).ok()) {
       // Only an input may be replaced: the output holds every record of an input of its range.
       size_t idx = inputs.size();
       for (size_t i = 0; i < inputs.size(); ++i)
         if (inputs[i]->path() == final_path) idx = i;
       if (idx == inputs.size()) return Status::AlreadyExists("output " + final_path + " exists and is not an input");
       std::string to = final_path + ".replaced";
-      if (::rename(final_path.c_str(), to.c_str()) != 0) return Status::FromErrno("rename", final_path, errno);
+      OKLOG_RETURN_IF_ERROR(env->RenameFile(final_path, to));
       aside.push_back({idx, final_path, to});
-      (void)SyncDir(dir);  // best effort: start-up recovery and the next round handle a lost rename or unlink
-      if (!Step(CompactionStep::kInputMovedAside, idx)) {
-        crashed = true;
-        return Status::Cancelled("stopped by step hook");
-      }
+      (void)env->SyncDir(dir);  // best effort: start-up recovery and the next round handle a lost rename or unlink
     }
     auto path = writer->Finish();
     if (!path.ok()) return path.status();
     outputs.push_back(path.value());
     writer.reset();
-    if (::stat(outputs.back().c_str(), &st) == 0) res.bytes_written += static_cast<uint64_t>(st.st_size);
-    if (!Step(CompactionStep::kOutputWritten, outputs.size() - 1)) {
-      crashed = true;
-      return Status::Cancelled("stopped by step hook");
-    }
+    if (auto info = env->GetFileInfo(outputs.back()); info.ok()) res.bytes_written += info->size;
     return Status::Ok();
   };
   std::function<Status(std::string_view)> emit = [&](std::string_view rec) -> Status {
@@ -386,7 +365,6 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
       std::memcpy(last_key, rec.data(), Ulid::kTextSize);
       have_last = true;
       Status s = emit(rec);
-      if (crashed) return s;
       if (!s.ok()) return fail(s);
     }
     if (cursors[c].Next()) {
@@ -411,7 +389,6 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
   }
   if (writer && writer->records() > 0) {
     Status s = finish_output();
-    if (crashed) return s;
     if (!s.ok()) return fail(s);
   }
   writer.reset();
@@ -420,16 +397,14 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
   // Outputs are durable: the store serves them instead of the inputs, then the inputs go.
   Status s = store_->Swap(inputs, outputs);
   if (!s.ok()) return fail(s);
-  if (!Step(CompactionStep::kSwapped, 0)) return Status::Cancelled("stopped by step hook");
   for (size_t i = 0; i < inputs.size(); ++i) {
     std::string path = inputs[i]->path();
     for (const auto& a : aside)
       if (a.input == i) path = a.to;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-      Logger("store")->warn("unlinking compacted segment file={}: {}", path, std::strerror(errno));
-    if (!Step(CompactionStep::kInputUnlinked, i)) return Status::Cancelled("stopped by step hook");
+    if (Status u = env->RemoveFile(path); !u.ok() && u.code() != Code::kNotFound)
+      Logger("store")->warn("unlinking compacted segment file={}: {}", path, u.ToString());
   }
-  (void)SyncDir(dir);  // best effort: start-up recovery and the next round handle a lost rename or unlink
+  (void)env->SyncDir(dir);  // best effort: start-up recovery and the next round handle a lost rename or unlink
   res.outputs = outputs.size();
   bytes_written_->Inc(res.bytes_written);
   duplicates_->Inc(res.duplicates);

@@ -47,22 +47,11 @@
 
 namespace oklog {
 
-enum class CompactionStep {
-  kInputsChosen,      // nothing written yet
-  kOutputWritten,     // output `index` is durable under its final name
-  kInputMovedAside,   // input `index` was renamed NAME.seg.replaced for an output of its name
-  kSwapped,           // the store serves the outputs; input files still on disk
-  kInputUnlinked,     // input `index`'s file is gone
-};
-
 struct CompactorOptions {
   uint64_t target_bytes = 128ull << 20;  // -store.segment-target-size: raw record bytes per output
   uint32_t fanout = 8;                   // size tiers are this factor apart (>= 2)
   std::chrono::milliseconds idle_interval{1000};  // between rounds that found nothing to do
   RetentionOptions retention;
-  // Tests: called after each step; returning false stops the compaction right there, as a crash
-  // would (no clean-up), and Compact returns Cancelled.
-  std::function<bool(CompactionStep step, size_t index)> step_hook;
 };
 
 struct CompactionResult {
@@ -105,7 +94,6 @@ class Compactor {
  private:
   Compactor(StoreLog* store, CompactorOptions options, Registry* metrics);
   void Run();
-  bool Step(CompactionStep step, size_t index) const;
   Result<CompactionResult> DoCompact(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
                                      uint64_t expire_before_ms);
 

@@ -9,7 +9,7 @@
 #include <span>
 #include <unordered_set>
 
-#include "common/file_util.h"
+#include "common/fs/env.h"
 #include "common/log.h"
 #include "segments/record_merge.h"
 
@@ -18,8 +18,8 @@ namespace {
 
 // When a store segment of the same name exists (a crash between writing it and committing the
 // ingest segments), the batch is safe only if every one of its records is already there.
-Status CheckAlreadyStored(const std::string& path, std::span<const std::string_view> records) {
-  auto reader = SegmentReader::Open(path);
+Status CheckAlreadyStored(Env* env, const std::string& path, std::span<const std::string_view> records) {
+  auto reader = SegmentReader::Open(path, env);
   if (!reader.ok()) return reader.status();
   std::unordered_set<std::string> stored;
   std::string block;
@@ -101,7 +101,7 @@ Result<uint64_t> LocalConsumer::ConsumeBatch(const std::vector<PendingSegment>& 
   std::vector<std::pair<size_t, size_t>> spans;
   for (const auto& p : batch) {
     size_t off = read_buf_.size();
-    OKLOG_RETURN_IF_ERROR(AppendFile(p.path, &read_buf_));
+    OKLOG_RETURN_IF_ERROR(AppendFileContents(ingest_->env(), p.path, &read_buf_));
     spans.emplace_back(off, read_buf_.size() - off);
     consumed_bytes_->Inc(read_buf_.size() - off);
   }
@@ -178,7 +178,7 @@ Result<std::string> LocalConsumer::WriteSegment(std::span<const std::string_view
   SegmentName name{*Ulid::Parse(records.front().substr(0, Ulid::kTextSize)),
                    *Ulid::Parse(records.back().substr(0, Ulid::kTextSize))};
   std::string existing = store_->dir() + "/" + name.FileName();
-  OKLOG_RETURN_IF_ERROR(CheckAlreadyStored(existing, records));
+  OKLOG_RETURN_IF_ERROR(CheckAlreadyStored(store_->env(), existing, records));
   Logger("store")->info("segment={} already holds these records (consumed again after a crash)", existing);
   return std::string();
 }

@@ -1,16 +1,7 @@
 #include "segments/ingest_log.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
 
-#include "common/file_util.h"
 #include "common/log.h"
 #include "common/ulid.h"
 
@@ -35,48 +26,45 @@ std::string NewSegmentName() {
 }
 
 // Cuts a crashed .active file back to its last LF, so a torn record never reaches a store.
-Status TruncateToLastRecord(const std::string& path, uint64_t* size_out) {
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open", path, errno);
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int e = errno;
-    ::close(fd);
-    return Status::FromErrno("stat", path, e);
-  }
-  off_t end = st.st_size;
+Status TruncateToLastRecord(Env* env, const std::string& path, uint64_t* size_out) {
+  OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, env->NewRandomAccessFile(path));
+  OKLOG_ASSIGN_OR_RETURN(const uint64_t size, file->Size());
+  uint64_t end = size;
   char buf[65536];
-  off_t keep = 0;
+  uint64_t keep = 0;
   while (end > 0) {
-    off_t start = end > static_cast<off_t>(sizeof buf) ? end - static_cast<off_t>(sizeof buf) : 0;
-    ssize_t n = ::pread(fd, buf, static_cast<size_t>(end - start), start);
-    if (n <= 0) break;
-    void* lf = memrchr(buf, '\n', static_cast<size_t>(n));
+    uint64_t start = end > sizeof buf ? end - sizeof buf : 0;
+    size_t n = 0;
+    if (!file->Read(start, static_cast<size_t>(end - start), buf, &n).ok() || n == 0) break;
+    void* lf = memrchr(buf, '\n', n);
     if (lf) {
-      keep = start + (static_cast<char*>(lf) - buf) + 1;
+      keep = start + static_cast<uint64_t>(static_cast<char*>(lf) - buf) + 1;
       break;
     }
     end = start;
   }
+  file.reset();
   Status s;
-  if (keep != st.st_size && ::ftruncate(fd, keep) != 0) s = Status::FromErrno("truncate", path, errno);
-  ::close(fd);
-  *size_out = static_cast<uint64_t>(keep);
+  if (keep != size) s = env->TruncateFile(path, keep);
+  *size_out = keep;
   return s;
 }
 
 }  // namespace
 
-ActiveSegment::ActiveSegment(std::string dir, std::string name, int fd)
-    : dir_(std::move(dir)), name_(std::move(name)), fd_(fd), created_(std::chrono::steady_clock::now()) {
+ActiveSegment::ActiveSegment(Env* env, std::string dir, std::string name, std::unique_ptr<WritableFile> file)
+    : env_(env),
+      dir_(std::move(dir)),
+      name_(std::move(name)),
+      file_(std::move(file)),
+      created_(std::chrono::steady_clock::now()) {
   buf_.reserve(kWriteThrough + 64 * 1024);
 }
 
-ActiveSegment::~ActiveSegment() {
-  if (fd_ >= 0) ::close(fd_);
-}
+ActiveSegment::~ActiveSegment() = default;
 
 Status ActiveSegment::Append(const char* data, size_t n) {
+  if (!error_.ok()) return error_;
   buf_.append(data, n);
   bytes_ += n;
   if (buf_.size() >= kWriteThrough) return WriteOut();
@@ -84,16 +72,24 @@ Status ActiveSegment::Append(const char* data, size_t n) {
 }
 
 Status ActiveSegment::WriteOut() {
+  if (!error_.ok()) return error_;
   if (buf_.empty()) return Status::Ok();
-  Status s = WriteAll(fd_, buf_.data(), buf_.size(), dir_ + "/" + name_ + kActive);
+  Status s = file_->Append(buf_);
+  if (s.ok()) written_bytes_ += buf_.size();
+  else error_ = s;
   buf_.clear();
   return s;
 }
 
 Status ActiveSegment::Sync() {
   OKLOG_RETURN_IF_ERROR(WriteOut());
-  if (::fdatasync(fd_) != 0) return Status::FromErrno("fdatasync", dir_ + "/" + name_ + kActive, errno);
-  return Status::Ok();
+  Status s = file_->Sync();
+  if (s.ok() && !dir_synced_) {
+    s = env_->SyncDir(dir_);
+    dir_synced_ = s.ok();
+  }
+  if (!s.ok()) error_ = s;
+  return s;
 }
 
 IngestLog::IngestLog(std::string dir, Options options, Registry* m) : dir_(std::move(dir)), options_(options) {
@@ -109,37 +105,30 @@ IngestLog::IngestLog(std::string dir, Options options, Registry* m) : dir_(std::
 }
 
 IngestLog::~IngestLog() {
-  if (lock_fd_ >= 0) {
-    ::unlink((dir_ + "/LOCK").c_str());
-    ::flock(lock_fd_, LOCK_UN);
-    ::close(lock_fd_);
+  if (lock_) {
+    (void)options_.env->RemoveFile(dir_ + "/LOCK");  // best effort: a stale LOCK file is harmless
+    lock_.reset();
   }
 }
 
 Result<std::unique_ptr<IngestLog>> IngestLog::Open(const std::string& dir, Options options, Registry* metrics) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::IOError("creating " + dir + ": " + ec.message());
+  if (options.env == nullptr) return Status::InvalidArgument("no Env");
+  OKLOG_RETURN_IF_ERROR(options.env->CreateDirs(dir));
   std::unique_ptr<IngestLog> log(new IngestLog(dir, options, metrics));
-  std::string lock = dir + "/LOCK";
-  log->lock_fd_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (log->lock_fd_ < 0) return Status::FromErrno("open", lock, errno);
-  if (::flock(log->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    ::close(log->lock_fd_);
-    log->lock_fd_ = -1;
+  auto lock = options.env->LockFile(dir + "/LOCK");
+  if (lock.status().code() == Code::kUnavailable)
     return Status::Unavailable("ingest directory " + dir + " is locked by another process");
-  }
+  if (!lock.ok()) return lock.status();
+  log->lock_ = std::move(lock).value();
   OKLOG_RETURN_IF_ERROR(log->Recover());
   return log;
 }
 
 Status IngestLog::Recover() {
   auto logger = Logger("ingest");
-  DIR* d = ::opendir(dir_.c_str());
-  if (!d) return Status::FromErrno("opendir", dir_, errno);
+  Env* env = options_.env;
   std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
-  ::closedir(d);
+  OKLOG_RETURN_IF_ERROR(env->GetChildren(dir_, &names));
   for (const std::string& file : names) {
     std::string path = dir_ + "/" + file;
     for (std::string_view ext : {kActive, kPending, kFlushed}) {
@@ -147,19 +136,18 @@ Status IngestLog::Recover() {
       std::string name = file.substr(0, file.size() - ext.size());
       uint64_t size = 0;
       if (ext == kActive) {
-        OKLOG_RETURN_IF_ERROR(TruncateToLastRecord(path, &size));
+        OKLOG_RETURN_IF_ERROR(TruncateToLastRecord(env, path, &size));
       } else {
-        struct stat st;
-        if (::stat(path.c_str(), &st) != 0) return Status::FromErrno("stat", path, errno);
-        size = static_cast<uint64_t>(st.st_size);
+        OKLOG_ASSIGN_OR_RETURN(FileInfo info, env->GetFileInfo(path));
+        size = info.size;
       }
       if (size == 0) {
-        ::unlink(path.c_str());
+        (void)env->RemoveFile(path);  // best effort: an empty file is skipped again next time
         break;
       }
       if (ext != kFlushed) {
         std::string to = dir_ + "/" + name + kFlushed;
-        if (::rename(path.c_str(), to.c_str()) != 0) return Status::FromErrno("rename", path, errno);
+        OKLOG_RETURN_IF_ERROR(env->RenameFile(path, to));
         logger->info("recovered segment={} from={} bytes={}", name, std::string(ext), size);
       }
       flushed_[name] = size;
@@ -172,29 +160,34 @@ Status IngestLog::Recover() {
 Result<std::unique_ptr<ActiveSegment>> IngestLog::NewActive() {
   std::string name = NewSegmentName();
   std::string path = dir_ + "/" + name + kActive;
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::FromErrno("create", path, errno);
-  return std::unique_ptr<ActiveSegment>(new ActiveSegment(dir_, name, fd));
+  OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, options_.env->NewWritableFile(path));
+  return std::unique_ptr<ActiveSegment>(new ActiveSegment(options_.env, dir_, name, std::move(file)));
 }
 
 Status IngestLog::Flush(std::unique_ptr<ActiveSegment> seg, const char* reason) {
-  Status s = seg->WriteOut();
   std::string from = dir_ + "/" + seg->name() + kActive;
+  Status s = seg->WriteOut();
+  uint64_t bytes = seg->bytes();
+  if (!seg->error_.ok()) {
+    // A write failed: keep what reached the file whole, cut off a torn record after it, and
+    // drop what was still buffered (never acknowledged).
+    bytes = seg->written_bytes_;
+    s = options_.env->TruncateFile(from, bytes);
+  }
   if (!s.ok()) {
     // Keep the file: what reached it is recovered at the next start.
     Logger("ingest")->error("flush segment={} failed: {}", seg->name(), s.ToString());
     return s;
   }
-  uint64_t bytes = seg->bytes();
   auto age = std::chrono::steady_clock::now() - seg->created();
   std::string name = seg->name();
-  seg.reset();  // closes the fd
+  seg.reset();  // closes the file
   if (bytes == 0) {
-    ::unlink(from.c_str());
+    (void)options_.env->RemoveFile(from);  // best effort: Recover deletes an empty .active
     return Status::Ok();
   }
   std::string to = dir_ + "/" + name + kFlushed;
-  if (::rename(from.c_str(), to.c_str()) != 0) return Status::FromErrno("rename", from, errno);
+  OKLOG_RETURN_IF_ERROR(options_.env->RenameFile(from, to));
   flushes_->With({reason})->Inc();
   flush_size_->Observe(static_cast<double>(bytes));
   flush_age_->Observe(std::chrono::duration<double>(age).count());
@@ -215,8 +208,8 @@ std::vector<PendingSegment> IngestLog::Claim(uint64_t max_bytes) {
     if (!out.empty() && total + it->second > max_bytes) break;
     std::string from = dir_ + "/" + it->first + kFlushed;
     std::string to = dir_ + "/" + it->first + kPending;
-    if (::rename(from.c_str(), to.c_str()) != 0) {
-      Logger("ingest")->error("claim segment={} failed: {}", it->first, std::strerror(errno));
+    if (Status s = options_.env->RenameFile(from, to); !s.ok()) {
+      Logger("ingest")->error("claim segment={} failed: {}", it->first, s.ToString());
       ++it;
       continue;
     }
@@ -234,7 +227,7 @@ Status IngestLog::Commit(const std::string& id) {
     auto it = pending_.find(id);
     if (it == pending_.end()) return Status::NotFound("no pending segment " + id);
     std::string path = dir_ + "/" + id + kPending;
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink", path, errno);
+    if (Status s = options_.env->RemoveFile(path); !s.ok() && s.code() != Code::kNotFound) return s;
     committed_segments_->Inc();
     committed_bytes_->Inc(it->second.bytes);
     pending_.erase(it);
@@ -250,7 +243,7 @@ Status IngestLog::Fail(const std::string& id) {
     if (it == pending_.end()) return Status::NotFound("no pending segment " + id);
     std::string from = dir_ + "/" + id + kPending;
     std::string to = dir_ + "/" + id + kFlushed;
-    if (::rename(from.c_str(), to.c_str()) != 0) return Status::FromErrno("rename", from, errno);
+    OKLOG_RETURN_IF_ERROR(options_.env->RenameFile(from, to));
     flushed_[id] = it->second.bytes;
     pending_.erase(it);
     failed_segments_->Inc();

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fs/env.h"
 #include "common/metrics.h"
 #include "common/status.h"
 
@@ -35,12 +36,15 @@ class ActiveSegment {
   ActiveSegment(const ActiveSegment&) = delete;
   ActiveSegment& operator=(const ActiveSegment&) = delete;
 
-  // Buffers bytes; writes through when the buffer passes 1 MiB. IOError/ResourceExhausted on
-  // a failed write (the segment keeps what was written before).
+  // Buffers bytes (whole records); writes through when the buffer passes 1 MiB.
+  // IOError/ResourceExhausted on a failed write. A failure is sticky: every later Append,
+  // WriteOut and Sync returns it, and Flush keeps only the bytes written before it (a torn
+  // record is cut off), so readers never see a partial record.
   Status Append(const char* data, size_t n);
   // Writes buffered bytes to the file (no fsync).
   Status WriteOut();
-  // WriteOut + fdatasync.
+  // WriteOut + fdatasync; the first Sync also fsyncs the directory, so the file's name is as
+  // durable as its bytes.
   Status Sync();
   uint64_t bytes() const { return bytes_; }          // appended so far, buffered or not
   uint64_t records() const { return records_; }
@@ -50,9 +54,14 @@ class ActiveSegment {
 
  private:
   friend class IngestLog;
-  ActiveSegment(std::string dir, std::string name, int fd);
-  std::string dir_, name_;
-  int fd_ = -1;
+  ActiveSegment(Env* env, std::string dir, std::string name, std::unique_ptr<WritableFile> file);
+  Env* const env_;
+  const std::string dir_;
+  std::string name_;
+  std::unique_ptr<WritableFile> file_;
+  Status error_;                // sticky write/sync failure
+  uint64_t written_bytes_ = 0;  // reached the file: whole records
+  bool dir_synced_ = false;
   std::string buf_;
   uint64_t bytes_ = 0;
   uint64_t records_ = 0;
@@ -70,6 +79,7 @@ class IngestLog {
  public:
   struct Options {
     std::chrono::milliseconds pending_timeout{60000};
+    Env* env = Env::Default();  // every file operation; must outlive the log
   };
   // Creates the directory if needed, takes the LOCK (Unavailable if another process holds it),
   // and recovers .active and .pending files.
@@ -77,6 +87,8 @@ class IngestLog {
   ~IngestLog();
 
   const std::string& dir() const { return dir_; }
+  // The Env the log's files live in (consumers and the segment RPC read them through it).
+  Env* env() const { return options_.env; }
 
   // A new empty NAME.active.
   Result<std::unique_ptr<ActiveSegment>> NewActive();
@@ -113,7 +125,7 @@ class IngestLog {
 
   std::string dir_;
   Options options_;
-  int lock_fd_ = -1;
+  std::unique_ptr<FileLock> lock_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool shutdown_ = false;

@@ -1,15 +1,7 @@
 #include "segments/retention.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 
-#include "common/file_util.h"
 #include "common/log.h"
 
 namespace oklog {
@@ -90,20 +82,17 @@ RetentionPlan Retention::Decide() const {
 size_t Retention::Trash(const std::vector<std::shared_ptr<const SegmentReader>>& segments) {
   if (segments.empty()) return 0;
   auto logger = Logger("store");
-  ::mkdir(trash_dir_.c_str(), 0755);
-  const auto now = Now();
-  const int64_t now_ms = ToUnixMs(now);
-  struct timespec times[2];
-  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(now_ms / 1000);
-  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>((now_ms % 1000) * 1000000);
+  Env* env = store_->env();
+  (void)env->CreateDirs(trash_dir_);  // a failure shows in the renames below
+  // The trash clock, at millisecond resolution as before the Env seam.
+  const auto now = std::chrono::system_clock::time_point(std::chrono::milliseconds(ToUnixMs(Now())));
   size_t n = 0;
   for (const auto& seg : segments) {
     // Out of the query set first: from here on no new query reads it.
     Status s = store_->Swap({seg}, {});
     std::string to = trash_dir_ + "/" + BaseName(seg->path());
-    if (s.ok() && ::rename(seg->path().c_str(), to.c_str()) != 0)
-      s = Status::FromErrno("rename", seg->path(), errno);
-    if (s.ok() && ::utimensat(AT_FDCWD, to.c_str(), times, 0) != 0) s = Status::FromErrno("utimensat", to, errno);
+    if (s.ok()) s = env->RenameFile(seg->path(), to);
+    if (s.ok()) s = env->SetModifiedTime(to, now);
     if (!s.ok()) {
       trashed_failed_->Inc();
       logger->error("trashing segment file={} failed: {}", seg->path(), s.ToString());
@@ -114,32 +103,27 @@ size_t Retention::Trash(const std::vector<std::shared_ptr<const SegmentReader>>&
     logger->info("trashed segment file={} range={}..{} bytes={}", seg->path(), seg->low().ToString(),
                  seg->high().ToString(), seg->file_bytes());
   }
-  (void)SyncDir(trash_dir_);  // best effort: start-up recovery and the next round handle a lost rename or unlink
-  (void)SyncDir(store_->dir());  // best effort: start-up recovery and the next round handle a lost rename or unlink
+  (void)env->SyncDir(trash_dir_);  // best effort: start-up recovery and the next round handle a lost rename or unlink
+  (void)env->SyncDir(store_->dir());  // best effort: start-up recovery and the next round handle a lost rename or unlink
   return n;
 }
 
 size_t Retention::Purge() {
-  DIR* d = ::opendir(trash_dir_.c_str());
-  if (!d) return 0;
+  Env* env = store_->env();
   std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) {
-    std::string name = e->d_name;
-    if (name != "." && name != "..") names.push_back(std::move(name));
-  }
-  ::closedir(d);
+  if (!env->GetChildren(trash_dir_, &names).ok()) return 0;
   const int64_t now_ms = ToUnixMs(Now());
   const int64_t purge_ms = options_.purge.count();
   size_t n = 0;
   for (const auto& name : names) {
     std::string path = trash_dir_ + "/" + name;
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    int64_t trashed_ms = int64_t{st.st_mtim.tv_sec} * 1000 + st.st_mtim.tv_nsec / 1000000;
+    Result<FileInfo> info = env->GetFileInfo(path);
+    if (!info.ok() || !info->regular) continue;
+    const int64_t trashed_ms = ToUnixMs(info->mtime);
     if (now_ms - trashed_ms < purge_ms) continue;
-    if (::unlink(path.c_str()) != 0) {
+    if (Status s = env->RemoveFile(path); !s.ok()) {
       purged_failed_->Inc();
-      Logger("store")->error("purging trashed file={} failed: {}", path, std::strerror(errno));
+      Logger("store")->error("purging trashed file={} failed: {}", path, s.ToString());
       continue;
     }
     purged_ok_->Inc();

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fs/env.h"
 #include "common/status.h"
 #include "common/ulid.h"
 
@@ -78,7 +79,9 @@ class SegmentWriter {
   // Writes into dir under a temporary name (starting with '.' and ending in ".tmp"), removed by
   // Abandon, by a failed Finish, or by the destructor of an unfinished writer. InvalidArgument
   // for options out of range (block_target_bytes 4 KiB..16 MiB, acceleration 1..65537).
-  static Result<std::unique_ptr<SegmentWriter>> Create(const std::string& dir, SegmentWriterOptions options);
+  // Every file operation goes through env, which must outlive the writer.
+  static Result<std::unique_ptr<SegmentWriter>> Create(const std::string& dir, SegmentWriterOptions options,
+                                                       Env* env = Env::Default());
   virtual ~SegmentWriter() = default;
   // Appends one record: "ULID SP topic SP line LF" (the trailing LF included). Records must come
   // in strictly increasing ULID order: InvalidArgument otherwise (and the record is not written).
@@ -132,13 +135,15 @@ Result<SegmentImageInfo> CheckSegmentImage(std::string_view file);
 // Installs segment file bytes as dir/NAME.seg crash-safely: a temporary file (as SegmentWriter's),
 // fdatasync, rename that never replaces, fsync of dir. Returns the final path; AlreadyExists
 // (nothing written) when dir/NAME.seg exists. Does not check the bytes. Blocking.
-Result<std::string> WriteSegmentImage(const std::string& dir, std::string_view file, const SegmentName& name);
+Result<std::string> WriteSegmentImage(const std::string& dir, std::string_view file, const SegmentName& name,
+                                      Env* env = Env::Default());
 
 class SegmentReader {
  public:
   // Opens and checks the structure: footer magic and version, index checksum, every block
   // within the file, block ULID ranges ordered. Corruption (with the reason) otherwise.
-  static Result<std::unique_ptr<SegmentReader>> Open(const std::string& path);
+  // Reads through env, which must outlive the reader.
+  static Result<std::unique_ptr<SegmentReader>> Open(const std::string& path, Env* env = Env::Default());
   virtual ~SegmentReader() = default;
   virtual const std::string& path() const = 0;
   virtual const std::vector<BlockInfo>& blocks() const = 0;

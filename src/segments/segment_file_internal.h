@@ -61,10 +61,6 @@ void EncodeIndex(const std::vector<std::string>& topics, const std::vector<Pendi
 // and size is bounded; Corruption (never an exception) for anything malformed.
 Status DecodeIndex(std::string_view index, uint64_t blocks_end, std::vector<BlockInfo>* blocks);
 
-// Renames without ever replacing `to` (RENAME_NOREPLACE, or link + unlink where the filesystem
-// lacks it). AlreadyExists when `to` exists.
-Status RenameNoReplace(const std::string& from, const std::string& to);
-
 // Canonical ULID text: 26 characters of 0-9 A-Z minus I L O U, first one <= '7'.
 bool IsCanonicalUlid(const char* p);
 

@@ -1,13 +1,9 @@
 // SegmentReader: the footer and index are read once at Open; blocks are read with pread (no
 // shared file offset, so one reader serves several threads) and decompressed with a
 // per-thread LZ4F context and a per-thread buffer for the compressed bytes.
-#include <fcntl.h>
 #include <lz4frame.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <memory>
 
 #include "segments/crc32c.h"
@@ -23,18 +19,10 @@ using namespace segment_internal;
 constexpr size_t kTailReadBytes = size_t{64} << 10;  // usually footer and index in one pread
 
 // EOF before n bytes is a short file: Corruption, since the index promised the bytes.
-Status PreadAll(int fd, char* p, size_t n, uint64_t offset, const std::string& path) {
-  while (n > 0) {
-    ssize_t r = ::pread(fd, p, n, static_cast<off_t>(offset));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return Status::FromErrno("pread", path, errno);
-    }
-    if (r == 0) return Status::Corruption(path + ": file shorter than its index says");
-    p += r;
-    n -= static_cast<size_t>(r);
-    offset += static_cast<uint64_t>(r);
-  }
+Status PreadAll(const RandomAccessFile& file, char* p, size_t n, uint64_t offset) {
+  size_t got = 0;
+  OKLOG_RETURN_IF_ERROR(file.Read(offset, n, p, &got));
+  if (got < n) return Status::Corruption(file.path() + ": file shorter than its index says");
   return Status::Ok();
 }
 
@@ -67,14 +55,14 @@ size_t FrameMaxBlockBytes(const char* frame, size_t n) {
 
 class SegmentReaderImpl final : public SegmentReader {
  public:
-  SegmentReaderImpl(std::string path, int fd, uint64_t file_bytes, std::vector<BlockInfo> blocks)
-      : path_(std::move(path)), fd_(fd), file_bytes_(file_bytes), blocks_(std::move(blocks)) {
+  SegmentReaderImpl(std::string path, std::unique_ptr<RandomAccessFile> file, uint64_t file_bytes,
+                    std::vector<BlockInfo> blocks)
+      : path_(std::move(path)), file_(std::move(file)), file_bytes_(file_bytes), blocks_(std::move(blocks)) {
     for (const auto& b : blocks_) {
       records_ += b.records;
       raw_bytes_ += b.raw_size;
     }
   }
-  ~SegmentReaderImpl() override { ::close(fd_); }
 
   const std::string& path() const override { return path_; }
   const std::vector<BlockInfo>& blocks() const override { return blocks_; }
@@ -91,7 +79,7 @@ class SegmentReaderImpl final : public SegmentReader {
   Status VerifyRecords(size_t i, std::string_view text, Ulid* prev_last) const;
 
   const std::string path_;
-  const int fd_;
+  const std::unique_ptr<RandomAccessFile> file_;
   const uint64_t file_bytes_;
   const std::vector<BlockInfo> blocks_;
   uint64_t records_ = 0;
@@ -118,7 +106,7 @@ Status SegmentReaderImpl::ReadBlock(size_t block, std::string* out) const {
   const std::string where = path_ + " block " + std::to_string(block);
   ThreadScratch& scratch = Scratch();
   char* src = scratch.Buffer(b.compressed_size);
-  OKLOG_RETURN_IF_ERROR(PreadAll(fd_, src, b.compressed_size, b.offset, path_));
+  OKLOG_RETURN_IF_ERROR(PreadAll(*file_, src, b.compressed_size, b.offset));
   if (crc32c::Value(src, b.compressed_size) != b.crc32c) return Status::Corruption(where + ": checksum mismatch");
 
   if (scratch.dctx == nullptr && LZ4F_isError(LZ4F_createDecompressionContext(&scratch.dctx, LZ4F_VERSION))) {
@@ -200,25 +188,19 @@ Status SegmentReaderImpl::Verify() const {
 
 }  // namespace
 
-Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    if (errno == ENOENT) return Status::NotFound("no segment " + path);
-    return Status::FromErrno("open", path, errno);
-  }
-  auto fail = [fd](Status s) -> Status {
-    ::close(fd);
-    return s;
-  };
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return fail(Status::FromErrno("fstat", path, errno));
-  const uint64_t size = static_cast<uint64_t>(st.st_size);
+Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(const std::string& path, Env* env) {
+  auto opened = env->NewRandomAccessFile(path);
+  if (opened.status().code() == Code::kNotFound) return Status::NotFound("no segment " + path);
+  if (!opened.ok()) return opened.status();
+  std::unique_ptr<RandomAccessFile> file = std::move(opened).value();
+  auto fail = [](Status s) -> Status { return s; };
+  OKLOG_ASSIGN_OR_RETURN(const uint64_t size, file->Size());
   if (size < sf::kMinBlockFrameBytes + sf::kSkippableHeaderSize + sf::kFooterSize)
     return fail(Status::Corruption(path + ": too short for a segment"));
 
   const size_t tail_len = static_cast<size_t>(std::min<uint64_t>(size, kTailReadBytes));
   std::string tail(tail_len, '\0');
-  Status s = PreadAll(fd, tail.data(), tail_len, size - tail_len, path);
+  Status s = PreadAll(*file, tail.data(), tail_len, size - tail_len);
   if (!s.ok()) return fail(s);
   Footer f;
   s = DecodeFooter(tail.data() + tail_len - sf::kFooterSize, size, &f);
@@ -232,7 +214,7 @@ Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(const std::string& pa
     frame = tail.substr(static_cast<size_t>(frame_start - (size - tail_len)), frame_len);
   } else {
     frame.resize(frame_len);
-    s = PreadAll(fd, frame.data(), frame_len, frame_start, path);
+    s = PreadAll(*file, frame.data(), frame_len, frame_start);
     if (!s.ok()) return fail(s);
   }
   if (GetFixed32(frame.data()) != sf::kIndexFrameMagic ||
@@ -244,7 +226,7 @@ Result<std::unique_ptr<SegmentReader>> SegmentReader::Open(const std::string& pa
   std::vector<BlockInfo> blocks;
   s = DecodeIndex(index, frame_start, &blocks);
   if (!s.ok()) return fail(Status::Corruption(path + ": " + s.message()));
-  return std::unique_ptr<SegmentReader>(new SegmentReaderImpl(path, fd, size, std::move(blocks)));
+  return std::unique_ptr<SegmentReader>(new SegmentReaderImpl(path, std::move(file), size, std::move(blocks)));
 }
 
 }  // namespace oklog

@@ -5,19 +5,14 @@
 // a temporary file (one write() per MiB or more); SegmentEncoder keeps the whole file in memory
 // for replication, where WriteSegmentImage installs it and CheckSegmentImage checks a peer's.
 // Nothing is allocated per record once buffers have grown.
-#include <fcntl.h>
 #include <lz4frame.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdio>
 #include <memory>
 #include <numeric>
 #include <unordered_map>
 
-#include "common/file_util.h"
 #include "segments/crc32c.h"
 #include "segments/segment_file.h"
 #include "segments/segment_file_internal.h"
@@ -281,10 +276,12 @@ Status Encoder::FinishFile() {
 
 class SegmentWriterImpl final : public SegmentWriter {
  public:
-  SegmentWriterImpl(std::string dir, std::string tmp_path, int fd, SegmentWriterOptions options, LZ4F_cctx* cctx)
-      : dir_(std::move(dir)),
-        tmp_path_(std::move(tmp_path)),
-        fd_(fd),
+  SegmentWriterImpl(Env* env, std::string dir, std::unique_ptr<WritableFile> file, SegmentWriterOptions options,
+                    LZ4F_cctx* cctx)
+      : env_(env),
+        dir_(std::move(dir)),
+        tmp_path_(file->path()),
+        file_(std::move(file)),
         enc_(options, cctx,
              std::max(2 * kWriteChunkBytes,
                       LZ4F_compressFrameBound(options.block_target_bytes, nullptr) + kWriteChunkBytes)) {}
@@ -302,9 +299,10 @@ class SegmentWriterImpl final : public SegmentWriter {
  private:
   Status FlushOut();
 
+  Env* const env_;
   const std::string dir_;
   const std::string tmp_path_;
-  int fd_;
+  std::unique_ptr<WritableFile> file_;  // null once finished or abandoned
   Encoder enc_;
   Status error_;  // sticky I/O error
   bool finished_ = false;
@@ -325,7 +323,7 @@ Status SegmentWriterImpl::Append(std::string_view rec) {
 Status SegmentWriterImpl::FlushOut() {
   const std::string_view out = enc_.pending();
   if (out.empty()) return Status::Ok();
-  Status s = WriteAll(fd_, out.data(), out.size(), tmp_path_);
+  Status s = file_->Append(out);
   enc_.Consumed();
   if (!s.ok()) error_ = s;
   return s;
@@ -347,24 +345,25 @@ Result<std::string> SegmentWriterImpl::Finish() {
   if (!s.ok()) return fail(s);
   s = FlushOut();
   if (!s.ok()) return fail(s);
-  if (::fdatasync(fd_) != 0) return fail(Status::FromErrno("fdatasync", tmp_path_, errno));
+  s = file_->Sync();
+  if (!s.ok()) return fail(s);
 
   const std::string final_path = dir_ + "/" + enc_.name().FileName();
-  s = RenameNoReplace(tmp_path_, final_path);
+  s = env_->RenameNoReplace(tmp_path_, final_path);
+  if (s.code() == Code::kAlreadyExists) s = Status::AlreadyExists("segment exists: " + final_path);
   if (!s.ok()) return fail(s);
-  ::close(fd_);
-  fd_ = -1;
+  (void)file_->Close();  // the data is synced; a close error cannot lose it
+  file_.reset();
   finished_ = true;
-  s = SyncDir(dir_);
+  s = env_->SyncDir(dir_);
   if (!s.ok()) return s;  // the segment is in place; only its directory entry may not be durable
   return final_path;
 }
 
 void SegmentWriterImpl::Abandon() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-    ::unlink(tmp_path_.c_str());
+  if (file_) {
+    file_.reset();
+    (void)env_->RemoveFile(tmp_path_);  // best effort: StoreLog::Open removes leftover .tmp files
   }
   finished_ = true;
   if (error_.ok()) error_ = Status::InvalidArgument("segment writer abandoned");
@@ -402,38 +401,18 @@ constexpr uint8_t kLz4FlagVersionMask = 0xC0, kLz4FlagVersion1 = 0x40, kLz4FlagC
 
 }  // namespace
 
-namespace segment_internal {
-
-Status RenameNoReplace(const std::string& from, const std::string& to) {
-  // RENAME_NOREPLACE, or link + unlink where the filesystem lacks it.
-  if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return Status::Ok();
-  int err = errno;
-  if (err == EINVAL || err == ENOSYS) {
-    if (::link(from.c_str(), to.c_str()) != 0) {
-      err = errno;
-    } else {
-      ::unlink(from.c_str());
-      return Status::Ok();
-    }
-  }
-  if (err == EEXIST) return Status::AlreadyExists("segment exists: " + to);
-  return Status::FromErrno("rename", to, err);
-}
-
-}  // namespace segment_internal
-
-Result<std::unique_ptr<SegmentWriter>> SegmentWriter::Create(const std::string& dir, SegmentWriterOptions options) {
+Result<std::unique_ptr<SegmentWriter>> SegmentWriter::Create(const std::string& dir, SegmentWriterOptions options,
+                                                             Env* env) {
   OKLOG_RETURN_IF_ERROR(CheckOptions(options));
-  std::string tmp_path = TempPath(dir);
-  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::FromErrno("create", tmp_path, errno);
+  const std::string tmp_path = TempPath(dir);
+  OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> file, env->NewWritableFile(tmp_path));
   Result<LZ4F_cctx*> cctx = NewCompressionContext();
   if (!cctx.ok()) {
-    ::close(fd);
-    ::unlink(tmp_path.c_str());
+    file.reset();
+    (void)env->RemoveFile(tmp_path);  // best effort, as in Abandon
     return cctx.status();
   }
-  return std::unique_ptr<SegmentWriter>(new SegmentWriterImpl(dir, std::move(tmp_path), fd, options, *cctx));
+  return std::unique_ptr<SegmentWriter>(new SegmentWriterImpl(env, dir, std::move(file), options, *cctx));
 }
 
 Result<std::unique_ptr<SegmentEncoder>> SegmentEncoder::Create(SegmentWriterOptions options, uint64_t raw_bytes_hint) {
@@ -481,23 +460,27 @@ Result<SegmentImageInfo> CheckSegmentImage(std::string_view file) {
   return info;
 }
 
-Result<std::string> WriteSegmentImage(const std::string& dir, std::string_view file, const SegmentName& name) {
+Result<std::string> WriteSegmentImage(const std::string& dir, std::string_view file, const SegmentName& name,
+                                      Env* env) {
   const std::string final_path = dir + "/" + name.FileName();
   // The common collision (a replayed batch) costs no write and no fsync; the rename below
   // still refuses to replace a file that appears meanwhile.
-  if (::access(final_path.c_str(), F_OK) == 0) return Status::AlreadyExists("segment exists: " + final_path);
+  if (env->GetFileInfo(final_path).ok()) return Status::AlreadyExists("segment exists: " + final_path);
   const std::string tmp_path = TempPath(dir);
-  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::FromErrno("create", tmp_path, errno);
-  Status s = WriteAll(fd, file.data(), file.size(), tmp_path);
-  if (s.ok() && ::fdatasync(fd) != 0) s = Status::FromErrno("fdatasync", tmp_path, errno);
-  ::close(fd);
-  if (s.ok()) s = RenameNoReplace(tmp_path, final_path);
+  OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> out, env->NewWritableFile(tmp_path));
+  Status s = out->Append(file);
+  if (s.ok()) s = out->Sync();
+  if (s.ok()) s = out->Close();
+  out.reset();
+  if (s.ok()) {
+    s = env->RenameNoReplace(tmp_path, final_path);
+    if (s.code() == Code::kAlreadyExists) s = Status::AlreadyExists("segment exists: " + final_path);
+  }
   if (!s.ok()) {
-    ::unlink(tmp_path.c_str());
+    (void)env->RemoveFile(tmp_path);  // best effort: StoreLog::Open removes leftover .tmp files
     return s;
   }
-  OKLOG_RETURN_IF_ERROR(SyncDir(dir));
+  OKLOG_RETURN_IF_ERROR(env->SyncDir(dir));
   return final_path;
 }
 

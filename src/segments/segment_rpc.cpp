@@ -1,14 +1,9 @@
 #include "segments/segment_rpc.h"
 
-#include <fcntl.h>
 #include <lz4frame.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <functional>
 
-#include "common/file_util.h"
 #include "common/log.h"
 #include "common/ulid.h"
 #include "segments/record_merge.h"
@@ -41,23 +36,9 @@ void RunWork(uv_loop_t* loop, std::function<void()> work, std::function<void()> 
   }
 }
 
-Status ReadFile(const std::string& path, std::string* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno("open", path, errno);
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      int e = errno;
-      ::close(fd);
-      return Status::FromErrno("read", path, e);
-    }
-    if (n == 0) break;
-    out->append(buf, static_cast<size_t>(n));
-  }
-  ::close(fd);
-  return Status::Ok();
+// A failure of the disk rather than of the replica's bytes.
+bool IsWriteError(const Status& s) {
+  return s.code() == Code::kIOError || s.code() == Code::kResourceExhausted;
 }
 
 Family<Counter>* BadRequests(Registry* metrics) {
@@ -75,12 +56,12 @@ void Refuse(const std::shared_ptr<rpc::ServerCall>& c, Family<Counter>* bad, con
 }
 
 // Whether the file at path holds exactly `bytes` (a replayed batch encodes to the same file).
-bool SameFile(const std::string& path, std::string_view bytes) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0 || static_cast<uint64_t>(st.st_size) != bytes.size()) return false;
+bool SameFile(Env* env, const std::string& path, std::string_view bytes) {
+  Result<FileInfo> info = env->GetFileInfo(path);
+  if (!info.ok() || info->size != bytes.size()) return false;
   std::string have;
   have.reserve(bytes.size());
-  return AppendFile(path, &have).ok() && have == bytes;
+  return AppendFileContents(env, path, &have).ok() && have == bytes;
 }
 
 // The record text of checked segment file bytes, every block decompressed in order.
@@ -146,9 +127,9 @@ std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest,
     std::string path = ingest->dir() + "/" + *id + ".pending";
     RunWork(
         loop,
-        [path, out] {
+        [ingest, path, out] {
           std::string buf;
-          Status s = ReadFile(path, &buf);
+          Status s = AppendFileContents(ingest->env(), path, &buf);
           if (s.ok()) *out = std::move(buf);
           else *out = Status::NotFound("segment.read: " + s.ToString());
         },
@@ -242,7 +223,7 @@ Result<uint64_t> InstallReplica(StoreLog* store, const SegmentImage& image,
   Result<std::string> path = store->Install(image.bytes, image.name);
   if (path.ok()) return image.records;
   if (path.status().code() != Code::kAlreadyExists) return path.status();
-  if (SameFile(store->dir() + "/" + image.name.FileName(), image.bytes)) return image.records;
+  if (SameFile(store->env(), store->dir() + "/" + image.name.FileName(), image.bytes)) return image.records;
   return WriteReplica(store, records);
 }
 
@@ -252,7 +233,7 @@ Result<uint64_t> InstallReplicaFile(StoreLog* store, std::string_view file) {
   Result<std::string> path = store->Install(file, info->name);
   if (path.ok()) return info->records;
   if (path.status().code() != Code::kAlreadyExists) return path.status();
-  if (SameFile(store->dir() + "/" + info->name.FileName(), file)) return info->records;
+  if (SameFile(store->env(), store->dir() + "/" + info->name.FileName(), file)) return info->records;
   // The name is taken by a different file: store these records around it, as WriteReplica does.
   std::string text;
   OKLOG_RETURN_IF_ERROR(DecodeImageText(file, info->blocks, &text));
@@ -269,13 +250,17 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
                                        "Segment files received as replicas (segment.replicate_file) and stored.");
   Counter* rejected = metrics->NewCounter("oklog_store_replica_files_rejected_total",
                                           "Segment files received as replicas that failed their check, not stored.");
-  server->Handle(kSegmentReplicateFile, [loop, store, received, files, rejected](std::shared_ptr<rpc::ServerCall> c) {
+  Counter* write_errors = metrics->NewCounter("oklog_store_replica_write_errors_total",
+                                              "Replicas (files or records) not stored because of an I/O error.");
+  server->Handle(kSegmentReplicateFile, [loop, store, received, files, rejected,
+                                         write_errors](std::shared_ptr<rpc::ServerCall> c) {
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
     RunWork(
         loop, [c, store, out] { *out = InstallReplicaFile(store, c->body()); },
-        [c, out, received, files, rejected] {
+        [c, out, received, files, rejected, write_errors] {
           if (!out->ok()) {
             if (out->status().code() == Code::kCorruption) rejected->Inc();
+            if (IsWriteError(out->status())) write_errors->Inc();
             Logger("store")->error("replica file ({} bytes) from {} not stored: {}", c->body().size(), c->peer_name(),
                                    out->status().ToString());
             return c->Respond(out->status());
@@ -285,7 +270,7 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
           c->Respond(Status::Ok(), EncodeStoredRecords(out->value()));
         });
   });
-  server->Handle(kSegmentReplicate, [loop, store, received](std::shared_ptr<rpc::ServerCall> c) {
+  server->Handle(kSegmentReplicate, [loop, store, received, write_errors](std::shared_ptr<rpc::ServerCall> c) {
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
     RunWork(
         loop,
@@ -302,8 +287,9 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
           }
           *out = WriteReplica(store, recs);
         },
-        [c, out, received] {
+        [c, out, received, write_errors] {
           if (!out->ok()) {
+            if (IsWriteError(out->status())) write_errors->Inc();
             Logger("store")->error("replica from {} not stored: {}", c->peer_name(), out->status().ToString());
             return c->Respond(out->status());
           }

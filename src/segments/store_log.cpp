@@ -1,14 +1,6 @@
 #include "segments/store_log.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
 #include <string_view>
 
 #include "common/log.h"
@@ -39,16 +31,13 @@ StoreLog::StoreLog(std::string dir, StoreLogOptions options, Registry* m)
 StoreLog::~StoreLog() = default;
 
 Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLogOptions options, Registry* metrics) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) return Status::IOError("creating " + dir + ": " + ec.message());
+  if (options.env == nullptr) return Status::InvalidArgument("no Env");
+  Env* env = options.env;
+  OKLOG_RETURN_IF_ERROR(env->CreateDirs(dir));
   std::unique_ptr<StoreLog> log(new StoreLog(dir, options, metrics));
   auto logger = Logger("store");
-  DIR* d = ::opendir(dir.c_str());
-  if (!d) return Status::FromErrno("opendir", dir, errno);
   std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) names.emplace_back(e->d_name);
-  ::closedir(d);
+  OKLOG_RETURN_IF_ERROR(env->GetChildren(dir, &names));
   std::sort(names.begin(), names.end());
   const std::vector<std::string> listed = names;
   for (std::string& file : names) {
@@ -60,9 +49,9 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
       std::string base = file.substr(0, file.size() - kReplaced.size());
       std::string from = dir + "/" + file, to = dir + "/" + base;
       if (std::binary_search(listed.begin(), listed.end(), base)) {
-        ::unlink(from.c_str());
+        (void)env->RemoveFile(from);  // best effort: it is recovered the same way next time
         file.clear();
-      } else if (::rename(from.c_str(), to.c_str()) == 0) {
+      } else if (env->RenameFile(from, to).ok()) {
         file = base;
       }
       logger->info("recovered {} of an interrupted compaction", from);
@@ -74,7 +63,7 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
     if (file.empty() || file == "." || file == ".." || file == "quarantine" || file == "trash") continue;
     if (file.size() > 4 && file[0] == '.' && file.compare(file.size() - 4, 4, ".tmp") == 0) {
       // Never renamed into place, so never acknowledged: its records are still upstream.
-      ::unlink(path.c_str());
+      (void)env->RemoveFile(path);  // best effort: it is removed next time
       logger->info("removed unfinished segment file={}", path);
       continue;
     }
@@ -86,7 +75,7 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
         logger->warn("ignoring unknown file={} in store directory", path);
       continue;
     }
-    auto reader = SegmentReader::Open(path);
+    auto reader = SegmentReader::Open(path, env);
     if (!reader.ok()) {
       log->Quarantine(path, reader.status());
       continue;
@@ -127,10 +116,12 @@ std::vector<std::shared_ptr<const SegmentReader>> StoreLog::All() const {
   return segments_;
 }
 
-Result<std::unique_ptr<SegmentWriter>> StoreLog::NewWriter() const { return SegmentWriter::Create(dir_, options_.writer); }
+Result<std::unique_ptr<SegmentWriter>> StoreLog::NewWriter() const {
+  return SegmentWriter::Create(dir_, options_.writer, options_.env);
+}
 
 Status StoreLog::Add(const std::string& path) {
-  auto reader = SegmentReader::Open(path);
+  auto reader = SegmentReader::Open(path, options_.env);
   if (!reader.ok()) return reader.status();
   std::shared_ptr<const SegmentReader> seg = std::move(reader).value();
   std::lock_guard<std::mutex> lock(mu_);
@@ -143,7 +134,7 @@ Status StoreLog::Add(const std::string& path) {
 }
 
 Result<std::string> StoreLog::Install(std::string_view file, const SegmentName& name) {
-  OKLOG_ASSIGN_OR_RETURN(std::string path, WriteSegmentImage(dir_, file, name));
+  OKLOG_ASSIGN_OR_RETURN(std::string path, WriteSegmentImage(dir_, file, name, options_.env));
   OKLOG_RETURN_IF_ERROR(Add(path));
   return path;
 }
@@ -155,17 +146,18 @@ Status StoreLog::Remove(const std::string& path) {
                     segments_.end());
     segments_gauge_->Set(static_cast<double>(segments_.size()));
   }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("unlink", path, errno);
+  Status s = options_.env->RemoveFile(path);
+  if (!s.ok() && s.code() != Code::kNotFound) return s;
   return Status::Ok();
 }
 
 void StoreLog::Quarantine(const std::string& path, const Status& why) {
   std::string qdir = dir_ + "/quarantine";
-  ::mkdir(qdir.c_str(), 0755);
+  (void)options_.env->CreateDirs(qdir);  // a failure shows in the rename below
   std::string to = qdir + "/" + BaseName(path);
-  if (::rename(path.c_str(), to.c_str()) != 0) {
+  if (Status s = options_.env->RenameFile(path, to); !s.ok()) {
     Logger("store")->error("segment file={} failed verification ({}) and could not be moved aside: {}", path,
-                           why.ToString(), std::strerror(errno));
+                           why.ToString(), s.ToString());
     return;
   }
   {
@@ -182,7 +174,7 @@ Status StoreLog::Swap(const std::vector<std::shared_ptr<const SegmentReader>>& i
                       const std::vector<std::string>& outputs) {
   std::vector<std::shared_ptr<const SegmentReader>> opened;
   for (const auto& path : outputs) {
-    auto reader = SegmentReader::Open(path);
+    auto reader = SegmentReader::Open(path, options_.env);
     if (!reader.ok()) return reader.status();
     opened.push_back(std::move(reader).value());
   }

@@ -26,6 +26,7 @@ struct StoreLogOptions {
   SegmentWriterOptions writer;
   // Verify every block checksum at start (Open); off only for tools that open read-only.
   bool verify_on_open = true;
+  Env* env = Env::Default();  // every file operation of the store, its writers and readers; outlives the log
 };
 
 class StoreLog {
@@ -34,6 +35,7 @@ class StoreLog {
   ~StoreLog();
 
   const std::string& dir() const { return dir_; }
+  Env* env() const { return options_.env; }
   // Segments whose [low, high] overlaps [from, to], sorted by low (then high).
   std::vector<std::shared_ptr<const SegmentReader>> Select(const Ulid& from, const Ulid& to) const;
   // Every segment, sorted by low.

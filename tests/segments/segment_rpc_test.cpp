@@ -14,6 +14,7 @@
 #include "common/ulid.h"
 #include "rpc/rpc_client.h"
 #include "segments/record_merge.h"
+#include "common/fs/fault_injection_env.h"
 #include "segments/segment_image_util.h"
 #include "test_util.h"
 
@@ -38,7 +39,9 @@ class SegmentRpcTest : public ::testing::Test {
     auto il = IngestLog::Open(dir_.path() + "/ingest", io, &metrics_);
     ASSERT_TRUE(il.ok()) << il.status().ToString();
     ingest_ = std::move(il).value();
-    auto sl = StoreLog::Open(dir_.path() + "/store", {}, &metrics_);
+    StoreLogOptions so;
+    so.env = &store_env_;  // passes everything through until a test injects a fault
+    auto sl = StoreLog::Open(dir_.path() + "/store", so, &metrics_);
     ASSERT_TRUE(sl.ok());
     store_ = std::move(sl).value();
     server_ = rpc::RpcServer::Create(&loop_, {"t", "s"}, &metrics_);
@@ -111,6 +114,7 @@ class SegmentRpcTest : public ::testing::Test {
     return out;
   }
 
+  FaultInjectionEnv store_env_;
   TempDir dir_;
   Registry metrics_;
   uv_loop_t loop_;
@@ -204,6 +208,27 @@ TEST_F(SegmentRpcTest, ReplicaFileIsInstalledAsIsAndQueryable) {
   EXPECT_EQ(CounterValue("oklog_store_replicated_files_total"), 1u);
   EXPECT_EQ(CounterValue("oklog_store_replicated_records_total"), 300u);
   EXPECT_EQ(CounterValue("oklog_store_replica_files_rejected_total"), 0u);
+}
+
+TEST_F(SegmentRpcTest, ReplicaThatHitsAFullOrFailingDiskIsAnErrorCountedAndLeavesNoFile) {
+  const SegmentImage image = testing_image::Encode(RecordList(1700000000000, 300), {.block_target_bytes = 4096});
+  const std::string records = Records(1800000000000, 20);
+  uint64_t errors = 0;
+  for (auto [op, err] : {std::pair{FsOp::kWrite, ENOSPC}, {FsOp::kSync, EIO}, {FsOp::kRename, EIO}}) {
+    store_env_.Inject({.op = op, .error = err});
+    EXPECT_FALSE(Call(kSegmentReplicateFile, image.bytes).ok());
+    EXPECT_FALSE(Call(kSegmentReplicate, records).ok());
+    store_env_.ClearFaults();
+    errors += 2;
+    EXPECT_EQ(CounterValue("oklog_store_replica_write_errors_total"), errors);
+    EXPECT_EQ(CounterValue("oklog_store_replica_files_rejected_total"), 0u);  // the bytes were fine
+    EXPECT_TRUE(StoreFiles().empty());
+    EXPECT_EQ(store_->segment_count(), 0u);
+  }
+  EXPECT_EQ(Stored(kSegmentReplicateFile, image.bytes), 300);  // the sender's retry
+  EXPECT_EQ(Stored(kSegmentReplicate, records), 20);
+  EXPECT_EQ(StoredRecords(), 320u);
+  EXPECT_EQ(StoreFiles().size(), 2u);
 }
 
 TEST_F(SegmentRpcTest, CorruptTruncatedOrMisorderedFilesAreRejectedCountedAndNotInstalled) {
