@@ -16,6 +16,7 @@
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/uv/check.h"
 #include "gossip/gossip_node.h"
 #include "gossip/transport.h"
 #include "rpc/frame_codec.h"
@@ -209,7 +210,10 @@ class Node {
 
   int Run() {
     auto logger = Logger("node");
-    uv_loop_init(&loop_);
+    if (int rc = uv_loop_init(&loop_); rc != 0) {
+      logger->error("uv_loop_init: {}", uv_strerror(rc));
+      return 1;
+    }
     Status s = Start();
     if (!s.ok()) {
       logger->error("{}", s.ToString());
@@ -329,7 +333,10 @@ class Node {
 
     for (int sig : {SIGINT, SIGTERM}) {
       auto* h = new uv_signal_t;
-      uv_signal_init(&loop_, h);
+      if (Status s = UvStatus(uv_signal_init(&loop_, h), "uv_signal_init"); !s.ok()) {
+        delete h;
+        return s;
+      }
       h->data = this;
       uv_signal_start(h, &Node::OnSignal, sig);
       signals_.push_back(h);
@@ -446,7 +453,7 @@ class Node {
     drain_deadline_ms_ = uv_now(&loop_) + static_cast<uint64_t>(
                                               std::chrono::duration_cast<std::chrono::milliseconds>(f_.drain_timeout).count());
     auto* t = new uv_timer_t;
-    uv_timer_init(&loop_, t);
+    OKLOG_UV_CHECK(uv_timer_init(&loop_, t));
     t->data = this;
     uv_timer_start(t, &Node::OnDrainTick, 0, 100);
   }

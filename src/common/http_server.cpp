@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/uv/check.h"
 
 namespace oklog {
 namespace {
@@ -415,8 +416,8 @@ Connection::Connection(ServerImpl* server) : server_(server) {
 }
 
 bool Connection::Accept(uv_stream_t* listener) {
-  uv_tcp_init(server_->loop(), &tcp_);
-  uv_timer_init(server_->loop(), &timer_);
+  OKLOG_UV_CHECK(uv_tcp_init(server_->loop(), &tcp_));
+  OKLOG_UV_CHECK(uv_timer_init(server_->loop(), &timer_));
   tcp_.data = this;
   timer_.data = this;
   open_handles_ = 2;
@@ -855,7 +856,7 @@ Status ServerImpl::Listen(const Address& addr) {
   if (!resolved.ok()) return resolved.status();
   listener_ = new Listener();
   listener_->server = this;
-  uv_tcp_init(loop_, &listener_->tcp);
+  OKLOG_UV_CHECK(uv_tcp_init(loop_, &listener_->tcp));
   listener_->tcp.data = listener_;
   const auto* sa = reinterpret_cast<const sockaddr*>(&resolved->front());
   int r = uv_tcp_bind(&listener_->tcp, sa, 0);

@@ -6,6 +6,7 @@
 
 #include "common/http_server.h"
 #include "common/log.h"
+#include "common/uv/check.h"
 #include "query/stream_api.h"
 
 namespace oklog {
@@ -96,7 +97,7 @@ StreamFanout::StreamFanout(uv_loop_t* loop, StreamRegistry* registry, gossip::Pe
                                         "stream.open calls refused because their body did not decode.")) {
   server->Handle(kStreamOpen, [this](std::shared_ptr<rpc::ServerCall> call) { Serve(std::move(call)); });
   timer_ = new uv_timer_t;
-  uv_timer_init(loop_, timer_);
+  OKLOG_UV_CHECK(uv_timer_init(loop_, timer_));
   timer_->data = this;
   const auto every = static_cast<uint64_t>(std::max<int64_t>(1, options_.refresh.count()));
   uv_timer_start(timer_, &StreamFanout::OnTimer, every, every);

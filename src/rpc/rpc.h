@@ -41,6 +41,23 @@ static_assert(kRpcChunkBytes + 64 < kMaxFrameBytes, "a chunk and its envelope fi
 static_assert(kRpcStreamWindowBytes >= 2 * kRpcChunkBytes, "the window holds at least two chunks");
 static_assert(kRpcMaxMessageBytes >= kRpcStreamWindowBytes, "a message can fill a window");
 
+// The status codes on the wire: a table of their own, so that reordering or extending
+// common/status.h's Code can never change what a number means between two versions. ONLY
+// APPEND: a number, once sent, keeps its meaning; an unknown number from a newer peer decodes
+// as IOError naming it.
+enum class WireCode : uint32_t {
+  kOk = 0,
+  kInvalidArgument = 1,
+  kNotFound = 2,
+  kCorruption = 3,
+  kIOError = 4,
+  kUnavailable = 5,
+  kTimedOut = 6,
+  kResourceExhausted = 7,
+  kAlreadyExists = 8,
+  kCancelled = 9,
+};
+
 // Status <-> wire status code and message.
 uint32_t WireStatus(const Status& s);
 Status StatusFromWire(uint32_t code, std::string_view message);

@@ -7,6 +7,7 @@
 #include "common/address.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/uv/check.h"
 #include "rpc/rpc.h"
 #include "rpc/rpc_conn.h"
 
@@ -354,7 +355,7 @@ std::unique_ptr<RpcClient> RpcClient::Create(uv_loop_t* loop, Options options, R
   impl->dropped = r->NewCounterFamily("oklog_rpc_streams_dropped_total",
                                       "Cluster connections closed for bad input, by reason.", {"reason"});
   impl->tick = new TickBox{{}, impl.get()};
-  uv_timer_init(loop, &impl->tick->h);
+  OKLOG_UV_CHECK(uv_timer_init(loop, &impl->tick->h));
   impl->tick->h.data = impl->tick;
   return std::unique_ptr<RpcClient>(new RpcClient(std::move(impl)));
 }

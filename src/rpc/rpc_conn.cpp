@@ -2,23 +2,40 @@
 
 #include <memory>
 
+#include "common/uv/check.h"
+
 namespace oklog::rpc {
 
-uint32_t WireStatus(const Status& s) { return static_cast<uint32_t>(s.code()); }
+uint32_t WireStatus(const Status& s) {
+  WireCode w = WireCode::kIOError;
+  switch (s.code()) {
+    case Code::kOk: w = WireCode::kOk; break;
+    case Code::kInvalidArgument: w = WireCode::kInvalidArgument; break;
+    case Code::kNotFound: w = WireCode::kNotFound; break;
+    case Code::kCorruption: w = WireCode::kCorruption; break;
+    case Code::kIOError: w = WireCode::kIOError; break;
+    case Code::kUnavailable: w = WireCode::kUnavailable; break;
+    case Code::kTimedOut: w = WireCode::kTimedOut; break;
+    case Code::kResourceExhausted: w = WireCode::kResourceExhausted; break;
+    case Code::kAlreadyExists: w = WireCode::kAlreadyExists; break;
+    case Code::kCancelled: w = WireCode::kCancelled; break;
+  }
+  return static_cast<uint32_t>(w);
+}
 
 Status StatusFromWire(uint32_t code, std::string_view message) {
   std::string m(message);
-  switch (static_cast<Code>(code)) {
-    case Code::kOk: return Status::Ok();
-    case Code::kInvalidArgument: return Status::InvalidArgument(m);
-    case Code::kNotFound: return Status::NotFound(m);
-    case Code::kCorruption: return Status::Corruption(m);
-    case Code::kIOError: return Status::IOError(m);
-    case Code::kUnavailable: return Status::Unavailable(m);
-    case Code::kTimedOut: return Status::TimedOut(m);
-    case Code::kResourceExhausted: return Status::ResourceExhausted(m);
-    case Code::kAlreadyExists: return Status::AlreadyExists(m);
-    case Code::kCancelled: return Status::Cancelled(m);
+  switch (static_cast<WireCode>(code)) {
+    case WireCode::kOk: return Status::Ok();
+    case WireCode::kInvalidArgument: return Status::InvalidArgument(m);
+    case WireCode::kNotFound: return Status::NotFound(m);
+    case WireCode::kCorruption: return Status::Corruption(m);
+    case WireCode::kIOError: return Status::IOError(m);
+    case WireCode::kUnavailable: return Status::Unavailable(m);
+    case WireCode::kTimedOut: return Status::TimedOut(m);
+    case WireCode::kResourceExhausted: return Status::ResourceExhausted(m);
+    case WireCode::kAlreadyExists: return Status::AlreadyExists(m);
+    case WireCode::kCancelled: return Status::Cancelled(m);
   }
   return Status::IOError("remote status " + std::to_string(code) + ": " + m);
 }
@@ -50,7 +67,7 @@ constexpr size_t kReadBufferBytes = 256 << 10;
 
 RpcConn::RpcConn(uv_loop_t* loop, RpcConnOwner* owner, size_t max_frame_bytes)
     : owner_(owner), decoder_(max_frame_bytes) {
-  uv_tcp_init(loop, &tcp_);
+  OKLOG_UV_CHECK(uv_tcp_init(loop, &tcp_));
   tcp_.data = this;
   created_ms = uv_now(loop);
 }

@@ -8,6 +8,7 @@
 #include "common/address.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/uv/check.h"
 #include "rpc/rpc.h"
 #include "rpc/rpc_conn.h"
 
@@ -349,7 +350,7 @@ std::unique_ptr<RpcServer> RpcServer::Create(uv_loop_t* loop, Options options, R
   impl->dropped = r->NewCounterFamily("oklog_rpc_streams_dropped_total",
                                       "Cluster connections closed for bad input, by reason.", {"reason"});
   auto* t = new TimerBox{{}, impl.get()};
-  uv_timer_init(loop, &t->h);
+  OKLOG_UV_CHECK(uv_timer_init(loop, &t->h));
   t->h.data = t;
   impl->timer = t;
   impl->open_boxes = 1;
@@ -370,7 +371,7 @@ Status RpcServer::Listen(const std::string& addr) {
       uv_ip6_addr(a.host.c_str(), a.port, reinterpret_cast<sockaddr_in6*>(&ss)) != 0)
     return Status::InvalidArgument("rpc: listen address must be an IP literal: " + addr);
   auto* l = new ListenBox{{}, impl_.get()};
-  uv_tcp_init(impl_->loop, &l->h);
+  OKLOG_UV_CHECK(uv_tcp_init(impl_->loop, &l->h));
   l->h.data = l;
   impl_->listener = l;
   ++impl_->open_boxes;

@@ -8,6 +8,7 @@
 
 #include "common/log.h"
 #include "common/ulid.h"
+#include "common/uv/check.h"
 #include "rpc/frame_codec.h"
 #include "rpc/bulk_protocol.h"
 
@@ -108,7 +109,11 @@ class IngestServer::Impl {
     OKLOG_RETURN_IF_ERROR(Listen(opts_.durable, Modality::kDurable));
     OKLOG_RETURN_IF_ERROR(Listen(opts_.bulk, Modality::kBulk));
     async_ = new uv_async_t;
-    uv_async_init(loop_, async_, &Impl::OnCommits);
+    if (Status s = UvStatus(uv_async_init(loop_, async_, &Impl::OnCommits), "ingest: uv_async_init"); !s.ok()) {
+      delete async_;
+      async_ = nullptr;
+      return s;
+    }
     async_->data = this;
     ++open_handles_;
     {
@@ -116,7 +121,7 @@ class IngestServer::Impl {
       commits_->async = async_;
     }
     timer_ = new uv_timer_t;
-    uv_timer_init(loop_, timer_);
+    OKLOG_UV_CHECK(uv_timer_init(loop_, timer_));
     timer_->data = this;
     ++open_handles_;
     auto period = std::max<int64_t>(10, opts_.flush_age.count() / 4);
@@ -180,7 +185,7 @@ class IngestServer::Impl {
     }
     if (!conns_.empty()) {
       drain_timer_ = new uv_timer_t;
-      uv_timer_init(loop_, drain_timer_);
+      OKLOG_UV_CHECK(uv_timer_init(loop_, drain_timer_));
       drain_timer_->data = this;
       ++open_handles_;
       uv_timer_start(drain_timer_, &Impl::OnDrainTimeout, kDrainConnMs, 0);
@@ -211,7 +216,7 @@ class IngestServer::Impl {
     l->impl = this;
     l->mod = mod;
     l->tcp = new uv_tcp_t;
-    uv_tcp_init(loop_, l->tcp);
+    OKLOG_UV_CHECK(uv_tcp_init(loop_, l->tcp));
     l->tcp->data = l.get();
     ++open_handles_;
     listeners_.push_back(std::move(l));
@@ -256,7 +261,7 @@ class IngestServer::Impl {
     if (!l || status < 0) return;
     Impl* self = l->impl;
     auto* tcp = new uv_tcp_t;
-    uv_tcp_init(self->loop_, tcp);
+    OKLOG_UV_CHECK(uv_tcp_init(self->loop_, tcp));
     ++self->open_handles_;
     if (uv_accept(server, reinterpret_cast<uv_stream_t*>(tcp)) != 0 || self->closing_) {
       tcp->data = nullptr;

@@ -6,6 +6,7 @@
 
 #include "common/log.h"
 #include "common/ulid.h"
+#include "common/uv/check.h"
 #include "segments/record_merge.h"
 #include "segments/segment_file.h"
 #include "segments/segment_messages.h"
@@ -159,7 +160,7 @@ std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest,
   server->Handle(kSegmentFailed, finish(false));
 
   r->timer_ = new uv_timer_t;
-  uv_timer_init(loop, r->timer_);
+  OKLOG_UV_CHECK(uv_timer_init(loop, r->timer_));
   r->timer_->data = r.get();
   const uint64_t every = static_cast<uint64_t>(std::max<int64_t>(50, pending_timeout.count() / 4));
   uv_timer_start(r->timer_, OnTimer, every, every);

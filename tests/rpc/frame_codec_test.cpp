@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "rpc/frame_codec.h"
+#include "rpc/rpc.h"
 
 namespace oklog::rpc {
 namespace {
@@ -61,6 +64,37 @@ TEST(FrameCodecTest, HelloAndEnvelopeRoundTripAndRejectJunk) {
   std::string bad_magic = EncodeHello({1, "prod", "n"});
   bad_magic[2] = 'X';
   EXPECT_FALSE(DecodeHello(bad_magic).ok());
+}
+
+}  // namespace
+}  // namespace oklog::rpc
+
+namespace oklog::rpc {
+namespace {
+
+// The wire numbers are pinned: a reordered Code enum must not change what a peer reads.
+TEST(WireStatusTest, NumbersArePinnedAndEveryCodeRoundTrips) {
+  const std::vector<std::pair<Status, uint32_t>> pinned = {
+      {Status::Ok(), 0},
+      {Status::InvalidArgument("m"), 1},
+      {Status::NotFound("m"), 2},
+      {Status::Corruption("m"), 3},
+      {Status::IOError("m"), 4},
+      {Status::Unavailable("m"), 5},
+      {Status::TimedOut("m"), 6},
+      {Status::ResourceExhausted("m"), 7},
+      {Status::AlreadyExists("m"), 8},
+      {Status::Cancelled("m"), 9},
+  };
+  for (const auto& [s, n] : pinned) {
+    EXPECT_EQ(WireStatus(s), n) << s.ToString();
+    Status back = StatusFromWire(n, s.message());
+    EXPECT_EQ(back.code(), s.code()) << n;
+    EXPECT_EQ(back.message(), s.message());
+  }
+  Status unknown = StatusFromWire(1000, "from a newer peer");
+  EXPECT_EQ(unknown.code(), Code::kIOError);
+  EXPECT_NE(unknown.message().find("remote status 1000"), std::string::npos) << unknown.ToString();
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ struct Options {
   int marker_seconds = 10;
   double load_rps = 30000;  // background load during the marker phase, all ingest nodes together
   int fanout_reps = 200;
+  int broad_reps = 5;
   std::string tmp = "/tmp";
   bool keep = false;
   bool full_count = true;  // also count every record with a match-all query (big result)
@@ -266,6 +267,56 @@ EmptyQueries RunEmptyQueries(std::vector<Endpoint> endpoints, int reps) {
   return e;
 }
 
+// The architecture issue's measure: a broad literal query (kCommon, about 10 % of records) on
+// the standalone node (one store, one corpus), fanned out from an ingest node over 3 stores
+// (three corpora, RF 2), and `rg -F` printing the same lines of one corpus into a file: reps
+// interleaved rounds after one warm-up, medians compared. The layouts hold different amounts of
+// data, so the fan-out is compared per matched record (records/s); every answer must have
+// exactly grep -F -c's count (times the forwarders).
+struct BroadQuery {
+  double single_s = NAN, fanout_s = NAN, rg_s = NAN;
+  uint64_t single_lines = 0, fanout_lines = 0;
+  long long expected_per_corpus = -1;
+  int errors = 0;
+  double fanout_vs_single() const {  // per matched record: >= 0.8 is the target
+    return (static_cast<double>(fanout_lines) / fanout_s) / (static_cast<double>(single_lines) / single_s);
+  }
+  double single_vs_rg() const { return rg_s / single_s; }  // >= 1 is the target
+};
+
+BroadQuery RunBroadQuery(NodeProcess* single, NodeProcess* fanout, size_t corpora, const std::string& corpus,
+                         const std::string& dir, int reps) {
+  BroadQuery b;
+  ExitInfo c = RunCommand({"env", "LC_ALL=C", "grep", "-F", "-c", "--", kCommon, corpus},
+                          {.stdin_path = "", .stdout_path = dir + "/broad.count", .stderr_path = "", .cwd = ""},
+                          milliseconds(60000));
+  if (c.exited && c.code == 0) b.expected_per_corpus = std::atoll(ReadFileOrEmpty(dir + "/broad.count").c_str());
+  const std::string path = std::string("/store/query?q=") + UrlEncode(kCommon);
+  std::vector<double> t1, t3, trg;
+  for (int i = -1; i < reps; ++i) {
+    QueryRun a = RunQuery(single->base(), path, nullptr, milliseconds(60000));
+    QueryRun f = RunQuery(fanout->base(), path, nullptr, milliseconds(60000));
+    auto t0 = Clock::now();
+    ExitInfo r = RunCommand({"rg", "-F", "--no-config", "--", kCommon, corpus},
+                            {.stdin_path = "", .stdout_path = dir + "/broad.rg", .stderr_path = "", .cwd = ""},
+                            milliseconds(60000));
+    const double rg_s = Since(t0);
+    if (!a.ok || static_cast<long long>(a.lines) != b.expected_per_corpus) b.errors++;
+    if (!f.ok || static_cast<long long>(f.lines) != b.expected_per_corpus * static_cast<long long>(corpora)) b.errors++;
+    if (!r.exited || r.code != 0) b.errors++;
+    if (i < 0) continue;
+    t1.push_back(a.seconds);
+    t3.push_back(f.seconds);
+    trg.push_back(rg_s);
+    b.single_lines = a.lines;
+    b.fanout_lines = f.lines;
+  }
+  b.single_s = Percentile(t1, 50);
+  b.fanout_s = Percentile(t3, 50);
+  b.rg_s = Percentile(trg, 50);
+  return b;
+}
+
 struct Markers {
   bool ok = false;
   int sent = 0, seen = 0, polls = 0;
@@ -428,6 +479,8 @@ int Run(const Options& opt) {
 
   std::vector<Throughput> tput;
   EmptyQueries empty;
+  BroadQuery broad;
+  bool broad_ran = false;
   // The first standalone node stays up (idle) until the 3 + 3 fan-out measurement, so that 1 and
   // 3 stores are queried in the same moments.
   std::unique_ptr<Cluster> standalone;
@@ -509,6 +562,11 @@ int Run(const Options& opt) {
       empty.quiet_wait_s = waited;
       empty.segments = segments;
       if (standalone) {
+        step(l.name + ": broad literal query, 1 store vs fanned out over 3 vs rg -F");
+        broad = RunBroadQuery(&standalone->node(0), &cluster->node(0), cluster->With(Role::kIngest).size(), corpus,
+                              ldir, opt.broad_reps);
+        broad_ran = true;
+        if (broad.errors > 0) failures++;
         step("stopping the first standalone node");
         bad_exits += standalone->Stop();
         standalone.reset();
@@ -577,6 +635,19 @@ int Run(const Options& opt) {
   }
   if (empty.errors > 0) std::printf("  %d query errors or non-empty answers\n", empty.errors);
 
+  if (broad_ran) {
+    std::printf("\nBroad literal query (q=%s, about 10 %% of records, whole range), %d interleaved rounds, medians\n",
+                kCommon, opt.broad_reps);
+    std::printf("  %-52s %9s %10s %12s\n", "", "s", "lines", "records/s");
+    std::printf("  %-52s %9.3f %10" PRIu64 " %12.0f\n", "1 store (standalone): /store/query", broad.single_s,
+                broad.single_lines, static_cast<double>(broad.single_lines) / broad.single_s);
+    std::printf("  %-52s %9.3f %10" PRIu64 " %12.0f\n", "3 stores: /store/query on an ingest node", broad.fanout_s,
+                broad.fanout_lines, static_cast<double>(broad.fanout_lines) / broad.fanout_s);
+    std::printf("  %-52s %9.3f %10lld %12.0f\n", "rg -F over one corpus, lines into a file", broad.rg_s,
+                broad.expected_per_corpus, static_cast<double>(broad.expected_per_corpus) / broad.rg_s);
+    if (broad.errors > 0) std::printf("  %d answers with a wrong count or a failed command\n", broad.errors);
+  }
+
   const double lat_p50 = Percentile(markers.latencies_s, 50) * 1e3, lat_p99 = Percentile(markers.latencies_s, 99) * 1e3,
                lat_max = Percentile(markers.latencies_s, 100) * 1e3;
   std::printf("\nIngest-to-queryable latency, 3 ingest + 3 store, default settings, under background load\n");
@@ -607,6 +678,13 @@ int Run(const Options& opt) {
   const double added = p50_3 - p50_1;
   std::printf("  %-50s %9.2f ms %12s  %s\n", "fan-out added p50 (3 stores vs 1)", added, "<= 5 ms",
               PassMiss(empty.errors == 0 && added <= 5));
+  if (broad_ran) {
+    std::printf("\nTargets (issue 9)                                          measured       target  result\n");
+    std::printf("  %-50s %10.2f x %12s  %s\n", "broad query fanned out over 3 vs 1 store, per record",
+                broad.fanout_vs_single(), ">= 0.8 x", PassMiss(broad.errors == 0 && broad.fanout_vs_single() >= 0.8));
+    std::printf("  %-50s %10.2f x %12s  %s\n", "broad query on 1 store vs rg -F (time ratio)", broad.single_vs_rg(),
+                ">= 1 x", PassMiss(broad.errors == 0 && broad.single_vs_rg() >= 1));
+  }
   if (failures > 0) std::printf("\n%d FAILURE(S): see above and stderr\n", failures);
   std::fflush(stdout);
   return failures > 0 ? 1 : 0;
@@ -628,6 +706,8 @@ bool ParseArgs(int argc, char** argv, Options* opt) {
       opt->marker_seconds = std::max(1, std::atoi(v3->c_str()));
     } else if (auto v4 = value("--load-rps")) {
       opt->load_rps = std::max(0.0, std::atof(v4->c_str()));
+    } else if (auto v6 = value("--broad-reps")) {
+      opt->broad_reps = std::max(1, std::atoi(v6->c_str()));
     } else if (auto v5 = value("--fanout-reps")) {
       opt->fanout_reps = std::max(1, std::atoi(v5->c_str()));
     } else if (auto v6 = value("--tmp")) {
@@ -650,7 +730,7 @@ bool ParseArgs(int argc, char** argv, Options* opt) {
     } else {
       std::fprintf(stderr,
                    "usage: oklog_bench_cluster [--oklog=PATH] [--quick] [--records=N] [--marker-seconds=S] "
-                   "[--load-rps=R] [--fanout-reps=N] [--no-full-count] [--layouts=0120] [--perf] [--tmp=DIR] [--keep]\n");
+                   "[--load-rps=R] [--fanout-reps=N] [--broad-reps=N] [--no-full-count] [--layouts=0120] [--perf] [--tmp=DIR] [--keep]\n");
       return false;
     }
   }
