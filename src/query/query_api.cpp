@@ -336,7 +336,8 @@ void QueryService::HandleRun(std::shared_ptr<rpc::ServerCall> call) {
   if (!req.ok()) {
     peer_queries_->With({"bad_request"})->Inc();
     Logger("query")->warn("msg=\"bad query.run request\" peer={} reason=\"{}\"", call->peer(), req.status().ToString());
-    return call->Respond(req.status());
+    // The caller's request is bad (as for segment.* and stream.open): InvalidArgument, the reason kept.
+    return call->Respond(Status::InvalidArgument(req.status().message()));
   }
   Result<std::unique_ptr<Matcher>> matcher = Matcher::Create(MatchSpec{req->q, req->mode, req->topics});
   if (!matcher.ok()) {
