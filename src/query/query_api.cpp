@@ -150,14 +150,7 @@ QueryService::QueryService(uv_loop_t* loop, StoreLog* store, Options options, Re
 Result<std::unique_ptr<QueryService>> QueryService::Create(uv_loop_t* loop, StoreLog* store, Options options,
                                                            Registry* metrics) {
   std::unique_ptr<QueryService> s(new QueryService(loop, store, std::move(options), metrics));
-  auto* async = new uv_async_t;
-  int rc = uv_async_init(loop, async, &QueryService::OnAsync);
-  if (rc != 0) {
-    delete async;
-    return Status::IOError(std::string("uv_async_init: ") + uv_strerror(rc));
-  }
-  async->data = s.get();
-  s->async_ = async;
+  OKLOG_ASSIGN_OR_RETURN(s->poster_, LoopPoster::Create(loop));
   return s;
 }
 
@@ -173,7 +166,6 @@ QueryService::~QueryService() {
     run->cv.notify_all();
     if (run->driver.joinable()) run->driver.join();
   }
-  if (async_ != nullptr) async_->data = nullptr;  // leaked rather than freed under the loop
 }
 
 void QueryService::Register(HttpServer* server) {
@@ -209,17 +201,7 @@ void QueryService::Close() {
   }
   runs_.clear();
   running_gauge_->Set(0);
-  {
-    std::lock_guard<std::mutex> lock(events_mu_);
-    events_.clear();
-  }
-  if (async_ != nullptr) {
-    uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) {
-      auto* self = static_cast<QueryService*>(h->data);
-      if (self != nullptr) self->async_ = nullptr;
-      delete reinterpret_cast<uv_async_t*>(h);
-    });
-  }
+  poster_->Close();  // events still queued are dropped: their runs are gone
 }
 
 void QueryService::HandleRoot(const HttpRequest& req, std::shared_ptr<HttpResponse> resp) {
@@ -413,60 +395,47 @@ bool QueryService::PushChunk(const std::shared_ptr<Run>& run, std::string chunk)
 }
 
 void QueryService::Post(Event event) {
-  {
-    std::lock_guard<std::mutex> lock(events_mu_);
-    events_.push_back(std::move(event));
-  }
-  // The async handle outlives every driver: Close() joins them before closing it.
-  uv_async_send(async_);
+  // The poster outlives every driver: Close() joins them before closing it.
+  poster_->Post([this, e = std::move(event)](bool run) mutable {
+    if (run) HandleEvent(e);
+  });
 }
 
-void QueryService::OnAsync(uv_async_t* handle) noexcept {
-  auto* self = static_cast<QueryService*>(handle->data);
-  if (self != nullptr) self->DrainEvents();
-}
-
-void QueryService::DrainEvents() {
-  std::vector<Event> events;
-  {
-    std::lock_guard<std::mutex> lock(events_mu_);
-    events.swap(events_);
-  }
-  for (Event& e : events) {
-    Run& run = *e.run;
-    if (runs_.find(run.id) == runs_.end()) continue;  // already torn down by Close()
-    if (!e.end) {
-      size_t n = e.chunk.size();
-      if (!run.closed()) run.Write(std::move(e.chunk));
-      {
-        std::lock_guard<std::mutex> lock(run.mu);
-        run.in_transit -= n;
-        run.buffered = run.Buffered(options_.high_water_bytes);
-      }
-      run.cv.notify_all();
-      continue;
+// One chunk or end from a driver, in the order the driver posted them.
+void QueryService::HandleEvent(Event& e) {
+  Run& run = *e.run;
+  if (runs_.find(run.id) == runs_.end()) return;  // already torn down by Close()
+  if (!e.end) {
+    size_t n = e.chunk.size();
+    if (!run.closed()) run.Write(std::move(e.chunk));
+    {
+      std::lock_guard<std::mutex> lock(run.mu);
+      run.in_transit -= n;
+      run.buffered = run.Buffered(options_.high_water_bytes);
     }
-    // The driver posted its last event and is returning: the join is immediate. (A query.run's
-    // driver is a pool thread, which simply takes the next job.)
-    if (run.driver.joinable()) run.driver.join();
-    const bool client_gone = run.closed();
-    const char* result = e.status.ok() ? "ok" : (e.status.code() == Code::kCancelled ? "cancelled" : "error");
-    if (e.status.ok() && client_gone) result = "cancelled";
-    (run.call ? peer_queries_ : queries_)->With({result})->Inc();
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
-    duration_->Observe(secs);
-    Logger("query")->debug(
-        "msg=\"query done\" result={} seconds={:.3f} segments={} blocks_read={} blocks_skipped={} bytes_scanned={} "
-        "records={} duplicates={}",
-        result, secs, e.stats.segments, e.stats.blocks_read, e.stats.blocks_skipped, e.stats.bytes_scanned,
-        e.stats.records, e.stats.duplicates);
-    if (!client_gone) {
-      run.ending = true;
-      run.Finish(e.status);
-    }
-    runs_.erase(run.id);
-    running_gauge_->Set(static_cast<double>(runs_.size()));
+    run.cv.notify_all();
+    return;
   }
+  // The driver posted its last event and is returning: the join is immediate. (A query.run's
+  // driver is a pool thread, which simply takes the next job.)
+  if (run.driver.joinable()) run.driver.join();
+  const bool client_gone = run.closed();
+  const char* result = e.status.ok() ? "ok" : (e.status.code() == Code::kCancelled ? "cancelled" : "error");
+  if (e.status.ok() && client_gone) result = "cancelled";
+  (run.call ? peer_queries_ : queries_)->With({result})->Inc();
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
+  duration_->Observe(secs);
+  Logger("query")->debug(
+      "msg=\"query done\" result={} seconds={:.3f} segments={} blocks_read={} blocks_skipped={} bytes_scanned={} "
+      "records={} duplicates={}",
+      result, secs, e.stats.segments, e.stats.blocks_read, e.stats.blocks_skipped, e.stats.bytes_scanned,
+      e.stats.records, e.stats.duplicates);
+  if (!client_gone) {
+    run.ending = true;
+    run.Finish(e.status);
+  }
+  runs_.erase(run.id);
+  running_gauge_->Set(static_cast<double>(runs_.size()));
 }
 
 }  // namespace oklog

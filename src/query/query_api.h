@@ -7,13 +7,13 @@
 // driver thread that runs the QueryExecutor (which scans on a shared pool); a query.run runs on
 // one of at most peer_query_threads reused driver threads, so peers' queries neither take the
 // users' slots nor start a thread per call. Drivers hand raw or formatted chunks back through a
-// locked queue and one uv_async_t, drained whole on the loop. A driver waits while more than
-// high_water_bytes are in transit or buffered in the response (for query.run: while the call's
-// credit window is full), and a client that disconnects or cancels stops the scan at the next
-// block.
+// LoopPoster (a locked queue and one uv_async_t, drained whole on the loop). A driver waits
+// while more than high_water_bytes are in transit or buffered in the response (for query.run:
+// while the call's credit window is full), and a client that disconnects or cancels stops the
+// scan at the next block.
 //
-// Shutdown: Close() cancels every running query, joins the drivers and closes the async
-// handle; run the loop until done(), then destroy.
+// Shutdown: Close() cancels every running query, joins the drivers and closes the poster; run
+// the loop until done(), then destroy.
 #pragma once
 
 #include <uv.h>
@@ -30,6 +30,7 @@
 #include "common/http_server.h"
 #include "common/metrics.h"
 #include "common/status.h"
+#include "common/uv/loop_poster.h"
 #include "query/query_messages.h"
 #include "query/query_executor.h"
 #include "rpc/rpc_server.h"
@@ -62,7 +63,7 @@ class QueryService {
   // Serves query.run on server (which must outlive this service or be closed first).
   void Serve(rpc::RpcServer* server);
   void Close();
-  bool done() const { return async_ == nullptr; }
+  bool done() const { return poster_->done(); }
   size_t running() const { return runs_.size(); }  // user and peer queries scanning
 
  private:
@@ -84,22 +85,19 @@ class QueryService {
              OutputFormat format);  // driver thread
   bool PushChunk(const std::shared_ptr<Run>& run, std::string chunk);  // driver thread
   void Post(Event event);                       // driver thread
-  void DrainEvents();                           // loop thread
+  void HandleEvent(Event& event);               // loop thread
   void OnClientGone(uint64_t id);
-  static void OnAsync(uv_async_t* handle) noexcept;
 
   uv_loop_t* loop_;
   StoreLog* store_;
   Options options_;
   std::unique_ptr<QueryExecutor> executor_;
-  uv_async_t* async_ = nullptr;  // freed in its close callback
+  std::unique_ptr<LoopPoster> poster_;  // drivers -> loop: chunks and ends, in order
   bool closing_ = false;
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::shared_ptr<Run>> runs_;  // loop thread only
   std::unique_ptr<PeerDrivers> peer_drivers_;
 
-  std::mutex events_mu_;
-  std::vector<Event> events_;
 
   Family<Counter>* queries_;
   Family<Counter>* peer_queries_;

@@ -4,31 +4,13 @@ namespace oklog::rpc {
 
 Result<std::unique_ptr<RpcBridge>> RpcBridge::Create(uv_loop_t* loop, RpcClient* client) {
   std::unique_ptr<RpcBridge> b(new RpcBridge(loop, client));
-  auto* a = new uv_async_t;
-  int rc = uv_async_init(loop, a, OnAsync);
-  if (rc != 0) {
-    delete a;
-    return Status::IOError(std::string("uv_async_init: ") + uv_strerror(rc));
-  }
-  a->data = b.get();
-  b->async_ = a;
+  OKLOG_ASSIGN_OR_RETURN(b->poster_, LoopPoster::Create(loop));
   return b;
 }
 
-RpcBridge::~RpcBridge() {
-  Close();
-}
+RpcBridge::~RpcBridge() { Close(); }
 
-bool RpcBridge::Post(std::function<void(bool)> job) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return false;
-    jobs_.push_back(std::move(job));
-    uv_async_send(async_);
-  }
-  return true;
-}
-
+bool RpcBridge::Post(std::function<void(bool)> job) { return poster_->Post(std::move(job)); }
 std::future<Result<std::string>> RpcBridge::CallAsync(const std::string& addr, const std::string& method,
                                                       std::string body, Duration timeout) {
   auto promise = std::make_shared<std::promise<Result<std::string>>>();
@@ -56,31 +38,6 @@ Status RpcBridge::RunOnLoop(std::function<void()> fn) {
   return f.get();
 }
 
-void RpcBridge::OnAsync(uv_async_t* a) noexcept {
-  auto* self = static_cast<RpcBridge*>(a->data);
-  if (!self) return;
-  std::vector<std::function<void(bool)>> jobs;
-  {
-    std::lock_guard<std::mutex> lock(self->mu_);
-    jobs.swap(self->jobs_);
-  }
-  for (auto& j : jobs) j(true);
-}
-
-void RpcBridge::Close() {
-  std::vector<std::function<void(bool)>> jobs;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return;
-    closed_ = true;
-    jobs.swap(jobs_);
-  }
-  for (auto& j : jobs) j(false);
-  if (async_) {
-    async_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
-    async_ = nullptr;
-  }
-}
+void RpcBridge::Close() { poster_->Close(); }  // queued jobs run with run=false: Cancelled
 
 }  // namespace oklog::rpc

@@ -1,6 +1,6 @@
 // RpcBridge: lets plain threads (the store's consumer threads) use the loop-thread RpcClient and
-// read loop-thread state (the PeerView). A request is posted to a locked queue and the loop is
-// woken with one uv_async_t (drained whole); the calling thread waits on a future.
+// read loop-thread state (the PeerView). A request is posted through a LoopPoster (a locked
+// queue and one uv_async_t, drained whole); the calling thread waits on a future.
 //
 // Thread: Create, Close and destruction on the loop thread; Call/CallAsync/RunOnLoop from any
 // thread other than the loop thread (they would deadlock on it).
@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/uv/loop_poster.h"
 #include "rpc/rpc_client.h"
 
 namespace oklog::rpc {
@@ -41,15 +42,11 @@ class RpcBridge {
 
  private:
   RpcBridge(uv_loop_t* loop, RpcClient* client) : loop_(loop), client_(client) {}
-  static void OnAsync(uv_async_t* a) noexcept;
-  bool Post(std::function<void(bool run)> job);
+  bool Post(std::function<void(bool run)> job);  // run=false: cancelled
 
   uv_loop_t* loop_;
   RpcClient* client_;
-  uv_async_t* async_ = nullptr;
-  std::mutex mu_;
-  bool closed_ = false;
-  std::vector<std::function<void(bool run)>> jobs_;  // run=false: cancelled
+  std::unique_ptr<LoopPoster> poster_;
 };
 
 }  // namespace oklog::rpc
