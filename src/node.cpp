@@ -126,10 +126,8 @@ class RpcGossipStreams : public gossip::StreamTransport {
   void Exchange(const std::string& addr, std::string body, gossip::Duration timeout, Done done) override {
     Result<Address> a = ParseAddress(addr, 7659);
     if (!a.ok()) return done(a.status());
-    sockaddr_in6 probe;
-    if (uv_ip4_addr(a->host.c_str(), a->port, reinterpret_cast<sockaddr_in*>(&probe)) == 0 ||
-        uv_ip6_addr(a->host.c_str(), a->port, &probe) == 0)
-      return Call(a->HostPort(), std::move(body), timeout, std::move(done));
+    sockaddr_storage literal;
+    if (IpLiteral(*a, &literal)) return Call(a->HostPort(), std::move(body), timeout, std::move(done));
     auto* r = new Resolve{{}, this, a->port, std::move(body), timeout, std::move(done)};
     r->req.data = r;
     addrinfo hints{};

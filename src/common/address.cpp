@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <uv.h>
 
 #include <algorithm>
 #include <cstring>
@@ -101,6 +102,12 @@ Result<std::vector<sockaddr_storage>> Resolve(const Address& addr) {
                    [](const sockaddr_storage& x, const sockaddr_storage& y) { return x.ss_family < y.ss_family; });
   if (out.empty()) return Status::NotFound("resolving " + host + ": no address");
   return out;
+}
+
+bool IpLiteral(const Address& addr, sockaddr_storage* out) {
+  std::memset(out, 0, sizeof *out);
+  if (uv_ip4_addr(addr.host.c_str(), addr.port, reinterpret_cast<sockaddr_in*>(out)) == 0) return true;
+  return uv_ip6_addr(addr.host.c_str(), addr.port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
 }
 
 std::string SockaddrToString(const sockaddr* sa) {

@@ -29,6 +29,9 @@ Result<Address> ParseAddress(std::string_view text, uint16_t default_port);
 // Resolves host (a name or a literal) with getaddrinfo; blocking. "" and "0.0.0.0" resolve to
 // the IPv4 wildcard. Returns NotFound when nothing resolves.
 Result<std::vector<sockaddr_storage>> Resolve(const Address& addr);
+// The socket address of an IP literal (v4, or v6 with an optional zone) and its port; false for a
+// name, which this never resolves (see Resolve).
+bool IpLiteral(const Address& addr, sockaddr_storage* out);
 // "ip:port" of a socket address, bracketing IPv6.
 std::string SockaddrToString(const sockaddr* sa);
 

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 
 #include <algorithm>
-#include <cstring>
 #include <set>
 
 #include "common/address.h"
@@ -23,10 +22,7 @@ constexpr size_t kUdpRecvBufferBytes = 64 * 1024;
 // "ip:port" literal to a socket address; false for names and malformed text.
 bool ParseLiteral(const std::string& text, sockaddr_storage* out) {
   Result<Address> a = ParseAddress(text, kDefaultClusterPort);
-  if (!a.ok()) return false;
-  std::memset(out, 0, sizeof *out);
-  if (uv_ip4_addr(a->host.c_str(), a->port, reinterpret_cast<sockaddr_in*>(out)) == 0) return true;
-  return uv_ip6_addr(a->host.c_str(), a->port, reinterpret_cast<sockaddr_in6*>(out)) == 0;
+  return a.ok() && IpLiteral(*a, out);
 }
 
 std::string FirstNonLoopbackIpv4() {

@@ -84,8 +84,7 @@ class RpcClientImpl : public RpcConnOwner {
     }
     Result<Address> a = ParseAddress(addr, 7659);
     sockaddr_storage ss{};
-    if (!a.ok() || (uv_ip4_addr(a->host.c_str(), a->port, reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
-                    uv_ip6_addr(a->host.c_str(), a->port, reinterpret_cast<sockaddr_in6*>(&ss)) != 0)) {
+    if (!a.ok() || !IpLiteral(*a, &ss)) {
       *why = Status::InvalidArgument("rpc: not an ip:port address: " + addr);
       return nullptr;
     }

@@ -367,8 +367,7 @@ void RpcServer::Handle(const std::string& method, Handler handler) { impl_->hand
 Status RpcServer::Listen(const std::string& addr) {
   OKLOG_ASSIGN_OR_RETURN(Address a, ParseAddress(addr, 7659));
   sockaddr_storage ss{};
-  if (uv_ip4_addr(a.host.c_str(), a.port, reinterpret_cast<sockaddr_in*>(&ss)) != 0 &&
-      uv_ip6_addr(a.host.c_str(), a.port, reinterpret_cast<sockaddr_in6*>(&ss)) != 0)
+  if (!IpLiteral(a, &ss))
     return Status::InvalidArgument("rpc: listen address must be an IP literal: " + addr);
   auto* l = new ListenBox{{}, impl_.get()};
   OKLOG_UV_CHECK(uv_tcp_init(impl_->loop, &l->h));

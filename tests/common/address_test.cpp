@@ -49,5 +49,15 @@ TEST(AddressTest, ResolvesLoopback) {
   EXPECT_EQ(SockaddrToString(reinterpret_cast<const sockaddr*>(&r->front())), "127.0.0.1:80");
 }
 
+TEST(AddressTest, IpLiteralTakesAddressesAndNeverResolvesNames) {
+  sockaddr_storage ss;
+  ASSERT_TRUE(IpLiteral(*ParseAddress("127.0.0.1:7659", 0), &ss));
+  EXPECT_EQ(SockaddrToString(reinterpret_cast<const sockaddr*>(&ss)), "127.0.0.1:7659");
+  ASSERT_TRUE(IpLiteral(*ParseAddress("[::1]:80", 0), &ss));
+  EXPECT_EQ(SockaddrToString(reinterpret_cast<const sockaddr*>(&ss)), "[::1]:80");
+  EXPECT_FALSE(IpLiteral(*ParseAddress("localhost:80", 0), &ss));
+  EXPECT_FALSE(IpLiteral(*ParseAddress("999.1.1.1:80", 0), &ss));
+}
+
 }  // namespace
 }  // namespace oklog
