@@ -10,6 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/status.h"
+
 namespace oklog {
 
 using Packer = msgpack::packer<msgpack::sbuffer>;
@@ -61,6 +63,22 @@ inline bool ReadBin(const msgpack::object& o, size_t max, std::string* out) {
 inline const msgpack::object* Fields(const msgpack::object& o, uint32_t min_size) {
   if (o.type != msgpack::type::ARRAY || o.via.array.size < min_size) return nullptr;
   return o.via.array.ptr;
+}
+
+// Opens a body that is one [version, field...] array of at least n elements (a later version may
+// append fields) filling all of body, within limit: *elements then points at the version. Returns
+// Corruption "what: ..." for trailing bytes, another shape or another version. Throws like
+// UnpackWhole: call it inside the format's one Decode.
+inline Status OpenVersioned(std::string_view body, const msgpack::unpack_limit& limit, uint32_t n, uint32_t version,
+                            std::string_view what, msgpack::object_handle* oh, const msgpack::object** elements) {
+  auto bad = [what](const std::string& why) { return Status::Corruption(std::string(what) + ": " + why); };
+  if (!UnpackWhole(body, limit, oh)) return bad("trailing bytes");
+  const msgpack::object* f = Fields(oh->get(), n);
+  if (f == nullptr) return bad("not an array of " + std::to_string(n));
+  uint64_t v = 0;
+  if (!ReadUint(f[0], UINT32_MAX, &v) || v != version) return bad("unknown version");
+  *elements = f;
+  return Status::Ok();
 }
 
 }  // namespace oklog

@@ -43,10 +43,6 @@ const char* ReadFilter(const msgpack::object* f, std::string* q, MatchMode* mode
   return nullptr;
 }
 
-bool ReadVersion(const msgpack::object* f) {
-  uint64_t v = 0;
-  return ReadUint(f[0], UINT32_MAX, &v) && v == kQueryMessagesVersion;
-}
 
 }  // namespace
 
@@ -70,11 +66,8 @@ std::string EncodeQueryRunRequest(const QueryRunRequest& r) {
 Result<QueryRunRequest> DecodeQueryRunRequest(std::string_view body) {
   try {
     msgpack::object_handle oh;
-    if (!UnpackWhole(body, kRequestLimit, &oh)) return Status::Corruption("query.run request: trailing bytes");
-    const msgpack::object& o = oh.get();
-    const msgpack::object* f = Fields(o, 8);
-    if (f == nullptr) return Status::Corruption("query.run request: not an array of 8");
-    if (!ReadVersion(f)) return Status::Corruption("query.run request: unknown version");
+    const msgpack::object* f = nullptr;
+    OKLOG_RETURN_IF_ERROR(OpenVersioned(body, kRequestLimit, 8, kQueryMessagesVersion, "query.run request", &oh, &f));
     QueryRunRequest r;
     uint8_t kind = 0;
     if (!ReadUintAs(f[1], &kind) || kind > 1) return Status::Corruption("query.run request: kind");
@@ -108,10 +101,8 @@ std::string EncodeQueryRunStats(const QueryRunStats& s) {
 Result<QueryRunStats> DecodeQueryRunStats(std::string_view body) {
   try {
     msgpack::object_handle oh;
-    if (!UnpackWhole(body, kStatsLimit, &oh)) return Status::Corruption("query.run stats: trailing bytes");
-    const msgpack::object* f = Fields(oh.get(), 5);
-    if (f == nullptr) return Status::Corruption("query.run stats: not an array of 5");
-    if (!ReadVersion(f)) return Status::Corruption("query.run stats: unknown version");
+    const msgpack::object* f = nullptr;
+    OKLOG_RETURN_IF_ERROR(OpenVersioned(body, kStatsLimit, 5, kQueryMessagesVersion, "query.run stats", &oh, &f));
     QueryRunStats s;
     if (!ReadUint(f[1], UINT64_MAX, &s.nodes) || !ReadUint(f[2], UINT64_MAX, &s.segments) ||
         !ReadUint(f[3], UINT64_MAX, &s.max_data_set_size) || !ReadUint(f[4], UINT64_MAX, &s.errors))
@@ -134,10 +125,8 @@ std::string EncodeStreamOpen(const MatchSpec& match) {
 Result<MatchSpec> DecodeStreamOpen(std::string_view body) {
   try {
     msgpack::object_handle oh;
-    if (!UnpackWhole(body, kRequestLimit, &oh)) return Status::Corruption("stream.open request: trailing bytes");
-    const msgpack::object* f = Fields(oh.get(), 4);
-    if (f == nullptr) return Status::Corruption("stream.open request: not an array of 4");
-    if (!ReadVersion(f)) return Status::Corruption("stream.open request: unknown version");
+    const msgpack::object* f = nullptr;
+    OKLOG_RETURN_IF_ERROR(OpenVersioned(body, kRequestLimit, 4, kQueryMessagesVersion, "stream.open request", &oh, &f));
     MatchSpec m;
     if (const char* bad = ReadFilter(f + 1, &m.q, &m.mode, &m.topics))
       return Status::Corruption(std::string("stream.open request: ") + bad);

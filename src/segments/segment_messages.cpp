@@ -18,17 +18,12 @@ bool ReadId(const msgpack::object& o, std::string* out) {
   return ReadStr(o, Ulid::kTextSize, false, out) && out->size() == Ulid::kTextSize && IsCanonicalUlid(out->data());
 }
 
-// The fields after the version of a [version, ...] array of at least n elements (later
-// versions may append fields), or a reason.
+// The fields after the version of one of this header's messages, or a reason.
 Status Open(std::string_view body, uint32_t n, const char* what, msgpack::object_handle* oh,
             const msgpack::object** fields) {
-  if (!UnpackWhole(body, kLimit, oh)) return Status::Corruption(std::string(what) + ": trailing bytes");
-  const msgpack::object* f = Fields(oh->get(), n);
-  uint64_t version = 0;
-  if (f == nullptr) return Status::Corruption(std::string(what) + ": not an array of " + std::to_string(n));
-  if (!ReadUint(f[0], UINT32_MAX, &version) || version != kSegmentMessagesVersion)
-    return Status::Corruption(std::string(what) + ": unknown version");
-  *fields = f + 1;
+  const msgpack::object* all = nullptr;
+  OKLOG_RETURN_IF_ERROR(OpenVersioned(body, kLimit, n, kSegmentMessagesVersion, what, oh, &all));
+  *fields = all + 1;
   return Status::Ok();
 }
 
