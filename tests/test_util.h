@@ -42,6 +42,14 @@ class TempDir {
   std::string path_;
 };
 
+// The value of one series ("name" or "name{labels}") in a rendered /metrics text, or -1 when
+// the series is not there.
+inline double SeriesValue(const std::string& rendered, const std::string& series) {
+  size_t at = rendered.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(rendered.substr(at + series.size() + 2));
+}
+
 inline std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "query/query_test_util.h"
+#include "test_util.h"
 
 namespace oklog {
 namespace {
@@ -93,10 +94,7 @@ class ApiTest : public ::testing::Test {
 
   // The value of one rendered metric line ("name{labels}"), or -1.
   double Metric(const std::string& series) {
-    std::string text = metrics_.Render();
-    size_t at = text.find("\n" + series + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(text.substr(at + series.size() + 2));
+    return SeriesValue(metrics_.Render(), series);
   }
 
   HttpResult Get(const std::string& path_and_query, const std::string& extra = "") {

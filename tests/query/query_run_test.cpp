@@ -18,6 +18,7 @@
 #include "query/query_api.h"
 #include "query/query_messages.h"
 #include "query/query_test_util.h"
+#include "test_util.h"
 #include "rpc/rpc_client.h"
 #include "rpc/rpc_server.h"
 
@@ -250,10 +251,7 @@ class QueryRunTest : public ::testing::Test {
   }
 
   double Metric(const std::string& series) {
-    std::string text = OnLoop<std::string>([&] { return metrics_.Render(); });
-    size_t at = text.find("\n" + series + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(text.substr(at + series.size() + 2));
+    return SeriesValue(OnLoop<std::string>([&] { return metrics_.Render(); }), series);
   }
 
   bool WaitFor(const std::function<bool()>& pred, int timeout_ms = 20000) {

@@ -140,9 +140,7 @@ class ClusterConsumerTest : public ::testing::Test {
     return true;
   }
   double Metric(const std::string& series) {
-    std::string text = loop_.Run([&] { return metrics_.Render(); });
-    size_t at = text.find("\n" + series + " ");
-    return at == std::string::npos ? -1 : std::stod(text.substr(at + series.size() + 2));
+    return SeriesValue(loop_.Run([&] { return metrics_.Render(); }), series);
   }
   size_t Waiting() {
     return loop_.Run([&] { return ingest_->flushed_count() + ingest_->pending_count(); });

@@ -93,10 +93,7 @@ class SegmentRpcTest : public ::testing::Test {
 
   // One rendered series ("name{labels}"), or -1.
   double Metric(const std::string& series) {
-    std::string text = metrics_.Render();
-    size_t at = text.find("\n" + series + " ");
-    if (at == std::string::npos) return -1;
-    return std::stod(text.substr(at + series.size() + 2));
+    return SeriesValue(metrics_.Render(), series);
   }
   uint64_t CounterValue(const std::string& name) { return metrics_.NewCounter(name, "")->Value(); }
   uint64_t StoredRecords() {
