@@ -3,7 +3,7 @@
 namespace oklog::rpc {
 
 Result<std::unique_ptr<RpcBridge>> RpcBridge::Create(uv_loop_t* loop, RpcClient* client) {
-  std::unique_ptr<RpcBridge> b(new RpcBridge(loop, client));
+  std::unique_ptr<RpcBridge> b(new RpcBridge(client));
   OKLOG_ASSIGN_OR_RETURN(b->poster_, LoopPoster::Create(loop));
   return b;
 }

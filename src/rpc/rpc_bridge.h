@@ -13,9 +13,7 @@
 #include <functional>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <vector>
 
 #include "common/status.h"
 #include "common/uv/loop_poster.h"
@@ -41,10 +39,9 @@ class RpcBridge {
   void Close();
 
  private:
-  RpcBridge(uv_loop_t* loop, RpcClient* client) : loop_(loop), client_(client) {}
+  explicit RpcBridge(RpcClient* client) : client_(client) {}
   bool Post(std::function<void(bool run)> job);  // run=false: cancelled
 
-  uv_loop_t* loop_;
   RpcClient* client_;
   std::unique_ptr<LoopPoster> poster_;
 };
