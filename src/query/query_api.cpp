@@ -122,9 +122,8 @@ class QueryService::PeerDrivers {
   bool stopping_ = false;
 };
 
-QueryService::QueryService(uv_loop_t* loop, StoreLog* store, Options options, Registry* metrics)
-    : loop_(loop),
-      store_(store),
+QueryService::QueryService(StoreLog* store, Options options, Registry* metrics)
+    : store_(store),
       options_(std::move(options)),
       queries_(metrics->NewCounterFamily("oklog_query_queries_total",
                                          "Store queries by result: ok, stats (HEAD), bad_request, cancelled, "
@@ -149,7 +148,7 @@ QueryService::QueryService(uv_loop_t* loop, StoreLog* store, Options options, Re
 
 Result<std::unique_ptr<QueryService>> QueryService::Create(uv_loop_t* loop, StoreLog* store, Options options,
                                                            Registry* metrics) {
-  std::unique_ptr<QueryService> s(new QueryService(loop, store, std::move(options), metrics));
+  std::unique_ptr<QueryService> s(new QueryService(store, std::move(options), metrics));
   OKLOG_ASSIGN_OR_RETURN(s->poster_, LoopPoster::Create(loop));
   return s;
 }

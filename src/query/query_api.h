@@ -74,7 +74,7 @@ class QueryService {
     ScanRequest request;
     uint64_t raw_bytes = 0;
   };
-  QueryService(uv_loop_t* loop, StoreLog* store, Options options, Registry* metrics);
+  QueryService(StoreLog* store, Options options, Registry* metrics);
   Plan MakePlan(const Ulid& from, const Ulid& to, ScanOrder order, std::optional<uint64_t> limit);
   void HandleQuery(const HttpRequest& req, std::shared_ptr<HttpResponse> resp);
   void HandleRun(std::shared_ptr<rpc::ServerCall> call);
@@ -88,7 +88,6 @@ class QueryService {
   void HandleEvent(Event& event);               // loop thread
   void OnClientGone(uint64_t id);
 
-  uv_loop_t* loop_;
   StoreLog* store_;
   Options options_;
   std::unique_ptr<QueryExecutor> executor_;
