@@ -10,6 +10,7 @@
 #include "query/query_messages.h"
 #include "query/query_params.h"
 #include "query/record_sink.h"
+#include "segments/record_merge.h"
 
 namespace oklog {
 namespace {
@@ -26,27 +27,22 @@ struct QueryFanout::Fan {
     uint64_t handle = 0;
     std::string buf;
     size_t pos = 0;
+    size_t head_len = 0;  // > 0 while the line at pos is this peer's head in the merge
     bool stats = false, ended = false, failed = false, exhausted = false;
     QueryRunStats st;
   };
   QueryFanout* owner;
   std::shared_ptr<HttpResponse> resp;
   std::vector<PeerStream> peers;
-  bool head = false, descending = false;
+  bool head = false;
   OutputFormat format = OutputFormat::kText;
   std::optional<uint64_t> limit;
   uint64_t emitted = 0;
   bool headers_sent = false, finished = false, waiting_drain = false;
-  std::string last_key;
+  MergeByUlid merge;  // one head per peer with a complete line; ordered like the request
   std::string out;
   HttpResponse::Headers base_headers;
   std::chrono::steady_clock::time_point t0;
-
-  // Peers send raw records, so the merge key is the leading ULID; formatting happens once, here
-  // at the edge, as records leave the merge.
-  static std::string_view Key(std::string_view line) {
-    return line.size() >= Ulid::kTextSize ? line.substr(0, Ulid::kTextSize) : line;
-  }
 
   void CancelAll() {
     for (auto& p : peers)
@@ -102,37 +98,34 @@ struct QueryFanout::Fan {
       CancelAll();
       return;
     }
+    // Peers send raw records, so the merge key is the leading ULID; formatting happens once,
+    // here at the edge, as records leave the merge.
     for (;;) {
       if (limit && emitted >= *limit) return Finish();
-      int best = -1;
-      std::string_view best_line;
       for (size_t i = 0; i < peers.size(); ++i) {
         PeerStream& p = peers[i];
-        if (p.exhausted) continue;
+        if (p.exhausted || p.head_len) continue;
         size_t nl = p.buf.find('\n', p.pos);
         if (nl == std::string::npos) {
           if (p.ended || p.failed) {
             p.exhausted = true;
             continue;
           }
-          return;  // wait for this peer
+          return;  // wait for this peer: its next line may come first
         }
-        std::string_view line(p.buf.data() + p.pos, nl + 1 - p.pos);
-        if (best < 0 || (descending ? Key(line) > Key(best_line) : Key(line) < Key(best_line))) {
-          best = static_cast<int>(i);
-          best_line = line;
-        }
+        p.head_len = nl + 1 - p.pos;
+        merge.Offer(i, std::string_view(p.buf).substr(p.pos, p.head_len));
       }
-      if (best < 0) return Finish();
-      PeerStream& p = peers[static_cast<size_t>(best)];
-      std::string_view key = Key(best_line);
-      if (key != last_key) {
-        last_key.assign(key);
-        AppendFormatted(best_line, format, &out);
+      if (merge.empty()) return Finish();
+      PeerStream& p = peers[merge.Pop().source];
+      std::string_view line(p.buf.data() + p.pos, p.head_len);
+      p.head_len = 0;
+      if (merge.Accept(line)) {
+        AppendFormatted(line, format, &out);
         ++emitted;
       }
-      p.pos += best_line.size();
-      if (p.handle && !p.ended && !p.failed) owner->client_->Consume(p.handle, best_line.size());
+      p.pos += line.size();
+      if (p.handle && !p.ended && !p.failed) owner->client_->Consume(p.handle, line.size());
       if (p.pos >= (1u << 20)) {
         p.buf.erase(0, p.pos);
         p.pos = 0;
@@ -228,7 +221,8 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
   fan->resp = resp;
   fan->head = head;
   fan->format = p.format;
-  fan->descending = p.order() == ScanOrder::kDescending;
+  fan->merge = MergeByUlid(p.order() == ScanOrder::kDescending ? MergeByUlid::Order::kDescending
+                                                               : MergeByUlid::Order::kAscending);
   fan->limit = p.limit;
   fan->t0 = std::chrono::steady_clock::now();
   fan->base_headers = {{"X-Oklog-From", FormatRfc3339(p.from.unix_ms())},

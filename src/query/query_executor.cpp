@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "common/log.h"
+#include "segments/record_merge.h"
 
 namespace oklog {
 namespace {
@@ -243,66 +244,56 @@ class Driver {
     return true;
   }
 
-  // A k-way merge. A head is either a block not yet loaded (keyed by its bound ULID) or the
-  // current record of a loaded block; popping a not-yet-loaded block loads it.
-  struct Head {
-    const char* key;
-    size_t member;
-    size_t task;
-    bool loaded;
-    size_t span;  // position in the scan order of the block's spans
+  // The group's k-way merge (MergeByUlid, one head per member). A member's head is either its
+  // next block not yet loaded, keyed by the block's bound ULID, or the current record of its
+  // loaded block; popping a not-yet-loaded block loads it and offers its first record.
+  struct Cursor {
+    size_t task = 0;
+    bool loaded = false;
+    size_t span = 0;  // position in the scan order of the block's spans
   };
 
   bool EmitMerged(std::vector<Member>& members) {
     const bool desc = req_.order == ScanOrder::kDescending;
-    KeyOrder order{desc};
-    auto after = [&](const Head& a, const Head& b) { return order.Before(b.key, b.member, a.key, a.member); };
-    std::vector<Head> heap;
-    auto push_next_block = [&](size_t m) {
+    MergeByUlid merge(desc ? MergeByUlid::Order::kDescending : MergeByUlid::Order::kAscending);
+    std::vector<Cursor> cur(members.size());
+    auto offer_next_block = [&](size_t m) {
       Member& mem = members[m];
       if (mem.next >= mem.tasks.size()) return;
-      size_t ti = mem.tasks[mem.next++];
-      heap.push_back(Head{st_->tasks[ti].key, m, ti, false, 0});
-      std::push_heap(heap.begin(), heap.end(), after);
+      cur[m] = Cursor{mem.tasks[mem.next++], false, 0};
+      merge.Offer(m, std::string_view(st_->tasks[cur[m].task].key, Ulid::kTextSize));
     };
-    for (size_t m = 0; m < members.size(); ++m) push_next_block(m);
-    char last[Ulid::kTextSize];
-    bool have_last = false;
-    while (!heap.empty()) {
+    for (size_t m = 0; m < members.size(); ++m) offer_next_block(m);
+    while (!merge.empty()) {
       if (Cancelled()) return false;
-      std::pop_heap(heap.begin(), heap.end(), after);
-      Head h = heap.back();
-      heap.pop_back();
-      Task& t = st_->tasks[h.task];
-      if (!h.loaded) {
-        Await(h.task);
+      size_t m = merge.Pop().source;
+      Cursor& c = cur[m];
+      Task& t = st_->tasks[c.task];
+      if (!c.loaded) {
+        Await(c.task);
         if (t.spans.empty()) {
           Release(t);
-          push_next_block(h.member);
+          offer_next_block(m);
           continue;
         }
-        h.loaded = true;
-        h.span = 0;
+        c.loaded = true;
+        c.span = 0;
       } else {
         size_t n = t.spans.size();
-        std::string_view rec = RecordOf(t, desc ? n - 1 - h.span : h.span);
-        if (have_last && std::memcmp(rec.data(), last, Ulid::kTextSize) == 0) {
+        std::string_view rec = RecordOf(t, desc ? n - 1 - c.span : c.span);
+        if (!merge.Accept(rec)) {
           ++stats_->duplicates;
-        } else {
-          std::memcpy(last, rec.data(), Ulid::kTextSize);
-          have_last = true;
-          if (!Deliver(rec)) return false;  // Settle and ~RunState clean up
+        } else if (!Deliver(rec)) {
+          return false;  // Settle and ~RunState clean up
         }
-        if (++h.span == n) {
+        if (++c.span == n) {
           Release(t);
-          push_next_block(h.member);
+          offer_next_block(m);
           continue;
         }
       }
       size_t n = t.spans.size();
-      h.key = t.text.data() + t.spans[desc ? n - 1 - h.span : h.span].offset;
-      heap.push_back(h);
-      std::push_heap(heap.begin(), heap.end(), after);
+      merge.Offer(m, RecordOf(t, desc ? n - 1 - c.span : c.span));
     }
     return true;
   }

@@ -333,60 +333,46 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
   // The merge.
   std::vector<Cursor> cursors;
   cursors.reserve(inputs.size());
-  std::vector<size_t> heap;
-  auto after = [&](size_t a, size_t b) {  // heap order: smallest ULID on top, then input order
-    int c = std::memcmp(cursors[a].head().data(), cursors[b].head().data(), Ulid::kTextSize);
-    return c != 0 ? c > 0 : a > b;
-  };
+  MergeByUlid merge;
   for (size_t i = 0; i < inputs.size(); ++i) {
     size_t from = expire_before_ms ? Retention::FirstLiveBlock(*inputs[i], expire_before_ms) : 0;
     cursors.emplace_back(inputs[i].get(), from);
   }
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    auto ok = cursors[i].Advance(&res.bytes_read);
-    if (!ok.ok()) {
-      Status s = fail(ok.status());
-      if (s.code() == Code::kCorruption) store_->Quarantine(inputs[i]->path(), s);
-      return s;
+  // Offers input c's next record, if it has one; false with *err set when its block is unreadable.
+  auto offer_next = [&](size_t c, bool first, Status* err) {
+    if (!first && cursors[c].Next()) {
+      merge.Offer(c, cursors[c].head());
+      return true;
     }
-    if (ok.value()) heap.push_back(i);
+    auto more = cursors[c].Advance(&res.bytes_read);
+    if (!more.ok()) {
+      *err = fail(more.status());
+      if (err->code() == Code::kCorruption) store_->Quarantine(inputs[c]->path(), *err);
+      return false;
+    }
+    if (more.value()) merge.Offer(c, cursors[c].head());
+    return true;
+  };
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    Status err;
+    if (!offer_next(i, true, &err)) return err;
   }
-  std::make_heap(heap.begin(), heap.end(), after);
-  bool have_last = false;
-  char last_key[Ulid::kTextSize];
   uint64_t since_stop_check = 0;
-  while (!heap.empty()) {
-    std::pop_heap(heap.begin(), heap.end(), after);
-    size_t c = heap.back();
+  while (!merge.empty()) {
+    size_t c = merge.Pop().source;
     std::string_view rec = cursors[c].head();
-    if (have_last && std::memcmp(rec.data(), last_key, Ulid::kTextSize) == 0) {
-      ++res.duplicates;
-    } else {
-      std::memcpy(last_key, rec.data(), Ulid::kTextSize);
-      have_last = true;
+    if (merge.Accept(rec)) {
       Status s = emit(rec);
       if (!s.ok()) return fail(s);
     }
-    if (cursors[c].Next()) {
-      std::push_heap(heap.begin(), heap.end(), after);
-    } else {
-      auto more = cursors[c].Advance(&res.bytes_read);
-      if (!more.ok()) {
-        Status s = fail(more.status());
-        if (s.code() == Code::kCorruption) store_->Quarantine(inputs[c]->path(), s);
-        return s;
-      }
-      if (more.value()) {
-        std::push_heap(heap.begin(), heap.end(), after);
-      } else {
-        heap.pop_back();
-      }
-    }
+    Status err;
+    if (!offer_next(c, false, &err)) return err;
     if (++since_stop_check == 4096) {
       since_stop_check = 0;
       if (stop_) return fail(Status::Cancelled("compactor stopping"));
     }
   }
+  res.duplicates = merge.duplicates();
   if (writer && writer->records() > 0) {
     Status s = finish_output();
     if (!s.ok()) return fail(s);

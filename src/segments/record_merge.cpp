@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <queue>
 
 #include "common/ulid.h"
 
@@ -64,41 +63,20 @@ bool SortRecords(std::vector<std::string_view>* run) {
 
 uint64_t MergeRuns(const std::vector<std::vector<std::string_view>>& runs,
                    const std::function<bool(std::string_view)>& emit) {
-  uint64_t dups = 0;
-  const char* last = nullptr;  // ULID of the last emitted record
-  auto dup = [&](std::string_view r) { return last && std::memcmp(last, r.data(), Ulid::kTextSize) == 0; };
-  if (runs.size() == 1) {
-    for (std::string_view r : runs[0]) {
-      if (dup(r)) {
-        ++dups;
-        continue;
-      }
-      last = r.data();
-      if (!emit(r)) return dups;
-    }
-    return dups;
-  }
-  using Head = std::pair<size_t, size_t>;  // run, index
-  auto greater = [&](const Head& a, const Head& b) {
-    int c = CmpUlid(runs[a.first][a.second], runs[b.first][b.second]);
-    return c != 0 ? c > 0 : a.first > b.first;
-  };
-  std::priority_queue<Head, std::vector<Head>, decltype(greater)> heap(greater);
+  MergeByUlid merge;
+  std::vector<size_t> next(runs.size(), 0);  // per run: index of the head after the offered one
   for (size_t i = 0; i < runs.size(); ++i)
-    if (!runs[i].empty()) heap.push({i, 0});
-  while (!heap.empty()) {
-    Head h = heap.top();
-    heap.pop();
-    std::string_view r = runs[h.first][h.second];
-    if (h.second + 1 < runs[h.first].size()) heap.push({h.first, h.second + 1});
-    if (dup(r)) {
-      ++dups;
-      continue;
+    if (!runs[i].empty()) {
+      merge.Offer(i, runs[i][0]);
+      next[i] = 1;
     }
-    last = r.data();
-    if (!emit(r)) return dups;
+  while (!merge.empty()) {
+    size_t run = merge.Pop().source;
+    std::string_view r = runs[run][next[run] - 1];
+    if (next[run] < runs[run].size()) merge.Offer(run, runs[run][next[run]++]);
+    if (merge.Accept(r) && !emit(r)) break;
   }
-  return dups;
+  return merge.duplicates();
 }
 
 MergedRecords MergeBuffers(const std::vector<std::string_view>& buffers) {

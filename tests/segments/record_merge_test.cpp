@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <random>
+
 #include "common/ulid.h"
 
 namespace oklog {
@@ -60,6 +63,100 @@ TEST(RecordMergeTest, SingleRunDuplicatesDropped) {
   int n = 0;
   EXPECT_EQ(MergeRuns(runs, [&](std::string_view) { return ++n, true; }), 2u);
   EXPECT_EQ(n, 1);
+}
+
+TEST(RecordMergeTest, MergeRunsKeepsTheLowestRunsCopyAndStopsWhenEmitSaysSo) {
+  std::string a0 = Rec(1, 1, "x"), a1 = Rec(1, 1, "y"), b = Rec(2, 1, "b");
+  std::vector<std::vector<std::string_view>> runs{{b}, {a1}, {a0}};
+  std::vector<std::string_view> seen;
+  MergeRuns(runs, [&](std::string_view r) { return seen.push_back(r), true; });
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0].data(), a1.data());  // run 1's copy beats run 2's
+  int n = 0;
+  MergeRuns(runs, [&](std::string_view) { return ++n, false; });
+  EXPECT_EQ(n, 1);
+}
+
+// Drains a merge of in-memory sources (each sorted in the merge's order) as the callers do:
+// pop, gate, offer that source's next head.
+std::vector<std::string> Drain(MergeByUlid* m, const std::vector<std::vector<std::string>>& src) {
+  std::vector<size_t> next(src.size(), 0);
+  for (size_t i = 0; i < src.size(); ++i)
+    if (!src[i].empty()) m->Offer(i, src[i][next[i]++]);
+  std::vector<std::string> out;
+  while (!m->empty()) {
+    size_t s = m->Pop().source;
+    const std::string& r = src[s][next[s] - 1];
+    if (next[s] < src[s].size()) m->Offer(s, src[s][next[s]++]);
+    if (m->Accept(r)) out.push_back(r);
+  }
+  return out;
+}
+
+TEST(MergeByUlidTest, MatchesSortAndUniqueInBothOrdersOnRandomSources) {
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 200; ++round) {
+    const bool desc = round % 2 == 1;
+    size_t k = 1 + rng() % 6;
+    std::vector<std::vector<std::string>> src(k);
+    std::vector<std::string> all;
+    for (auto& s : src) {
+      size_t n = rng() % 40;
+      for (size_t i = 0; i < n; ++i) s.push_back(Rec(rng() % 30, rng() % 3, "r"));
+      std::sort(s.begin(), s.end());
+      s.erase(std::unique(s.begin(), s.end()), s.end());  // a source holds a record once
+      if (desc) std::reverse(s.begin(), s.end());
+      all.insert(all.end(), s.begin(), s.end());
+    }
+    std::sort(all.begin(), all.end());
+    size_t total = all.size();
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    if (desc) std::reverse(all.begin(), all.end());
+    MergeByUlid m(desc ? MergeByUlid::Order::kDescending : MergeByUlid::Order::kAscending);
+    EXPECT_EQ(Drain(&m, src), all) << "round " << round;
+    EXPECT_EQ(m.duplicates(), total - all.size());
+  }
+}
+
+TEST(MergeByUlidTest, EqualKeysPopLowerSourceFirstInEitherOrder) {
+  for (auto order : {MergeByUlid::Order::kAscending, MergeByUlid::Order::kDescending}) {
+    MergeByUlid m(order);
+    std::string r = Rec(5, 5, "same");
+    m.Offer(2, r);
+    m.Offer(0, r);
+    m.Offer(1, r);
+    EXPECT_EQ(m.Pop().source, 0u);
+    EXPECT_EQ(m.Pop().source, 1u);
+    EXPECT_EQ(m.Pop().source, 2u);
+    EXPECT_TRUE(m.empty());
+  }
+}
+
+TEST(MergeByUlidTest, KeysAreCopiedSoASourceMayReuseItsBuffer) {
+  MergeByUlid m;
+  std::string buf = Rec(9, 0, "late");
+  m.Offer(0, buf);
+  m.Offer(1, Rec(3, 0, "early"));
+  buf.assign(1000, 'Z');  // the fan-out's network buffers grow and shift like this
+  EXPECT_EQ(m.Pop().source, 1u);
+  MergeByUlid::Head h = m.Pop();
+  EXPECT_EQ(h.source, 0u);
+  EXPECT_EQ(std::string(h.key, Ulid::kTextSize), Ulid::FromParts(9, 0, 0).ToString());
+}
+
+TEST(MergeByUlidTest, ShortLinesAreOrderedAndNeverTakenForDuplicates) {
+  MergeByUlid m;
+  m.Offer(0, Rec(1, 0, "a"));
+  m.Offer(1, "x\n");  // a malformed peer line: zero-padded, sorts by its bytes
+  m.Offer(2, "");
+  EXPECT_EQ(m.Pop().source, 2u);
+  EXPECT_EQ(m.Pop().source, 0u);
+  EXPECT_EQ(m.Pop().source, 1u);
+  EXPECT_TRUE(m.Accept("x\n"));
+  EXPECT_TRUE(m.Accept("x\n"));
+  EXPECT_TRUE(m.Accept(Rec(1, 0, "a")));
+  EXPECT_FALSE(m.Accept(Rec(1, 0, "b")));  // same ULID, other text: still the same record
+  EXPECT_EQ(m.duplicates(), 1u);
 }
 
 }  // namespace
