@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <regex>
 #include <thread>
 
@@ -119,6 +121,37 @@ TEST(CliTest, NodeRejectsBadFlagsWithAMessage) {
   EXPECT_NE(out.find("bad address"), std::string::npos) << out;
   out = Shell(OklogBinary() + " ingeststore -ingest.topic '-bad' 2>&1", &rc);
   EXPECT_EQ(rc, 1);
+}
+
+// Every bad flag value, whatever the check that finds it, ends the node before it binds a port or
+// creates a directory: exit 1 and one line on stderr naming the flag.
+TEST(CliTest, NodeRefusesABadConfigBeforeItBindsOrCreatesAnything) {
+  TempDir dir;
+  const std::string in = dir.path() + "/ingest", st = dir.path() + "/store";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"ingeststore", "-store.segment-replication-factor", "0"}, "-store.segment-replication-factor"},
+      {{"ingeststore", "-ingest.topic-mode", "random"}, "-ingest.topic-mode"},
+      {{"ingest", "-cluster.preset", "wan"}, "-cluster.preset"},
+      {{"store", "-store.max-bytes", "-1"}, "-store.max-bytes"},
+      {{"ingeststore", "-api", "127.0.0.1:1:2"}, "-api: bad address"},
+      {{"ingeststore", "-api", "127.0.0.1:7000", "-ingest.fast", "127.0.0.1:7000"}, "-api and -ingest.fast"},
+      {{"ingest", "-ingest.segment-flush-age", "0s"}, "-ingest.segment-flush-age"},
+      {{"ingeststore", "-config", dir.path() + "/missing.conf"}, "-config"},
+  };
+  int n = 0;
+  for (const auto& [flags, want] : cases) {
+    std::vector<std::string> argv = {OklogBinary()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.insert(argv.end(), {"-ingest.path", in, "-store.path", st});
+    Process p(argv, dir.path(), "bad" + std::to_string(++n));
+    EXPECT_EQ(p.Wait(std::chrono::seconds(10)), 1) << want;
+    const std::string err = p.Stderr();
+    EXPECT_NE(err.find(want), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "one line: " << err;
+    EXPECT_EQ(p.Stdout(), "");
+    EXPECT_FALSE(std::filesystem::exists(in)) << want;
+    EXPECT_FALSE(std::filesystem::exists(st)) << want;
+  }
 }
 
 }  // namespace
