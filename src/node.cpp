@@ -21,6 +21,7 @@
 #include "gossip/gossip_node.h"
 #include "gossip/transport.h"
 #include "node/node_config.h"
+#include "node/ports_file.h"
 #include "rpc/frame_codec.h"
 #include "rpc/rpc_bridge.h"
 #include "rpc/rpc_client.h"
@@ -148,6 +149,8 @@ class Node {
  private:
   Status Start() {
     auto logger = Logger("node");
+    // A reader waiting for the file must not take the previous run's ports for this one's.
+    if (!c_.ports_file.empty()) std::remove(c_.ports_file.c_str());
     IngestServerOptions io;
     io.fast = c_.fast;
     io.durable = c_.durable;
@@ -239,9 +242,19 @@ class Node {
       uv_signal_start(h, &Node::OnSignal, sig);
       signals_.push_back(h);
     }
-    logger->info("oklog {} {} API={} fast={} durable={} bulk={} ingest.path={} store.path={}", kVersion,
-                 RoleName(c_.role), http_->BoundAddress(), io.fast.HostPort(), io.durable.HostPort(),
-                 io.bulk.HostPort(), c_.ingest_path, c_.store_path);
+    // Everything is bound: the ports as bound (a listener given port 0 got one from the kernel).
+    BoundPorts ports = {{"api", Address{"tcp", c_.api.host, http_->port()}.HostPort()}};
+    if (ingest_) {
+      ports.push_back({"ingest.fast", Address{"tcp", c_.fast.host, ingest_->fast_port()}.HostPort()});
+      ports.push_back({"ingest.durable", Address{"tcp", c_.durable.host, ingest_->durable_port()}.HostPort()});
+      ports.push_back({"ingest.bulk", Address{"tcp", c_.bulk.host, ingest_->bulk_port()}.HostPort()});
+    }
+    ports.push_back({"cluster", Address{"tcp", c_.cluster.host, gossip_->port()}.HostPort()});
+    std::string listening;
+    for (const auto& [name, addr] : ports) listening += " " + name + "=" + addr;
+    logger->info("oklog {} {} listening:{} ingest.path={} store.path={}", kVersion, RoleName(c_.role), listening,
+                 c_.ingest_path, c_.store_path);
+    if (!c_.ports_file.empty()) OKLOG_RETURN_IF_ERROR(WritePortsFile(c_.ports_file, ports));
     return Status::Ok();
   }
 

@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <sstream>
@@ -185,6 +186,33 @@ class Process {
   bool exited_ = false;
   int status_ = 0;
 };
+
+// The listeners a node reported in its -ports.file ("name=host:port" lines): name -> port.
+// Empty when the file is missing or holds no valid line.
+inline std::map<std::string, uint16_t> ReadPortsFile(const std::string& path) {
+  std::map<std::string, uint16_t> ports;
+  std::istringstream in(ReadFile(path));
+  for (std::string line; std::getline(in, line);) {
+    const size_t eq = line.find('='), colon = line.rfind(':');
+    if (eq == std::string::npos || colon == std::string::npos || colon < eq) continue;
+    const int port = std::atoi(line.c_str() + colon + 1);
+    if (port > 0 && port < 65536) ports[line.substr(0, eq)] = static_cast<uint16_t>(port);
+  }
+  return ports;
+}
+
+// Waits for a starting node's -ports.file (written once every listener is bound) while
+// running() holds. Empty when the node exited first or the timeout passed. Remove the file
+// before starting the node, or a restart reads the previous run's ports.
+inline std::map<std::string, uint16_t> WaitForPorts(const std::string& path, const std::function<bool()>& running,
+                                                    std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  std::map<std::string, uint16_t> ports;
+  WaitFor([&] {
+    ports = ReadPortsFile(path);
+    return !ports.empty() || !running();
+  }, timeout);
+  return ports;
+}
 
 // Runs a shell command, returning its stdout; exit status in *rc if given.
 inline std::string Shell(const std::string& cmd, int* rc = nullptr) {

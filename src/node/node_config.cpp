@@ -23,6 +23,7 @@ struct NodeFlags {
   std::string advertise;
   std::string cluster_name = "oklog";
   std::string cluster_preset = "lan";
+  std::string ports_file;
   std::string ingest_path = "data/ingest";
   int64_t flush_size = 16 << 20;
   Nanos flush_age = std::chrono::milliseconds(500);
@@ -58,6 +59,8 @@ struct NodeFlags {
     fs->String("cluster.advertise-addr", &advertise, "address other nodes reach this one at (host[:port])");
     fs->String("cluster.name", &cluster_name, "cluster name; nodes of other clusters are ignored");
     fs->String("cluster.preset", &cluster_preset, "gossip timing preset: lan or local");
+    fs->String("ports.file", &ports_file,
+               "once every listener is bound, write their addresses to this file as name=host:port lines");
     fs->String("ingest.path", &ingest_path, "directory of ingest segments");
     fs->Int("ingest.segment-flush-size", &flush_size, "flush an active segment at this many bytes");
     fs->Duration("ingest.segment-flush-age", &flush_age, "flush a non-empty active segment this long after it was opened");
@@ -193,6 +196,7 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   else if (f.cluster_preset == "local") c.preset = gossip::Preset::kLocal;
   else return Status::InvalidArgument("-cluster.preset must be lan or local, not \"" + f.cluster_preset + "\"");
   c.peers = f.peers;
+  c.ports_file = f.ports_file;
   c.ingest_path = f.ingest_path;
   if (f.topic_mode == "static") c.topic_mode = TopicMode::kStatic;
   else if (f.topic_mode == "dynamic") c.topic_mode = TopicMode::kDynamic;
@@ -251,6 +255,12 @@ Status NodeConfig::Validate() const {
   if (HasStore(role)) OKLOG_RETURN_IF_ERROR(DirectoryOrAbsent("store.path", store_path));
   if (role == Role::kIngestStore && SamePath(ingest_path, store_path))
     return Status::InvalidArgument("-ingest.path and -store.path are both " + ingest_path + "; they must differ");
+  if (!ports_file.empty()) {
+    const std::filesystem::path dir = std::filesystem::path(ports_file).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
+      return Status::InvalidArgument("-ports.file " + ports_file + ": " + dir.string() + " is not a directory");
+  }
 
   // Two listeners of this role on one explicit port (and overlapping hosts) cannot both bind.
   std::vector<std::pair<std::string, const Address*>> listeners = {{"api", &api}, {"cluster", &cluster}};

@@ -34,7 +34,7 @@ std::vector<std::string> RoleNames(Role role);
 struct NodeConfig {
   Role role = Role::kIngestStore;
   bool debug = false;
-  // Listeners. Port 0 lets the node pick one.
+  // Listeners. Port 0 lets the node pick one; it reports what it bound (log, -ports.file).
   Address api{"tcp", "0.0.0.0", 7650};
   Address fast{"tcp", "0.0.0.0", 7651};
   Address durable{"tcp", "0.0.0.0", 7652};
@@ -44,6 +44,7 @@ struct NodeConfig {
   std::string cluster_name = "oklog";
   gossip::Preset preset = gossip::Preset::kLan;
   std::vector<std::string> peers;  // seeds, host[:port]; names are resolved at every exchange
+  std::string ports_file;          // "": none; see node/ports_file.h
 
   std::string ingest_path = "data/ingest";
   TopicMode topic_mode = TopicMode::kStatic;

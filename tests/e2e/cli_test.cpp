@@ -137,6 +137,7 @@ TEST(CliTest, NodeRefusesABadConfigBeforeItBindsOrCreatesAnything) {
       {{"ingeststore", "-api", "127.0.0.1:7000", "-ingest.fast", "127.0.0.1:7000"}, "-api and -ingest.fast"},
       {{"ingest", "-ingest.segment-flush-age", "0s"}, "-ingest.segment-flush-age"},
       {{"ingeststore", "-config", dir.path() + "/missing.conf"}, "-config"},
+      {{"ingeststore", "-ports.file", dir.path() + "/no/such/dir/ports"}, "-ports.file"},
   };
   int n = 0;
   for (const auto& [flags, want] : cases) {

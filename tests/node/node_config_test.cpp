@@ -48,6 +48,7 @@ TEST(NodeConfigTest, DefaultsAreOkLogsAndValid) {
   EXPECT_EQ(c->topic_mode, TopicMode::kStatic);
   EXPECT_EQ(c->replication_factor, 2);
   EXPECT_EQ(c->flush_age, std::chrono::milliseconds(500));
+  EXPECT_EQ(c->ports_file, "");
   EXPECT_TRUE(NodeConfig{}.Validate().ok());
 }
 
@@ -55,7 +56,7 @@ TEST(NodeConfigTest, FlagsAreConvertedToTheirTypes) {
   Result<NodeConfig> c = LoadNodeConfig(
       Role::kStore, {"-api", "127.0.0.1:0", "-cluster", "[::1]:7000", "-cluster.preset", "local", "-topic-mode",
                      "dynamic", "-peer", "a:1", "-peer", "b", "-store.segment-replication-factor", "3",
-                     "-ingest.segment-flush-age", "2s"});
+                     "-ingest.segment-flush-age", "2s", "-ports.file", "ports.txt"});
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->role, Role::kStore);
   EXPECT_EQ(c->api.HostPort(), "127.0.0.1:0");
@@ -65,6 +66,7 @@ TEST(NodeConfigTest, FlagsAreConvertedToTheirTypes) {
   EXPECT_EQ(c->peers, (std::vector<std::string>{"a:1", "b"}));
   EXPECT_EQ(c->replication_factor, 3);
   EXPECT_EQ(c->flush_age, std::chrono::seconds(2));
+  EXPECT_EQ(c->ports_file, "ports.txt");
 }
 
 TEST(NodeConfigTest, ConfigFileIsReadFirstAndTheCommandLineWins) {
@@ -99,7 +101,7 @@ TEST(NodeConfigTest, HelpIsNotFoundAndUsageListsEveryFlagWithItsDefault) {
   EXPECT_EQ(NodeConfig::Parse(Role::kIngest, {"-h"}).status().code(), Code::kNotFound);
   const std::string usage = NodeConfig::Usage(Role::kIngest);
   EXPECT_EQ(usage.rfind("Usage of oklog ingest:\n", 0), 0u) << usage;
-  for (const char* flag : {"-api \"tcp://0.0.0.0:7650\"", "-store.segment-replication-factor 2",
+  for (const char* flag : {"-api \"tcp://0.0.0.0:7650\"", "-ports.file \"\"", "-store.segment-replication-factor 2",
                            "-ingest.segment-flush-age 500ms", "-config"})
     EXPECT_NE(usage.find(flag), std::string::npos) << flag;
 }
@@ -158,6 +160,7 @@ TEST(NodeConfigTest, EachBadValueIsRefusedNamingTheFlagAndWhy) {
       {Role::kStore, {"-store.path", ""}, {"-store.path is empty"}},
       {is, {"-store.path", ""}, {"-store.path is empty"}},
       {is, {"-ingest.path", "d", "-store.path", "./d/"}, {"-ingest.path and -store.path", "must differ"}},
+      {is, {"-ports.file", "/nonexistent/dir/ports"}, {"-ports.file", "/nonexistent/dir", "not a directory"}},
       // Validation: two listeners on one explicit port.
       {is, {"-api", "127.0.0.1:7000", "-ingest.fast", "127.0.0.1:7000"}, {"-api and -ingest.fast", "port 7000"}},
       {is, {"-ingest.durable", "0.0.0.0:7651"}, {"-ingest.fast and -ingest.durable", "port 7651"}},  // wildcard
