@@ -1,5 +1,7 @@
-// Helpers shared by the test suites: temporary directories, files, free loopback ports, and
-// real child processes of the `oklog` binary (path from OKLOG_BINARY, set by CTest).
+// Helpers shared by the test suites: temporary directories, files, loopback connections, the
+// ports a node reports (-ports.file; process tests start nodes on port 0, so no port is reserved
+// ahead and raced for), and real child processes of the `oklog` binary (path from OKLOG_BINARY,
+// set by CTest).
 #pragma once
 
 #include <fcntl.h>
@@ -16,8 +18,6 @@
 #include <fstream>
 #include <functional>
 #include <map>
-#include <mutex>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -61,27 +61,6 @@ inline std::string ReadFile(const std::string& path) {
 inline void WriteFile(const std::string& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << data;
-}
-
-// A port that was free a moment ago on 127.0.0.1, and never handed out before by this process:
-// the kernel readily gives the port it just released again, so two calls in a row could
-// otherwise return the same port for two listeners.
-inline uint16_t FreePort() {
-  static std::mutex mu;
-  static std::set<uint16_t> handed_out;
-  std::lock_guard<std::mutex> lock(mu);
-  for (;;) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    uint16_t port = ntohs(a.sin_port);
-    if (handed_out.insert(port).second) return port;
-  }
 }
 
 // A TCP connection to 127.0.0.1:port, or -1. rcvbuf > 0 sets SO_RCVBUF first (a slow client).

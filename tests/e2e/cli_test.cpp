@@ -54,13 +54,23 @@ class Sink {
 TEST(CliTest, ForwardFailsOverFromADeadTargetAndPrefixes) {
   TempDir dir;
   Sink sink;
-  uint16_t dead = FreePort();  // nothing listens there
+  // A port that refuses connections: bound but never listening, so no other process can take it
+  // while the test runs (a closed one could be).
+  int dead_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(dead_fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::getsockname(dead_fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const uint16_t dead = ntohs(a.sin_port);
   WriteFile(dir.path() + "/in.txt", "one 100%s\ntwo\nlast without newline");
   Process f({OklogBinary(), "forward", "-prefix", "host=a", "-prefix", "app=b", "127.0.0.1:" + std::to_string(dead),
              "127.0.0.1:" + std::to_string(sink.port())},
             dir.path(), "forward", dir.path() + "/in.txt");
   EXPECT_EQ(f.Wait(std::chrono::seconds(30)), 0) << f.Stderr();
   EXPECT_EQ(sink.Wait(), "host=a app=b one 100%s\nhost=a app=b two\nhost=a app=b last without newline\n");
+  ::close(dead_fd);
 }
 
 TEST(CliTest, ForwardNeedsATargetAndRejectsBadAddresses) {

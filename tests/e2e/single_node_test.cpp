@@ -1,5 +1,6 @@
-// End to end, as a user runs it: a real `oklog ingeststore` process on free loopback ports, the
-// real `oklog forward` and `oklog query` commands, and curl.
+// End to end, as a user runs it: a real `oklog ingeststore` process on loopback ports it picks
+// itself (port 0, read back from its -ports.file), the real `oklog forward` and `oklog query`
+// commands, and curl.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -19,20 +20,24 @@ namespace fs = std::filesystem;
 
 class NodeProcess {
  public:
-  NodeProcess(const std::string& dir, std::vector<std::string> extra = {}) : dir_(dir) {
-    api_ = FreePort();
-    fast_ = FreePort();
-    durable_ = FreePort();
-    bulk_ = FreePort();
-    args_ = {OklogBinary(), "ingeststore", "-api", "127.0.0.1:" + std::to_string(api_),
-             "-ingest.fast", "127.0.0.1:" + std::to_string(fast_), "-ingest.durable",
-             "127.0.0.1:" + std::to_string(durable_), "-ingest.bulk", "127.0.0.1:" + std::to_string(bulk_),
-             "-cluster", "127.0.0.1:" + std::to_string(FreePort()),
-             "-ingest.path", dir + "/data/ingest", "-store.path", dir + "/data/store"};
+  NodeProcess(const std::string& dir, std::vector<std::string> extra = {})
+      : dir_(dir), ports_file_(dir + "/node.ports") {
+    args_ = {OklogBinary(), "ingeststore", "-api", "127.0.0.1:0", "-ingest.fast", "127.0.0.1:0",
+             "-ingest.durable", "127.0.0.1:0", "-ingest.bulk", "127.0.0.1:0", "-cluster", "127.0.0.1:0",
+             "-ports.file", ports_file_, "-ingest.path", dir + "/data/ingest", "-store.path", dir + "/data/store"};
     args_.insert(args_.end(), extra.begin(), extra.end());
   }
+  // Every start binds new ports (nothing here needs the old ones) and reads them back.
   void Start() {
+    fs::remove(ports_file_);
     proc_ = std::make_unique<Process>(args_, dir_, "node" + std::to_string(++starts_));
+    auto ports = WaitForPorts(ports_file_, [&] { return proc_->running(); });
+    ASSERT_TRUE(proc_->running()) << "oklog exited: " << proc_->Stderr();
+    ASSERT_EQ(ports.size(), 5u) << ReadFile(ports_file_) << proc_->Stderr();
+    api_ = ports["api"];
+    fast_ = ports["ingest.fast"];
+    durable_ = ports["ingest.durable"];
+    bulk_ = ports["ingest.bulk"];
     ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; },
                         std::chrono::seconds(20)));
     ASSERT_TRUE(proc_->running()) << "oklog exited: " << proc_->Stderr();
@@ -66,8 +71,8 @@ class NodeProcess {
   uint16_t bulk_port() const { return bulk_; }
 
  private:
-  std::string dir_;
-  uint16_t api_, fast_, durable_, bulk_;
+  std::string dir_, ports_file_;
+  uint16_t api_ = 0, fast_ = 0, durable_ = 0, bulk_ = 0;  // of the current run
   std::vector<std::string> args_;
   std::unique_ptr<Process> proc_;
   int starts_ = 0;
