@@ -1,6 +1,7 @@
-// The `oklog` binary: mode dispatch, flags (OK Log's, plus ours), wiring of the modules on one
-// libuv loop, signals and clean shutdown. Node modes live here; client modes (forward, query,
-// stream, testsvc, segment) live in tools/cli/.
+// The `oklog` binary: mode dispatch, wiring of the modules on one libuv loop, signals and clean
+// shutdown. Node modes live here; client modes (forward, query, stream, testsvc, segment) live in
+// tools/cli/. The node's flags and -config file are NodeConfig (src/node/node_config.h), parsed
+// and validated before anything here binds or starts.
 #include <signal.h>
 #include <sys/resource.h>
 #include <uv.h>
@@ -8,17 +9,19 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "common/address.h"
-#include "common/flags.h"
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/uv/check.h"
 #include "gossip/gossip_node.h"
 #include "gossip/transport.h"
+#include "node/node_config.h"
+#include "node/ports_file.h"
 #include "rpc/frame_codec.h"
 #include "rpc/rpc_bridge.h"
 #include "rpc/rpc_client.h"
@@ -40,80 +43,6 @@ namespace {
 
 constexpr const char* kVersion = "0.1.0";
 
-// Every flag of `oklog ingeststore` (OK Log's, same meaning) plus ours.
-struct NodeFlags {
-  bool debug = false;
-  std::string api = "tcp://0.0.0.0:7650";
-  std::string topic_mode = "static";
-  std::string topic = "default";
-  std::string fast = "tcp://0.0.0.0:7651";
-  std::string durable = "tcp://0.0.0.0:7652";
-  std::string bulk = "tcp://0.0.0.0:7653";
-  std::string cluster = "tcp://0.0.0.0:7659";
-  std::string advertise;
-  std::string cluster_name = "oklog";
-  std::string cluster_preset = "lan";
-  std::string ingest_path = "data/ingest";
-  int64_t flush_size = 16 << 20;
-  Nanos flush_age = std::chrono::milliseconds(500);
-  Nanos pending_timeout = std::chrono::minutes(1);
-  Nanos drain_timeout = std::chrono::seconds(30);
-  int64_t record_max_size = 1 << 20;
-  std::string store_path = "data/store";
-  int64_t consumers = 1;
-  int64_t target_size = 128 << 20;
-  Nanos target_age = std::chrono::milliseconds(500);
-  Nanos segment_delay = std::chrono::milliseconds(100);
-  int64_t buffer_size = 1 << 20;
-  int64_t replication_factor = 2;
-  Nanos retain = std::chrono::hours(168);
-  Nanos purge = std::chrono::hours(24);
-  int64_t max_bytes = 0;
-  bool ui_local = false;
-  std::string filesystem = "real";
-  std::vector<std::string> peers;
-  std::string config;
-  std::string mode = "ingeststore";  // ingest, store or ingeststore: the roles
-
-  void Register(FlagSet* fs) {
-    fs->Bool("debug", &debug, "debug logging");
-    fs->String("api", &api, "listen address for the HTTP API (query, metrics, health)");
-    fs->String("ingest.topic-mode", &topic_mode, "static (prefix -ingest.topic) or dynamic (first token of each line)");
-    fs->Alias("topic-mode", "ingest.topic-mode");
-    fs->String("ingest.topic", &topic, "topic of every record in static topic mode");
-    fs->Alias("topic", "ingest.topic");
-    fs->String("ingest.fast", &fast, "listen address for fast (async) writes");
-    fs->String("ingest.durable", &durable, "listen address for durable (group-committed, fsynced) writes");
-    fs->String("ingest.bulk", &bulk, "listen address for bulk (whole-segment) writes");
-    fs->String("cluster", &cluster, "listen address for cluster gossip and node-to-node traffic");
-    fs->String("cluster.advertise-addr", &advertise, "address other nodes reach this one at (host[:port])");
-    fs->String("cluster.name", &cluster_name, "cluster name; nodes of other clusters are ignored");
-    fs->String("cluster.preset", &cluster_preset, "gossip timing preset: lan or local");
-    fs->String("ingest.path", &ingest_path, "directory of ingest segments");
-    fs->Int("ingest.segment-flush-size", &flush_size, "flush an active segment at this many bytes");
-    fs->Duration("ingest.segment-flush-age", &flush_age, "flush a non-empty active segment this long after it was opened");
-    fs->Duration("ingest.segment-pending-timeout", &pending_timeout, "claimed segments not committed in this time go back to flushed");
-    fs->Duration("ingest.drain-timeout", &drain_timeout,
-                 "ingest nodes on SIGTERM: serve stores until every ingest segment is consumed, at most this long, then leave");
-    fs->Int("ingest.record-max-size", &record_max_size, "lines longer than this many bytes are cut at it (and counted)");
-    fs->String("store.path", &store_path, "directory of store segments");
-    fs->Int("store.segment-consumers", &consumers, "concurrent segment consumers");
-    fs->Int("store.segment-target-size", &target_size, "most bytes of ingest segments merged into one store segment");
-    fs->Duration("store.segment-target-age", &target_age, "longest a consumer gathers before writing (it writes at once when nothing more waits)");
-    fs->Duration("store.segment-delay", &segment_delay, "accepted for OK Log compatibility; consumers pull continuously");
-    fs->Int("store.segment-buffer-size", &buffer_size, "per-query output buffer in bytes");
-    fs->Int("store.segment-replication-factor", &replication_factor, "copies of each store segment (a single node keeps 1)");
-    fs->Duration("store.segment-retain", &retain, "retention period for segment files");
-    fs->Duration("store.segment-purge", &purge, "purge deleted segment files after this long");
-    fs->Int("store.max-bytes", &max_bytes, "trash the oldest segments while the store holds more bytes (0: no limit)");
-    fs->Bool("ui.local", &ui_local, "accepted for OK Log compatibility");
-    fs->String("filesystem", &filesystem, "real (virtual and nop are not supported)");
-    fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
-    fs->String("config", &config, "file of flag values, one \"name value\" per line");
-  }
-};
-
-// Sets the file-descriptor limit to its hard maximum: segments and connections need many.
 // Gossip's stream exchanges over the cluster RPC: the method "gossip", served on every node by
 // GossipNode::ServeStream. The RPC dials IP literals, so names (seeds) are resolved first, at
 // every exchange, so DNS changes are followed. Loop thread only.
@@ -179,6 +108,7 @@ class RpcGossipStreams : public gossip::StreamTransport {
   rpc::RpcClient* client_ = nullptr;
 };
 
+// Sets the file-descriptor limit to its hard maximum: segments and connections need many.
 void RaiseFileLimit() {
   rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -187,24 +117,10 @@ void RaiseFileLimit() {
   }
 }
 
-// Parses flags, with -config FILE read first and the command line winning over it.
-Result<std::vector<std::string>> ParseWithConfig(FlagSet* fs, NodeFlags* f, const std::vector<std::string>& args) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string a = args[i];
-    std::string name = a.substr(a.find_first_not_of('-') == std::string::npos ? 0 : a.find_first_not_of('-'));
-    if (name.rfind("config=", 0) == 0) {
-      f->config = name.substr(7);
-    } else if (name == "config" && i + 1 < args.size()) {
-      f->config = args[i + 1];
-    }
-  }
-  if (!f->config.empty()) OKLOG_RETURN_IF_ERROR(fs->ParseConfigFile(f->config));
-  return fs->Parse(args);
-}
-
 class Node {
  public:
-  explicit Node(NodeFlags flags) : f_(std::move(flags)) {}
+  // The config has passed Validate().
+  explicit Node(NodeConfig config) : c_(std::move(config)) {}
 
   int Run() {
     auto logger = Logger("node");
@@ -233,47 +149,36 @@ class Node {
  private:
   Status Start() {
     auto logger = Logger("node");
-    if (f_.filesystem != "real")
-      return Status::InvalidArgument("-filesystem " + f_.filesystem + " is not supported; use real");
-    TopicMode mode;
-    if (f_.topic_mode == "static") mode = TopicMode::kStatic;
-    else if (f_.topic_mode == "dynamic") mode = TopicMode::kDynamic;
-    else return Status::InvalidArgument("-ingest.topic-mode must be static or dynamic, not " + f_.topic_mode);
-    if (!ValidTopic(f_.topic)) return Status::InvalidArgument("invalid -ingest.topic \"" + f_.topic + "\"");
-    if (f_.record_max_size <= 0 || f_.record_max_size > (64 << 20))
-      return Status::InvalidArgument("-ingest.record-max-size must be between 1 and 67108864");
-    if (f_.flush_size <= 0) return Status::InvalidArgument("-ingest.segment-flush-size must be positive");
-    if (f_.replication_factor < 1) return Status::InvalidArgument("-store.segment-replication-factor must be >= 1");
-
-    OKLOG_ASSIGN_OR_RETURN(Address api, ParseAddress(f_.api, 7650));
+    // A reader waiting for the file must not take the previous run's ports for this one's.
+    if (!c_.ports_file.empty()) std::remove(c_.ports_file.c_str());
     IngestServerOptions io;
-    OKLOG_ASSIGN_OR_RETURN(io.fast, ParseAddress(f_.fast, 7651));
-    OKLOG_ASSIGN_OR_RETURN(io.durable, ParseAddress(f_.durable, 7652));
-    OKLOG_ASSIGN_OR_RETURN(io.bulk, ParseAddress(f_.bulk, 7653));
-    io.topic_mode = mode;
-    io.topic = f_.topic;
-    io.flush_size_bytes = static_cast<uint64_t>(f_.flush_size);
-    io.flush_age = std::chrono::duration_cast<std::chrono::milliseconds>(f_.flush_age);
-    io.record_max_bytes = static_cast<size_t>(f_.record_max_size);
+    io.fast = c_.fast;
+    io.durable = c_.durable;
+    io.bulk = c_.bulk;
+    io.topic_mode = c_.topic_mode;
+    io.topic = c_.topic;
+    io.flush_size_bytes = static_cast<uint64_t>(c_.flush_size_bytes);
+    io.flush_age = std::chrono::duration_cast<std::chrono::milliseconds>(c_.flush_age);
+    io.record_max_bytes = static_cast<size_t>(c_.record_max_bytes);
 
     IngestLog::Options ilo;
-    ilo.pending_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(f_.pending_timeout);
+    ilo.pending_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c_.pending_timeout);
     // Roles: an ingest node keeps an ingest log and serves it to stores; a store node keeps a
     // store log, consumes from every ingester and answers queries.
-    if (ingest_role()) {
-      OKLOG_ASSIGN_OR_RETURN(ingest_log_, IngestLog::Open(f_.ingest_path, ilo, &metrics_));
+    if (HasIngest(c_.role)) {
+      OKLOG_ASSIGN_OR_RETURN(ingest_log_, IngestLog::Open(c_.ingest_path, ilo, &metrics_));
     }
-    if (store_role()) {
-      OKLOG_ASSIGN_OR_RETURN(store_log_, StoreLog::Open(f_.store_path, StoreLogOptions{}, &metrics_));
+    if (HasStore(c_.role)) {
+      OKLOG_ASSIGN_OR_RETURN(store_log_, StoreLog::Open(c_.store_path, StoreLogOptions{}, &metrics_));
     }
 
-    OKLOG_ASSIGN_OR_RETURN(http_, HttpServer::Create(&loop_, api, HttpServer::Options{}, &metrics_));
+    OKLOG_ASSIGN_OR_RETURN(http_, HttpServer::Create(&loop_, c_.api, HttpServer::Options{}, &metrics_));
     http_->Handle("/health", [](const HttpRequest&, std::shared_ptr<HttpResponse> w) { w->Send(200, "OK\n"); });
     http_->Handle("/metrics", [this](const HttpRequest&, std::shared_ptr<HttpResponse> w) {
       w->Send(200, metrics_.Render(), "text/plain; version=0.0.4; charset=utf-8");
     });
     QueryService::Options qo;
-    qo.high_water_bytes = std::max<size_t>(static_cast<size_t>(f_.buffer_size), 64 << 10);
+    qo.high_water_bytes = std::max<size_t>(static_cast<size_t>(c_.buffer_size_bytes), 64 << 10);
     if (store_log_) {
       OKLOG_ASSIGN_OR_RETURN(query_, QueryService::Create(&loop_, store_log_.get(), qo, &metrics_));
       query_->Register(http_.get());
@@ -287,24 +192,23 @@ class Node {
       OKLOG_ASSIGN_OR_RETURN(ingest_, IngestServer::Create(&loop_, ingest_log_.get(), io, &metrics_));
     }
 
-    OKLOG_RETURN_IF_ERROR(StartGossip(api));
+    OKLOG_RETURN_IF_ERROR(StartGossip());
     // /store/stream fans out to every live peer over stream.open (and serves theirs).
     stream_->EnableFanout(&loop_, &gossip_->peer_view(), rpc_server_.get(), rpc_client_.get());
 
     ConsumerOptions co;
-    co.target_bytes = static_cast<uint64_t>(f_.target_size);
-    if (store_log_ && ingest_log_ && f_.peers.empty()) {
+    co.target_bytes = static_cast<uint64_t>(c_.target_size_bytes);
+    if (store_log_ && ingest_log_ && c_.peers.empty()) {
       // A standalone ingeststore node (no -peer) consumes its own ingest log in process and keeps
       // one copy; other store nodes that join later pull from it over RPC as well.
-      if (f_.replication_factor > 1)
-        logger->info("single node: replication factor {} cannot be met, keeping 1 copy", f_.replication_factor);
+      if (c_.replication_factor > 1)
+        logger->info("single node: replication factor {} cannot be met, keeping 1 copy", c_.replication_factor);
       consumer_ = LocalConsumer::Start(ingest_log_.get(), store_log_.get(), co, &metrics_);
     } else if (store_log_) {
-      if (f_.consumers < 1) return Status::InvalidArgument("-store.segment-consumers must be >= 1");
       ClusterConsumerOptions cco;
-      cco.consumers = static_cast<size_t>(f_.consumers);
-      cco.replication_factor = static_cast<size_t>(f_.replication_factor);
-      cco.max_batch_bytes = std::min<uint64_t>(co.max_batch_bytes, static_cast<uint64_t>(f_.target_size));
+      cco.consumers = static_cast<size_t>(c_.consumers);
+      cco.replication_factor = static_cast<size_t>(c_.replication_factor);
+      cco.max_batch_bytes = std::min<uint64_t>(co.max_batch_bytes, static_cast<uint64_t>(c_.target_size_bytes));
       cluster_consumer_ = ClusterConsumer::Start(
           bridge_.get(),
           [this] {
@@ -318,12 +222,11 @@ class Node {
     }
 
     // Compaction and retention on their own thread (never the loop thread).
-    if (f_.max_bytes < 0) return Status::InvalidArgument("-store.max-bytes must be >= 0");
     CompactorOptions cpo;
-    cpo.target_bytes = static_cast<uint64_t>(f_.target_size);
-    cpo.retention.retain = std::chrono::duration_cast<std::chrono::milliseconds>(f_.retain);
-    cpo.retention.purge = std::chrono::duration_cast<std::chrono::milliseconds>(f_.purge);
-    cpo.retention.max_bytes = static_cast<uint64_t>(f_.max_bytes);
+    cpo.target_bytes = static_cast<uint64_t>(c_.target_size_bytes);
+    cpo.retention.retain = std::chrono::duration_cast<std::chrono::milliseconds>(c_.retain);
+    cpo.retention.purge = std::chrono::duration_cast<std::chrono::milliseconds>(c_.purge);
+    cpo.retention.max_bytes = static_cast<uint64_t>(c_.max_bytes);
     if (store_log_) {
       OKLOG_ASSIGN_OR_RETURN(compactor_, Compactor::Create(store_log_.get(), cpo, &metrics_));
       compactor_->Start();
@@ -339,28 +242,32 @@ class Node {
       uv_signal_start(h, &Node::OnSignal, sig);
       signals_.push_back(h);
     }
-    logger->info("oklog {} {} API={} fast={} durable={} bulk={} ingest.path={} store.path={}", kVersion, f_.mode,
-                 http_->BoundAddress(), io.fast.HostPort(), io.durable.HostPort(), io.bulk.HostPort(), f_.ingest_path,
-                 f_.store_path);
+    // Everything is bound: the ports as bound (a listener given port 0 got one from the kernel).
+    BoundPorts ports = {{"api", Address{"tcp", c_.api.host, http_->port()}.HostPort()}};
+    if (ingest_) {
+      ports.push_back({"ingest.fast", Address{"tcp", c_.fast.host, ingest_->fast_port()}.HostPort()});
+      ports.push_back({"ingest.durable", Address{"tcp", c_.durable.host, ingest_->durable_port()}.HostPort()});
+      ports.push_back({"ingest.bulk", Address{"tcp", c_.bulk.host, ingest_->bulk_port()}.HostPort()});
+    }
+    ports.push_back({"cluster", Address{"tcp", c_.cluster.host, gossip_->port()}.HostPort()});
+    std::string listening;
+    for (const auto& [name, addr] : ports) listening += " " + name + "=" + addr;
+    logger->info("oklog {} {} listening:{} ingest.path={} store.path={}", kVersion, RoleName(c_.role), listening,
+                 c_.ingest_path, c_.store_path);
+    if (!c_.ports_file.empty()) OKLOG_RETURN_IF_ERROR(WritePortsFile(c_.ports_file, ports));
     return Status::Ok();
   }
 
   // Joins the cluster: roles and API address in the gossiped metadata, GET /cluster.
-  bool ingest_role() const { return f_.mode != "store"; }
-  bool store_role() const { return f_.mode != "ingest"; }
-
-  Status StartGossip(const Address& api) {
-    OKLOG_ASSIGN_OR_RETURN(Address cluster, ParseAddress(f_.cluster, 7659));
+  Status StartGossip() {
+    const Address& cluster = c_.cluster;
     gossip::GossipNode::Options go;
     go.bind_addr = cluster.HostPort();
-    go.advertise_addr = f_.advertise;
-    go.seeds = f_.peers;
-    go.cluster_name = f_.cluster_name;
-    if (f_.cluster_preset == "lan") go.preset = gossip::Preset::kLan;
-    else if (f_.cluster_preset == "local") go.preset = gossip::Preset::kLocal;
-    else return Status::InvalidArgument("-cluster.preset must be lan or local, not " + f_.cluster_preset);
-    if (ingest_role()) go.meta.roles.push_back("ingest");
-    if (store_role()) go.meta.roles.push_back("store");
+    go.advertise_addr = c_.advertise;
+    go.seeds = c_.peers;
+    go.cluster_name = c_.cluster_name;
+    go.preset = c_.preset;
+    go.meta.roles = RoleNames(c_.role);  // on the wire as strings
     if (ingest_) {
       go.meta.ingest_fast_port = ingest_->fast_port();
       go.meta.ingest_durable_port = ingest_->durable_port();
@@ -373,7 +280,7 @@ class Node {
     go.streams = gossip_streams_.get();
     for (int attempt = 0;; ++attempt) {
       OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, go, &metrics_));
-      rpc_server_ = rpc::RpcServer::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
+      rpc_server_ = rpc::RpcServer::Create(&loop_, {c_.cluster_name, gossip_->name()}, &metrics_);
       Status listen = rpc_server_->Listen(Address{"tcp", cluster.host, gossip_->port()}.HostPort());
       if (listen.ok()) break;
       // With port 0 the TCP side of the port UDP got may be taken: try another port.
@@ -383,7 +290,7 @@ class Node {
       retired_gossip_.back()->Close();
       if (cluster.port != 0 || attempt >= 19) return Status::IOError("cluster port TCP side: " + listen.ToString());
     }
-    rpc_client_ = rpc::RpcClient::Create(&loop_, {f_.cluster_name, gossip_->name()}, &metrics_);
+    rpc_client_ = rpc::RpcClient::Create(&loop_, {c_.cluster_name, gossip_->name()}, &metrics_);
     gossip_streams_->SetClient(rpc_client_.get());
     rpc_server_->Handle(std::string(rpc::kGossipMethod), [this](std::shared_ptr<rpc::ServerCall> c) {
       c->Respond(Status::Ok(), gossip_->ServeStream(c->peer(), c->body()));
@@ -397,12 +304,12 @@ class Node {
     // The data plane: stores pull from ingesters (segment.*) and replicate to stores.
     if (ingest_log_)
       ingest_rpc_ = IngestRpc::Create(&loop_, ingest_log_.get(), rpc_server_.get(),
-                                      std::chrono::duration_cast<std::chrono::milliseconds>(f_.pending_timeout),
+                                      std::chrono::duration_cast<std::chrono::milliseconds>(c_.pending_timeout),
                                       &metrics_);
     if (store_log_) ServeReplicas(&loop_, store_log_.get(), rpc_server_.get(), &metrics_);
     // Other nodes reach our API at the advertised host (as OK Log) unless it is bound to one IP.
     gossip::NodeMeta meta = go.meta;
-    std::string host = api.host;
+    std::string host = c_.api.host;
     if (host.empty() || host == "0.0.0.0" || host == "::") {
       auto adv = ParseAddress(gossip_->advertise_addr(), 7659);
       host = adv.ok() ? adv->host : "127.0.0.1";
@@ -435,7 +342,7 @@ class Node {
     if (http_) http_->Close();
     // Draining leave (ingest nodes): stop accepting and flush, then keep serving the stores until
     // they consumed every segment or -ingest.drain-timeout passed, then leave.
-    const bool drain = f_.mode == "ingest" && ingest_ && ingest_rpc_ && f_.drain_timeout.count() > 0;
+    const bool drain = c_.role == Role::kIngest && ingest_ && ingest_rpc_ && c_.drain_timeout.count() > 0;
     if (ingest_) {
       ingest_->Close([this, drain] {
         Logger("node")->info("ingest listeners closed, active segments flushed");
@@ -449,7 +356,7 @@ class Node {
     Logger("node")->info("draining: {} flushed and {} claimed segment(s) left for the stores",
                          ingest_log_->flushed_count(), ingest_log_->pending_count());
     drain_deadline_ms_ = uv_now(&loop_) + static_cast<uint64_t>(
-                                              std::chrono::duration_cast<std::chrono::milliseconds>(f_.drain_timeout).count());
+                                              std::chrono::duration_cast<std::chrono::milliseconds>(c_.drain_timeout).count());
     auto* t = new uv_timer_t;
     OKLOG_UV_CHECK(uv_timer_init(&loop_, t));
     t->data = this;
@@ -479,7 +386,7 @@ class Node {
     if (gossip_) gossip_->Leave([this] { gossip_->Close(); });
   }
 
-  NodeFlags f_;
+  const NodeConfig c_;
   uv_loop_t loop_;
   Registry metrics_;
   std::unique_ptr<IngestLog> ingest_log_;
@@ -507,28 +414,20 @@ class Node {
   int exit_code_ = 0;
 };
 
-int RunNode(const std::string& mode, const std::vector<std::string>& args) {
-  NodeFlags f;
-  FlagSet fs(mode);
-  f.Register(&fs);
-  auto rest = ParseWithConfig(&fs, &f, args);
-  if (!rest.ok()) {
-    if (rest.status().code() == Code::kNotFound) {
-      std::cout << fs.Usage();
+int RunNode(Role role, const std::vector<std::string>& args) {
+  Result<NodeConfig> config = LoadNodeConfig(role, args);
+  if (!config.ok()) {
+    if (config.status().code() == Code::kNotFound) {  // -h
+      std::cout << NodeConfig::Usage(role);
       return 0;
     }
-    std::cerr << rest.status().message() << "\n" << fs.Usage();
+    std::cerr << "oklog " << RoleName(role) << ": " << config.status().message() << "\n";
     return 1;
   }
-  if (!rest->empty()) {
-    std::cerr << "unexpected argument: " << rest->front() << "\n";
-    return 1;
-  }
-  f.mode = mode;
-  SetLogLevel(f.debug ? "debug" : "info");
+  SetLogLevel(config->debug ? "debug" : "info");
   RaiseFileLimit();
   signal(SIGPIPE, SIG_IGN);
-  Node node(std::move(f));
+  Node node(std::move(config).value());
   return node.Run();
 }
 
@@ -558,7 +457,7 @@ int main(int argc, char** argv) {
   std::string mode = argv[1];
   std::transform(mode.begin(), mode.end(), mode.begin(), ::tolower);
   std::vector<std::string> args(argv + 2, argv + argc);
-  if (mode == "ingeststore" || mode == "ingest" || mode == "store") return RunNode(mode, args);
+  if (std::optional<Role> role = ParseRole(mode)) return RunNode(*role, args);
   if (mode == "forward") return RunForward(args);
   if (mode == "query") return RunQuery(args);
   if (mode == "stream") return RunStream(args);

@@ -24,7 +24,7 @@ namespace fs = std::filesystem;
 const std::set<std::string> kModules = {"common", "rpc",  "gossip", "segments",
                                         "query",  "node", "cli",    "bench"};
 // Test folders checked as tests of a module (tests/e2e and tests/cluster drive the binary).
-const std::set<std::string> kTestedModules = {"common", "rpc", "gossip", "segments", "query"};
+const std::set<std::string> kTestedModules = {"common", "rpc", "gossip", "segments", "query", "node"};
 
 struct Graph {
   std::map<std::string, std::set<std::string>> arrows;  // from -> to ("*" = any module)
@@ -94,7 +94,7 @@ struct Owner {
 
 Owner OwnerOf(const std::string& rel) {
   auto starts = [&](const std::string& p) { return rel.rfind(p, 0) == 0; };
-  if (rel == "src/node.cpp") return {Owner::Kind::kModule, "node"};
+  if (rel == "src/node.cpp" || starts("src/node/")) return {Owner::Kind::kModule, "node"};
   for (const char* m : {"common", "rpc", "gossip", "segments", "query"})
     if (starts(std::string("src/") + m + "/")) return {Owner::Kind::kModule, m};
   if (starts("tools/cli/")) return {Owner::Kind::kModule, "cli"};
@@ -208,7 +208,8 @@ std::optional<std::string> LibraryModule(const std::string& lib) {
   static const std::map<std::string, std::string> kLibs = {
       {"oklog_common", "common"},     {"oklog_rpc", "rpc"},           {"oklog_gossip_core", "gossip"},
       {"oklog_gossip_sim", "gossip"}, {"oklog_gossip", "gossip"},     {"oklog_segments", "segments"},
-      {"oklog_query", "query"},       {"oklog_cli", "cli"},           {"oklog_bench_util", "bench"}};
+      {"oklog_query", "query"},       {"oklog_cli", "cli"},           {"oklog_bench_util", "bench"},
+      {"oklog_node", "node"}};
   auto it = kLibs.find(lib);
   if (it == kLibs.end()) return std::nullopt;
   return it->second;

@@ -1,5 +1,7 @@
-// Helpers shared by the test suites: temporary directories, files, free loopback ports, and
-// real child processes of the `oklog` binary (path from OKLOG_BINARY, set by CTest).
+// Helpers shared by the test suites: temporary directories, files, loopback connections, the
+// ports a node reports (-ports.file; process tests start nodes on port 0, so no port is reserved
+// ahead and raced for), and real child processes of the `oklog` binary (path from OKLOG_BINARY,
+// set by CTest).
 #pragma once
 
 #include <fcntl.h>
@@ -15,8 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <mutex>
-#include <set>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -60,27 +61,6 @@ inline std::string ReadFile(const std::string& path) {
 inline void WriteFile(const std::string& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << data;
-}
-
-// A port that was free a moment ago on 127.0.0.1, and never handed out before by this process:
-// the kernel readily gives the port it just released again, so two calls in a row could
-// otherwise return the same port for two listeners.
-inline uint16_t FreePort() {
-  static std::mutex mu;
-  static std::set<uint16_t> handed_out;
-  std::lock_guard<std::mutex> lock(mu);
-  for (;;) {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    ::close(fd);
-    uint16_t port = ntohs(a.sin_port);
-    if (handed_out.insert(port).second) return port;
-  }
 }
 
 // A TCP connection to 127.0.0.1:port, or -1. rcvbuf > 0 sets SO_RCVBUF first (a slow client).
@@ -185,6 +165,33 @@ class Process {
   bool exited_ = false;
   int status_ = 0;
 };
+
+// The listeners a node reported in its -ports.file ("name=host:port" lines): name -> port.
+// Empty when the file is missing or holds no valid line.
+inline std::map<std::string, uint16_t> ReadPortsFile(const std::string& path) {
+  std::map<std::string, uint16_t> ports;
+  std::istringstream in(ReadFile(path));
+  for (std::string line; std::getline(in, line);) {
+    const size_t eq = line.find('='), colon = line.rfind(':');
+    if (eq == std::string::npos || colon == std::string::npos || colon < eq) continue;
+    const int port = std::atoi(line.c_str() + colon + 1);
+    if (port > 0 && port < 65536) ports[line.substr(0, eq)] = static_cast<uint16_t>(port);
+  }
+  return ports;
+}
+
+// Waits for a starting node's -ports.file (written once every listener is bound) while
+// running() holds. Empty when the node exited first or the timeout passed. Remove the file
+// before starting the node, or a restart reads the previous run's ports.
+inline std::map<std::string, uint16_t> WaitForPorts(const std::string& path, const std::function<bool()>& running,
+                                                    std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  std::map<std::string, uint16_t> ports;
+  WaitFor([&] {
+    ports = ReadPortsFile(path);
+    return !ports.empty() || !running();
+  }, timeout);
+  return ports;
+}
 
 // Runs a shell command, returning its stdout; exit status in *rc if given.
 inline std::string Shell(const std::string& cmd, int* rc = nullptr) {

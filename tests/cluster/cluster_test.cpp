@@ -1,12 +1,13 @@
-// The cluster data path end to end: real `oklog ingest` and `oklog store` processes on free
-// loopback ports, told only the first node as seed, fed by the real `oklog forward`, queried
-// over HTTP. Replication factor 2; short pending timeout and gossip preset `local` so faults
-// resolve in seconds.
+// The cluster data path end to end: real `oklog ingest` and `oklog store` processes on loopback
+// ports they pick (port 0, read back from -ports.file), told only the first node as seed, fed by
+// the real `oklog forward`, queried over HTTP. Replication factor 2; short pending timeout and
+// gossip preset `local` so faults resolve in seconds.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -21,23 +22,30 @@ namespace {
 class Node {
  public:
   Node(const std::string& dir, const std::string& name, const std::string& mode, uint16_t seed_port)
-      : dir_(dir), name_(name) {
-    api_ = FreePort();
-    fast_ = FreePort();
-    bulk_ = FreePort();
-    cluster_ = FreePort();
+      : dir_(dir), name_(name), ports_file_(dir + "/" + name + ".ports") {
     std::filesystem::create_directories(dir + "/" + name);
-    args_ = {OklogBinary(), mode, "-api", "127.0.0.1:" + std::to_string(api_),
-             "-ingest.fast", "127.0.0.1:" + std::to_string(fast_), "-ingest.durable",
-             "127.0.0.1:" + std::to_string(FreePort()), "-ingest.bulk", "127.0.0.1:" + std::to_string(bulk_),
-             "-cluster", "127.0.0.1:" + std::to_string(cluster_), "-cluster.preset", "local",
+    args_ = {OklogBinary(), mode, "-api", "127.0.0.1:0", "-ingest.fast", "127.0.0.1:0", "-ingest.durable",
+             "127.0.0.1:0", "-ingest.bulk", "127.0.0.1:0", "-cluster", "127.0.0.1:0", "-ports.file", ports_file_,
+             "-cluster.preset", "local",
              "-ingest.path", dir + "/" + name + "/ingest", "-store.path", dir + "/" + name + "/store",
              "-ingest.segment-flush-age", "200ms", "-ingest.segment-pending-timeout", "3s",
              "-store.segment-replication-factor", "2"};
     if (seed_port) args_.insert(args_.end(), {"-peer", "127.0.0.1:" + std::to_string(seed_port)});
   }
+  // The first start picks every port. A restart keeps the cluster port the first run reported: it
+  // is the node's gossip name, so the same member comes back. The other ports are new each run.
   void Start() {
-    proc_ = std::make_unique<Process>(args_, dir_, name_ + "-" + std::to_string(++starts_));
+    std::vector<std::string> args = args_;
+    if (cluster_ != 0) *(std::find(args.begin(), args.end(), "-cluster") + 1) = "127.0.0.1:" + std::to_string(cluster_);
+    std::filesystem::remove(ports_file_);
+    proc_ = std::make_unique<Process>(args, dir_, name_ + "-" + std::to_string(++starts_));
+    auto ports = WaitForPorts(ports_file_, [&] { return proc_->running(); });
+    ASSERT_TRUE(proc_->running()) << name_ << " exited: " << proc_->Stderr();
+    api_ = ports["api"];
+    fast_ = ports["ingest.fast"];  // 0 on a store node
+    bulk_ = ports["ingest.bulk"];
+    cluster_ = ports["cluster"];
+    ASSERT_TRUE(api_ != 0 && cluster_ != 0) << name_ << ": " << ReadFile(ports_file_) << proc_->Stderr();
     ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; }, std::chrono::seconds(20)));
     ASSERT_TRUE(proc_->running()) << name_ << " exited: " << proc_->Stderr();
   }
@@ -109,8 +117,8 @@ class Node {
   std::string Stderr() { return proc_ ? proc_->Stderr() : ""; }
 
  private:
-  std::string dir_, name_;
-  uint16_t api_, fast_, bulk_, cluster_;
+  std::string dir_, name_, ports_file_;
+  uint16_t api_ = 0, fast_ = 0, bulk_ = 0, cluster_ = 0;  // as the node reported them
   std::vector<std::string> args_;
   std::unique_ptr<Process> proc_;
   int starts_ = 0;

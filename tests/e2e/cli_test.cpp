@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <regex>
 #include <thread>
 
@@ -52,13 +54,23 @@ class Sink {
 TEST(CliTest, ForwardFailsOverFromADeadTargetAndPrefixes) {
   TempDir dir;
   Sink sink;
-  uint16_t dead = FreePort();  // nothing listens there
+  // A port that refuses connections: bound but never listening, so no other process can take it
+  // while the test runs (a closed one could be).
+  int dead_fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(dead_fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::getsockname(dead_fd, reinterpret_cast<sockaddr*>(&a), &len), 0);
+  const uint16_t dead = ntohs(a.sin_port);
   WriteFile(dir.path() + "/in.txt", "one 100%s\ntwo\nlast without newline");
   Process f({OklogBinary(), "forward", "-prefix", "host=a", "-prefix", "app=b", "127.0.0.1:" + std::to_string(dead),
              "127.0.0.1:" + std::to_string(sink.port())},
             dir.path(), "forward", dir.path() + "/in.txt");
   EXPECT_EQ(f.Wait(std::chrono::seconds(30)), 0) << f.Stderr();
   EXPECT_EQ(sink.Wait(), "host=a app=b one 100%s\nhost=a app=b two\nhost=a app=b last without newline\n");
+  ::close(dead_fd);
 }
 
 TEST(CliTest, ForwardNeedsATargetAndRejectsBadAddresses) {
@@ -119,6 +131,38 @@ TEST(CliTest, NodeRejectsBadFlagsWithAMessage) {
   EXPECT_NE(out.find("bad address"), std::string::npos) << out;
   out = Shell(OklogBinary() + " ingeststore -ingest.topic '-bad' 2>&1", &rc);
   EXPECT_EQ(rc, 1);
+}
+
+// Every bad flag value, whatever the check that finds it, ends the node before it binds a port or
+// creates a directory: exit 1 and one line on stderr naming the flag.
+TEST(CliTest, NodeRefusesABadConfigBeforeItBindsOrCreatesAnything) {
+  TempDir dir;
+  const std::string in = dir.path() + "/ingest", st = dir.path() + "/store";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"ingeststore", "-store.segment-replication-factor", "0"}, "-store.segment-replication-factor"},
+      {{"ingeststore", "-ingest.topic-mode", "random"}, "-ingest.topic-mode"},
+      {{"ingest", "-cluster.preset", "wan"}, "-cluster.preset"},
+      {{"store", "-store.max-bytes", "-1"}, "-store.max-bytes"},
+      {{"ingeststore", "-api", "127.0.0.1:1:2"}, "-api: bad address"},
+      {{"ingeststore", "-api", "127.0.0.1:7000", "-ingest.fast", "127.0.0.1:7000"}, "-api and -ingest.fast"},
+      {{"ingest", "-ingest.segment-flush-age", "0s"}, "-ingest.segment-flush-age"},
+      {{"ingeststore", "-config", dir.path() + "/missing.conf"}, "-config"},
+      {{"ingeststore", "-ports.file", dir.path() + "/no/such/dir/ports"}, "-ports.file"},
+  };
+  int n = 0;
+  for (const auto& [flags, want] : cases) {
+    std::vector<std::string> argv = {OklogBinary()};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.insert(argv.end(), {"-ingest.path", in, "-store.path", st});
+    Process p(argv, dir.path(), "bad" + std::to_string(++n));
+    EXPECT_EQ(p.Wait(std::chrono::seconds(10)), 1) << want;
+    const std::string err = p.Stderr();
+    EXPECT_NE(err.find(want), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "one line: " << err;
+    EXPECT_EQ(p.Stdout(), "");
+    EXPECT_FALSE(std::filesystem::exists(in)) << want;
+    EXPECT_FALSE(std::filesystem::exists(st)) << want;
+  }
 }
 
 }  // namespace

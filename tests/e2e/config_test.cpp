@@ -1,7 +1,8 @@
 // The example config files of config/, run as a user runs them: the real `oklog` with
 // `-config config/X.conf`, the mode named on the file's "Run:" line. Only the listen addresses
 // and data directories are replaced, by flags after -config (the command line wins over the
-// file), so the tests use free ports and temp directories; every other value comes from the file.
+// file), so the tests use ports the nodes pick (port 0, read back from -ports.file) and temp
+// directories; every other value comes from the file.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -42,16 +43,13 @@ bool Send(uint16_t port, const std::string& bytes) {
 class ConfigNode {
  public:
   ConfigNode(const std::string& config, const std::string& dir, std::vector<std::string> extra = {})
-      : name_(fs::path(config).stem().string()), dir_(dir) {
-    api_ = FreePort();
-    fast_ = FreePort();
-    cluster_ = FreePort();
+      : name_(fs::path(config).stem().string()), dir_(dir), ports_file_(dir + "/" + name_ + ".ports") {
     std::string mode = ModeOf(config);
     EXPECT_FALSE(mode.empty()) << config << " has no \"oklog MODE -config config/" << config << "\" line";
-    auto addr = [](uint16_t p) { return "127.0.0.1:" + std::to_string(p); };
+    const std::string any = "127.0.0.1:0";
     args_ = {OklogBinary(), mode, "-config", ConfigDir() + "/" + config,
-             "-api", addr(api_), "-ingest.fast", addr(fast_), "-ingest.durable", addr(FreePort()),
-             "-ingest.bulk", addr(FreePort()), "-cluster", addr(cluster_),
+             "-api", any, "-ingest.fast", any, "-ingest.durable", any, "-ingest.bulk", any, "-cluster", any,
+             "-ports.file", ports_file_,
              "-ingest.path", dir + "/" + name_ + "/ingest", "-store.path", dir + "/" + name_ + "/store"};
     args_.insert(args_.end(), extra.begin(), extra.end());
   }
@@ -59,7 +57,14 @@ class ConfigNode {
     if (proc_ && proc_->running()) Stop();
   }
   void Start() {
+    fs::remove(ports_file_);
     proc_ = std::make_unique<Process>(args_, dir_, name_);
+    auto ports = WaitForPorts(ports_file_, [&] { return proc_->running(); });
+    ASSERT_TRUE(proc_->running()) << name_ << " exited: " << proc_->Stderr();
+    api_ = ports["api"];
+    fast_ = ports["ingest.fast"];  // 0 on a store node: it has no ingest listener
+    cluster_ = ports["cluster"];
+    ASSERT_TRUE(api_ != 0 && cluster_ != 0) << name_ << ": " << ReadFile(ports_file_) << proc_->Stderr();
     ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; },
                         std::chrono::seconds(20)))
         << name_ << " did not answer /health: " << proc_->Stderr();
@@ -84,8 +89,8 @@ class ConfigNode {
   uint16_t fast_port() const { return fast_; }
 
  private:
-  std::string name_, dir_;
-  uint16_t api_, fast_, cluster_;
+  std::string name_, dir_, ports_file_;
+  uint16_t api_ = 0, fast_ = 0, cluster_ = 0;
   std::vector<std::string> args_;
   std::unique_ptr<Process> proc_;
 };
@@ -117,7 +122,7 @@ TEST_F(ExampleConfigTest, SingleNodeConfigStoresAndAnswersQueries) {
 }
 
 TEST_F(ExampleConfigTest, ThreeClusterNodeConfigsFormOneCluster) {
-  // The files name each other's cluster ports; the test's free ports replace them, so each
+  // The files name each other's cluster ports; the ports the nodes pick replace them, so each
   // later node is also given the first one's (the file's peers stay, unanswered, as seeds).
   ConfigNode n1("cluster-node1.conf", tmp_.path());
   ASSERT_NO_FATAL_FAILURE(n1.Start());

@@ -1,11 +1,14 @@
-// End to end, as a user runs it: a real `oklog ingeststore` process on free loopback ports, the
-// real `oklog forward` and `oklog query` commands, and curl.
+// End to end, as a user runs it: a real `oklog ingeststore` process on loopback ports it picks
+// itself (port 0, read back from its -ports.file), the real `oklog forward` and `oklog query`
+// commands, and curl.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
 #include <filesystem>
 #include <random>
+#include <set>
+#include <sstream>
 
 #include "common/http_client.h"
 #include "test_util.h"
@@ -17,20 +20,24 @@ namespace fs = std::filesystem;
 
 class NodeProcess {
  public:
-  NodeProcess(const std::string& dir, std::vector<std::string> extra = {}) : dir_(dir) {
-    api_ = FreePort();
-    fast_ = FreePort();
-    durable_ = FreePort();
-    bulk_ = FreePort();
-    args_ = {OklogBinary(), "ingeststore", "-api", "127.0.0.1:" + std::to_string(api_),
-             "-ingest.fast", "127.0.0.1:" + std::to_string(fast_), "-ingest.durable",
-             "127.0.0.1:" + std::to_string(durable_), "-ingest.bulk", "127.0.0.1:" + std::to_string(bulk_),
-             "-cluster", "127.0.0.1:" + std::to_string(FreePort()),
-             "-ingest.path", dir + "/data/ingest", "-store.path", dir + "/data/store"};
+  NodeProcess(const std::string& dir, std::vector<std::string> extra = {})
+      : dir_(dir), ports_file_(dir + "/node.ports") {
+    args_ = {OklogBinary(), "ingeststore", "-api", "127.0.0.1:0", "-ingest.fast", "127.0.0.1:0",
+             "-ingest.durable", "127.0.0.1:0", "-ingest.bulk", "127.0.0.1:0", "-cluster", "127.0.0.1:0",
+             "-ports.file", ports_file_, "-ingest.path", dir + "/data/ingest", "-store.path", dir + "/data/store"};
     args_.insert(args_.end(), extra.begin(), extra.end());
   }
+  // Every start binds new ports (nothing here needs the old ones) and reads them back.
   void Start() {
+    fs::remove(ports_file_);
     proc_ = std::make_unique<Process>(args_, dir_, "node" + std::to_string(++starts_));
+    auto ports = WaitForPorts(ports_file_, [&] { return proc_->running(); });
+    ASSERT_TRUE(proc_->running()) << "oklog exited: " << proc_->Stderr();
+    ASSERT_EQ(ports.size(), 5u) << ReadFile(ports_file_) << proc_->Stderr();
+    api_ = ports["api"];
+    fast_ = ports["ingest.fast"];
+    durable_ = ports["ingest.durable"];
+    bulk_ = ports["ingest.bulk"];
     ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; },
                         std::chrono::seconds(20)));
     ASSERT_TRUE(proc_->running()) << "oklog exited: " << proc_->Stderr();
@@ -64,8 +71,8 @@ class NodeProcess {
   uint16_t bulk_port() const { return bulk_; }
 
  private:
-  std::string dir_;
-  uint16_t api_, fast_, durable_, bulk_;
+  std::string dir_, ports_file_;
+  uint16_t api_ = 0, fast_ = 0, durable_ = 0, bulk_ = 0;  // of the current run
   std::vector<std::string> args_;
   std::unique_ptr<Process> proc_;
   int starts_ = 0;
@@ -200,6 +207,58 @@ TEST_F(SingleNodeTest, ForwardQueryRestartAndBadInputs) {
   EXPECT_NE(garbage.find("400"), std::string::npos) << garbage;
   EXPECT_EQ(node.Get("/health").status, 200);
   node.Stop();
+}
+
+// Port 0 everywhere: the node picks its ports, logs them all on one line once bound, and writes
+// them to -ports.file; a store node has no ingest listeners to report.
+TEST_F(SingleNodeTest, PortZeroListenersAreReportedInOneLogLineAndThePortsFile) {
+  const std::string file = dir_.path() + "/ports";
+  Process node({OklogBinary(), "ingeststore", "-api", "127.0.0.1:0", "-ingest.fast", "127.0.0.1:0", "-ingest.durable",
+                "127.0.0.1:0", "-ingest.bulk", "127.0.0.1:0", "-cluster", "127.0.0.1:0", "-ports.file", file,
+                "-ingest.path", dir_.path() + "/data/ingest", "-store.path", dir_.path() + "/data/store"},
+               dir_.path(), "node");
+  auto ports = WaitForPorts(file, [&] { return node.running(); });
+  ASSERT_EQ(ports.size(), 5u) << node.Stderr();
+  const std::vector<std::string> names = {"api", "ingest.fast", "ingest.durable", "ingest.bulk", "cluster"};
+  std::string want_file;
+  std::set<uint16_t> distinct;
+  for (const auto& name : names) {
+    ASSERT_EQ(ports.count(name), 1u) << name;
+    EXPECT_GT(ports[name], 0) << name;
+    distinct.insert(ports[name]);
+    want_file += name + "=127.0.0.1:" + std::to_string(ports[name]) + "\n";
+  }
+  EXPECT_EQ(distinct.size(), 5u);
+  EXPECT_EQ(ReadFile(file), want_file);
+  EXPECT_FALSE(fs::exists(file + ".tmp"));
+  // They are the ports the node serves on.
+  auto health = HttpFetchAll("GET", "127.0.0.1:" + std::to_string(ports["api"]) + "/health");
+  ASSERT_TRUE(health.ok()) << health.status().ToString();
+  EXPECT_EQ(health->body, "OK\n");
+  for (const char* name : {"ingest.fast", "ingest.durable", "ingest.bulk", "cluster"}) {
+    int fd = ConnectLoopback(ports[name]);
+    EXPECT_GE(fd, 0) << name;
+    if (fd >= 0) ::close(fd);
+  }
+  // One log line holds them all.
+  std::string err = node.Stderr(), line;
+  for (std::istringstream in(err); std::getline(in, line);)
+    if (line.find("listening:") != std::string::npos) break;
+  ASSERT_NE(line.find("listening:"), std::string::npos) << err;
+  for (const auto& name : names)
+    EXPECT_NE(line.find(" " + name + "=127.0.0.1:" + std::to_string(ports[name])), std::string::npos) << line;
+
+  const std::string store_file = dir_.path() + "/store.ports";
+  Process store({OklogBinary(), "store", "-api", "127.0.0.1:0", "-cluster", "127.0.0.1:0", "-ports.file", store_file,
+                 "-store.path", dir_.path() + "/store-only"},
+                dir_.path(), "store");
+  auto store_ports = WaitForPorts(store_file, [&] { return store.running(); });
+  EXPECT_EQ(store_ports.size(), 2u) << ReadFile(store_file) << store.Stderr();
+  EXPECT_EQ(store_ports.count("api") + store_ports.count("cluster"), 2u) << ReadFile(store_file);
+  for (Process* p : {&store, &node}) {
+    p->Signal(SIGTERM);
+    EXPECT_EQ(p->Wait(std::chrono::seconds(30)), 0) << p->Stderr();
+  }
 }
 
 TEST_F(SingleNodeTest, OversizeLineIsCutAndCounted) {

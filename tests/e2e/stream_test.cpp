@@ -1,6 +1,7 @@
 // The live stream end to end, as a user runs it: a real `oklog ingeststore`, the real
 // `oklog stream` CLI as a child process, lines written one by one into a real `oklog forward`
-// (its stdin is a FIFO), and curl -N. Measures forward-stdin-to-stream-stdout latency.
+// (its stdin is a FIFO), and curl -N. Prints the forward-stdin-to-stream-stdout latency; what it
+// asserts is that each line reaches the stream before any segment is flushed, not a time.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,18 +25,25 @@ using Clock = std::chrono::steady_clock;
 
 class Node {
  public:
+  // Starts the node on ports it picks (port 0); WaitHealthy() learns them.
   explicit Node(const std::string& dir, std::vector<std::string> extra = {})
-      : dir_(dir), api_(FreePort()), fast_(FreePort()), cluster_(FreePort()) {
+      : dir_(dir), ports_file_(dir + "/node.ports") {
     std::filesystem::create_directories(dir);
-    auto local = [](uint16_t p) { return "127.0.0.1:" + std::to_string(p); };
-    std::vector<std::string> args = {OklogBinary(), "ingeststore", "-api", local(api_), "-ingest.fast", local(fast_),
-                                     "-ingest.durable", local(FreePort()), "-ingest.bulk", local(FreePort()),
-                                     "-cluster", local(cluster_), "-ingest.path", dir + "/data/ingest",
-                                     "-store.path", dir + "/data/store"};
+    std::vector<std::string> args = {OklogBinary(), "ingeststore", "-api", "127.0.0.1:0", "-ingest.fast",
+                                     "127.0.0.1:0", "-ingest.durable", "127.0.0.1:0", "-ingest.bulk", "127.0.0.1:0",
+                                     "-cluster", "127.0.0.1:0", "-ports.file", ports_file_,
+                                     "-ingest.path", dir + "/data/ingest", "-store.path", dir + "/data/store"};
     args.insert(args.end(), extra.begin(), extra.end());
+    std::filesystem::remove(ports_file_);
     proc_ = std::make_unique<Process>(args, dir, "node");
   }
+  // Reads the node's ports, then waits for /health. False when it exited or never answered.
   bool WaitHealthy() {
+    auto ports = WaitForPorts(ports_file_, [&] { return proc_->running(); });
+    api_ = ports["api"];
+    fast_ = ports["ingest.fast"];
+    cluster_ = ports["cluster"];
+    if (api_ == 0 || fast_ == 0 || cluster_ == 0) return false;
     return WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; }, std::chrono::seconds(20)) &&
            proc_->running();
   }
@@ -58,12 +66,22 @@ class Node {
     for (size_t p = body.find("\"state\":\"alive\""); p != std::string::npos; p = body.find("\"state\":\"alive\"", p + 1)) ++n;
     return n;
   }
+  // Active segments this node has flushed (every reason), or -1 when the family is not rendered.
+  double FlushedSegments() {
+    const std::string family = "oklog_ingest_writer_flushes_total";
+    std::string text = Get("/metrics").body;
+    if (text.find("# TYPE " + family + " counter") == std::string::npos) return -1;
+    double n = 0;
+    for (size_t p = text.find("\n" + family + "{"); p != std::string::npos; p = text.find("\n" + family + "{", p + 1))
+      n += std::stod(text.substr(text.find("} ", p) + 2));
+    return n;
+  }
   Process& proc() { return *proc_; }
   const std::string& dir() const { return dir_; }
 
  private:
-  std::string dir_;
-  uint16_t api_, fast_, cluster_;
+  std::string dir_, ports_file_;
+  uint16_t api_ = 0, fast_ = 0, cluster_ = 0;
   std::unique_ptr<Process> proc_;
 };
 
@@ -120,8 +138,14 @@ class StreamE2ETest : public ::testing::Test {
   TempDir dir_;
 };
 
-TEST_F(StreamE2ETest, CliSeesMatchingLinesWithinASecondAndUnsubscribesWhenKilled) {
-  Node node(dir_.path());
+// How long a line may take to arrive before the test gives up: a bound against hanging, not a
+// latency claim. That the stream does not wait for the disk is checked by the flush count: the
+// nodes here flush after an hour, so a line that arrives was streamed before any flush.
+constexpr auto kArrival = std::chrono::seconds(20);
+const std::vector<std::string> kNoFlush = {"-ingest.segment-flush-age", "1h"};
+
+TEST_F(StreamE2ETest, CliSeesMatchingLinesBeforeAnyFlushAndUnsubscribesWhenKilled) {
+  Node node(dir_.path(), kNoFlush);
   ASSERT_TRUE(node.WaitHealthy()) << node.proc().Stderr();
 
   Process stream({OklogBinary(), "stream", "-store", node.Store(), "-q", "MATCH"}, dir_.path(), "stream");
@@ -139,19 +163,21 @@ TEST_F(StreamE2ETest, CliSeesMatchingLinesWithinASecondAndUnsubscribesWhenKilled
     fwd.Send(line);
     // Polls the CLI's output file every 0.5 ms (WaitFor's 20 ms would dominate the figure).
     bool arrived = false;
-    while (!arrived && Clock::now() - t0 < std::chrono::seconds(2)) {
+    while (!arrived && Clock::now() - t0 < kArrival) {
       arrived = stream.Stdout().size() >= expected.size();
       if (!arrived) ::usleep(500);
     }
     ASSERT_TRUE(arrived) << "line " << i << " did not arrive; stdout so far:\n" << stream.Stdout();
     latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    // Streamed as the listener read it: nothing is flushed, so nothing is stored either.
+    ASSERT_EQ(node.FlushedSegments(), 0) << "line " << i;
+    ASSERT_EQ(node.Metric("oklog_store_written_records_total"), 0) << "line " << i;
   }
   EXPECT_EQ(stream.Stdout(), expected) << "only the matching lines, in order, each once";
   double p50 = Percentile(latencies_ms, 0.5), max = Percentile(latencies_ms, 1.0);
   std::printf("forward stdin -> stream stdout latency over %zu lines: p50 %.1f ms, max %.1f ms "
               "(output file polled every 0.5 ms)\n",
               latencies_ms.size(), p50, max);
-  EXPECT_LT(max, 1000.0);
   EXPECT_EQ(node.Metric("oklog_stream_records_delivered_total"), 30);
 
   // Killing the client unsubscribes it at once.
@@ -278,9 +304,13 @@ TEST_F(StreamE2ETest, SlowClientIsToldOnStderrWhileIngestAndOthersGoOn) {
 // /store/stream on one node carries records forwarded to other nodes, and keeps doing so while
 // peers leave and join: A is asked, B and later C are ingested into.
 TEST_F(StreamE2ETest, StreamFansOutToPeersThatJoinAndLeave) {
-  Node a(dir_.path() + "/a", {"-cluster.preset", "local"});
+  auto flags = [](std::vector<std::string> f) {
+    f.insert(f.end(), kNoFlush.begin(), kNoFlush.end());
+    return f;
+  };
+  Node a(dir_.path() + "/a", flags({"-cluster.preset", "local"}));
   ASSERT_TRUE(a.WaitHealthy()) << a.proc().Stderr();
-  auto b = std::make_unique<Node>(dir_.path() + "/b", std::vector<std::string>{"-cluster.preset", "local", "-peer", a.Cluster()});
+  auto b = std::make_unique<Node>(dir_.path() + "/b", flags({"-cluster.preset", "local", "-peer", a.Cluster()}));
   ASSERT_TRUE(b->WaitHealthy()) << b->proc().Stderr();
   ASSERT_TRUE(WaitFor([&] { return a.AliveMembers() == 2 && b->AliveMembers() == 2; }, std::chrono::seconds(10)));
 
@@ -293,13 +323,16 @@ TEST_F(StreamE2ETest, StreamFansOutToPeersThatJoinAndLeave) {
   std::vector<double> latencies_ms;
   auto send = [&](Node& to, const std::string& line) {
     Forwarder fwd(to.dir(), to.Fast());
+    const double flushed = to.FlushedSegments();  // each forwarder's segment is flushed at its close
+    ASSERT_GE(flushed, 0);
     fwd.Send("other " + line);
     expected += "MATCH " + line + "\n";
     auto t0 = Clock::now();
     fwd.Send("MATCH " + line);
-    double ms = MsUntil([&] { return stream.Stdout().size(); }, expected.size(), std::chrono::seconds(3));
+    double ms = MsUntil([&] { return stream.Stdout().size(); }, expected.size(), kArrival);
     if (ms >= 0) latencies_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
     EXPECT_GE(ms, 0) << "\"" << line << "\" did not arrive; stdout:\n" << stream.Stdout();
+    EXPECT_EQ(to.FlushedSegments(), flushed) << "\"" << line << "\" was streamed before its segment was flushed";
     EXPECT_EQ(fwd.Close(), 0);
   };
   send(*b, "from b 1");
@@ -314,7 +347,7 @@ TEST_F(StreamE2ETest, StreamFansOutToPeersThatJoinAndLeave) {
   send(a, "from a 2");
 
   // C joins with only A as its seed: within about a second A streams from it too.
-  Node c(dir_.path() + "/c", {"-cluster.preset", "local", "-peer", a.Cluster()});
+  Node c(dir_.path() + "/c", flags({"-cluster.preset", "local", "-peer", a.Cluster()}));
   ASSERT_TRUE(c.WaitHealthy()) << c.proc().Stderr();
   auto joined = Clock::now();
   EXPECT_TRUE(WaitFor([&] { return a.Metric("oklog_stream_peer_streams") == 1 && c.Metric("oklog_stream_subscribers") == 1; },
@@ -325,7 +358,7 @@ TEST_F(StreamE2ETest, StreamFansOutToPeersThatJoinAndLeave) {
   EXPECT_EQ(stream.Stdout(), expected) << "each record once, nothing else";
   std::printf("forward stdin -> stream stdout across nodes, %zu lines: p50 %.1f ms, max %.1f ms\n",
               latencies_ms.size(), Percentile(latencies_ms, 0.5), Percentile(latencies_ms, 1.0));
-  EXPECT_LT(Percentile(latencies_ms, 1.0), 1000.0);
+  EXPECT_EQ(latencies_ms.size(), 5u) << "every line arrived";
 
   // The client leaves: every node lets go at once.
   stream.Signal(SIGKILL);

@@ -62,8 +62,8 @@ std::string StateIn(const std::string& json, const std::string& name) {
 }
 
 struct Node {
-  uint16_t api, fast, durable, bulk, cluster;
   std::string dir;
+  uint16_t api = 0, cluster = 0;  // as the node reported them (-ports.file)
   pid_t pid = -1;
   std::string seed;  // default: the first node's cluster address
   std::string name() const { return "127.0.0.1:" + std::to_string(cluster); }
@@ -78,8 +78,7 @@ class ClusterProcessTest : public ::testing::Test {
     root_ = std::filesystem::temp_directory_path() / ("oklog-gossip-" + std::to_string(getpid()));
     std::filesystem::create_directories(root_);
     for (int i = 0; i < 5; ++i) {
-      Node n{oklog::FreePort(), oklog::FreePort(), oklog::FreePort(), oklog::FreePort(), oklog::FreePort(),
-             (root_ / std::to_string(i)).string()};
+      Node n{(root_ / std::to_string(i)).string()};
       std::filesystem::create_directories(n.dir);
       nodes_.push_back(n);
     }
@@ -90,18 +89,26 @@ class ClusterProcessTest : public ::testing::Test {
     std::filesystem::remove_all(root_, ec);
   }
 
+  // Starts the node and waits for the ports it reports. Every listener takes port 0 but the
+  // cluster port of a restart: that is the node's gossip name, and the test expects the same
+  // member back. The first node starts without a seed: its own port is not known before it starts
+  // (so it runs the standalone consumer; this test looks at membership only).
   void Start(Node& n) {
+    const std::string ports_file = n.dir + "/ports";
+    std::filesystem::remove(ports_file);
     std::vector<std::string> args = {binary_,
                                      "ingeststore",
-                                     "-api", "127.0.0.1:" + std::to_string(n.api),
-                                     "-ingest.fast", "127.0.0.1:" + std::to_string(n.fast),
-                                     "-ingest.durable", "127.0.0.1:" + std::to_string(n.durable),
-                                     "-ingest.bulk", "127.0.0.1:" + std::to_string(n.bulk),
+                                     "-api", "127.0.0.1:0",
+                                     "-ingest.fast", "127.0.0.1:0",
+                                     "-ingest.durable", "127.0.0.1:0",
+                                     "-ingest.bulk", "127.0.0.1:0",
                                      "-cluster", "127.0.0.1:" + std::to_string(n.cluster),
                                      "-cluster.preset", "local",
-                                     "-peer", n.seed.empty() ? nodes_[0].name() : n.seed,
+                                     "-ports.file", ports_file,
                                      "-ingest.path", n.dir + "/ingest",
                                      "-store.path", n.dir + "/store"};
+    if (&n != &nodes_[0] || !n.seed.empty())
+      args.insert(args.end(), {"-peer", n.seed.empty() ? nodes_[0].name() : n.seed});
     pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
@@ -112,6 +119,16 @@ class ClusterProcessTest : public ::testing::Test {
       _exit(127);
     }
     n.pid = pid;
+    auto ports = oklog::WaitForPorts(ports_file, [&] {
+      if (waitpid(n.pid, nullptr, WNOHANG) != n.pid) return true;
+      n.pid = -1;  // exited (and reaped)
+      return false;
+    });
+    ASSERT_GT(n.pid, 0) << "node " << n.dir << " exited";
+    ASSERT_NE(ports["api"], 0) << oklog::ReadFile(ports_file);
+    ASSERT_NE(ports["cluster"], 0) << oklog::ReadFile(ports_file);
+    n.api = ports["api"];
+    n.cluster = ports["cluster"];
   }
 
   void Stop(Node& n, int sig) {

@@ -1,0 +1,287 @@
+#include "node/node_config.h"
+
+#include <filesystem>
+#include <map>
+#include <utility>
+
+#include "common/flags.h"
+
+namespace oklog {
+namespace {
+
+// The flags as the command line spells them (OK Log's names and defaults, shown by -h); Parse
+// converts them into a NodeConfig.
+struct NodeFlags {
+  bool debug = false;
+  std::string api = "tcp://0.0.0.0:7650";
+  std::string topic_mode = "static";
+  std::string topic = "default";
+  std::string fast = "tcp://0.0.0.0:7651";
+  std::string durable = "tcp://0.0.0.0:7652";
+  std::string bulk = "tcp://0.0.0.0:7653";
+  std::string cluster = "tcp://0.0.0.0:7659";
+  std::string advertise;
+  std::string cluster_name = "oklog";
+  std::string cluster_preset = "lan";
+  std::string ports_file;
+  std::string ingest_path = "data/ingest";
+  int64_t flush_size = 16 << 20;
+  Nanos flush_age = std::chrono::milliseconds(500);
+  Nanos pending_timeout = std::chrono::minutes(1);
+  Nanos drain_timeout = std::chrono::seconds(30);
+  int64_t record_max_size = 1 << 20;
+  std::string store_path = "data/store";
+  int64_t consumers = 1;
+  int64_t target_size = 128 << 20;
+  Nanos target_age = std::chrono::milliseconds(500);
+  Nanos segment_delay = std::chrono::milliseconds(100);
+  int64_t buffer_size = 1 << 20;
+  int64_t replication_factor = 2;
+  Nanos retain = std::chrono::hours(168);
+  Nanos purge = std::chrono::hours(24);
+  int64_t max_bytes = 0;
+  bool ui_local = false;
+  std::string filesystem = "real";
+  std::vector<std::string> peers;
+  std::string config;
+
+  void Register(FlagSet* fs) {
+    fs->Bool("debug", &debug, "debug logging");
+    fs->String("api", &api, "listen address for the HTTP API (query, metrics, health)");
+    fs->String("ingest.topic-mode", &topic_mode, "static (prefix -ingest.topic) or dynamic (first token of each line)");
+    fs->Alias("topic-mode", "ingest.topic-mode");
+    fs->String("ingest.topic", &topic, "topic of every record in static topic mode");
+    fs->Alias("topic", "ingest.topic");
+    fs->String("ingest.fast", &fast, "listen address for fast (async) writes");
+    fs->String("ingest.durable", &durable, "listen address for durable (group-committed, fsynced) writes");
+    fs->String("ingest.bulk", &bulk, "listen address for bulk (whole-segment) writes");
+    fs->String("cluster", &cluster, "listen address for cluster gossip and node-to-node traffic");
+    fs->String("cluster.advertise-addr", &advertise, "address other nodes reach this one at (host[:port])");
+    fs->String("cluster.name", &cluster_name, "cluster name; nodes of other clusters are ignored");
+    fs->String("cluster.preset", &cluster_preset, "gossip timing preset: lan or local");
+    fs->String("ports.file", &ports_file,
+               "once every listener is bound, write their addresses to this file as name=host:port lines");
+    fs->String("ingest.path", &ingest_path, "directory of ingest segments");
+    fs->Int("ingest.segment-flush-size", &flush_size, "flush an active segment at this many bytes");
+    fs->Duration("ingest.segment-flush-age", &flush_age, "flush a non-empty active segment this long after it was opened");
+    fs->Duration("ingest.segment-pending-timeout", &pending_timeout, "claimed segments not committed in this time go back to flushed");
+    fs->Duration("ingest.drain-timeout", &drain_timeout,
+                 "ingest nodes on SIGTERM: serve stores until every ingest segment is consumed, at most this long, then leave");
+    fs->Int("ingest.record-max-size", &record_max_size, "lines longer than this many bytes are cut at it (and counted)");
+    fs->String("store.path", &store_path, "directory of store segments");
+    fs->Int("store.segment-consumers", &consumers, "concurrent segment consumers");
+    fs->Int("store.segment-target-size", &target_size, "most bytes of ingest segments merged into one store segment");
+    fs->Duration("store.segment-target-age", &target_age, "longest a consumer gathers before writing (it writes at once when nothing more waits)");
+    fs->Duration("store.segment-delay", &segment_delay, "accepted for OK Log compatibility; consumers pull continuously");
+    fs->Int("store.segment-buffer-size", &buffer_size, "per-query output buffer in bytes");
+    fs->Int("store.segment-replication-factor", &replication_factor, "copies of each store segment (a single node keeps 1)");
+    fs->Duration("store.segment-retain", &retain, "retention period for segment files");
+    fs->Duration("store.segment-purge", &purge, "purge deleted segment files after this long");
+    fs->Int("store.max-bytes", &max_bytes, "trash the oldest segments while the store holds more bytes (0: no limit)");
+    fs->Bool("ui.local", &ui_local, "accepted for OK Log compatibility");
+    fs->String("filesystem", &filesystem, "real (virtual and nop are not supported)");
+    fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
+    fs->String("config", &config, "file of flag values, one \"name value\" per line");
+  }
+};
+
+// The -config value, found before the other flags are parsed (the file goes first).
+std::string ConfigPath(const std::vector<std::string>& args) {
+  std::string path;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    const size_t start = a.find_first_not_of('-');
+    const std::string name = a.substr(start == std::string::npos ? 0 : start);
+    if (name.rfind("config=", 0) == 0) path = name.substr(7);
+    else if (name == "config" && i + 1 < args.size()) path = args[i + 1];
+  }
+  return path;
+}
+
+Result<Address> FlagAddress(const std::string& flag, const std::string& text, uint16_t default_port) {
+  Result<Address> a = ParseAddress(text, default_port);
+  if (!a.ok()) return Status::InvalidArgument("-" + flag + ": " + a.status().message());
+  return a;
+}
+
+Status Positive(const std::string& flag, int64_t v) {
+  if (v < 1) return Status::InvalidArgument("-" + flag + " must be at least 1, not " + std::to_string(v));
+  return Status::Ok();
+}
+
+Status AtLeast(const std::string& flag, Nanos v, Nanos min) {
+  if (v < min)
+    return Status::InvalidArgument("-" + flag + " must be at least " + FormatDuration(min) + ", not " +
+                                   FormatDuration(v));
+  return Status::Ok();
+}
+
+bool Wildcard(const std::string& host) { return host.empty() || host == "0.0.0.0" || host == "::"; }
+
+// A path that exists must be a directory; one that does not is created at start-up.
+Status DirectoryOrAbsent(const std::string& flag, const std::string& path) {
+  if (path.empty()) return Status::InvalidArgument("-" + flag + " is empty; this role needs it");
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (std::filesystem::exists(st) && !std::filesystem::is_directory(st))
+    return Status::InvalidArgument("-" + flag + " " + path + " exists and is not a directory");
+  return Status::Ok();
+}
+
+// Whether two paths name the same place, as spelled (no file system access): "d" and "./d/".
+bool SamePath(const std::string& a, const std::string& b) {
+  auto norm = [](const std::string& p) {
+    std::error_code ec;  // absolute() reads only the working directory
+    std::filesystem::path n = std::filesystem::absolute(p, ec).lexically_normal();
+    return n.has_filename() ? n : n.parent_path();
+  };
+  return norm(a) == norm(b);
+}
+
+}  // namespace
+
+std::optional<Role> ParseRole(std::string_view mode) {
+  if (mode == "ingest") return Role::kIngest;
+  if (mode == "store") return Role::kStore;
+  if (mode == "ingeststore") return Role::kIngestStore;
+  return std::nullopt;
+}
+
+std::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kIngest: return "ingest";
+    case Role::kStore: return "store";
+    case Role::kIngestStore: return "ingeststore";
+  }
+  return "ingeststore";
+}
+
+std::vector<std::string> RoleNames(Role role) {
+  std::vector<std::string> names;
+  if (HasIngest(role)) names.push_back("ingest");
+  if (HasStore(role)) names.push_back("store");
+  return names;
+}
+
+std::string NodeConfig::Usage(Role role) {
+  NodeFlags f;
+  FlagSet fs(std::string(RoleName(role)));
+  f.Register(&fs);
+  return fs.Usage();
+}
+
+Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& args) {
+  NodeFlags f;
+  FlagSet fs(std::string(RoleName(role)));
+  f.Register(&fs);
+  if (std::string path = ConfigPath(args); !path.empty()) {
+    Status s = fs.ParseConfigFile(path);
+    // NotFound means "print the usage" to the caller: an unreadable file is a bad -config.
+    if (!s.ok()) return s.code() == Code::kNotFound ? Status::InvalidArgument("-config: " + s.message()) : s;
+  }
+  OKLOG_ASSIGN_OR_RETURN(std::vector<std::string> rest, fs.Parse(args));
+  if (!rest.empty()) return Status::InvalidArgument("unexpected argument: " + rest.front());
+
+  NodeConfig c;
+  c.role = role;
+  c.debug = f.debug;
+  OKLOG_ASSIGN_OR_RETURN(c.api, FlagAddress("api", f.api, 7650));
+  OKLOG_ASSIGN_OR_RETURN(c.fast, FlagAddress("ingest.fast", f.fast, 7651));
+  OKLOG_ASSIGN_OR_RETURN(c.durable, FlagAddress("ingest.durable", f.durable, 7652));
+  OKLOG_ASSIGN_OR_RETURN(c.bulk, FlagAddress("ingest.bulk", f.bulk, 7653));
+  OKLOG_ASSIGN_OR_RETURN(c.cluster, FlagAddress("cluster", f.cluster, 7659));
+  c.advertise = f.advertise;
+  c.cluster_name = f.cluster_name;
+  if (f.cluster_preset == "lan") c.preset = gossip::Preset::kLan;
+  else if (f.cluster_preset == "local") c.preset = gossip::Preset::kLocal;
+  else return Status::InvalidArgument("-cluster.preset must be lan or local, not \"" + f.cluster_preset + "\"");
+  c.peers = f.peers;
+  c.ports_file = f.ports_file;
+  c.ingest_path = f.ingest_path;
+  if (f.topic_mode == "static") c.topic_mode = TopicMode::kStatic;
+  else if (f.topic_mode == "dynamic") c.topic_mode = TopicMode::kDynamic;
+  else return Status::InvalidArgument("-ingest.topic-mode must be static or dynamic, not \"" + f.topic_mode + "\"");
+  c.topic = f.topic;
+  c.flush_size_bytes = f.flush_size;
+  c.flush_age = f.flush_age;
+  c.pending_timeout = f.pending_timeout;
+  c.drain_timeout = f.drain_timeout;
+  c.record_max_bytes = f.record_max_size;
+  c.store_path = f.store_path;
+  c.consumers = f.consumers;
+  c.target_size_bytes = f.target_size;
+  c.target_age = f.target_age;
+  c.segment_delay = f.segment_delay;
+  c.buffer_size_bytes = f.buffer_size;
+  c.replication_factor = f.replication_factor;
+  c.retain = f.retain;
+  c.purge = f.purge;
+  c.max_bytes = f.max_bytes;
+  c.ui_local = f.ui_local;
+  c.filesystem = f.filesystem;
+  return c;
+}
+
+Status NodeConfig::Validate() const {
+  using std::chrono::milliseconds;
+  if (filesystem != "real")
+    return Status::InvalidArgument("-filesystem " + filesystem + " is not supported; use real");
+  if (!ValidTopic(topic))
+    return Status::InvalidArgument("-ingest.topic \"" + topic +
+                                   "\" is not a topic (1-255 of [A-Za-z0-9_-], starting with a letter or digit)");
+  if (record_max_bytes < 1 || record_max_bytes > (64 << 20))
+    return Status::InvalidArgument("-ingest.record-max-size must be between 1 and 67108864, not " +
+                                   std::to_string(record_max_bytes));
+  OKLOG_RETURN_IF_ERROR(Positive("ingest.segment-flush-size", flush_size_bytes));
+  // The ingest side counts in milliseconds: less would be 0, that is never (age) or at once.
+  OKLOG_RETURN_IF_ERROR(AtLeast("ingest.segment-flush-age", flush_age, milliseconds(1)));
+  OKLOG_RETURN_IF_ERROR(AtLeast("ingest.segment-pending-timeout", pending_timeout, milliseconds(1)));
+  OKLOG_RETURN_IF_ERROR(AtLeast("ingest.drain-timeout", drain_timeout, Nanos(0)));
+  OKLOG_RETURN_IF_ERROR(Positive("store.segment-consumers", consumers));
+  OKLOG_RETURN_IF_ERROR(Positive("store.segment-target-size", target_size_bytes));
+  OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-target-age", target_age, Nanos(0)));
+  OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-delay", segment_delay, Nanos(0)));
+  OKLOG_RETURN_IF_ERROR(Positive("store.segment-buffer-size", buffer_size_bytes));
+  OKLOG_RETURN_IF_ERROR(Positive("store.segment-replication-factor", replication_factor));
+  OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-retain", retain, Nanos(0)));  // 0: keep for ever
+  OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-purge", purge, Nanos(0)));
+  if (max_bytes < 0)
+    return Status::InvalidArgument("-store.max-bytes must be 0 (no limit) or more, not " + std::to_string(max_bytes));
+  if (cluster_name.empty()) return Status::InvalidArgument("-cluster.name is empty");
+  if (!advertise.empty()) OKLOG_RETURN_IF_ERROR(FlagAddress("cluster.advertise-addr", advertise, 7659).status());
+  for (const std::string& p : peers) OKLOG_RETURN_IF_ERROR(FlagAddress("peer", p, 7659).status());
+
+  if (HasIngest(role)) OKLOG_RETURN_IF_ERROR(DirectoryOrAbsent("ingest.path", ingest_path));
+  if (HasStore(role)) OKLOG_RETURN_IF_ERROR(DirectoryOrAbsent("store.path", store_path));
+  if (role == Role::kIngestStore && SamePath(ingest_path, store_path))
+    return Status::InvalidArgument("-ingest.path and -store.path are both " + ingest_path + "; they must differ");
+  if (!ports_file.empty()) {
+    const std::filesystem::path dir = std::filesystem::path(ports_file).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !std::filesystem::is_directory(dir, ec))
+      return Status::InvalidArgument("-ports.file " + ports_file + ": " + dir.string() + " is not a directory");
+  }
+
+  // Two listeners of this role on one explicit port (and overlapping hosts) cannot both bind.
+  std::vector<std::pair<std::string, const Address*>> listeners = {{"api", &api}, {"cluster", &cluster}};
+  if (HasIngest(role))
+    listeners.insert(listeners.end(), {{"ingest.fast", &fast}, {"ingest.durable", &durable}, {"ingest.bulk", &bulk}});
+  for (size_t i = 0; i < listeners.size(); ++i)
+    for (size_t j = i + 1; j < listeners.size(); ++j) {
+      const Address& a = *listeners[i].second;
+      const Address& b = *listeners[j].second;
+      if (a.port == 0 || a.port != b.port) continue;
+      if (a.host != b.host && !Wildcard(a.host) && !Wildcard(b.host)) continue;
+      return Status::InvalidArgument("-" + listeners[i].first + " and -" + listeners[j].first +
+                                     " both listen on port " + std::to_string(a.port));
+    }
+  return Status::Ok();
+}
+
+Result<NodeConfig> LoadNodeConfig(Role role, const std::vector<std::string>& args) {
+  OKLOG_ASSIGN_OR_RETURN(NodeConfig c, NodeConfig::Parse(role, args));
+  OKLOG_RETURN_IF_ERROR(c.Validate());
+  return c;
+}
+
+}  // namespace oklog

@@ -1,0 +1,88 @@
+// The configuration of a node (`oklog ingest|store|ingeststore`): every flag of OK Log's
+// ingeststore plus ours, read from the command line and the -config file, then checked whole
+// before anything binds, creates a directory or starts a thread. Not thread-safe; built once at
+// start-up and read-only afterwards.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/address.h"
+#include "common/duration.h"
+#include "common/status.h"
+#include "gossip/config.h"
+#include "segments/record_encoder.h"
+
+namespace oklog {
+
+// What a node does. The mode names the role; the gossiped metadata carries it as the strings
+// "ingest" and "store" (RoleNames), so the wire format does not depend on this enum.
+enum class Role : uint8_t { kIngest, kStore, kIngestStore };
+
+// The role of a mode name ("ingest", "store", "ingeststore"), or nullopt for any other.
+std::optional<Role> ParseRole(std::string_view mode);
+std::string_view RoleName(Role role);  // the mode name
+inline bool HasIngest(Role r) { return r != Role::kStore; }
+inline bool HasStore(Role r) { return r != Role::kIngest; }
+// The roles gossiped for the node: "ingest", "store" or both, in that order.
+std::vector<std::string> RoleNames(Role role);
+
+struct NodeConfig {
+  Role role = Role::kIngestStore;
+  bool debug = false;
+  // Listeners. Port 0 lets the node pick one; it reports what it bound (log, -ports.file).
+  Address api{"tcp", "0.0.0.0", 7650};
+  Address fast{"tcp", "0.0.0.0", 7651};
+  Address durable{"tcp", "0.0.0.0", 7652};
+  Address bulk{"tcp", "0.0.0.0", 7653};
+  Address cluster{"tcp", "0.0.0.0", 7659};  // UDP (gossip) and TCP (RPC) on one port
+  std::string advertise;                    // "": derived from -cluster by gossip
+  std::string cluster_name = "oklog";
+  gossip::Preset preset = gossip::Preset::kLan;
+  std::vector<std::string> peers;  // seeds, host[:port]; names are resolved at every exchange
+  std::string ports_file;          // "": none; see node/ports_file.h
+
+  std::string ingest_path = "data/ingest";
+  TopicMode topic_mode = TopicMode::kStatic;
+  std::string topic = "default";
+  int64_t flush_size_bytes = 16 << 20;
+  Nanos flush_age = std::chrono::milliseconds(500);
+  Nanos pending_timeout = std::chrono::minutes(1);
+  Nanos drain_timeout = std::chrono::seconds(30);
+  int64_t record_max_bytes = 1 << 20;
+
+  std::string store_path = "data/store";
+  int64_t consumers = 1;
+  int64_t target_size_bytes = 128 << 20;
+  Nanos target_age = std::chrono::milliseconds(500);
+  Nanos segment_delay = std::chrono::milliseconds(100);
+  int64_t buffer_size_bytes = 1 << 20;
+  int64_t replication_factor = 2;
+  Nanos retain = std::chrono::hours(168);
+  Nanos purge = std::chrono::hours(24);
+  int64_t max_bytes = 0;  // 0: no limit
+  bool ui_local = false;
+  std::string filesystem = "real";
+
+  // Reads the flags of `oklog MODE` from args (without the program and mode names), the file
+  // of -config first and the command line winning over it. Each value is converted to its type
+  // here (addresses, modes, presets, numbers, durations); a failure is InvalidArgument naming
+  // the flag. -h returns NotFound (print Usage()). Call Validate() on the result.
+  static Result<NodeConfig> Parse(Role role, const std::vector<std::string>& args);
+  // "Usage of oklog MODE:" and every flag with its default and help.
+  static std::string Usage(Role role);
+
+  // Whether the values make sense, alone and together, for this role: ranges of sizes and
+  // durations, paths, the topic, listeners on one explicit port. InvalidArgument naming the
+  // flag and why; touches nothing but (read-only) the paths.
+  [[nodiscard]] Status Validate() const;
+};
+
+// Parse, then Validate.
+Result<NodeConfig> LoadNodeConfig(Role role, const std::vector<std::string>& args);
+
+}  // namespace oklog
