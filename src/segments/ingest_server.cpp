@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/ulid.h"
 #include "common/uv/check.h"
+#include "common/uv/tcp_listener.h"
 #include "rpc/frame_codec.h"
 #include "rpc/bulk_protocol.h"
 
@@ -45,10 +46,8 @@ const char* ModalityName(Modality m) {
 class IngestServer::Impl {
  public:
   struct Listener {
-    Impl* impl;
     Modality mod;
-    uv_tcp_t* tcp;
-    uint16_t port = 0;
+    std::unique_ptr<TcpListener> tcp;
   };
   struct Conn {
     Impl* impl;
@@ -131,10 +130,7 @@ class IngestServer::Impl {
 
   // Closes the handles opened by a failed Start without calling back into this object.
   void Abandon() {
-    for (auto& l : listeners_) {
-      l->tcp->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(l->tcp), &Impl::OnHandleClosed);
-    }
+    listeners_.clear();  // their handles close without calling back
     if (timer_) {
       timer_->data = nullptr;
       uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Impl::OnHandleClosed);
@@ -155,7 +151,7 @@ class IngestServer::Impl {
 
   uint16_t port(Modality m) const {
     for (const auto& l : listeners_)
-      if (l->mod == m) return l->port;
+      if (l->mod == m) return l->tcp->port();
     return 0;
   }
   size_t connections() const { return conns_.size(); }
@@ -164,7 +160,13 @@ class IngestServer::Impl {
     if (closing_) return;
     closing_ = true;
     done_ = std::move(done);
-    for (auto& l : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(l->tcp), &Impl::OnHandleClosed);
+    for (auto& l : listeners_) {
+      ++open_handles_;
+      l->tcp->Close([this] {
+        --open_handles_;
+        CheckDone();
+      });
+    }
     if (timer_) uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Impl::OnHandleClosed);
     CloseAsync(false);
     // Newline connections are half-closed and read until the forwarder, told by the EOF,
@@ -210,34 +212,15 @@ class IngestServer::Impl {
 
  private:
   Status Listen(const Address& addr, Modality mod) {
-    auto resolved = Resolve(addr);
-    if (!resolved.ok()) return resolved.status();
-    auto l = std::make_unique<Listener>();
-    l->impl = this;
-    l->mod = mod;
-    l->tcp = new uv_tcp_t;
-    OKLOG_UV_CHECK(uv_tcp_init(loop_, l->tcp));
-    l->tcp->data = l.get();
-    ++open_handles_;
-    listeners_.push_back(std::move(l));
-    Listener* lp = listeners_.back().get();
-    const sockaddr* sa = reinterpret_cast<const sockaddr*>(&resolved->front());
-    int rc = uv_tcp_bind(lp->tcp, sa, 0);
-    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(lp->tcp), 511, &Impl::OnConnection);
-    if (rc != 0)
-      return Status::Unavailable(std::string("listening on ") + addr.HostPort() + " (" + ModalityName(mod) +
-                                 "): " + uv_strerror(rc));
-    sockaddr_storage bound{};
-    int len = sizeof bound;
-    uv_tcp_getsockname(lp->tcp, reinterpret_cast<sockaddr*>(&bound), &len);
-    lp->port = static_cast<uint16_t>(
-        ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                          : reinterpret_cast<sockaddr_in*>(&bound)->sin_port));
+    auto tcp = TcpListener::Create(loop_, addr, [this, mod](TcpListener* l, int status) { OnConnection(l, mod, status); });
+    if (!tcp.ok())
+      return Status::Unavailable(tcp.status().message() + " (" + ModalityName(mod) + ")");
+    listeners_.push_back(std::make_unique<Listener>(Listener{mod, std::move(tcp).value()}));
     return Status::Ok();
   }
 
   static void OnHandleClosed(uv_handle_t* h) noexcept {
-    // Listener and timer handles. A null data pointer means the owner is gone: only free memory.
+    // Timer and async handles. A null data pointer means the owner is gone: only free memory.
     Impl* impl = nullptr;
     if (h->type == UV_TIMER) {
       impl = static_cast<Impl*>(h->data);
@@ -245,10 +228,6 @@ class IngestServer::Impl {
     } else if (h->type == UV_ASYNC) {
       impl = static_cast<Impl*>(h->data);
       delete reinterpret_cast<uv_async_t*>(h);
-    } else {
-      auto* l = static_cast<Listener*>(h->data);
-      impl = l ? l->impl : nullptr;
-      delete reinterpret_cast<uv_tcp_t*>(h);
     }
     if (impl) {
       --impl->open_handles_;
@@ -256,26 +235,25 @@ class IngestServer::Impl {
     }
   }
 
-  static void OnConnection(uv_stream_t* server, int status) noexcept {
-    auto* l = static_cast<Listener*>(server->data);
-    if (!l || status < 0) return;
-    Impl* self = l->impl;
+  void OnConnection(TcpListener* l, Modality mod, int status) {
+    if (status < 0) return;
+    Impl* self = this;
     auto* tcp = new uv_tcp_t;
     OKLOG_UV_CHECK(uv_tcp_init(self->loop_, tcp));
     ++self->open_handles_;
-    if (uv_accept(server, reinterpret_cast<uv_stream_t*>(tcp)) != 0 || self->closing_) {
+    if (l->Accept(reinterpret_cast<uv_stream_t*>(tcp)) != 0 || self->closing_) {
       tcp->data = nullptr;
       uv_close(reinterpret_cast<uv_handle_t*>(tcp), &Impl::OnConnClosed);
       --self->open_handles_;  // OnConnClosed with null data does not know the Impl
       return;
     }
     uint64_t id = ++self->next_conn_id_;
-    auto conn = std::make_unique<Conn>(self, id, l->mod, tcp, self->opts_);
+    auto conn = std::make_unique<Conn>(self, id, mod, tcp, self->opts_);
     tcp->data = conn.get();
     Conn* c = conn.get();
     self->conns_[id] = std::move(conn);
-    self->clients_[static_cast<int>(l->mod)]->Add(1);
-    if (l->mod == Modality::kBulk) c->frames = std::make_unique<rpc::FrameDecoder>(rpc::kBulkMaxFrameBytes);
+    self->clients_[static_cast<int>(mod)]->Add(1);
+    if (mod == Modality::kBulk) c->frames = std::make_unique<rpc::FrameDecoder>(rpc::kBulkMaxFrameBytes);
     uv_read_start(reinterpret_cast<uv_stream_t*>(tcp), &Impl::OnAlloc, &Impl::OnRead);
   }
 
