@@ -228,14 +228,26 @@ class IngestServer::Impl final : public IngestConn::Owner {
     if (!s.ok()) {
       metrics_.write_errors->Inc();
       logger_->error("writing segment={}: {}; closing connection", seg->name(), s.ToString());
-      FlushSegment(std::move(seg), "error");
+      RetireSegment(std::move(seg), "error");
       return CloseConn(c);
     }
     if (seg->bytes() >= opts_.flush_size_bytes) FlushSegment(std::move(seg), "size");
   }
 
+  // Writes out what is buffered, then flushes: a write that fails here is counted and logged
+  // (IngestLog::Flush alone would drop the buffered records quietly and return OK).
   void FlushSegment(std::unique_ptr<ActiveSegment> seg, const char* reason) {
     if (!seg) return;
+    if (Status w = seg->WriteOut(); !w.ok()) {
+      metrics_.write_errors->Inc();
+      logger_->error("writing segment={} at flush ({}): {}; {} buffered bytes lost", seg->name(), reason,
+                     w.ToString(), seg->bytes());
+    }
+    RetireSegment(std::move(seg), reason);
+  }
+
+  // Flushes a segment whose write failure, if any, is already counted.
+  void RetireSegment(std::unique_ptr<ActiveSegment> seg, const char* reason) {
     std::string name = seg->name();
     Status s = log_->Flush(std::move(seg), reason);
     if (!s.ok()) {
@@ -321,6 +333,9 @@ class IngestServer::Impl final : public IngestConn::Owner {
     const bool queued = disk_->Submit(
         [this, job] {
           job->status = job->seg->Append(job->records.data(), job->records.size());
+          // WriteOut here, not inside Flush: Flush cleans up after a failed write and returns
+          // OK (a segment left empty is simply deleted), which would hide the failure.
+          if (job->status.ok()) job->status = job->seg->WriteOut();
           // A failed segment is flushed too, holding the whole records written before the
           // failure (duplicates of the resend); the tracker never acknowledges it.
           Status f = log_->Flush(std::move(job->seg), "bulk");
