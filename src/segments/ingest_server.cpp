@@ -1,5 +1,6 @@
 #include "segments/ingest_server.h"
 
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <vector>

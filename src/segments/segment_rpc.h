@@ -18,8 +18,9 @@
 // committed nor failed go back to flushed after -ingest.segment-pending-timeout.
 //
 // Thread: loop thread; file work (claim, read, commit; replica installs unless given a disk
-// pool) runs in uv_queue_work jobs and answers from their after-work callbacks. Close() stops the expiry timer; jobs in flight
-// finish (the loop runs until they do), their answers going nowhere if the connection is gone.
+// pool) runs in uv_queue_work jobs and answers from their after-work callbacks. Close() stops
+// the expiry timer; jobs in flight finish (the loop runs until they do), their answers going
+// nowhere if the connection is gone.
 #pragma once
 
 #include <uv.h>

@@ -245,7 +245,8 @@ TEST_F(SegmentRpcTest, ReplicasInstallOnTheGivenDiskPoolAndAClosedPoolStoresNoth
       },
       [](Status) {}));
   std::optional<Result<std::string>> out;
-  client_->Call(addr_, kSegmentReplicateFile, image.bytes, rpc::Duration(5000), [&](Result<std::string> r) { out = r; });
+  client_->Call(addr_, kSegmentReplicateFile, image.bytes, rpc::Duration(5000),
+                [&](Result<std::string> r) { out = r; });
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
   while (std::chrono::steady_clock::now() < until) {
     uv_run(&loop_, UV_RUN_NOWAIT);

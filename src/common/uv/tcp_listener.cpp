@@ -17,7 +17,8 @@ Result<std::unique_ptr<TcpListener>> TcpListener::Create(uv_loop_t* loop, const 
   const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
   int rc = uv_tcp_bind(l->tcp_.get(), sa, 0);
   if (rc == 0) rc = uv_listen(l->tcp_.stream(), backlog, &TcpListener::OnConnectionCb);
-  if (rc != 0) return Status::IOError("listening on " + SockaddrToString(sa) + ": " + uv_strerror(rc));  // ~l closes tcp_
+  // On failure ~l closes tcp_.
+  if (rc != 0) return Status::IOError("listening on " + SockaddrToString(sa) + ": " + uv_strerror(rc));
   sockaddr_storage ss{};
   int len = sizeof ss;
   if (Status s = UvStatus(uv_tcp_getsockname(l->tcp_.get(), reinterpret_cast<sockaddr*>(&ss), &len),

@@ -75,8 +75,8 @@ void GroupCommitter::Done(Batch* batch) {
   if (batch->status.ok()) {
     metrics_->syncs->Inc();
     callbacks_.resume(batch->conns);
-    if (seg_ && (seg_->bytes() >= flush_size_bytes_ || std::chrono::steady_clock::now() - seg_->created() >= flush_age_))
-      Retire("size");
+    const auto now = std::chrono::steady_clock::now();
+    if (seg_ && (seg_->bytes() >= flush_size_bytes_ || now - seg_->created() >= flush_age_)) Retire("size");
   } else {
     metrics_->write_errors->Inc();
     logger_->error("durable group commit of {} bytes to segment={} failed: {}; closing {} connection(s)",
