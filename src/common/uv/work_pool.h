@@ -11,7 +11,9 @@
 // Lifetime: Close() refuses new jobs, runs `after(Cancelled)` for jobs not yet started, waits
 // for running ones (blocking the loop for at most one job per thread: the owner waits for its
 // own jobs before closing), runs their afters, and closes the poster. Every `after` runs exactly
-// once, on the loop thread. Run the loop until done() before uv_loop_close().
+// once, on the loop thread. Run the loop until done() before uv_loop_close(). Not to be
+// destroyed from inside one of its own after-callbacks (others of the same drain may follow):
+// close it there and destroy it later.
 #pragma once
 
 #include <uv.h>
