@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/uv/check.h"
+#include "common/uv/tcp_listener.h"
 
 namespace oklog {
 namespace {
@@ -161,7 +162,7 @@ class Connection {
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
-  bool Accept(uv_stream_t* listener);
+  bool Accept(TcpListener* listener);
   // Closes at once; queued writes are cancelled; an in-flight response sees closed().
   void CloseNow();
   void ForgetServer() { server_ = nullptr; }
@@ -244,7 +245,7 @@ class ServerImpl final : public HttpServer {
   std::string BoundAddress() const override { return bound_; }
   uint16_t port() const override { return port_; }
   void Close() override;
-  bool done() const override { return closing_ && listener_ == nullptr && conns_.empty(); }
+  bool done() const override { return closing_ && (listener_ == nullptr || listener_->done()) && conns_.empty(); }
 
   // For connections.
   uv_loop_t* loop() const { return loop_; }
@@ -259,16 +260,11 @@ class ServerImpl final : public HttpServer {
   void Forget(Connection* c) { conns_.erase(c); }
 
  private:
-  struct Listener {
-    uv_tcp_t tcp;
-    ServerImpl* server;  // null once the server is gone
-  };
-  static void OnConnection(uv_stream_t* s, int status) noexcept;
-  static void OnListenerClosed(uv_handle_t* h) noexcept;
+  void OnConnection(TcpListener* listener, int status);
 
   uv_loop_t* loop_;
   Options options_;
-  Listener* listener_ = nullptr;
+  std::unique_ptr<TcpListener> listener_;
   bool closing_ = false;
   std::map<std::string, HttpHandler> routes_;
   std::set<Connection*> conns_;
@@ -415,13 +411,13 @@ Connection::Connection(ServerImpl* server) : server_(server) {
   parser_.data = this;
 }
 
-bool Connection::Accept(uv_stream_t* listener) {
+bool Connection::Accept(TcpListener* listener) {
   OKLOG_UV_CHECK(uv_tcp_init(server_->loop(), &tcp_));
   OKLOG_UV_CHECK(uv_timer_init(server_->loop(), &timer_));
   tcp_.data = this;
   timer_.data = this;
   open_handles_ = 2;
-  if (int r = uv_accept(listener, reinterpret_cast<uv_stream_t*>(&tcp_)); r < 0) {
+  if (int r = listener->Accept(reinterpret_cast<uv_stream_t*>(&tcp_)); r < 0) {
     Logger("http")->warn("msg=\"accept failed\" err=\"{}\"", uv_strerror(r));
     CloseNow();
     return false;
@@ -847,54 +843,32 @@ ServerImpl::ServerImpl(uv_loop_t* loop, Options options, Registry* metrics)
 ServerImpl::~ServerImpl() {
   Close();
   // Handles still closing free themselves in their close callbacks, without us.
-  if (listener_ != nullptr) listener_->server = nullptr;
   for (Connection* c : conns_) c->ForgetServer();
 }
 
 Status ServerImpl::Listen(const Address& addr) {
-  auto resolved = Resolve(addr);
-  if (!resolved.ok()) return resolved.status();
-  listener_ = new Listener();
-  listener_->server = this;
-  OKLOG_UV_CHECK(uv_tcp_init(loop_, &listener_->tcp));
-  listener_->tcp.data = listener_;
-  const auto* sa = reinterpret_cast<const sockaddr*>(&resolved->front());
-  int r = uv_tcp_bind(&listener_->tcp, sa, 0);
-  if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&listener_->tcp), 511, OnConnection);
-  if (r < 0) return Status::IOError("listening on " + addr.HostPort() + ": " + uv_strerror(r));
-  sockaddr_storage ss;
-  int len = sizeof(ss);
-  if (uv_tcp_getsockname(&listener_->tcp, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
-    bound_ = SockaddrToString(reinterpret_cast<sockaddr*>(&ss));
-    port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                                           : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-  }
+  OKLOG_ASSIGN_OR_RETURN(listener_, TcpListener::Create(loop_, addr, [this](TcpListener* l, int status) {
+                           OnConnection(l, status);
+                         }));
+  bound_ = listener_->bound();
+  port_ = listener_->port();
   return Status::Ok();
 }
 
-void ServerImpl::OnConnection(uv_stream_t* s, int status) noexcept {
-  auto* l = static_cast<Listener*>(s->data);
-  if (l->server == nullptr || l->server->closing_) return;
-  ServerImpl* self = l->server;
+void ServerImpl::OnConnection(TcpListener* listener, int status) {
   if (status < 0) {
     Logger("http")->warn("msg=\"listen error\" err=\"{}\"", uv_strerror(status));
     return;
   }
-  auto* c = new Connection(self);  // deletes itself in its close callback
-  self->conns_.insert(c);
-  c->Accept(s);
-}
-
-void ServerImpl::OnListenerClosed(uv_handle_t* h) noexcept {
-  auto* l = static_cast<Listener*>(h->data);
-  if (l->server != nullptr) l->server->listener_ = nullptr;
-  delete l;
+  auto* c = new Connection(this);  // deletes itself in its close callback
+  conns_.insert(c);
+  c->Accept(listener);  // never after Close(): a closed TcpListener calls nobody
 }
 
 void ServerImpl::Close() {
   if (closing_) return;
   closing_ = true;
-  if (listener_ != nullptr) uv_close(reinterpret_cast<uv_handle_t*>(&listener_->tcp), OnListenerClosed);
+  if (listener_ != nullptr) listener_->Close();
   // Close callbacks, which erase from conns_, run later; on-close callbacks run now.
   std::vector<Connection*> all(conns_.begin(), conns_.end());
   for (Connection* c : all) c->CloseNow();

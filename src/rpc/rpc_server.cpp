@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/uv/check.h"
+#include "common/uv/tcp_listener.h"
 #include "rpc/rpc.h"
 #include "rpc/rpc_conn.h"
 
@@ -24,10 +25,6 @@ struct ServerConnState {
   std::map<uint64_t, std::shared_ptr<ServerCall>> calls;
 };
 
-struct ListenBox {
-  uv_tcp_t h;
-  RpcServerImpl* owner;
-};
 struct TimerBox {
   uv_timer_t h;
   RpcServerImpl* owner;
@@ -41,7 +38,7 @@ class RpcServerImpl : public RpcConnOwner {
   RpcServer::Options opt;
   std::map<std::string, RpcServer::Handler> handlers;
   std::set<RpcConn*> conns;
-  ListenBox* listener = nullptr;
+  std::unique_ptr<TcpListener> listener;
   TimerBox* timer = nullptr;
   int open_boxes = 0;
   uint16_t port = 0;
@@ -163,9 +160,9 @@ class RpcServerImpl : public RpcConnOwner {
     if (st) st->calls.erase(call->id_);
   }
 
-  void NewConn(uv_stream_t* listener_stream) {
+  void NewConn(TcpListener* l) {
     auto* c = new RpcConn(loop, this, kMaxFrameBytes);
-    if (uv_accept(listener_stream, reinterpret_cast<uv_stream_t*>(c->tcp())) != 0) {
+    if (l->Accept(reinterpret_cast<uv_stream_t*>(c->tcp())) != 0) {
       c->Close();
       return;
     }
@@ -182,12 +179,6 @@ class RpcServerImpl : public RpcConnOwner {
     accepted->Inc();
     open_conns->Set(static_cast<double>(conns.size()));
     c->StartReading();
-  }
-
-  static void OnConnection(uv_stream_t* server, int status) noexcept {
-    auto* box = static_cast<ListenBox*>(server->data);
-    if (!box->owner || status != 0) return;
-    box->owner->NewConn(server);
   }
 
   // Closes connections whose hello is late.
@@ -208,21 +199,12 @@ class RpcServerImpl : public RpcConnOwner {
   }
 
   static void OnBoxClosed(uv_handle_t* h) noexcept {
-    if (h->type == UV_TCP) {
-      auto* b = static_cast<ListenBox*>(h->data);
-      if (b->owner) {
-        --b->owner->open_boxes;
-        b->owner->listener = nullptr;
-      }
-      delete b;
-    } else {
-      auto* b = static_cast<TimerBox*>(h->data);
-      if (b->owner) {
-        --b->owner->open_boxes;
-        b->owner->timer = nullptr;
-      }
-      delete b;
+    auto* b = static_cast<TimerBox*>(h->data);
+    if (b->owner) {
+      --b->owner->open_boxes;
+      b->owner->timer = nullptr;
     }
+    delete b;
   }
 
   void CloseAll() {
@@ -232,13 +214,12 @@ class RpcServerImpl : public RpcConnOwner {
       Drop(c);
       c->Close();
     }
-    if (listener) uv_close(reinterpret_cast<uv_handle_t*>(&listener->h), OnBoxClosed);
+    if (listener) listener->Close();
     if (timer) uv_close(reinterpret_cast<uv_handle_t*>(&timer->h), OnBoxClosed);
   }
 
   ~RpcServerImpl() override {
     CloseAll();
-    if (listener) listener->owner = nullptr;
     if (timer) timer->owner = nullptr;
   }
 };
@@ -369,25 +350,24 @@ Status RpcServer::Listen(const std::string& addr) {
   sockaddr_storage ss{};
   if (!IpLiteral(a, &ss))
     return Status::InvalidArgument("rpc: listen address must be an IP literal: " + addr);
-  auto* l = new ListenBox{{}, impl_.get()};
-  OKLOG_UV_CHECK(uv_tcp_init(impl_->loop, &l->h));
-  l->h.data = l;
-  impl_->listener = l;
-  ++impl_->open_boxes;
-  int rc = uv_tcp_bind(&l->h, reinterpret_cast<const sockaddr*>(&ss), 0);
-  if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(&l->h), 128, RpcServerImpl::OnConnection);
-  if (rc != 0) return Status::IOError("rpc: listen " + addr + ": " + uv_strerror(rc));
-  sockaddr_storage bound;
-  int len = sizeof bound;
-  uv_tcp_getsockname(&l->h, reinterpret_cast<sockaddr*>(&bound), &len);
-  impl_->port = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
-                                                 : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
+  RpcServerImpl* impl = impl_.get();
+  auto l = TcpListener::Create(
+      impl->loop, ss,
+      [impl](TcpListener* self, int status) {
+        if (status == 0) impl->NewConn(self);
+      },
+      128);
+  if (!l.ok()) return Status::IOError("rpc: " + l.status().message());
+  impl->listener = std::move(l).value();
+  impl->port = impl->listener->port();
   return Status::Ok();
 }
 
 uint16_t RpcServer::port() const { return impl_->port; }
 void RpcServer::Close() { impl_->CloseAll(); }
-bool RpcServer::done() const { return impl_->closed && impl_->open_boxes == 0; }
+bool RpcServer::done() const {
+  return impl_->closed && impl_->open_boxes == 0 && (!impl_->listener || impl_->listener->done());
+}
 size_t RpcServer::connections() const { return impl_->conns.size(); }
 
 }  // namespace oklog::rpc

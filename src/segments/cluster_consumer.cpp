@@ -162,8 +162,8 @@ bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::ve
     std::string errors;
     if (local) {
       for (const Encoded& e : *images) {
-        Result<uint64_t> w = InstallReplica(
-            store_, e.image, std::span<const std::string_view>(merged).subspan(e.first, e.image.records));
+        Result<uint64_t> w = store_->InstallReplica(
+            e.image, std::span<const std::string_view>(merged).subspan(e.first, e.image.records));
         if (!w.ok()) {
           errors += " local: " + w.status().ToString();
           break;

@@ -1,161 +1,87 @@
 #include "segments/ingest_server.h"
 
-#include <deque>
+#include <algorithm>
 #include <map>
 #include <mutex>
-#include <set>
 #include <vector>
 
 #include "common/log.h"
 #include "common/ulid.h"
 #include "common/uv/check.h"
-#include "rpc/frame_codec.h"
+#include "common/uv/handle.h"
+#include "common/uv/loop_poster.h"
+#include "common/uv/tcp_listener.h"
+#include "common/uv/work_pool.h"
 #include "rpc/bulk_protocol.h"
+#include "segments/ingest/bulk_ack_tracker.h"
+#include "segments/ingest/group_committer.h"
+#include "segments/ingest/ingest_conn.h"
+#include "segments/ingest/ingest_metrics.h"
 
 namespace oklog {
 namespace {
 
-enum class Modality { kFast, kDurable, kBulk };
-constexpr size_t kReadBufferBytes = 256 * 1024;
-// A bulk connection stops being read while this many of its segments await their ack.
-constexpr size_t kBulkMaxUnacked = 64;
-// Ids of recently committed bulk segments, so a resend after a lost ack is acknowledged at once.
-constexpr size_t kBulkRecentCommits = 4096;
 // At Close, how long half-closed connections may take to send their last line and close.
 constexpr uint64_t kDrainConnMs = 5000;
+// Disk threads: one for the durable group commit (one batch at a time), one more so a bulk
+// segment write does not wait behind an fsync.
+constexpr size_t kDiskThreads = 2;
 
-// Commits arrive on consumer threads; the loop learns of them through an async handle. The
-// observer holds this state, not the server, so a late commit after Close() is harmless.
-struct CommitQueue {
+// Commits arrive on consumer threads and reach the loop through the server's LoopPoster. The
+// IngestLog's observer holds this, not the server, so a commit after Close() is harmless.
+struct CommitHandoff {
   std::mutex mu;
-  uv_async_t* async = nullptr;  // null once closed
-  std::vector<std::string> names;
+  LoopPoster* poster = nullptr;  // null once the server closes
 };
-const char* ModalityName(Modality m) {
-  switch (m) {
-    case Modality::kFast: return "fast";
-    case Modality::kDurable: return "durable";
-    case Modality::kBulk: return "bulk";
-  }
-  return "?";
-}
 
 }  // namespace
 
-class IngestServer::Impl {
+class IngestServer::Impl final : public IngestConn::Owner {
  public:
-  struct Listener {
-    Impl* impl;
-    Modality mod;
-    uv_tcp_t* tcp;
-    uint16_t port = 0;
-  };
-  struct Conn {
-    Impl* impl;
-    uint64_t id;
-    Modality mod;
-    uv_tcp_t* tcp;
-    RecordEncoder enc;
-    std::unique_ptr<ActiveSegment> seg;  // fast connections only
-    std::unique_ptr<rpc::FrameDecoder> frames;  // bulk connections only
-    size_t unacked = 0;                            // bulk: segments awaiting their ack
-    bool reading = true;
-    std::unique_ptr<char[]> rbuf{new char[kReadBufferBytes]};
-    bool closing = false;
-    Conn(Impl* i, uint64_t id_, Modality m, uv_tcp_t* t, const IngestServerOptions& o)
-        : impl(i), id(id_), mod(m), tcp(t), enc(o.topic_mode, o.topic, o.record_max_bytes) {}
-  };
-  // One group commit: the batch's bytes, the segment they go to, and the connections to resume.
-  struct SyncJob {
-    uv_work_t req;
-    Impl* impl;
-    ActiveSegment* seg;
-    std::string data;
-    std::vector<uint64_t> conns;
-    Status status;
-  };
-
   Impl(uv_loop_t* loop, IngestLog* log, IngestServerOptions o, Registry* m)
-      : loop_(loop), log_(log), opts_(std::move(o)), logger_(Logger("ingest")) {
-    auto* clients = m->NewGaugeFamily("oklog_connected_clients", "Connected ingest clients.", {"modality"});
-    for (Modality mod : {Modality::kFast, Modality::kDurable, Modality::kBulk})
-      clients_[static_cast<int>(mod)] = clients->With({ModalityName(mod)});
-    bytes_ = m->NewCounter("oklog_ingest_writer_bytes_written_total", "Bytes written to ingest segments.");
-    records_ = m->NewCounter("oklog_ingest_writer_records_written_total", "Records written to ingest segments.");
-    syncs_ = m->NewCounter("oklog_ingest_writer_syncs_total", "Group-commit fsyncs of the durable segment.");
-    truncated_ = m->NewCounter("oklog_ingest_records_truncated_total",
-                               "Lines longer than -ingest.record-max-size, cut at that size.");
-    dropped_ = m->NewCounter("oklog_ingest_truncated_bytes_total", "Bytes discarded from cut lines.");
-    invalid_topic_ = m->NewCounter("oklog_ingest_invalid_topic_total",
-                                   "Dynamic-topic lines without a valid topic, kept under the static topic.");
-    write_errors_ = m->NewCounter("oklog_ingest_write_errors_total", "Failed writes or syncs of ingest segments.");
-    bulk_segments_ = m->NewCounterFamily("oklog_ingest_bulk_segments_total",
-                                         "Bulk segments received, by result (stored, resent, empty, error).", {"result"});
-    bulk_acks_ = m->NewCounter("oklog_ingest_bulk_acks_total", "Bulk segments acknowledged (replicated N times).");
-    bulk_rejected_ = m->NewCounter("oklog_ingest_bulk_rejected_total",
-                                   "Bulk connections closed for malformed or oversize input.");
-    bulk_unacked_ = m->NewGauge("oklog_ingest_bulk_unacked_segments", "Bulk segments stored here, not yet acknowledged.");
-    commits_ = std::make_shared<CommitQueue>();
-    log_->SetCommitObserver([q = commits_](const std::string& name) {
-      std::lock_guard<std::mutex> lock(q->mu);
-      if (q->async == nullptr) return;
-      q->names.push_back(name);
-      uv_async_send(q->async);
-    });
+      : loop_(loop), log_(log), opts_(std::move(o)), metrics_(m) {}
+
+  ~Impl() override {
+    // Callbacks of jobs that finish now must not reach into a half-destroyed server.
+    destroying_ = true;
+    {
+      std::lock_guard<std::mutex> lock(handoff_->mu);
+      handoff_->poster = nullptr;
+    }
+    if (disk_) disk_->Close();  // waits for a running write or sync
   }
 
   Status Start() {
     OKLOG_RETURN_IF_ERROR(Listen(opts_.fast, Modality::kFast));
     OKLOG_RETURN_IF_ERROR(Listen(opts_.durable, Modality::kDurable));
     OKLOG_RETURN_IF_ERROR(Listen(opts_.bulk, Modality::kBulk));
-    async_ = new uv_async_t;
-    if (Status s = UvStatus(uv_async_init(loop_, async_, &Impl::OnCommits), "ingest: uv_async_init"); !s.ok()) {
-      delete async_;
-      async_ = nullptr;
-      return s;
-    }
-    async_->data = this;
-    ++open_handles_;
+    OKLOG_ASSIGN_OR_RETURN(disk_, WorkPool::Create(loop_, kDiskThreads, "ingest-disk"));
+    OKLOG_ASSIGN_OR_RETURN(commits_, LoopPoster::Create(loop_));
+    committer_ = std::make_unique<GroupCommitter>(
+        log_, disk_.get(), &metrics_, opts_.flush_size_bytes, opts_.flush_age,
+        GroupCommitter::Callbacks{[this](const GroupCommitter::ConnIds& ids) { ResumeDurable(ids); },
+                                  [this](const GroupCommitter::ConnIds& ids) { FailDurable(ids); }});
     {
-      std::lock_guard<std::mutex> lock(commits_->mu);
-      commits_->async = async_;
+      std::lock_guard<std::mutex> lock(handoff_->mu);
+      handoff_->poster = commits_.get();
     }
-    timer_ = new uv_timer_t;
-    OKLOG_UV_CHECK(uv_timer_init(loop_, timer_));
-    timer_->data = this;
-    ++open_handles_;
-    auto period = std::max<int64_t>(10, opts_.flush_age.count() / 4);
-    uv_timer_start(timer_, &Impl::OnTimer, static_cast<uint64_t>(period), static_cast<uint64_t>(period));
+    log_->SetCommitObserver([h = handoff_, this](const std::string& name) {
+      std::lock_guard<std::mutex> lock(h->mu);
+      // Under the lock: the server cannot close the poster (and die) between the check and the
+      // post; a job runs with run=true only while the poster, so the server, is alive.
+      if (h->poster != nullptr) h->poster->Post([this, name](bool run) {
+          if (run) BulkCommitted(name);
+        });
+    });
+    OKLOG_UV_CHECK(timer_.Init(this, [this](uv_timer_t* t) { return uv_timer_init(loop_, t); }));
+    auto period = static_cast<uint64_t>(std::max<int64_t>(10, opts_.flush_age.count() / 4));
+    uv_timer_start(timer_.get(), &Impl::OnTimer, period, period);
     return Status::Ok();
   }
 
-  // Closes the handles opened by a failed Start without calling back into this object.
-  void Abandon() {
-    for (auto& l : listeners_) {
-      l->tcp->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(l->tcp), &Impl::OnHandleClosed);
-    }
-    if (timer_) {
-      timer_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Impl::OnHandleClosed);
-    }
-    CloseAsync(true);
-  }
-
-  void CloseAsync(bool abandon) {
-    if (!async_) return;
-    {
-      std::lock_guard<std::mutex> lock(commits_->mu);
-      commits_->async = nullptr;
-    }
-    if (abandon) async_->data = nullptr;
-    uv_close(reinterpret_cast<uv_handle_t*>(async_), &Impl::OnHandleClosed);
-    async_ = nullptr;
-  }
-
   uint16_t port(Modality m) const {
-    for (const auto& l : listeners_)
-      if (l->mod == m) return l->port;
+    for (const auto& [mod, l] : listeners_)
+      if (mod == m) return l->port();
     return 0;
   }
   size_t connections() const { return conns_.size(); }
@@ -164,221 +90,196 @@ class IngestServer::Impl {
     if (closing_) return;
     closing_ = true;
     done_ = std::move(done);
-    for (auto& l : listeners_) uv_close(reinterpret_cast<uv_handle_t*>(l->tcp), &Impl::OnHandleClosed);
-    if (timer_) uv_close(reinterpret_cast<uv_handle_t*>(timer_), &Impl::OnHandleClosed);
-    CloseAsync(false);
+    for (auto& [mod, l] : listeners_) l->Close(Closing());
+    CloseHandle(timer_);
+    {
+      std::lock_guard<std::mutex> lock(handoff_->mu);
+      handoff_->poster = nullptr;
+    }
+    commits_->Close();
     // Newline connections are half-closed and read until the forwarder, told by the EOF,
     // finishes its line and closes too (bounded by kDrainConnMs): nothing it sent is lost.
     // Bulk connections close at once: the forwarder resends what has no ack.
-    std::vector<Conn*> all;
-    for (auto& [id, c] : conns_) all.push_back(c.get());
-    for (Conn* c : all) {
-      if (c->mod == Modality::kBulk) {
-        CloseConn(c);
-        continue;
-      }
-      auto* req = new uv_shutdown_t;
-      if (uv_shutdown(req, reinterpret_cast<uv_stream_t*>(c->tcp), [](uv_shutdown_t* r, int) { delete r; }) != 0) {
-        delete req;
-        CloseConn(c);
-      }
+    for (IngestConn* c : AllConns()) {
+      if (c->modality() == Modality::kBulk || !c->Shutdown()) CloseConn(c);
     }
     if (!conns_.empty()) {
-      drain_timer_ = new uv_timer_t;
-      OKLOG_UV_CHECK(uv_timer_init(loop_, drain_timer_));
-      drain_timer_->data = this;
-      ++open_handles_;
-      uv_timer_start(drain_timer_, &Impl::OnDrainTimeout, kDrainConnMs, 0);
+      OKLOG_UV_CHECK(drain_timer_.Init(this, [this](uv_timer_t* t) { return uv_timer_init(loop_, t); }));
+      uv_timer_start(drain_timer_.get(), &Impl::OnDrainTimeout, kDrainConnMs, 0);
     }
     CheckDone();
   }
 
-  static void OnDrainTimeout(uv_timer_t* t) noexcept {
-    auto* self = static_cast<Impl*>(t->data);
-    std::vector<Conn*> all;
-    for (auto& [id, c] : self->conns_) all.push_back(c.get());
-    if (!all.empty()) self->logger_->warn("closing {} ingest connection(s) that did not finish within {} ms", all.size(), kDrainConnMs);
-    for (Conn* c : all) self->CloseConn(c);
-    self->CloseDrainTimer();
+  // ---- IngestConn::Owner ----
+
+  void OnData(IngestConn* c, const char* data, size_t n) override {
+    if (c->modality() == Modality::kBulk) return IngestBulk(c, data, n);
+    EncoderStats before = c->encoder().stats();
+    const uint64_t now = NowUnixMs();
+    if (c->modality() == Modality::kDurable) {
+      std::string* next = committer_->next();
+      const size_t old = next->size();
+      c->encoder().Feed(data, n, now, next);
+      Encoded(std::string_view(*next).substr(old), before, c->encoder().stats());
+      // Read nothing more from this connection until its batch is on disk.
+      c->StopReading();
+      committer_->Join(c->id());
+      return;
+    }
+    scratch_.clear();
+    c->encoder().Feed(data, n, now, &scratch_);
+    Encoded(scratch_, before, c->encoder().stats());
+    WriteFast(c);
   }
 
-  void CloseDrainTimer() {
-    if (!drain_timer_) return;
-    uv_close(reinterpret_cast<uv_handle_t*>(drain_timer_), &Impl::OnHandleClosed);
-    drain_timer_ = nullptr;
+  void OnEnd(IngestConn* c) override { CloseConn(c); }  // the encoder's last partial line is kept
+
+  void OnClosed(IngestConn* c) override {
+    metrics_.clients[static_cast<int>(c->modality())]->Add(-1);
+    conns_.erase(c->id());  // destroys c
+    if (closing_ && conns_.empty()) CloseHandle(drain_timer_);
+    CheckDone();
   }
 
  private:
   Status Listen(const Address& addr, Modality mod) {
-    auto resolved = Resolve(addr);
-    if (!resolved.ok()) return resolved.status();
-    auto l = std::make_unique<Listener>();
-    l->impl = this;
-    l->mod = mod;
-    l->tcp = new uv_tcp_t;
-    OKLOG_UV_CHECK(uv_tcp_init(loop_, l->tcp));
-    l->tcp->data = l.get();
-    ++open_handles_;
-    listeners_.push_back(std::move(l));
-    Listener* lp = listeners_.back().get();
-    const sockaddr* sa = reinterpret_cast<const sockaddr*>(&resolved->front());
-    int rc = uv_tcp_bind(lp->tcp, sa, 0);
-    if (rc == 0) rc = uv_listen(reinterpret_cast<uv_stream_t*>(lp->tcp), 511, &Impl::OnConnection);
-    if (rc != 0)
-      return Status::Unavailable(std::string("listening on ") + addr.HostPort() + " (" + ModalityName(mod) +
-                                 "): " + uv_strerror(rc));
-    sockaddr_storage bound{};
-    int len = sizeof bound;
-    uv_tcp_getsockname(lp->tcp, reinterpret_cast<sockaddr*>(&bound), &len);
-    lp->port = static_cast<uint16_t>(
-        ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                                          : reinterpret_cast<sockaddr_in*>(&bound)->sin_port));
+    auto l = TcpListener::Create(loop_, addr, [this, mod](TcpListener* self, int status) {
+      if (status == 0) Accept(self, mod);
+    });
+    if (!l.ok()) return Status::Unavailable(l.status().message() + " (" + ModalityName(mod) + ")");
+    listeners_.emplace_back(mod, std::move(l).value());
     return Status::Ok();
   }
 
-  static void OnHandleClosed(uv_handle_t* h) noexcept {
-    // Listener and timer handles. A null data pointer means the owner is gone: only free memory.
-    Impl* impl = nullptr;
-    if (h->type == UV_TIMER) {
-      impl = static_cast<Impl*>(h->data);
-      delete reinterpret_cast<uv_timer_t*>(h);
-    } else if (h->type == UV_ASYNC) {
-      impl = static_cast<Impl*>(h->data);
-      delete reinterpret_cast<uv_async_t*>(h);
-    } else {
-      auto* l = static_cast<Listener*>(h->data);
-      impl = l ? l->impl : nullptr;
-      delete reinterpret_cast<uv_tcp_t*>(h);
-    }
-    if (impl) {
-      --impl->open_handles_;
-      impl->CheckDone();
-    }
+  void Accept(TcpListener* l, Modality mod) {
+    const uint64_t id = ++next_conn_id_;
+    auto c = IngestConn::Accept(loop_, l, this, id, mod,
+                                RecordEncoder(opts_.topic_mode, opts_.topic, opts_.record_max_bytes));
+    if (!c) return;
+    IngestConn* conn = c.get();
+    conns_[id] = std::move(c);
+    metrics_.clients[static_cast<int>(mod)]->Add(1);
+    conn->StartReading();
   }
 
-  static void OnConnection(uv_stream_t* server, int status) noexcept {
-    auto* l = static_cast<Listener*>(server->data);
-    if (!l || status < 0) return;
-    Impl* self = l->impl;
-    auto* tcp = new uv_tcp_t;
-    OKLOG_UV_CHECK(uv_tcp_init(self->loop_, tcp));
-    ++self->open_handles_;
-    if (uv_accept(server, reinterpret_cast<uv_stream_t*>(tcp)) != 0 || self->closing_) {
-      tcp->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(tcp), &Impl::OnConnClosed);
-      --self->open_handles_;  // OnConnClosed with null data does not know the Impl
-      return;
-    }
-    uint64_t id = ++self->next_conn_id_;
-    auto conn = std::make_unique<Conn>(self, id, l->mod, tcp, self->opts_);
-    tcp->data = conn.get();
-    Conn* c = conn.get();
-    self->conns_[id] = std::move(conn);
-    self->clients_[static_cast<int>(l->mod)]->Add(1);
-    if (l->mod == Modality::kBulk) c->frames = std::make_unique<rpc::FrameDecoder>(rpc::kBulkMaxFrameBytes);
-    uv_read_start(reinterpret_cast<uv_stream_t*>(tcp), &Impl::OnAlloc, &Impl::OnRead);
+  void CloseHandle(UvHandle<uv_timer_t>& h) {
+    if (h.open()) h.Close(Closing());
+  }
+  // A handle's on_closed that counts it until its close callback has run.
+  std::function<void()> Closing() {
+    ++closing_handles_;
+    return [this] {
+      --closing_handles_;
+      CheckDone();
+    };
   }
 
-  static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept {
-    auto* c = static_cast<Conn*>(h->data);
-    if (!c) {
-      *buf = uv_buf_init(nullptr, 0);
-      return;
-    }
-    *buf = uv_buf_init(c->rbuf.get(), kReadBufferBytes);
+  std::vector<IngestConn*> AllConns() const {
+    std::vector<IngestConn*> all;
+    for (const auto& [id, c] : conns_) all.push_back(c.get());
+    return all;
   }
 
-  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept {
-    auto* c = static_cast<Conn*>(s->data);
-    if (!c || c->closing) return;
-    if (nread == 0) return;  // EAGAIN: not EOF
-    Impl* self = c->impl;
-    if (nread < 0) {
-      self->CloseConn(c);  // EOF or error: the encoder's last partial line is kept
-      return;
-    }
-    if (c->mod == Modality::kBulk) return self->IngestBulk(c, c->rbuf.get(), static_cast<size_t>(nread));
-    self->Ingest(c, c->rbuf.get(), static_cast<size_t>(nread));
+  IngestConn* Find(uint64_t id) const {
+    auto it = conns_.find(id);
+    return it == conns_.end() || it->second->closing() ? nullptr : it->second.get();
   }
 
-  void CountEncoder(const EncoderStats& before, const EncoderStats& after) {
-    records_->Inc(after.records - before.records);
+  static void OnDrainTimeout(uv_timer_t* t) noexcept {
+    auto* self = UvHandle<uv_timer_t>::Data<Impl>(t);
+    if (self == nullptr) return;
+    std::vector<IngestConn*> all = self->AllConns();
+    if (!all.empty())
+      Logger("ingest")->warn("closing {} ingest connection(s) that did not finish within {} ms", all.size(),
+                             kDrainConnMs);
+    for (IngestConn* c : all) self->CloseConn(c);
+  }
+
+  // Records just encoded: counted, and shown to live tails.
+  void Encoded(std::string_view records, const EncoderStats& before, const EncoderStats& after) {
+    metrics_.bytes->Inc(records.size());
+    metrics_.records->Inc(after.records - before.records);
     if (after.truncated != before.truncated) {
-      truncated_->Inc(after.truncated - before.truncated);
-      logger_->warn("cut {} over-long line(s) at -ingest.record-max-size={} bytes",
-                    after.truncated - before.truncated, opts_.record_max_bytes);
+      metrics_.truncated->Inc(after.truncated - before.truncated);
+      logger_->warn("cut {} over-long line(s) at -ingest.record-max-size={} bytes", after.truncated - before.truncated,
+                    opts_.record_max_bytes);
     }
-    dropped_->Inc(after.dropped_bytes - before.dropped_bytes);
-    invalid_topic_->Inc(after.invalid_topics - before.invalid_topics);
+    metrics_.dropped->Inc(after.dropped_bytes - before.dropped_bytes);
+    metrics_.invalid_topic->Inc(after.invalid_topics - before.invalid_topics);
+    if (opts_.on_records && !records.empty()) opts_.on_records(records);
   }
 
-  void Ingest(Conn* c, const char* data, size_t n) {
-    EncoderStats before = c->enc.stats();
-    uint64_t now = NowUnixMs();
-    if (c->mod == Modality::kDurable) {
-      size_t old = durable_next_.size();
-      c->enc.Feed(data, n, now, &durable_next_);
-      bytes_->Inc(durable_next_.size() - old);
-      if (opts_.on_records && durable_next_.size() > old)
-        opts_.on_records(std::string_view(durable_next_).substr(old));
-      CountEncoder(before, c->enc.stats());
-      // Read nothing more from this connection until its batch is on disk.
-      uv_read_stop(reinterpret_cast<uv_stream_t*>(c->tcp));
-      waiting_next_.push_back(c->id);
-      MaybeStartSync();
-      return;
-    }
-    scratch_.clear();
-    c->enc.Feed(data, n, now, &scratch_);
-    CountEncoder(before, c->enc.stats());
-    if (opts_.on_records && !scratch_.empty()) opts_.on_records(scratch_);
-    WriteFast(c);
-  }
+  // ---- fast: each connection's own segment, written on the loop (page cache, no fsync) ----
 
-  // Appends scratch_ to the connection's segment, flushing it at the size limit.
-  void WriteFast(Conn* c) {
+  void WriteFast(IngestConn* c) {
     if (scratch_.empty()) return;
-    if (!c->seg) {
-      auto seg = log_->NewActive();
-      if (!seg.ok()) {
-        write_errors_->Inc();
-        logger_->error("creating active segment: {}; closing connection", seg.status().ToString());
+    std::unique_ptr<ActiveSegment>& seg = c->segment();
+    if (!seg) {
+      auto created = log_->NewActive();
+      if (!created.ok()) {
+        metrics_.write_errors->Inc();
+        logger_->error("creating active segment: {}; closing connection", created.status().ToString());
         scratch_.clear();
-        CloseConn(c);
-        return;
+        return CloseConn(c);
       }
-      c->seg = std::move(seg).value();
+      seg = std::move(created).value();
     }
-    Status s = c->seg->Append(scratch_.data(), scratch_.size());
-    bytes_->Inc(scratch_.size());
+    Status s = seg->Append(scratch_.data(), scratch_.size());
     scratch_.clear();
     if (!s.ok()) {
-      write_errors_->Inc();
-      logger_->error("writing segment={}: {}; closing connection", c->seg->name(), s.ToString());
-      FlushSegment(std::move(c->seg), "error");
-      CloseConn(c);
-      return;
+      metrics_.write_errors->Inc();
+      logger_->error("writing segment={}: {}; closing connection", seg->name(), s.ToString());
+      RetireSegment(std::move(seg), "error");
+      return CloseConn(c);
     }
-    if (c->seg->bytes() >= opts_.flush_size_bytes) FlushSegment(std::move(c->seg), "size");
+    if (seg->bytes() >= opts_.flush_size_bytes) FlushSegment(std::move(seg), "size");
   }
 
+  // Writes out what is buffered, then flushes: a write that fails here is counted and logged
+  // (IngestLog::Flush alone would drop the buffered records quietly and return OK).
   void FlushSegment(std::unique_ptr<ActiveSegment> seg, const char* reason) {
     if (!seg) return;
+    if (Status w = seg->WriteOut(); !w.ok()) {
+      metrics_.write_errors->Inc();
+      logger_->error("writing segment={} at flush ({}): {}; {} buffered bytes lost", seg->name(), reason,
+                     w.ToString(), seg->bytes());
+    }
+    RetireSegment(std::move(seg), reason);
+  }
+
+  // Flushes a segment whose write failure, if any, is already counted.
+  void RetireSegment(std::unique_ptr<ActiveSegment> seg, const char* reason) {
     std::string name = seg->name();
     Status s = log_->Flush(std::move(seg), reason);
     if (!s.ok()) {
-      write_errors_->Inc();
+      metrics_.write_errors->Inc();
       logger_->error("flushing segment={}: {}", name, s.ToString());
     }
   }
 
+  // ---- durable: the group committer's outcomes ----
+
+  void ResumeDurable(const GroupCommitter::ConnIds& ids) {
+    if (destroying_) return;
+    for (uint64_t id : ids)
+      if (IngestConn* c = Find(id)) c->StartReading();
+  }
+
+  // The batch is not durable: its connections are closed, so the producer sees the connection
+  // drop instead of believing its data is safe.
+  void FailDurable(const GroupCommitter::ConnIds& ids) {
+    if (destroying_) return;
+    for (uint64_t id : ids)
+      if (IngestConn* c = Find(id)) CloseConn(c);
+  }
+
   // ---- bulk ----
 
-  void IngestBulk(Conn* c, const char* data, size_t n) {
-    c->frames->Feed(data, n);
+  void IngestBulk(IngestConn* c, const char* data, size_t n) {
+    c->frames()->Feed(data, n);
     std::string payload;
-    while (!c->closing) {
-      Result<bool> got = c->frames->Next(&payload);
+    while (!c->closing()) {
+      Result<bool> got = c->frames()->Next(&payload);
       if (!got.ok()) return RejectBulk(c, got.status().message());
       if (!*got) break;
       Result<rpc::BulkMessage> m = rpc::DecodeBulkMessage(payload);
@@ -386,252 +287,167 @@ class IngestServer::Impl {
       if (m->kind != rpc::BulkMessage::Kind::kSegment) return RejectBulk(c, "bulk: expected a segment");
       HandleBulkSegment(c, *m);
     }
-    if (!c->closing && c->reading && c->unacked >= kBulkMaxUnacked) {
-      uv_read_stop(reinterpret_cast<uv_stream_t*>(c->tcp));  // resumed by an ack
-      c->reading = false;
-    }
+    if (!c->closing() && tracker_.AtCap(c->id())) c->StopReading();  // resumed by an ack
   }
 
   // Malformed input: an error frame, then the connection closes. Its stored segments stay
   // stored (they are complete); the forwarder resends what it has no ack for.
-  void RejectBulk(Conn* c, const std::string& why) {
-    bulk_rejected_->Inc();
-    logger_->warn("bulk connection {} closed: {}", c->id, why);
-    SendFrame(c, rpc::EncodeBulkError(why));
+  void RejectBulk(IngestConn* c, const std::string& why) {
+    metrics_.bulk_rejected->Inc();
+    logger_->warn("bulk connection {} closed: {}", c->id(), why);
+    c->Send(rpc::EncodeBulkError(why));
     CloseConn(c);
   }
 
-  void HandleBulkSegment(Conn* c, const rpc::BulkMessage& m) {
-    if (auto it = held_.find(m.id); it != held_.end()) {  // a resend of a segment still here
-      bulk_segments_->With({"resent"})->Inc();
-      if (it->second.insert(c->id).second) ++c->unacked;
-      return;
-    }
-    if (recent_.count(m.id)) {  // a resend of a committed one: its ack was lost
-      bulk_segments_->With({"resent"})->Inc();
-      return SendFrame(c, rpc::EncodeBulkAck(m.id));
+  void HandleBulkSegment(IngestConn* c, const rpc::BulkMessage& m) {
+    switch (tracker_.Received(c->id(), m.id)) {
+      case BulkAckTracker::Arrival::kHeld:  // a resend of a segment still here
+        metrics_.bulk_segments->With({"resent"})->Inc();
+        return;
+      case BulkAckTracker::Arrival::kCommitted:  // a resend of a committed one: its ack was lost
+        metrics_.bulk_segments->With({"resent"})->Inc();
+        return c->Send(rpc::EncodeBulkAck(m.id));
+      case BulkAckTracker::Arrival::kNew:
+        break;
     }
     // The record ULIDs follow from the segment id, so every copy of a segment is identical.
     RecordEncoder enc(opts_.topic_mode, opts_.topic, opts_.record_max_bytes, UlidStream::At(m.id));
     const uint64_t ms = m.id.unix_ms();
-    scratch_.clear();
-    enc.Feed(m.text.data(), m.text.size(), ms, &scratch_);
-    enc.Finish(ms, &scratch_);
-    CountEncoder(EncoderStats{}, enc.stats());
-    if (scratch_.empty()) {
-      bulk_segments_->With({"empty"})->Inc();
-      return SendFrame(c, rpc::EncodeBulkAck(m.id));
+    auto job = std::make_shared<BulkWrite>();
+    job->id = m.id;
+    enc.Feed(m.text.data(), m.text.size(), ms, &job->records);
+    enc.Finish(ms, &job->records);
+    Encoded(job->records, EncoderStats{}, enc.stats());
+    if (job->records.empty()) {
+      metrics_.bulk_segments->With({"empty"})->Inc();
+      return c->Send(rpc::EncodeBulkAck(m.id));
     }
-    if (opts_.on_records) opts_.on_records(scratch_);
+    // The file is created here, so its name is known before any store can commit it; the
+    // write and the rename to flushed run on the disk pool.
     auto seg = log_->NewActive();
-    Status s = seg.ok() ? (*seg)->Append(scratch_.data(), scratch_.size()) : seg.status();
-    bytes_->Inc(scratch_.size());
-    scratch_.clear();
-    std::string name = seg.ok() ? (*seg)->name() : "";
-    if (seg.ok()) {
-      Status f = log_->Flush(std::move(seg).value(), "bulk");
-      if (s.ok()) s = f;
+    if (!seg.ok()) return BulkStoreFailed(c->id(), m.id, seg.status());
+    job->seg = std::move(seg).value();
+    job->name = job->seg->name();
+    tracker_.Storing(c->id(), m.id, job->name);
+    metrics_.bulk_unacked->Set(static_cast<double>(tracker_.held()));
+    ++bulk_writes_;
+    const bool queued = disk_->Submit(
+        [this, job] {
+          job->status = job->seg->Append(job->records.data(), job->records.size());
+          // WriteOut here, not inside Flush: Flush cleans up after a failed write and returns
+          // OK (a segment left empty is simply deleted), which would hide the failure.
+          if (job->status.ok()) job->status = job->seg->WriteOut();
+          // A failed segment is flushed too, holding the whole records written before the
+          // failure (duplicates of the resend); the tracker never acknowledges it.
+          Status f = log_->Flush(std::move(job->seg), "bulk");
+          if (job->status.ok()) job->status = f;
+        },
+        [this, job](Status ran) {
+          --bulk_writes_;
+          if (destroying_) return;
+          if (!ran.ok()) job->status = ran;
+          BulkWritten(*job);
+        });
+    if (!queued) {
+      --bulk_writes_;
+      job->seg.reset();  // an empty .active: removed at the next start
+      BulkStoreFailed(c->id(), m.id, Status::Unavailable("ingest: disk pool closed"));
     }
-    if (!s.ok()) {
-      write_errors_->Inc();
-      bulk_segments_->With({"error"})->Inc();
-      logger_->error("storing bulk segment {}: {}; closing the connection", m.id.ToString(), s.ToString());
-      SendFrame(c, rpc::EncodeBulkError("storing segment: " + s.ToString()));
-      return CloseConn(c);
-    }
-    bulk_segments_->With({"stored"})->Inc();
-    held_[m.id] = {c->id};
-    by_name_[name] = m.id;
-    ++c->unacked;
-    bulk_unacked_->Set(static_cast<double>(held_.size()));
   }
 
-  struct WriteReq {
-    uv_write_t req;
-    std::string data;
+  // One bulk segment on its way to disk: its encoded records and ingest file.
+  struct BulkWrite {
+    Ulid id;
+    std::string records;
+    std::unique_ptr<ActiveSegment> seg;  // the pool's until the job ends
+    std::string name;
+    Status status;
   };
-  void SendFrame(Conn* c, std::string frame) {
-    if (c->closing) return;
-    // Small frames usually go out at once, so an error frame is sent even when the connection
-    // closes right after (closing cancels queued writes).
-    uv_buf_t now = uv_buf_init(frame.data(), frame.size());
-    int sent = uv_try_write(reinterpret_cast<uv_stream_t*>(c->tcp), &now, 1);
-    if (sent == static_cast<int>(frame.size())) return;
-    if (sent > 0) frame.erase(0, static_cast<size_t>(sent));
-    auto* w = new WriteReq;
-    w->data = std::move(frame);
-    w->req.data = w;
-    uv_buf_t b = uv_buf_init(w->data.data(), w->data.size());
-    if (uv_write(&w->req, reinterpret_cast<uv_stream_t*>(c->tcp), &b, 1, &Impl::OnWritten) != 0) delete w;
-  }
-  static void OnWritten(uv_write_t* req, int) noexcept { delete static_cast<WriteReq*>(req->data); }
 
-  // Segments committed by the stores (replicated N times): acknowledge them.
-  static void OnCommits(uv_async_t* a) noexcept {
-    auto* self = static_cast<Impl*>(a->data);
-    if (!self) return;
-    std::vector<std::string> names;
-    {
-      std::lock_guard<std::mutex> lock(self->commits_->mu);
-      names.swap(self->commits_->names);
+  void BulkWritten(const BulkWrite& job) {
+    if (!job.status.ok()) return BulkStoreFailed(kNoConn, job.id, job.status);
+    metrics_.bulk_segments->With({"stored"})->Inc();
+    if (auto acks = tracker_.Written(job.id)) SendAcks(*acks);  // its commit came first
+  }
+
+  // The segment is not stored: every connection that sent it (the tracker's waiters, and conn
+  // when it is not kNoConn) gets an error frame and is closed (never an ack); the forwarder
+  // resends it.
+  static constexpr uint64_t kNoConn = 0;  // connection ids start at 1
+  void BulkStoreFailed(uint64_t conn, const Ulid& id, const Status& s) {
+    metrics_.write_errors->Inc();
+    metrics_.bulk_segments->With({"error"})->Inc();
+    std::vector<uint64_t> told = tracker_.Failed(id);
+    if (conn != kNoConn) told.push_back(conn);
+    logger_->error("storing bulk segment {}: {}; closing {} connection(s)", id.ToString(), s.ToString(), told.size());
+    for (uint64_t cid : told) {
+      if (IngestConn* c = Find(cid)) {
+        c->Send(rpc::EncodeBulkError("storing segment: " + s.ToString()));
+        CloseConn(c);
+      }
     }
-    for (const std::string& name : names) self->BulkCommitted(name);
+    metrics_.bulk_unacked->Set(static_cast<double>(tracker_.held()));
   }
 
+  // A segment committed by the stores (replicated N times): acknowledge it.
   void BulkCommitted(const std::string& name) {
-    auto n = by_name_.find(name);
-    if (n == by_name_.end()) return;  // not a bulk segment
-    Ulid id = n->second;
-    by_name_.erase(n);
-    auto h = held_.find(id);
-    if (h == held_.end()) return;
-    for (uint64_t cid : h->second) {
-      auto it = conns_.find(cid);
-      if (it == conns_.end() || it->second->closing) continue;
-      Conn* c = it->second.get();
-      SendFrame(c, rpc::EncodeBulkAck(id));
-      bulk_acks_->Inc();
-      if (c->unacked > 0) --c->unacked;
-      if (!c->reading && c->unacked < kBulkMaxUnacked) {
-        c->reading = true;
-        uv_read_start(reinterpret_cast<uv_stream_t*>(c->tcp), &Impl::OnAlloc, &Impl::OnRead);
-      }
-    }
-    held_.erase(h);
-    recent_.insert(id);
-    recent_order_.push_back(id);
-    if (recent_order_.size() > kBulkRecentCommits) {
-      recent_.erase(recent_order_.front());
-      recent_order_.pop_front();
-    }
-    bulk_unacked_->Set(static_cast<double>(held_.size()));
+    if (auto acks = tracker_.Committed(name)) SendAcks(*acks);
   }
 
-  void ForgetBulkConn(Conn* c) {
-    for (auto& [id, waiters] : held_) waiters.erase(c->id);
+  void SendAcks(const BulkAckTracker::Acks& acks) {
+    for (uint64_t cid : acks.conns) {
+      IngestConn* c = Find(cid);
+      if (c == nullptr) continue;
+      c->Send(rpc::EncodeBulkAck(acks.id));
+      metrics_.bulk_acks->Inc();
+      if (!c->reading() && !tracker_.AtCap(cid)) c->StartReading();
+    }
+    metrics_.bulk_unacked->Set(static_cast<double>(tracker_.held()));
   }
 
-  void CloseConn(Conn* c) {
-    if (c->closing) return;
-    c->closing = true;
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(c->tcp));
-    uint64_t now = NowUnixMs();
-    EncoderStats before = c->enc.stats();
-    if (c->mod == Modality::kDurable) {
-      size_t old = durable_next_.size();
-      c->enc.Finish(now, &durable_next_);
-      bytes_->Inc(durable_next_.size() - old);
-      if (opts_.on_records && durable_next_.size() > old)
-        opts_.on_records(std::string_view(durable_next_).substr(old));
-      MaybeStartSync();
-    } else if (c->mod == Modality::kFast) {
+  void CloseConn(IngestConn* c) {
+    if (c->closing()) return;
+    c->StopReading();
+    const uint64_t now = NowUnixMs();
+    EncoderStats before = c->encoder().stats();
+    if (c->modality() == Modality::kDurable) {
+      std::string* next = committer_->next();
+      const size_t old = next->size();
+      c->encoder().Finish(now, next);
+      Encoded(std::string_view(*next).substr(old), before, c->encoder().stats());
+      committer_->MaybeStart();
+    } else if (c->modality() == Modality::kFast) {
       scratch_.clear();
-      c->enc.Finish(now, &scratch_);
-      if (opts_.on_records && !scratch_.empty()) opts_.on_records(scratch_);
+      c->encoder().Finish(now, &scratch_);
+      Encoded(scratch_, before, c->encoder().stats());
       WriteFast(c);
-      FlushSegment(std::move(c->seg), "close");
-    }
-    CountEncoder(before, c->enc.stats());
-    if (c->mod == Modality::kBulk) ForgetBulkConn(c);
-    uv_close(reinterpret_cast<uv_handle_t*>(c->tcp), &Impl::OnConnClosed);
-  }
-
-  static void OnConnClosed(uv_handle_t* h) noexcept {
-    auto* c = static_cast<Conn*>(h->data);
-    delete reinterpret_cast<uv_tcp_t*>(h);
-    if (!c) return;
-    Impl* self = c->impl;
-    self->clients_[static_cast<int>(c->mod)]->Add(-1);
-    self->conns_.erase(c->id);  // destroys c
-    --self->open_handles_;
-    if (self->closing_ && self->conns_.empty()) self->CloseDrainTimer();
-    self->CheckDone();
-  }
-
-  void MaybeStartSync() {
-    if (sync_in_flight_ || durable_next_.empty()) return;
-    if (!durable_seg_) {
-      auto seg = log_->NewActive();
-      if (!seg.ok()) {
-        write_errors_->Inc();
-        logger_->error("creating durable segment: {}", seg.status().ToString());
-        FailDurableBatch();
-        return;
-      }
-      durable_seg_ = std::move(seg).value();
-    }
-    auto* job = new SyncJob;
-    job->req.data = job;
-    job->impl = this;
-    job->seg = durable_seg_.get();
-    job->data.swap(durable_next_);
-    job->conns.swap(waiting_next_);
-    sync_in_flight_ = true;
-    uv_queue_work(loop_, &job->req, &Impl::SyncWork, &Impl::SyncDone);
-  }
-
-  // Connections whose records could not be made durable are closed: the producer sees the
-  // connection drop instead of believing its data is safe.
-  void FailDurableBatch() {
-    durable_next_.clear();
-    for (uint64_t id : waiting_next_) {
-      auto it = conns_.find(id);
-      if (it != conns_.end()) CloseConn(it->second.get());
-    }
-    waiting_next_.clear();
-  }
-
-  static void SyncWork(uv_work_t* req) noexcept {
-    auto* job = static_cast<SyncJob*>(req->data);
-    job->status = job->seg->Append(job->data.data(), job->data.size());
-    if (job->status.ok()) job->status = job->seg->Sync();
-  }
-
-  static void SyncDone(uv_work_t* req, int) noexcept {
-    std::unique_ptr<SyncJob> job(static_cast<SyncJob*>(req->data));
-    Impl* self = job->impl;
-    self->sync_in_flight_ = false;
-    if (job->status.ok()) {
-      self->syncs_->Inc();
-      for (uint64_t id : job->conns) {
-        auto it = self->conns_.find(id);
-        if (it == self->conns_.end() || it->second->closing) continue;
-        uv_read_start(reinterpret_cast<uv_stream_t*>(it->second->tcp), &Impl::OnAlloc, &Impl::OnRead);
-      }
-      if (self->durable_seg_ && (self->durable_seg_->bytes() >= self->opts_.flush_size_bytes ||
-                                 std::chrono::steady_clock::now() - self->durable_seg_->created() >= self->opts_.flush_age))
-        self->FlushSegment(std::move(self->durable_seg_), "size");
+      FlushSegment(std::move(c->segment()), "close");
     } else {
-      self->write_errors_->Inc();
-      self->logger_->error("durable group commit of {} bytes failed: {}; closing {} connection(s)", job->data.size(),
-                           job->status.ToString(), job->conns.size());
-      for (uint64_t id : job->conns) {
-        auto it = self->conns_.find(id);
-        if (it != self->conns_.end()) self->CloseConn(it->second.get());
-      }
-      // Retire the segment: what reached it before the failure is still consumed.
-      self->FlushSegment(std::move(self->durable_seg_), "error");
+      tracker_.ForgetConn(c->id());
     }
-    self->MaybeStartSync();
-    self->CheckDone();
+    c->Close();
   }
 
   static void OnTimer(uv_timer_t* t) noexcept {
-    auto* self = static_cast<Impl*>(t->data);
-    if (!self) return;
+    auto* self = UvHandle<uv_timer_t>::Data<Impl>(t);
+    if (self == nullptr) return;
     auto now = std::chrono::steady_clock::now();
     for (auto& [id, c] : self->conns_) {
-      if (c->seg && c->seg->bytes() > 0 && now - c->seg->created() >= self->opts_.flush_age)
-        self->FlushSegment(std::move(c->seg), "age");
+      std::unique_ptr<ActiveSegment>& seg = c->segment();
+      if (seg && seg->bytes() > 0 && now - seg->created() >= self->opts_.flush_age)
+        self->FlushSegment(std::move(seg), "age");
     }
-    if (!self->sync_in_flight_ && self->durable_seg_ && self->durable_seg_->bytes() > 0 &&
-        now - self->durable_seg_->created() >= self->opts_.flush_age)
-      self->FlushSegment(std::move(self->durable_seg_), "age");
+    self->committer_->OnTimer(now);
   }
 
+  // Done when every handle has closed and no disk job is left; then the disk pool closes (it
+  // has nothing to wait for) and done runs.
   void CheckDone() {
-    if (!closing_ || open_handles_ != 0 || sync_in_flight_ || !durable_next_.empty()) return;
-    FlushSegment(std::move(durable_seg_), "shutdown");
+    if (!closing_ || destroying_ || closing_handles_ != 0 || !conns_.empty() || bulk_writes_ != 0 ||
+        !committer_->idle())
+      return;
+    committer_->Finish();
+    disk_->Close();
     if (done_) {
       auto done = std::move(done_);
       done_ = nullptr;
@@ -643,43 +459,25 @@ class IngestServer::Impl {
   uv_loop_t* loop_;
   IngestLog* log_;
   IngestServerOptions opts_;
-  std::shared_ptr<spdlog::logger> logger_;
-  std::vector<std::unique_ptr<Listener>> listeners_;
-  uv_timer_t* timer_ = nullptr;
-  uv_timer_t* drain_timer_ = nullptr;  // Close(): bounds the half-closed connections
-  std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+  IngestMetrics metrics_;
+  std::shared_ptr<spdlog::logger> logger_ = Logger("ingest");
+  std::vector<std::pair<Modality, std::unique_ptr<TcpListener>>> listeners_;
+  UvHandle<uv_timer_t> timer_;
+  UvHandle<uv_timer_t> drain_timer_;  // Close(): bounds the half-closed connections
+  std::map<uint64_t, std::unique_ptr<IngestConn>> conns_;
   uint64_t next_conn_id_ = 0;
-  int open_handles_ = 0;
+  int closing_handles_ = 0;
   bool closing_ = false;
+  bool destroying_ = false;
   std::function<void()> done_;
   std::string scratch_;
-  // Durable group commit state.
-  std::unique_ptr<ActiveSegment> durable_seg_;
-  std::string durable_next_;
-  std::vector<uint64_t> waiting_next_;
-  bool sync_in_flight_ = false;
-
-  // Bulk state: segments stored here and not yet committed, by id, with the connections
-  // waiting for their ack; ingest file name -> id; recently committed ids.
-  std::map<Ulid, std::set<uint64_t>> held_;
-  std::map<std::string, Ulid> by_name_;
-  std::set<Ulid> recent_;
-  std::deque<Ulid> recent_order_;
-  std::shared_ptr<CommitQueue> commits_;
-  uv_async_t* async_ = nullptr;
-  Family<Counter>* bulk_segments_;
-  Counter* bulk_acks_;
-  Counter* bulk_rejected_;
-  Gauge* bulk_unacked_;
-
-  Gauge* clients_[3];
-  Counter* bytes_;
-  Counter* records_;
-  Counter* syncs_;
-  Counter* truncated_;
-  Counter* dropped_;
-  Counter* invalid_topic_;
-  Counter* write_errors_;
+  std::shared_ptr<CommitHandoff> handoff_ = std::make_shared<CommitHandoff>();
+  std::unique_ptr<LoopPoster> commits_;  // store commits, from consumer threads
+  BulkAckTracker tracker_;
+  int bulk_writes_ = 0;  // bulk segment writes on the disk pool
+  // ~Impl closes the pool first, while everything its last after-callbacks touch is alive.
+  std::unique_ptr<WorkPool> disk_;
+  std::unique_ptr<GroupCommitter> committer_;
 };
 
 IngestServer::IngestServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -688,11 +486,7 @@ IngestServer::~IngestServer() = default;
 Result<std::unique_ptr<IngestServer>> IngestServer::Create(uv_loop_t* loop, IngestLog* log,
                                                            IngestServerOptions options, Registry* metrics) {
   auto impl = std::make_unique<Impl>(loop, log, std::move(options), metrics);
-  Status s = impl->Start();
-  if (!s.ok()) {
-    impl->Abandon();  // the caller's loop run frees the handles; impl may die now
-    return s;
-  }
+  OKLOG_RETURN_IF_ERROR(impl->Start());  // a failed Start's handles close in the caller's loop run
   return std::unique_ptr<IngestServer>(new IngestServer(std::move(impl)));
 }
 
@@ -700,6 +494,6 @@ uint16_t IngestServer::fast_port() const { return impl_->port(Modality::kFast); 
 uint16_t IngestServer::durable_port() const { return impl_->port(Modality::kDurable); }
 uint16_t IngestServer::bulk_port() const { return impl_->port(Modality::kBulk); }
 void IngestServer::Close(std::function<void()> done) { impl_->Close(std::move(done)); }
-size_t IngestServer::connections() const { return impl_->connections(); }
+size_t IngestServer::connections() const { return impl_->conns_.size(); }
 
 }  // namespace oklog

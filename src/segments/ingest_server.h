@@ -5,13 +5,16 @@
 // flushed at flush_size_bytes, after flush_age, and when the connection closes.
 // Durable: all durable connections share one active segment and a group commit: records read
 // from any durable connection join the next batch, that connection stops reading, and one
-// write+fdatasync on a worker thread makes the whole batch durable before any of its
-// connections is read again. One fsync per batch, however many connections.
+// write+fdatasync on the server's disk pool (a WorkPool of its own, not libuv's) makes the whole
+// batch durable before any of its connections is read again. One fsync per batch, however many
+// connections. A batch that fails to reach the disk closes its connections (durable producers
+// get no ack but the open connection, so the close is what tells them).
 // Bulk (rpc/bulk_protocol.h): whole segments from `oklog forward -bulk`, each written as a
 // flushed ingest segment with ULIDs derived from its id, and acknowledged on that connection
-// when a store commits it (after replicating it N times). A resend of a segment still held
-// here, or committed recently, is not stored twice. Malformed or oversize input gets an error
-// frame, is counted, and closes that connection.
+// when a store commits it (after replicating it N times); written on the disk pool. A resend of
+// a segment still held here, or committed recently, is not stored twice. Malformed or oversize
+// input, and a segment that cannot be stored, get an error frame, are counted, and close that
+// connection.
 #pragma once
 
 #include <uv.h>

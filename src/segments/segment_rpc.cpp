@@ -1,14 +1,11 @@
 #include "segments/segment_rpc.h"
 
-#include <lz4frame.h>
-
 #include <functional>
 
 #include "common/log.h"
 #include "common/ulid.h"
 #include "common/uv/check.h"
 #include "segments/record_merge.h"
-#include "segments/segment_file.h"
 #include "segments/segment_messages.h"
 
 namespace oklog {
@@ -37,6 +34,13 @@ void RunWork(uv_loop_t* loop, std::function<void()> work, std::function<void()> 
   }
 }
 
+// Replica installs: on the caller's disk pool when there is one. after(Unavailable), with work
+// never run, when that pool is closed.
+void RunDiskWork(uv_loop_t* loop, WorkPool* disk, std::function<void()> work, std::function<void(Status)> after) {
+  if (disk == nullptr) return RunWork(loop, std::move(work), [after] { after(Status::Ok()); });
+  if (!disk->Submit(std::move(work), after)) after(Status::Unavailable("store: disk pool closed"));
+}
+
 // A failure of the disk rather than of the replica's bytes.
 bool IsWriteError(const Status& s) {
   return s.code() == Code::kIOError || s.code() == Code::kResourceExhausted;
@@ -54,45 +58,6 @@ void Refuse(const std::shared_ptr<rpc::ServerCall>& c, Family<Counter>* bad, con
   bad->With({c->method()})->Inc();
   Logger("store")->warn("msg=\"bad request\" method={} peer={} reason=\"{}\"", c->method(), c->peer(), why.ToString());
   c->Respond(Status::InvalidArgument(why.message()));
-}
-
-// Whether the file at path holds exactly `bytes` (a replayed batch encodes to the same file).
-bool SameFile(Env* env, const std::string& path, std::string_view bytes) {
-  Result<FileInfo> info = env->GetFileInfo(path);
-  if (!info.ok() || info->size != bytes.size()) return false;
-  std::string have;
-  have.reserve(bytes.size());
-  return AppendFileContents(env, path, &have).ok() && have == bytes;
-}
-
-// The record text of checked segment file bytes, every block decompressed in order.
-Status DecodeImageText(std::string_view file, const std::vector<BlockInfo>& blocks, std::string* text) {
-  LZ4F_dctx* raw = nullptr;
-  if (LZ4F_isError(LZ4F_createDecompressionContext(&raw, LZ4F_VERSION)))
-    return Status::ResourceExhausted("cannot create an LZ4 decompression context");
-  std::unique_ptr<LZ4F_dctx, decltype(&LZ4F_freeDecompressionContext)> dctx(raw, LZ4F_freeDecompressionContext);
-  uint64_t total = 0;
-  for (const BlockInfo& b : blocks) total += b.raw_size;
-  text->clear();
-  text->reserve(total);
-  for (size_t i = 0; i < blocks.size(); ++i) {
-    const BlockInfo& b = blocks[i];
-    const size_t start = text->size();
-    text->resize(start + b.raw_size);
-    size_t out = 0, in = 0, rc = 1;
-    LZ4F_resetDecompressionContext(dctx.get());
-    while (rc != 0) {
-      size_t dst = b.raw_size - out, src = b.compressed_size - in;
-      rc = LZ4F_decompress(dctx.get(), text->data() + start + out, &dst, file.data() + b.offset + in, &src, nullptr);
-      if (LZ4F_isError(rc)) return Status::Corruption("block " + std::to_string(i) + ": " + LZ4F_getErrorName(rc));
-      out += dst;
-      in += src;
-      if (rc != 0 && dst == 0 && src == 0) break;  // no progress: the frame is short
-    }
-    if (rc != 0 || out != b.raw_size || in != b.compressed_size)
-      return Status::Corruption("block " + std::to_string(i) + ": LZ4 frame does not match the index");
-  }
-  return Status::Ok();
 }
 
 }  // namespace
@@ -193,59 +158,7 @@ void IngestRpc::Close() {
 
 // ---- store side ----
 
-Result<uint64_t> WriteReplica(StoreLog* store, std::span<const std::string_view> records) {
-  if (records.empty()) return uint64_t{0};
-  OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<SegmentWriter> w, store->NewWriter());
-  for (std::string_view rec : records) {
-    Status s = w->Append(rec);
-    if (!s.ok()) {
-      w->Abandon();
-      return s;
-    }
-  }
-  Result<std::string> path = w->Finish();
-  if (path.ok()) {
-    OKLOG_RETURN_IF_ERROR(store->Add(*path));
-    return uint64_t{records.size()};
-  }
-  w->Abandon();
-  if (path.status().code() != Code::kAlreadyExists) return path.status();
-  // LOW-HIGH exists (this batch, or one overlapping it, was stored before). One record: the file
-  // LOW-LOW holds exactly that ULID, so it is there. More: write the halves, whose names differ.
-  if (records.size() == 1) return uint64_t{1};
-  const size_t mid = records.size() / 2;
-  OKLOG_ASSIGN_OR_RETURN(uint64_t a, WriteReplica(store, records.subspan(0, mid)));
-  OKLOG_ASSIGN_OR_RETURN(uint64_t b, WriteReplica(store, records.subspan(mid)));
-  return a + b;
-}
-
-Result<uint64_t> InstallReplica(StoreLog* store, const SegmentImage& image,
-                                std::span<const std::string_view> records) {
-  Result<std::string> path = store->Install(image.bytes, image.name);
-  if (path.ok()) return image.records;
-  if (path.status().code() != Code::kAlreadyExists) return path.status();
-  if (SameFile(store->env(), store->dir() + "/" + image.name.FileName(), image.bytes)) return image.records;
-  return WriteReplica(store, records);
-}
-
-Result<uint64_t> InstallReplicaFile(StoreLog* store, std::string_view file) {
-  Result<SegmentImageInfo> info = CheckSegmentImage(file);
-  if (!info.ok()) return Status::Corruption("segment file rejected: " + info.status().message());
-  Result<std::string> path = store->Install(file, info->name);
-  if (path.ok()) return info->records;
-  if (path.status().code() != Code::kAlreadyExists) return path.status();
-  if (SameFile(store->env(), store->dir() + "/" + info->name.FileName(), file)) return info->records;
-  // The name is taken by a different file: store these records around it, as WriteReplica does.
-  std::string text;
-  OKLOG_RETURN_IF_ERROR(DecodeImageText(file, info->blocks, &text));
-  ParseStats ps;
-  std::vector<std::string_view> recs = ParseRecords(text, &ps);
-  if (ps.invalid != 0 || recs.size() != info->records || SortRecords(&recs))
-    return Status::Corruption("segment file rejected: its records do not match its index");
-  return WriteReplica(store, recs);
-}
-
-void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Registry* metrics) {
+void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Registry* metrics, WorkPool* disk) {
   Counter* received = metrics->NewCounter("oklog_store_replicated_records_total", "Records received as replicas and stored.");
   Counter* files = metrics->NewCounter("oklog_store_replicated_files_total",
                                        "Segment files received as replicas (segment.replicate_file) and stored.");
@@ -253,12 +166,13 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
                                           "Segment files received as replicas that failed their check, not stored.");
   Counter* write_errors = metrics->NewCounter("oklog_store_replica_write_errors_total",
                                               "Replicas (files or records) not stored because of an I/O error.");
-  server->Handle(kSegmentReplicateFile, [loop, store, received, files, rejected,
+  server->Handle(kSegmentReplicateFile, [loop, disk, store, received, files, rejected,
                                          write_errors](std::shared_ptr<rpc::ServerCall> c) {
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
-    RunWork(
-        loop, [c, store, out] { *out = InstallReplicaFile(store, c->body()); },
-        [c, out, received, files, rejected, write_errors] {
+    RunDiskWork(
+        loop, disk, [c, store, out] { *out = store->InstallReplicaFile(c->body()); },
+        [c, out, received, files, rejected, write_errors](Status ran) {
+          if (!ran.ok()) *out = ran;
           if (!out->ok()) {
             if (out->status().code() == Code::kCorruption) rejected->Inc();
             if (IsWriteError(out->status())) write_errors->Inc();
@@ -271,10 +185,10 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
           c->Respond(Status::Ok(), EncodeStoredRecords(out->value()));
         });
   });
-  server->Handle(kSegmentReplicate, [loop, store, received, write_errors](std::shared_ptr<rpc::ServerCall> c) {
+  server->Handle(kSegmentReplicate, [loop, disk, store, received, write_errors](std::shared_ptr<rpc::ServerCall> c) {
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
-    RunWork(
-        loop,
+    RunDiskWork(
+        loop, disk,
         [c, store, out] {
           ParseStats ps;
           std::vector<std::string_view> recs = ParseRecords(c->body(), &ps);
@@ -286,9 +200,10 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
             *out = Status::InvalidArgument("segment.replicate: records not sorted");
             return;
           }
-          *out = WriteReplica(store, recs);
+          *out = store->WriteReplica(recs);
         },
-        [c, out, received, write_errors] {
+        [c, out, received, write_errors](Status ran) {
+          if (!ran.ok()) *out = ran;
           if (!out->ok()) {
             if (IsWriteError(out->status())) write_errors->Inc();
             Logger("store")->error("replica from {} not stored: {}", c->peer_name(), out->status().ToString());

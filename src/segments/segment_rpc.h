@@ -17,9 +17,10 @@
 // three-stage transaction (claim+read, replicate, commit or fail) over RPC; claims that are neither
 // committed nor failed go back to flushed after -ingest.segment-pending-timeout.
 //
-// Thread: loop thread; file work (claim, read, commit, segment writes) runs in uv_queue_work jobs
-// and answers from their after-work callbacks. Close() stops the expiry timer; jobs in flight
-// finish (the loop runs until they do), their answers going nowhere if the connection is gone.
+// Thread: loop thread; file work (claim, read, commit; replica installs unless given a disk
+// pool) runs in uv_queue_work jobs and answers from their after-work callbacks. Close() stops
+// the expiry timer; jobs in flight finish (the loop runs until they do), their answers going
+// nowhere if the connection is gone.
 #pragma once
 
 #include <uv.h>
@@ -33,6 +34,7 @@
 
 #include "common/metrics.h"
 #include "common/status.h"
+#include "common/uv/work_pool.h"
 #include "rpc/rpc_server.h"
 #include "segments/ingest_log.h"
 #include "segments/store_log.h"
@@ -63,22 +65,11 @@ class IngestRpc {
   std::shared_ptr<bool> expiring_ = std::make_shared<bool>(false);  // an expiry job is in flight
 };
 
-// Registers segment.replicate_file and segment.replicate on `server`, writing into `store`.
-void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Registry* metrics);
-
-// Installs a segment this node encoded from `records` (sorted, distinct; the image's records).
-// When a segment of its name exists: done if that file holds the same bytes, else as
-// WriteReplica(records). Returns the records written or found stored. Blocking.
-Result<uint64_t> InstallReplica(StoreLog* store, const SegmentImage& image,
-                                std::span<const std::string_view> records);
-// Installs segment file bytes received from a peer: CheckSegmentImage (Corruption, nothing
-// written, when they fail it), then as InstallReplica, decoding the records only when the name
-// is taken by a different file. Returns the records written or found stored. Blocking.
-Result<uint64_t> InstallReplicaFile(StoreLog* store, std::string_view file);
-
-// Writes sorted, distinct records into `store` as one segment (more when a segment of the same
-// name exists: the range is split until every part is new or, down to one record, already there).
-// Returns the records written or found stored. Blocking: call from a worker or consumer thread.
-Result<uint64_t> WriteReplica(StoreLog* store, std::span<const std::string_view> records);
+// Registers segment.replicate_file and segment.replicate on `server`; the install itself is
+// StoreLog::InstallReplicaFile / WriteReplica. It runs on `disk` when given (a pool of the
+// caller's, closed after `server`; a request that finds it closed is Unavailable, nothing
+// stored), else in uv_queue_work.
+void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Registry* metrics,
+                   WorkPool* disk = nullptr);
 
 }  // namespace oklog

@@ -1,9 +1,12 @@
 #include "segments/store_log.h"
 
+#include <lz4frame.h>
+
 #include <algorithm>
 #include <string_view>
 
 #include "common/log.h"
+#include "segments/record_merge.h"
 
 namespace oklog {
 namespace {
@@ -16,6 +19,45 @@ bool ByRange(const std::shared_ptr<const SegmentReader>& a, const std::shared_pt
 std::string BaseName(const std::string& path) {
   auto slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// Whether the file at path holds exactly `bytes` (a replayed batch encodes to the same file).
+bool SameFile(Env* env, const std::string& path, std::string_view bytes) {
+  Result<FileInfo> info = env->GetFileInfo(path);
+  if (!info.ok() || info->size != bytes.size()) return false;
+  std::string have;
+  have.reserve(bytes.size());
+  return AppendFileContents(env, path, &have).ok() && have == bytes;
+}
+
+// The record text of checked segment file bytes, every block decompressed in order.
+Status DecodeImageText(std::string_view file, const std::vector<BlockInfo>& blocks, std::string* text) {
+  LZ4F_dctx* raw = nullptr;
+  if (LZ4F_isError(LZ4F_createDecompressionContext(&raw, LZ4F_VERSION)))
+    return Status::ResourceExhausted("cannot create an LZ4 decompression context");
+  std::unique_ptr<LZ4F_dctx, decltype(&LZ4F_freeDecompressionContext)> dctx(raw, LZ4F_freeDecompressionContext);
+  uint64_t total = 0;
+  for (const BlockInfo& b : blocks) total += b.raw_size;
+  text->clear();
+  text->reserve(total);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const BlockInfo& b = blocks[i];
+    const size_t start = text->size();
+    text->resize(start + b.raw_size);
+    size_t out = 0, in = 0, rc = 1;
+    LZ4F_resetDecompressionContext(dctx.get());
+    while (rc != 0) {
+      size_t dst = b.raw_size - out, src = b.compressed_size - in;
+      rc = LZ4F_decompress(dctx.get(), text->data() + start + out, &dst, file.data() + b.offset + in, &src, nullptr);
+      if (LZ4F_isError(rc)) return Status::Corruption("block " + std::to_string(i) + ": " + LZ4F_getErrorName(rc));
+      out += dst;
+      in += src;
+      if (rc != 0 && dst == 0 && src == 0) break;  // no progress: the frame is short
+    }
+    if (rc != 0 || out != b.raw_size || in != b.compressed_size)
+      return Status::Corruption("block " + std::to_string(i) + ": LZ4 frame does not match the index");
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -137,6 +179,59 @@ Result<std::string> StoreLog::Install(std::string_view file, const SegmentName& 
   OKLOG_ASSIGN_OR_RETURN(std::string path, WriteSegmentImage(dir_, file, name, options_.env));
   OKLOG_RETURN_IF_ERROR(Add(path));
   return path;
+}
+
+// ---- replicas ----
+
+Result<uint64_t> StoreLog::WriteReplica(std::span<const std::string_view> records) {
+  if (records.empty()) return uint64_t{0};
+  OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<SegmentWriter> w, NewWriter());
+  for (std::string_view rec : records) {
+    Status s = w->Append(rec);
+    if (!s.ok()) {
+      w->Abandon();
+      return s;
+    }
+  }
+  Result<std::string> path = w->Finish();
+  if (path.ok()) {
+    OKLOG_RETURN_IF_ERROR(Add(*path));
+    return uint64_t{records.size()};
+  }
+  w->Abandon();
+  if (path.status().code() != Code::kAlreadyExists) return path.status();
+  // LOW-HIGH exists (this batch, or one overlapping it, was stored before). One record: the file
+  // LOW-LOW holds exactly that ULID, so it is there. More: write the halves, whose names differ.
+  if (records.size() == 1) return uint64_t{1};
+  const size_t mid = records.size() / 2;
+  OKLOG_ASSIGN_OR_RETURN(uint64_t a, WriteReplica(records.subspan(0, mid)));
+  OKLOG_ASSIGN_OR_RETURN(uint64_t b, WriteReplica(records.subspan(mid)));
+  return a + b;
+}
+
+Result<uint64_t> StoreLog::InstallReplica(const SegmentImage& image, std::span<const std::string_view> records) {
+  Result<std::string> path = Install(image.bytes, image.name);
+  if (path.ok()) return image.records;
+  if (path.status().code() != Code::kAlreadyExists) return path.status();
+  if (SameFile(options_.env, dir_ + "/" + image.name.FileName(), image.bytes)) return image.records;
+  return WriteReplica(records);
+}
+
+Result<uint64_t> StoreLog::InstallReplicaFile(std::string_view file) {
+  Result<SegmentImageInfo> info = CheckSegmentImage(file);
+  if (!info.ok()) return Status::Corruption("segment file rejected: " + info.status().message());
+  Result<std::string> path = Install(file, info->name);
+  if (path.ok()) return info->records;
+  if (path.status().code() != Code::kAlreadyExists) return path.status();
+  if (SameFile(options_.env, dir_ + "/" + info->name.FileName(), file)) return info->records;
+  // The name is taken by a different file: store these records around it, as WriteReplica does.
+  std::string text;
+  OKLOG_RETURN_IF_ERROR(DecodeImageText(file, info->blocks, &text));
+  ParseStats ps;
+  std::vector<std::string_view> recs = ParseRecords(text, &ps);
+  if (ps.invalid != 0 || recs.size() != info->records || SortRecords(&recs))
+    return Status::Corruption("segment file rejected: its records do not match its index");
+  return WriteReplica(recs);
 }
 
 Status StoreLog::Remove(const std::string& path) {

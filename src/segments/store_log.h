@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,22 @@ class StoreLog {
   // crash-safely (WriteSegmentImage) and adds it. Returns its path; AlreadyExists, with nothing
   // written, when NAME.seg exists. Blocking: a worker or consumer thread.
   Result<std::string> Install(std::string_view file, const SegmentName& name);
+
+  // Replicas (the cluster consumer's own copy, segment.replicate[_file] from peers). Each returns
+  // the records written or found stored; IOError/ResourceExhausted when the disk fails (nothing
+  // torn is left where Select looks). Blocking: a worker, disk pool or consumer thread.
+  //
+  // Writes sorted, distinct records as one segment (more when a segment of the same name exists:
+  // the range is split until every part is new or, down to one record, already there).
+  Result<uint64_t> WriteReplica(std::span<const std::string_view> records);
+  // Installs a segment this node encoded from `records` (sorted, distinct; the image's records).
+  // When a segment of its name exists: done if that file holds the same bytes, else as
+  // WriteReplica(records).
+  Result<uint64_t> InstallReplica(const SegmentImage& image, std::span<const std::string_view> records);
+  // Installs segment file bytes received from a peer: CheckSegmentImage (Corruption, nothing
+  // written, when they fail it), then as InstallReplica, decoding the records only when the name
+  // is taken by a different file.
+  Result<uint64_t> InstallReplicaFile(std::string_view file);
   // Removes a segment from the set and unlinks its file (compaction, retention).
   Status Remove(const std::string& path);
   // Moves a segment aside into quarantine/ (a block failed to verify during a query).

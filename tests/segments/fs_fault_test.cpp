@@ -346,13 +346,13 @@ TEST_F(StoreFaultTest, FailedReplicaInstallIsAnErrorLeavesNoFileAndAReplayThenSu
   for (const FaultCase& f : cases) {
     SCOPED_TRACE(Describe(f));
     env_.Inject({.op = f.op, .error = f.error});
-    auto r = InstallReplicaFile(store_.get(), image.bytes);
+    auto r = store_->InstallReplicaFile(image.bytes);
     env_.ClearFaults();
     EXPECT_EQ(r.status().code(), f.code) << r.status().ToString();
     EXPECT_TRUE(Names(tmp_.path()).empty());
     EXPECT_EQ(store_->segment_count(), 0u);
   }
-  auto r = InstallReplicaFile(store_.get(), image.bytes);
+  auto r = store_->InstallReplicaFile(image.bytes);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(*r, 300u);
   Reopen();

@@ -154,6 +154,31 @@ TEST_F(IngestServerTest, DurableConnectionsShareOneGroupCommit) {
   EXPECT_LE(syncs, static_cast<uint64_t>(kClients * 200));  // batches, not one per record
 }
 
+// A durable read that ends inside a line holds no whole record, so there is nothing to sync
+// for it: the connection must read on, not wait for a batch of someone else's.
+TEST_F(IngestServerTest, DurableLineSplitAcrossReadsIsNotStalled) {
+  Start({});
+  std::atomic<bool> stop{false};
+  int fd = ConnectLoopback(server_->durable_port());
+  ASSERT_GE(fd, 0);
+  std::thread client([&] {
+    SendAll(fd, "par");
+    ::usleep(300000);  // the server reads "par" alone
+    SendAll(fd, "tial\nnext\n");
+    while (!stop) ::usleep(1000);
+    ::close(fd);
+  });
+  RunUntil([&] { return Metric("oklog_ingest_writer_records_written_total") == 2; });
+  stop = true;
+  client.join();
+  RunUntil([&] { return server_->connections() == 0; });
+  bool closed = false;
+  server_->Close([&] { closed = true; });
+  RunUntil([&] { return closed; });
+  server_.reset();
+  EXPECT_EQ(FlushedPayloads(), (std::vector<std::string>{"default partial", "default next"}));
+}
+
 // A full disk at a group commit: the connections of that batch are closed (their producers
 // must not believe the data is safe), the failure is counted, and later durable writes work and
 // survive a power cut; no flushed segment holds a torn record.

@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <functional>
 #include <optional>
+#include <thread>
 
 #include "common/ulid.h"
 #include "rpc/rpc_client.h"
@@ -228,6 +230,46 @@ TEST_F(SegmentRpcTest, ReplicaThatHitsAFullOrFailingDiskIsAnErrorCountedAndLeave
   EXPECT_EQ(StoreFiles().size(), 2u);
 }
 
+// With a disk pool, installs run on it (not in libuv's shared pool): while its one thread is
+// busy, a replica waits. Once the pool is closed a replica is Unavailable: nothing stored, no
+// success reported, and not counted as a disk error.
+TEST_F(SegmentRpcTest, ReplicasInstallOnTheGivenDiskPoolAndAClosedPoolStoresNothing) {
+  auto pool = WorkPool::Create(&loop_, 1, "store-disk");
+  ASSERT_TRUE(pool.ok()) << pool.status().ToString();
+  ServeReplicas(&loop_, store_.get(), server_.get(), &metrics_, pool->get());
+  const SegmentImage image = testing_image::Encode(RecordList(1700000000000, 300), {.block_target_bytes = 4096});
+  std::atomic<bool> release{false};
+  ASSERT_TRUE((*pool)->Submit(
+      [&] {
+        while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      },
+      [](Status) {}));
+  std::optional<Result<std::string>> out;
+  client_->Call(addr_, kSegmentReplicateFile, image.bytes, rpc::Duration(5000),
+                [&](Result<std::string> r) { out = r; });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < until) {
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_FALSE(out.has_value()) << "the install did not wait for the pool's thread";
+  EXPECT_EQ(store_->segment_count(), 0u);
+  release = true;
+  while (!out) uv_run(&loop_, UV_RUN_ONCE);
+  ASSERT_TRUE(out->ok()) << out->status().ToString();
+  Result<uint64_t> n = DecodeStoredRecords(out->value());
+  ASSERT_TRUE(n.ok());
+  EXPECT_EQ(*n, 300u);
+  EXPECT_EQ(store_->segment_count(), 1u);
+
+  (*pool)->Close();
+  Result<std::string> r = Call(kSegmentReplicate, Records(1800000000000, 20));
+  EXPECT_EQ(r.status().code(), Code::kUnavailable) << r.status().ToString();
+  EXPECT_EQ(store_->segment_count(), 1u);
+  EXPECT_EQ(StoreFiles().size(), 1u);
+  EXPECT_EQ(CounterValue("oklog_store_replica_write_errors_total"), 0u);
+}
+
 TEST_F(SegmentRpcTest, CorruptTruncatedOrMisorderedFilesAreRejectedCountedAndNotInstalled) {
   const SegmentImage image = testing_image::Encode(RecordList(1700000000000, 300), {.block_target_bytes = 4096});
   auto info = CheckSegmentImage(image.bytes);
@@ -295,13 +337,13 @@ TEST_F(SegmentRpcTest, LocalInstallOfAnEncodedBatchFallsBackToItsRecords) {
   const std::vector<std::string> recs = RecordList(1700000000000, 50);
   std::vector<std::string_view> views(recs.begin(), recs.end());
   const SegmentImage image = testing_image::Encode(recs);
-  EXPECT_EQ(*InstallReplica(store_.get(), image, views), 50u);
-  EXPECT_EQ(*InstallReplica(store_.get(), image, views), 50u);  // the same file: nothing new
+  EXPECT_EQ(*store_->InstallReplica(image, views), 50u);
+  EXPECT_EQ(*store_->InstallReplica(image, views), 50u);  // the same file: nothing new
   EXPECT_EQ(store_->segment_count(), 1u);
   // Another file under that name: the records are written around it.
   const std::vector<std::string_view> ends = {views.front(), views.back()};
   const SegmentImage small = testing_image::Encode({recs.front(), recs.back()});
-  EXPECT_EQ(*InstallReplica(store_.get(), small, ends), 2u);
+  EXPECT_EQ(*store_->InstallReplica(small, ends), 2u);
   EXPECT_GE(StoredRecords(), 50u);
 }
 

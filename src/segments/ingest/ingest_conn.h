@@ -1,0 +1,88 @@
+// IngestConn: one accepted ingest connection (fast, durable or bulk): its socket, owned through
+// a UvHandle, its read buffer, its record encoder and what its modality keeps (a fast
+// connection's active segment, a bulk connection's frame decoder). It reads and writes bytes;
+// what the bytes mean is the IngestServer's business (the Owner).
+//
+// Thread: loop thread only. Lifetime: the Owner holds it (a unique_ptr) and must keep it until
+// Owner::OnClosed, which runs from the socket's close callback and may destroy it. Read
+// callbacks never run once Close() was called.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/uv/handle.h"
+#include "common/uv/tcp_listener.h"
+#include "rpc/frame_codec.h"
+#include "segments/ingest_log.h"
+#include "segments/record_encoder.h"
+
+namespace oklog {
+
+enum class Modality { kFast, kDurable, kBulk };
+inline constexpr int kModalities = 3;
+const char* ModalityName(Modality m);
+
+class IngestConn {
+ public:
+  class Owner {
+   public:
+    virtual ~Owner() = default;
+    // Bytes read; the view is valid during the call.
+    virtual void OnData(IngestConn* c, const char* data, size_t n) = 0;
+    // EOF or a read error: the owner finishes the connection (Close()).
+    virtual void OnEnd(IngestConn* c) = 0;
+    // The socket is closed; the owner may destroy c now.
+    virtual void OnClosed(IngestConn* c) = 0;
+  };
+
+  static constexpr size_t kReadBufferBytes = 256 * 1024;
+
+  // Accepts the connection waiting on listener. Null when accept failed (the socket is closed
+  // by itself; nothing to do).
+  static std::unique_ptr<IngestConn> Accept(uv_loop_t* loop, TcpListener* listener, Owner* owner, uint64_t id,
+                                            Modality mod, RecordEncoder encoder);
+  IngestConn(const IngestConn&) = delete;
+  IngestConn& operator=(const IngestConn&) = delete;
+
+  uint64_t id() const { return id_; }
+  Modality modality() const { return mod_; }
+  bool reading() const { return reading_; }
+  bool closing() const { return closing_; }
+
+  void StartReading();
+  void StopReading();
+  // Queues bytes to send (tried at once first, so a small error frame goes out even when the
+  // connection closes right after). Nothing once closing.
+  void Send(std::string bytes);
+  // Half-closes (shutdown(2) after queued writes): the peer sees EOF and reading continues.
+  // False when it could not be started (then Close()).
+  bool Shutdown();
+  // Stops reading and closes the socket; Owner::OnClosed follows from the close callback.
+  void Close();
+
+  RecordEncoder& encoder() { return enc_; }
+  std::unique_ptr<ActiveSegment>& segment() { return seg_; }  // fast connections only
+  rpc::FrameDecoder* frames() { return frames_.get(); }        // bulk connections only
+
+ private:
+  IngestConn(Owner* owner, uint64_t id, Modality mod, RecordEncoder encoder);
+  static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept;
+  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept;
+
+  Owner* const owner_;
+  const uint64_t id_;
+  const Modality mod_;
+  UvHandle<uv_tcp_t> tcp_;
+  RecordEncoder enc_;
+  std::unique_ptr<ActiveSegment> seg_;
+  std::unique_ptr<rpc::FrameDecoder> frames_;
+  std::unique_ptr<char[]> rbuf_{new char[kReadBufferBytes]};
+  bool reading_ = false;
+  bool closing_ = false;
+};
+
+}  // namespace oklog

@@ -1,0 +1,331 @@
+// The ingest listeners over a failing disk: an IngestServer on real sockets whose IngestLog
+// writes through FaultInjectionEnv. ENOSPC and EIO while the durable group commit writes or
+// fdatasyncs, and while a bulk segment is written. What each producer gets:
+//   - durable (no acks in the protocol: an open connection is its only promise): the server
+//     closes the connection of every producer in the failed batch and reads nothing more from
+//     it, so the producer sees EOF (or a reset), never silence that looks like success;
+//   - bulk: an ["error", "storing segment: ..."] frame, then the close; never ["ack", id];
+//   - fast (no promise at all): its buffered records are lost, logged and counted.
+// In every case the failure is logged at error level and counted, no flushed segment holds a
+// torn or invalid record, and once the fault is cleared new writes are stored (durable ones
+// survive a power cut; a bulk resend is stored once and acknowledged when committed).
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <thread>
+
+#include "common/fs/fault_injection_env.h"
+#include "common/log.h"
+#include "rpc/bulk_protocol.h"
+#include "rpc/frame_codec.h"
+#include "segments/ingest_server.h"
+#include "segments/record_merge.h"
+#include "test_util.h"
+
+namespace oklog {
+namespace {
+
+struct FaultCase {
+  FsOp op;
+  int error;
+  bool torn;
+};
+std::string Describe(const FaultCase& f) {
+  return std::string(f.op == FsOp::kWrite ? "write" : "sync") + " fails with " + std::strerror(f.error) +
+         (f.torn ? " (torn)" : "");
+}
+
+void SendAll(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
+}
+
+// Reads until the peer closes (true) or 10 s of silence (false); the bytes read go to *got.
+bool ReadUntilClosed(int fd, std::string* got) {
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      got->append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+  }
+}
+
+std::vector<rpc::BulkMessage> DecodeAll(const std::string& bytes) {
+  std::vector<rpc::BulkMessage> out;
+  rpc::FrameDecoder frames(1 << 20);
+  frames.Feed(bytes.data(), bytes.size());
+  std::string payload;
+  for (;;) {
+    Result<bool> r = frames.Next(&payload);
+    if (!r.ok() || !*r) break;
+    auto m = rpc::DecodeBulkMessage(payload);
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    if (m.ok()) out.push_back(*m);
+  }
+  return out;
+}
+
+class IngestServerFaultTest : public ::testing::TestWithParam<FaultCase> {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    OpenLog();
+    log_lines_->set_pattern("level=%l %v");
+    Logger("ingest")->sinks().push_back(log_lines_);
+  }
+  void TearDown() override {
+    CloseServer();
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    EXPECT_EQ(uv_loop_close(&loop_), 0);
+    auto& sinks = Logger("ingest")->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), log_lines_), sinks.end());
+  }
+  void OpenLog() {
+    IngestLog::Options o;
+    o.env = &env_;
+    auto log = IngestLog::Open(dir_.path(), o, &metrics_);
+    ASSERT_TRUE(log.ok()) << log.status().ToString();
+    log_ = std::move(log).value();
+  }
+  void Start() {
+    IngestServerOptions o;
+    o.fast = *ParseAddress("127.0.0.1:0", 0);
+    o.durable = *ParseAddress("127.0.0.1:0", 0);
+    o.bulk = *ParseAddress("127.0.0.1:0", 0);
+    auto s = IngestServer::Create(&loop_, log_.get(), o, &metrics_);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(s).value();
+  }
+  void CloseServer() {
+    if (!server_) return;
+    bool closed = false;
+    server_->Close([&] { closed = true; });
+    RunUntil([&] { return closed; });
+    server_.reset();
+  }
+  void RunUntil(const std::function<bool()>& done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (!done() && std::chrono::steady_clock::now() < deadline) uv_run(&loop_, UV_RUN_NOWAIT), usleep(1000);
+    ASSERT_TRUE(done());
+  }
+  uint64_t Metric(const std::string& series) {
+    double v = SeriesValue(metrics_.Render(), series);
+    return v < 0 ? 0 : static_cast<uint64_t>(v);
+  }
+  bool Logged(const std::string& a, const std::string& b) {
+    for (const std::string& line : log_lines_->last_formatted())
+      if (line.find("level=error") != std::string::npos && line.find(a) != std::string::npos &&
+          line.find(b) != std::string::npos)
+        return true;
+    return false;
+  }
+  // Every record of every flushed segment (topic and line), checking that each file holds only
+  // whole, valid records; and that no .active file is left.
+  std::multiset<std::string> Flushed() {
+    std::multiset<std::string> out;
+    for (auto& e : std::filesystem::directory_iterator(dir_.path())) {
+      EXPECT_NE(e.path().extension(), ".active") << e.path() << " left behind";
+      if (e.path().extension() != ".flushed") continue;
+      std::string data = ReadFile(e.path());
+      if (!data.empty()) {
+        EXPECT_EQ(data.back(), '\n') << e.path() << " ends in a torn record";
+      }
+      ParseStats ps;
+      for (auto r : ParseRecords(data, &ps)) out.emplace(r.substr(27, r.size() - 28));
+      EXPECT_EQ(ps.invalid, 0u) << e.path();
+    }
+    return out;
+  }
+  static std::string ErrnoText(int err) { return std::strerror(err); }
+
+  FaultInjectionEnv env_;
+  TempDir dir_;
+  Registry metrics_;
+  uv_loop_t loop_;
+  std::unique_ptr<IngestLog> log_;
+  std::unique_ptr<IngestServer> server_;
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> log_lines_ =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256);
+};
+
+// ---- durable group commit ----
+
+class DurableFaultTest : public IngestServerFaultTest {};
+
+TEST_P(DurableFaultTest, FailedGroupCommitClosesTheProducerIsLoggedCountedAndLaterCommitsAreDurable) {
+  const FaultCase f = GetParam();
+  SCOPED_TRACE(Describe(f));
+  env_.Inject({.op = f.op, .error = f.error, .path_contains = ".active", .torn = f.torn});
+  Start();
+  // The failing producer: its batch cannot reach the disk; the server must close it.
+  std::atomic<int> closed{0};
+  std::string reply;
+  std::thread a([&] {
+    int fd = ConnectLoopback(server_->durable_port());
+    std::string lines;
+    for (int i = 0; i < 50; ++i) lines += "a" + std::to_string(i) + "\n";
+    SendAll(fd, lines);
+    closed = ReadUntilClosed(fd, &reply) ? 1 : -1;
+    ::close(fd);
+  });
+  RunUntil([&] { return closed != 0; });
+  a.join();
+  EXPECT_EQ(closed.load(), 1) << "the producer of a failed batch was left open, as if its data were safe";
+  EXPECT_TRUE(reply.empty()) << "the durable port never answers with bytes";
+  EXPECT_EQ(Metric("oklog_ingest_write_errors_total"), 1u);
+  EXPECT_EQ(Metric("oklog_ingest_writer_syncs_total"), 0u);
+  EXPECT_TRUE(Logged("durable group commit", ErrnoText(f.error)));
+  RunUntil([&] { return server_->connections() == 0; });
+  // What the failed segment kept is whole records only (maybe none).
+  for (const std::string& r : Flushed()) EXPECT_EQ(r.substr(0, 9), "default a") << r;
+
+  // Space returns: new durable writes are committed, and survive a power cut.
+  env_.ClearFaults();
+  std::atomic<bool> b_done{false};
+  std::thread b([&] {
+    int fd = ConnectLoopback(server_->durable_port());
+    for (int i = 0; i < 100; ++i) SendAll(fd, "b" + std::to_string(i) + "\n");
+    ::close(fd);
+    b_done = true;
+  });
+  RunUntil([&] {
+    return b_done && server_->connections() == 0 && Metric("oklog_ingest_writer_records_written_total") == 150;
+  });
+  b.join();
+  CloseServer();  // waits for the commit in flight
+  EXPECT_EQ(Metric("oklog_ingest_write_errors_total"), 1u) << "a commit after the fault was cleared failed";
+  EXPECT_GT(Metric("oklog_ingest_writer_syncs_total"), 0u);
+  log_.reset();
+  ASSERT_TRUE(env_.SimulatePowerLoss().ok());
+  OpenLog();
+  std::multiset<std::string> got = Flushed();
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(got.count("default b" + std::to_string(i)), 1u) << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(WriteAndSync, DurableFaultTest,
+                         ::testing::Values(FaultCase{FsOp::kWrite, ENOSPC, false}, FaultCase{FsOp::kWrite, EIO, true},
+                                           FaultCase{FsOp::kSync, ENOSPC, false}, FaultCase{FsOp::kSync, EIO, false}));
+
+// ---- bulk segment write ----
+
+class BulkFaultTest : public IngestServerFaultTest {};
+
+TEST_P(BulkFaultTest, FailedSegmentWriteGetsAnErrorFrameNoAckAndTheResendIsStoredOnce) {
+  const FaultCase f = GetParam();
+  SCOPED_TRACE(Describe(f));
+  env_.Inject({.op = f.op, .error = f.error, .path_contains = ".active", .torn = f.torn});
+  Start();
+  const Ulid id = UlidStream().NextRun(NowUnixMs(), 3);
+  const std::string frame = rpc::EncodeBulkSegment(id, "one\ntwo\nthree\n");
+  std::string reply;
+  std::atomic<int> closed{0};
+  std::thread a([&] {
+    int fd = ConnectLoopback(server_->bulk_port());
+    SendAll(fd, frame);
+    closed = ReadUntilClosed(fd, &reply) ? 1 : -1;
+    ::close(fd);
+  });
+  RunUntil([&] { return closed != 0; });
+  a.join();
+  EXPECT_EQ(closed.load(), 1);
+  std::vector<rpc::BulkMessage> msgs = DecodeAll(reply);
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].kind, rpc::BulkMessage::Kind::kError);
+  EXPECT_NE(msgs[0].text.find("storing segment"), std::string::npos) << msgs[0].text;
+  EXPECT_EQ(Metric("oklog_ingest_write_errors_total"), 1u);
+  EXPECT_EQ(Metric("oklog_ingest_bulk_segments_total{result=\"error\"}"), 1u);
+  EXPECT_EQ(Metric("oklog_ingest_bulk_segments_total{result=\"stored\"}"), 0u);
+  EXPECT_EQ(Metric("oklog_ingest_bulk_unacked_segments"), 0u);
+  EXPECT_TRUE(Logged("storing bulk segment " + id.ToString(), ErrnoText(f.error)));
+  // Whatever the failed write left is whole records; commit it as a store would: no ack is
+  // owed for it (the producer was told it failed).
+  for (const std::string& r : Flushed()) EXPECT_NE(r.find("default "), std::string::npos);
+  for (const auto& p : log_->Claim(uint64_t{1} << 40)) ASSERT_TRUE(log_->Commit(p.id).ok());
+
+  // Space returns: the forwarder's resend is stored once and acknowledged when committed.
+  env_.ClearFaults();
+  std::atomic<bool> acked{false};
+  std::thread b([&] {
+    int fd = ConnectLoopback(server_->bulk_port());
+    SendAll(fd, frame);
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string got;
+    char buf[256];
+    while (DecodeAll(got).empty()) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+    }
+    std::vector<rpc::BulkMessage> m = DecodeAll(got);
+    acked = m.size() == 1 && m[0].kind == rpc::BulkMessage::Kind::kAck && m[0].id == id;
+    ::close(fd);
+  });
+  // The file is flushed on the disk pool; the write's report reaches the loop just after.
+  RunUntil([&] {
+    return log_->flushed_count() == 1 && Metric("oklog_ingest_bulk_segments_total{result=\"stored\"}") == 1;
+  });
+  EXPECT_EQ(Flushed(), (std::multiset<std::string>{"default one", "default two", "default three"}));
+  EXPECT_FALSE(acked.load());
+  for (const auto& p : log_->Claim(uint64_t{1} << 40)) ASSERT_TRUE(log_->Commit(p.id).ok());
+  RunUntil([&] { return acked.load(); });
+  b.join();
+  EXPECT_EQ(Metric("oklog_ingest_bulk_acks_total"), 1u);
+  EXPECT_EQ(Metric("oklog_ingest_write_errors_total"), 1u);
+  EXPECT_EQ(log_->flushed_count(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Write, BulkFaultTest,
+                         ::testing::Values(FaultCase{FsOp::kWrite, ENOSPC, false}, FaultCase{FsOp::kWrite, EIO, true}));
+
+
+// ---- fast: the segment's write at flush ----
+
+// A fast connection's records are buffered and written when its segment flushes (here: at its
+// close). A full disk there loses them (the fast port promises nothing), but not quietly: the
+// loss is logged and counted, and no torn file is left.
+class FastFaultTest : public IngestServerFaultTest {};
+
+TEST_F(FastFaultTest, FailedWriteAtFlushIsLoggedAndCountedAndLeavesNoTornFile) {
+  env_.Inject({.op = FsOp::kWrite, .error = ENOSPC, .path_contains = ".active", .times = 1});
+  Start();
+  std::atomic<bool> sent{false};
+  std::thread a([&] {
+    int fd = ConnectLoopback(server_->fast_port());
+    SendAll(fd, "lost 1\nlost 2\n");
+    ::close(fd);
+    sent = true;
+  });
+  RunUntil([&] { return sent && Metric("oklog_ingest_write_errors_total") == 1; });
+  a.join();
+  RunUntil([&] { return server_->connections() == 0; });
+  EXPECT_TRUE(Logged("writing segment=", ErrnoText(ENOSPC)));
+  EXPECT_TRUE(Flushed().empty());
+  // The fault lifted after one failure: the next connection's records are stored.
+  std::thread b([&] {
+    int fd = ConnectLoopback(server_->fast_port());
+    SendAll(fd, "kept\n");
+    ::close(fd);
+  });
+  RunUntil([&] { return log_->flushed_count() == 1; });
+  b.join();
+  EXPECT_EQ(Flushed(), std::multiset<std::string>{"default kept"});
+  EXPECT_EQ(Metric("oklog_ingest_write_errors_total"), 1u);
+}
+
+}  // namespace
+}  // namespace oklog
