@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/uv/check.h"
+#include "common/uv/work_pool.h"
 #include "gossip/gossip_node.h"
 #include "gossip/transport.h"
 #include "node/node_config.h"
@@ -301,12 +302,15 @@ class Node {
     fanout_ = std::make_unique<QueryFanout>(&gossip_->peer_view(), rpc_client_.get(), QueryFanout::Options{}, &metrics_);
     fanout_->Register(http_.get());
     if (query_) query_->Serve(rpc_server_.get());
-    // The data plane: stores pull from ingesters (segment.*) and replicate to stores.
+    // The data plane: stores pull from ingesters (segment.*) and replicate to stores. Its file
+    // work (claims, reads, commits, replica installs with their fsyncs) gets a disk pool of its
+    // own: never the loop, never libuv's shared pool, never the ingest server's durable fsyncs.
+    OKLOG_ASSIGN_OR_RETURN(rpc_disk_, WorkPool::Create(&loop_, 2, "segment-rpc"));
     if (ingest_log_)
-      ingest_rpc_ = IngestRpc::Create(&loop_, ingest_log_.get(), rpc_server_.get(),
+      ingest_rpc_ = IngestRpc::Create(&loop_, ingest_log_.get(), rpc_server_.get(), rpc_disk_.get(),
                                       std::chrono::duration_cast<std::chrono::milliseconds>(c_.pending_timeout),
                                       &metrics_);
-    if (store_log_) ServeReplicas(&loop_, store_log_.get(), rpc_server_.get(), &metrics_);
+    if (store_log_) ServeReplicas(store_log_.get(), rpc_server_.get(), rpc_disk_.get(), &metrics_);
     // Other nodes reach our API at the advertised host (as OK Log) unless it is bound to one IP.
     gossip::NodeMeta meta = go.meta;
     std::string host = c_.api.host;
@@ -382,6 +386,7 @@ class Node {
     if (ingest_rpc_) ingest_rpc_->Close();
     if (rpc_client_) rpc_client_->Close();
     if (rpc_server_) rpc_server_->Close();
+    if (rpc_disk_) rpc_disk_->Close();  // after the server and IngestRpc: nothing new arrives
     // Peers record a graceful leave as `left`, not `dead`.
     if (gossip_) gossip_->Leave([this] { gossip_->Close(); });
   }
@@ -397,6 +402,7 @@ class Node {
   std::unique_ptr<IngestServer> ingest_;
   std::unique_ptr<LocalConsumer> consumer_;
   std::unique_ptr<Compactor> compactor_;  // after store_log_: destroyed (and stopped) before it
+  std::unique_ptr<WorkPool> rpc_disk_;  // the segment RPC's file work; closed after rpc_server_
   std::unique_ptr<gossip::GossipNode> gossip_;
   std::unique_ptr<rpc::RpcServer> rpc_server_;
   std::unique_ptr<RpcGossipStreams> gossip_streams_;  // gossip's transport, over rpc_client_

@@ -11,34 +11,14 @@
 namespace oklog {
 namespace {
 
-// One uv_queue_work job: `work` on a worker, `after` back on the loop.
-struct Job {
-  uv_work_t req;
-  std::function<void()> work;
-  std::function<void()> after;
-};
-
-void RunWork(uv_loop_t* loop, std::function<void()> work, std::function<void()> after) {
-  auto* j = new Job{{}, std::move(work), std::move(after)};
-  j->req.data = j;
-  int rc = uv_queue_work(
-      loop, &j->req, [](uv_work_t* r) { static_cast<Job*>(r->data)->work(); },
-      [](uv_work_t* r, int) {
-        std::unique_ptr<Job> job(static_cast<Job*>(r->data));  // the one release point
-        job->after();
-      });
-  if (rc != 0) {  // only for a closing loop: run inline
-    j->work();
-    j->after();
-    delete j;
-  }
-}
-
-// Replica installs: on the caller's disk pool when there is one. after(Unavailable), with work
-// never run, when that pool is closed.
-void RunDiskWork(uv_loop_t* loop, WorkPool* disk, std::function<void()> work, std::function<void(Status)> after) {
-  if (disk == nullptr) return RunWork(loop, std::move(work), [after] { after(Status::Ok()); });
-  if (!disk->Submit(std::move(work), after)) after(Status::Unavailable("store: disk pool closed"));
+// The segment RPC's blocking file work (claims, reads, commits, expiry, replica installs) runs
+// on the node's disk pool, never on the loop and never in libuv's shared uv_queue_work pool.
+// after(Ok) once work ran; after(Unavailable), work never run, when the pool closed first.
+void RunDiskWork(WorkPool* disk, std::function<void()> work, std::function<void(Status)> after) {
+  if (!disk->Submit(std::move(work), [after](Status s) {
+        after(s.ok() ? s : Status::Unavailable("segment rpc: disk pool closed"));
+      }))
+    after(Status::Unavailable("segment rpc: disk pool closed"));
 }
 
 // A failure of the disk rather than of the replica's bytes.
@@ -65,60 +45,65 @@ void Refuse(const std::shared_ptr<rpc::ServerCall>& c, Family<Counter>* bad, con
 // ---- ingest side ----
 
 std::unique_ptr<IngestRpc> IngestRpc::Create(uv_loop_t* loop, IngestLog* ingest, rpc::RpcServer* server,
-                                             std::chrono::milliseconds pending_timeout, Registry* metrics) {
+                                             WorkPool* disk, std::chrono::milliseconds pending_timeout,
+                                             Registry* metrics) {
   std::unique_ptr<IngestRpc> r(new IngestRpc);
-  r->loop_ = loop;
+  r->disk_ = disk;
   r->ingest_ = ingest;
   Counter* claimed = metrics->NewCounter("oklog_ingest_segments_claimed_total", "Ingest segments claimed by store nodes.");
   Counter* read_bytes = metrics->NewCounter("oklog_ingest_segment_read_bytes_total", "Ingest segment bytes read by store nodes.");
   Family<Counter>* bad = BadRequests(metrics);
-  server->Handle(kSegmentNext, [loop, ingest, claimed, bad](std::shared_ptr<rpc::ServerCall> c) {
+  server->Handle(kSegmentNext, [disk, ingest, claimed, bad](std::shared_ptr<rpc::ServerCall> c) {
     Result<uint64_t> max = DecodeSegmentNext(c->body());
     if (!max.ok()) return Refuse(c, bad, max.status());
     auto out = std::make_shared<std::vector<ClaimedSegment>>();
-    RunWork(
-        loop,
+    RunDiskWork(
+        disk,
         [ingest, max = *max, out, claimed] {
           for (const PendingSegment& s : ingest->Claim(max)) {
             out->push_back({s.id, s.bytes});
             claimed->Inc();
           }
         },
-        [c, out] { c->Respond(Status::Ok(), EncodeClaimedSegments(*out)); });
+        [c, out](Status ran) {
+          if (!ran.ok()) return c->Respond(ran);
+          c->Respond(Status::Ok(), EncodeClaimedSegments(*out));
+        });
   });
-  server->Handle(kSegmentRead, [loop, ingest, read_bytes, bad](std::shared_ptr<rpc::ServerCall> c) {
+  server->Handle(kSegmentRead, [disk, ingest, read_bytes, bad](std::shared_ptr<rpc::ServerCall> c) {
     Result<std::string> id = DecodeSegmentId(c->body());
     if (!id.ok()) return Refuse(c, bad, id.status());
     auto out = std::make_shared<Result<std::string>>(std::string());
     std::string path = ingest->dir() + "/" + *id + ".pending";
-    RunWork(
-        loop,
+    RunDiskWork(
+        disk,
         [ingest, path, out] {
           std::string buf;
           Status s = AppendFileContents(ingest->env(), path, &buf);
           if (s.ok()) *out = std::move(buf);
           else *out = Status::NotFound("segment.read: " + s.ToString());
         },
-        [c, out, read_bytes] {
+        [c, out, read_bytes](Status ran) {
+          if (!ran.ok()) return c->Respond(ran);
           if (!out->ok()) return c->Respond(out->status());
           read_bytes->Inc(out->value().size());
           c->Respond(Status::Ok(), std::move(out->value()));
         });
   });
-  auto finish = [loop, ingest, bad](bool commit) {
-    return [loop, ingest, commit, bad](std::shared_ptr<rpc::ServerCall> c) {
+  auto finish = [disk, ingest, bad](bool commit) {
+    return [disk, ingest, commit, bad](std::shared_ptr<rpc::ServerCall> c) {
       Result<std::vector<std::string>> ids = DecodeSegmentIds(c->body());
       if (!ids.ok()) return Refuse(c, bad, ids.status());
       auto st = std::make_shared<Status>();
-      RunWork(
-          loop,
+      RunDiskWork(
+          disk,
           [ingest, commit, ids = std::move(ids).value(), st] {
             for (const std::string& id : ids) {
               Status s = commit ? ingest->Commit(id) : ingest->Fail(id);
               if (!s.ok() && st->ok()) *st = s;
             }
           },
-          [c, st] { c->Respond(*st); });
+          [c, st](Status ran) { c->Respond(ran.ok() ? *st : ran); });
     };
   };
   server->Handle(kSegmentCommit, finish(true));
@@ -139,9 +124,9 @@ void IngestRpc::OnTimer(uv_timer_t* t) noexcept {
   IngestLog* ingest = self->ingest_;
   auto n = std::make_shared<int>(0);
   // The after-work callback may run after Close(): it touches only the shared flag.
-  RunWork(
-      self->loop_, [ingest, n] { *n = ingest->ExpirePending(std::chrono::steady_clock::now()); },
-      [flag = self->expiring_, n] {
+  RunDiskWork(
+      self->disk_, [ingest, n] { *n = ingest->ExpirePending(std::chrono::steady_clock::now()); },
+      [flag = self->expiring_, n](Status) {
         if (*n > 0) Logger("ingest")->warn("{} claimed segment(s) timed out; back to flushed", *n);
         *flag = false;
       });
@@ -158,7 +143,7 @@ void IngestRpc::Close() {
 
 // ---- store side ----
 
-void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Registry* metrics, WorkPool* disk) {
+void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Registry* metrics) {
   Counter* received = metrics->NewCounter("oklog_store_replicated_records_total", "Records received as replicas and stored.");
   Counter* files = metrics->NewCounter("oklog_store_replicated_files_total",
                                        "Segment files received as replicas (segment.replicate_file) and stored.");
@@ -166,11 +151,11 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
                                           "Segment files received as replicas that failed their check, not stored.");
   Counter* write_errors = metrics->NewCounter("oklog_store_replica_write_errors_total",
                                               "Replicas (files or records) not stored because of an I/O error.");
-  server->Handle(kSegmentReplicateFile, [loop, disk, store, received, files, rejected,
+  server->Handle(kSegmentReplicateFile, [disk, store, received, files, rejected,
                                          write_errors](std::shared_ptr<rpc::ServerCall> c) {
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
     RunDiskWork(
-        loop, disk, [c, store, out] { *out = store->InstallReplicaFile(c->body()); },
+        disk, [c, store, out] { *out = store->InstallReplicaFile(c->body()); },
         [c, out, received, files, rejected, write_errors](Status ran) {
           if (!ran.ok()) *out = ran;
           if (!out->ok()) {
@@ -185,10 +170,10 @@ void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Reg
           c->Respond(Status::Ok(), EncodeStoredRecords(out->value()));
         });
   });
-  server->Handle(kSegmentReplicate, [loop, disk, store, received, write_errors](std::shared_ptr<rpc::ServerCall> c) {
+  server->Handle(kSegmentReplicate, [disk, store, received, write_errors](std::shared_ptr<rpc::ServerCall> c) {
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
     RunDiskWork(
-        loop, disk,
+        disk,
         [c, store, out] {
           ParseStats ps;
           std::vector<std::string_view> recs = ParseRecords(c->body(), &ps);

@@ -17,10 +17,10 @@
 // three-stage transaction (claim+read, replicate, commit or fail) over RPC; claims that are neither
 // committed nor failed go back to flushed after -ingest.segment-pending-timeout.
 //
-// Thread: loop thread; file work (claim, read, commit; replica installs unless given a disk
-// pool) runs in uv_queue_work jobs and answers from their after-work callbacks. Close() stops
-// the expiry timer; jobs in flight finish (the loop runs until they do), their answers going
-// nowhere if the connection is gone.
+// Thread: loop thread; file work (claim, read, commit, expiry, replica installs) runs on the
+// caller's disk WorkPool and answers from its after-callbacks on the loop. Close() stops the
+// expiry timer; jobs in flight finish when the pool closes, their answers going nowhere if the
+// connection is gone.
 #pragma once
 
 #include <uv.h>
@@ -51,25 +51,26 @@ inline constexpr const char* kSegmentReplicateFile = "segment.replicate_file";
 // Registers segment.next/read/commit/failed for `ingest` on `server` and expires stale claims.
 class IngestRpc {
  public:
+  // Claims, reads, commits and the claim expiry run on `disk` (the caller's pool, closed after
+  // `server` and after Close(); a request that finds it closed is Unavailable).
   static std::unique_ptr<IngestRpc> Create(uv_loop_t* loop, IngestLog* ingest, rpc::RpcServer* server,
-                                           std::chrono::milliseconds pending_timeout, Registry* metrics);
+                                           WorkPool* disk, std::chrono::milliseconds pending_timeout,
+                                           Registry* metrics);
   ~IngestRpc();
   void Close();
 
  private:
   IngestRpc() = default;
   static void OnTimer(uv_timer_t* t) noexcept;
-  uv_loop_t* loop_ = nullptr;
+  WorkPool* disk_ = nullptr;
   IngestLog* ingest_ = nullptr;
   uv_timer_t* timer_ = nullptr;
   std::shared_ptr<bool> expiring_ = std::make_shared<bool>(false);  // an expiry job is in flight
 };
 
 // Registers segment.replicate_file and segment.replicate on `server`; the install itself is
-// StoreLog::InstallReplicaFile / WriteReplica. It runs on `disk` when given (a pool of the
-// caller's, closed after `server`; a request that finds it closed is Unavailable, nothing
-// stored), else in uv_queue_work.
-void ServeReplicas(uv_loop_t* loop, StoreLog* store, rpc::RpcServer* server, Registry* metrics,
-                   WorkPool* disk = nullptr);
+// StoreLog::InstallReplicaFile / WriteReplica. It runs on `disk` (a pool of the caller's,
+// closed after `server`; a request that finds it closed is Unavailable, nothing stored).
+void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Registry* metrics);
 
 }  // namespace oklog

@@ -1,6 +1,7 @@
 // ClusterConsumer over real loopback RPC inside one process: an ingest node (IngestLog +
 // IngestRpc), a remote store (StoreLog + ServeReplicas) and the consuming store itself, all on
 // one loop thread; the consumer's own threads reach the loop through a real RpcBridge.
+#include "common/uv/work_pool.h"
 #include "segments/cluster_consumer.h"
 
 #include <gtest/gtest.h>
@@ -80,11 +81,15 @@ class ClusterConsumerTest : public ::testing::Test {
     ingest_server_ = rpc::RpcServer::Create(loop, {"t", "ingest"}, &metrics_);
     ASSERT_TRUE(ingest_server_->Listen("127.0.0.1:0").ok());
     ingest_addr_ = "127.0.0.1:" + std::to_string(ingest_server_->port());
-    ingest_rpc_ = IngestRpc::Create(loop, ingest_.get(), ingest_server_.get(), std::chrono::milliseconds(300), &metrics_);
+    auto disk = WorkPool::Create(loop, 2, "segment-rpc");
+    ASSERT_TRUE(disk.ok()) << disk.status().ToString();
+    disk_ = std::move(disk).value();
+    ingest_rpc_ = IngestRpc::Create(loop, ingest_.get(), ingest_server_.get(), disk_.get(),
+                                    std::chrono::milliseconds(300), &metrics_);
     remote_server_ = rpc::RpcServer::Create(loop, {"t", "remote"}, &metrics_);
     ASSERT_TRUE(remote_server_->Listen("127.0.0.1:0").ok());
     remote_addr_ = "127.0.0.1:" + std::to_string(remote_server_->port());
-    ServeReplicas(loop, remote_.get(), remote_server_.get(), &metrics_);
+    ServeReplicas(remote_.get(), remote_server_.get(), disk_.get(), &metrics_);
     client_ = rpc::RpcClient::Create(loop, {"t", "local"}, &metrics_);
     auto b = rpc::RpcBridge::Create(loop, client_.get());
     ASSERT_TRUE(b.ok()) << b.status().ToString();
@@ -104,6 +109,7 @@ class ClusterConsumerTest : public ::testing::Test {
       ingest_rpc_->Close();
       ingest_server_->Close();
       remote_server_->Close();
+      disk_->Close();
     });
   }
 
@@ -152,6 +158,7 @@ class ClusterConsumerTest : public ::testing::Test {
   std::unique_ptr<IngestLog> ingest_;
   std::unique_ptr<StoreLog> local_, remote_;
   std::unique_ptr<rpc::RpcServer> ingest_server_, remote_server_;
+  std::unique_ptr<WorkPool> disk_;  // the segment RPC's file work; closed in TearDown
   std::unique_ptr<IngestRpc> ingest_rpc_;
   std::unique_ptr<rpc::RpcClient> client_;
   std::unique_ptr<rpc::RpcBridge> bridge_;

@@ -1,6 +1,7 @@
 // The store/ingest data plane over real loopback RPC: segment.next/read/commit/failed against an
 // IngestLog, segment.replicate and segment.replicate_file into a StoreLog, and WriteReplica /
 // InstallReplica on a range already stored.
+#include "common/uv/work_pool.h"
 #include "segments/segment_messages.h"
 #include "segments/segment_rpc.h"
 
@@ -49,14 +50,19 @@ class SegmentRpcTest : public ::testing::Test {
     server_ = rpc::RpcServer::Create(&loop_, {"t", "s"}, &metrics_);
     ASSERT_TRUE(server_->Listen("127.0.0.1:0").ok());
     addr_ = "127.0.0.1:" + std::to_string(server_->port());
-    ingest_rpc_ = IngestRpc::Create(&loop_, ingest_.get(), server_.get(), std::chrono::milliseconds(200), &metrics_);
-    ServeReplicas(&loop_, store_.get(), server_.get(), &metrics_);
+    auto disk = WorkPool::Create(&loop_, 2, "segment-rpc");
+    ASSERT_TRUE(disk.ok()) << disk.status().ToString();
+    disk_ = std::move(disk).value();
+    ingest_rpc_ = IngestRpc::Create(&loop_, ingest_.get(), server_.get(), disk_.get(), std::chrono::milliseconds(200),
+                                    &metrics_);
+    ServeReplicas(store_.get(), server_.get(), disk_.get(), &metrics_);
     client_ = rpc::RpcClient::Create(&loop_, {"t", "c"}, &metrics_);
   }
   void TearDown() override {
     ingest_rpc_->Close();
     client_->Close();
     server_->Close();
+    disk_->Close();
     uv_run(&loop_, UV_RUN_DEFAULT);
     EXPECT_EQ(uv_loop_close(&loop_), 0);
   }
@@ -120,6 +126,7 @@ class SegmentRpcTest : public ::testing::Test {
   std::unique_ptr<IngestLog> ingest_;
   std::unique_ptr<StoreLog> store_;
   std::unique_ptr<rpc::RpcServer> server_;
+  std::unique_ptr<WorkPool> disk_;  // the segment RPC's file work; closed in TearDown
   std::unique_ptr<IngestRpc> ingest_rpc_;
   std::unique_ptr<rpc::RpcClient> client_;
   std::string addr_;
@@ -236,7 +243,7 @@ TEST_F(SegmentRpcTest, ReplicaThatHitsAFullOrFailingDiskIsAnErrorCountedAndLeave
 TEST_F(SegmentRpcTest, ReplicasInstallOnTheGivenDiskPoolAndAClosedPoolStoresNothing) {
   auto pool = WorkPool::Create(&loop_, 1, "store-disk");
   ASSERT_TRUE(pool.ok()) << pool.status().ToString();
-  ServeReplicas(&loop_, store_.get(), server_.get(), &metrics_, pool->get());
+  ServeReplicas(store_.get(), server_.get(), pool->get(), &metrics_);
   const SegmentImage image = testing_image::Encode(RecordList(1700000000000, 300), {.block_target_bytes = 4096});
   std::atomic<bool> release{false};
   ASSERT_TRUE((*pool)->Submit(
