@@ -78,6 +78,16 @@ inline int ConnectLoopback(uint16_t port, int rcvbuf = 0) {
   return fd;
 }
 
+// Writes all of s to fd (stops early if the peer is gone; no SIGPIPE).
+inline void SendAll(int fd, const std::string& s) {
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
+}
+
 // Sends bytes to 127.0.0.1:port and reads until the server closes (at most 5 s of silence):
 // for hostile input that the server must drop. False when the connect failed.
 inline bool SendAndDrain(uint16_t port, const std::string& bytes) {

@@ -11,6 +11,9 @@ namespace {
 
 // The flags as the command line spells them (OK Log's names and defaults, shown by -h); Parse
 // converts them into a NodeConfig.
+// The typed defaults; the flags below start from them where the types agree.
+const NodeConfig kDefaults{};
+
 struct NodeFlags {
   bool debug = false;
   std::string api = "tcp://0.0.0.0:7650";
@@ -24,24 +27,24 @@ struct NodeFlags {
   std::string cluster_name = "oklog";
   std::string cluster_preset = "lan";
   std::string ports_file;
-  std::string ingest_path = "data/ingest";
-  int64_t flush_size = 16 << 20;
-  Nanos flush_age = std::chrono::milliseconds(500);
-  Nanos pending_timeout = std::chrono::minutes(1);
-  Nanos drain_timeout = std::chrono::seconds(30);
-  int64_t record_max_size = 1 << 20;
-  std::string store_path = "data/store";
-  int64_t consumers = 1;
-  int64_t target_size = 128 << 20;
-  Nanos target_age = std::chrono::milliseconds(500);
-  Nanos segment_delay = std::chrono::milliseconds(100);
-  int64_t buffer_size = 1 << 20;
-  int64_t replication_factor = 2;
-  Nanos retain = std::chrono::hours(168);
-  Nanos purge = std::chrono::hours(24);
-  int64_t max_bytes = 0;
-  bool ui_local = false;
-  std::string filesystem = "real";
+  std::string ingest_path = kDefaults.ingest_path;
+  int64_t flush_size = kDefaults.flush_size_bytes;
+  Nanos flush_age = kDefaults.flush_age;
+  Nanos pending_timeout = kDefaults.pending_timeout;
+  Nanos drain_timeout = kDefaults.drain_timeout;
+  int64_t record_max_size = kDefaults.record_max_bytes;
+  std::string store_path = kDefaults.store_path;
+  int64_t consumers = kDefaults.consumers;
+  int64_t target_size = kDefaults.target_size_bytes;
+  Nanos target_age = kDefaults.target_age;
+  Nanos segment_delay = kDefaults.segment_delay;
+  int64_t buffer_size = kDefaults.buffer_size_bytes;
+  int64_t replication_factor = kDefaults.replication_factor;
+  Nanos retain = kDefaults.retain;
+  Nanos purge = kDefaults.purge;
+  int64_t max_bytes = kDefaults.max_bytes;
+  bool ui_local = kDefaults.ui_local;
+  std::string filesystem = kDefaults.filesystem;
   std::vector<std::string> peers;
   std::string config;
 

@@ -14,31 +14,14 @@
 #include <thread>
 #include <vector>
 
+#include "loop_util.h"
+#include "test_util.h"
+
 namespace oklog {
 namespace {
 
-int Connect(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
 // Runs the loop until pred() or 10 s; returns pred().
-bool RunUntil(uv_loop_t* loop, const std::function<bool()>& pred) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!pred() && std::chrono::steady_clock::now() < deadline) {
-    uv_run(loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
-}
+bool RunUntil(uv_loop_t* loop, const std::function<bool()>& pred) { return RunLoopUntil(loop, pred, 10000, 1); }
 
 struct Accepted {
   std::vector<std::unique_ptr<UvHandle<uv_tcp_t>>> clients;
@@ -60,7 +43,7 @@ TEST(TcpListenerTest, PortZeroBindsAFreePortReportsItAndAcceptsConnections) {
   const uint16_t port = (*l)->port();
   EXPECT_NE(port, 0);
   EXPECT_EQ((*l)->bound(), "127.0.0.1:" + std::to_string(port));
-  int a = Connect(port), b = Connect(port);
+  int a = ConnectLoopback(port), b = ConnectLoopback(port);
   ASSERT_GE(a, 0);
   ASSERT_GE(b, 0);
   EXPECT_TRUE(RunUntil(&loop, [&] { return acc.clients.size() == 2; }));
@@ -73,7 +56,7 @@ TEST(TcpListenerTest, PortZeroBindsAFreePortReportsItAndAcceptsConnections) {
   uv_run(&loop, UV_RUN_DEFAULT);
   EXPECT_TRUE(closed);
   EXPECT_TRUE((*l)->done());
-  EXPECT_LT(Connect(port), 0) << "still listening after Close";
+  EXPECT_LT(ConnectLoopback(port), 0) << "still listening after Close";
   EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 

@@ -9,18 +9,13 @@
 #include <functional>
 #include <thread>
 
+#include "loop_util.h"
+
 namespace oklog {
 namespace {
 
 // Runs the loop until pred() or 10 s; returns pred().
-bool RunUntil(uv_loop_t* loop, const std::function<bool()>& pred) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!pred() && std::chrono::steady_clock::now() < deadline) {
-    uv_run(loop, UV_RUN_NOWAIT);
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
-}
+bool RunUntil(uv_loop_t* loop, const std::function<bool()>& pred) { return RunLoopUntil(loop, pred, 10000, 1); }
 
 TEST(WorkPoolTest, WorkRunsOffTheLoopThreadAndAfterRunsOnIt) {
   uv_loop_t loop;

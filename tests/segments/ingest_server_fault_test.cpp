@@ -40,15 +40,6 @@ std::string Describe(const FaultCase& f) {
          (f.torn ? " (torn)" : "");
 }
 
-void SendAll(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    off += static_cast<size_t>(n);
-  }
-}
-
 // Reads until the peer closes (true) or 10 s of silence (false); the bytes read go to *got.
 bool ReadUntilClosed(int fd, std::string* got) {
   timeval tv{10, 0};

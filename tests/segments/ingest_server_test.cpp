@@ -17,15 +17,6 @@
 namespace oklog {
 namespace {
 
-void SendAll(int fd, const std::string& s) {
-  size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    off += static_cast<size_t>(n);
-  }
-}
-
 class IngestServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
