@@ -26,6 +26,7 @@
 #include "rpc/frame_codec.h"
 #include "rpc/rpc_bridge.h"
 #include "rpc/rpc_client.h"
+#include "rpc/cluster_port.h"
 #include "rpc/rpc_server.h"
 #include "query/fanout.h"
 #include "query/query_api.h"
@@ -263,7 +264,6 @@ class Node {
   Status StartGossip() {
     const Address& cluster = c_.cluster;
     gossip::GossipNode::Options go;
-    go.bind_addr = cluster.HostPort();
     go.advertise_addr = c_.advertise;
     go.seeds = c_.peers;
     go.cluster_name = c_.cluster_name;
@@ -275,22 +275,18 @@ class Node {
       go.meta.ingest_bulk_port = ingest_->bulk_port();
     }
     go.meta.version = kVersion;
-    // One cluster port: gossip binds its UDP side (port 0 picks one), the RPC server listens on
-    // the same port's TCP side, and gossip push/pull is one of the RPC's methods.
+    // One cluster port, bound by its owner (both sides on one number; port 0 picks one): UDP goes
+    // to gossip, the listening TCP socket to the RPC server, and gossip push/pull is one of the
+    // RPC's methods.
+    OKLOG_ASSIGN_OR_RETURN(rpc::ClusterPort port, rpc::ClusterPort::Bind(cluster));
+    go.bind_addr = port.HostPort();
+    go.udp_fd = port.TakeUdp();
     gossip_streams_ = std::make_unique<RpcGossipStreams>(&loop_);
     go.streams = gossip_streams_.get();
-    for (int attempt = 0;; ++attempt) {
-      OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, go, &metrics_));
-      rpc_server_ = rpc::RpcServer::Create(&loop_, {c_.cluster_name, gossip_->name()}, &metrics_);
-      Status listen = rpc_server_->Listen(Address{"tcp", cluster.host, gossip_->port()}.HostPort());
-      if (listen.ok()) break;
-      // With port 0 the TCP side of the port UDP got may be taken: try another port.
-      retired_servers_.push_back(std::move(rpc_server_));
-      retired_gossip_.push_back(std::move(gossip_));
-      retired_servers_.back()->Close();
-      retired_gossip_.back()->Close();
-      if (cluster.port != 0 || attempt >= 19) return Status::IOError("cluster port TCP side: " + listen.ToString());
-    }
+    const gossip::NodeMeta announced = go.meta;
+    OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, std::move(go), &metrics_));
+    rpc_server_ = rpc::RpcServer::Create(&loop_, {c_.cluster_name, gossip_->name()}, &metrics_);
+    OKLOG_RETURN_IF_ERROR(rpc_server_->Listen(port.TakeTcp()));
     rpc_client_ = rpc::RpcClient::Create(&loop_, {c_.cluster_name, gossip_->name()}, &metrics_);
     gossip_streams_->SetClient(rpc_client_.get());
     rpc_server_->Handle(std::string(rpc::kGossipMethod), [this](std::shared_ptr<rpc::ServerCall> c) {
@@ -312,7 +308,7 @@ class Node {
                                       &metrics_);
     if (store_log_) ServeReplicas(store_log_.get(), rpc_server_.get(), rpc_disk_.get(), &metrics_);
     // Other nodes reach our API at the advertised host (as OK Log) unless it is bound to one IP.
-    gossip::NodeMeta meta = go.meta;
+    gossip::NodeMeta meta = announced;
     std::string host = c_.api.host;
     if (host.empty() || host == "0.0.0.0" || host == "::") {
       auto adv = ParseAddress(gossip_->advertise_addr(), 7659);
@@ -406,9 +402,6 @@ class Node {
   std::unique_ptr<gossip::GossipNode> gossip_;
   std::unique_ptr<rpc::RpcServer> rpc_server_;
   std::unique_ptr<RpcGossipStreams> gossip_streams_;  // gossip's transport, over rpc_client_
-  // Closed during a port-0 retry, kept until the loop has run their close callbacks.
-  std::vector<std::unique_ptr<rpc::RpcServer>> retired_servers_;
-  std::vector<std::unique_ptr<gossip::GossipNode>> retired_gossip_;
   std::unique_ptr<rpc::RpcClient> rpc_client_;
   std::unique_ptr<rpc::RpcBridge> bridge_;
   std::unique_ptr<IngestRpc> ingest_rpc_;

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "common/address.h"
+#include "common/unique_fd.h"
 
 namespace oklog {
 namespace {
@@ -53,21 +54,6 @@ Result<Target> ParseUrl(std::string_view url) {
   return t;
 }
 
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // Waits until fd is ready for `events` (errors and hang-ups count as ready: the next call
 // reports them), the deadline passes, or the cancel flag is set.
 Status Wait(int fd, short events, Clock::time_point deadline, const std::atomic<bool>* cancel, const char* what) {
@@ -86,12 +72,12 @@ Status Wait(int fd, short events, Clock::time_point deadline, const std::atomic<
   }
 }
 
-Result<Fd> Connect(const Target& t, Clock::time_point deadline, const std::atomic<bool>* cancel) {
+Result<UniqueFd> Connect(const Target& t, Clock::time_point deadline, const std::atomic<bool>* cancel) {
   auto addrs = Resolve(t.addr);
   if (!addrs.ok()) return addrs.status();
   Status last = Status::Unavailable("connecting to " + t.host_header + ": no address");
   for (const auto& ss : *addrs) {
-    Fd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    UniqueFd fd(socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
     if (fd.get() < 0) {
       last = Status::FromErrno("socket", t.host_header, errno);
       continue;
@@ -252,7 +238,7 @@ Result<HttpClientResponse> HttpFetch(std::string_view method, std::string_view u
                                      const HttpBodyCallback& on_body) {
   OKLOG_ASSIGN_OR_RETURN(Target target, ParseUrl(url));
   Clock::time_point deadline = Clock::now() + options.timeout;
-  OKLOG_ASSIGN_OR_RETURN(Fd fd, Connect(target, deadline, options.cancel));
+  OKLOG_ASSIGN_OR_RETURN(UniqueFd fd, Connect(target, deadline, options.cancel));
 
   auto given = [&](std::string_view name) {
     return std::any_of(options.headers.begin(), options.headers.end(),

@@ -197,7 +197,13 @@ Status GossipNode::Impl::Bind() {
   u->h.data = u;
   boxes.insert(u);
   udp = u;
-  rc = uv_udp_bind(&u->h, reinterpret_cast<const sockaddr*>(&ss), 0);
+  if (opt.udp_fd.valid()) {
+    // A socket bound by the cluster port's owner: the handle closes it from here on.
+    rc = uv_udp_open(&u->h, opt.udp_fd.get());
+    if (rc == 0) opt.udp_fd.release();
+  } else {
+    rc = uv_udp_bind(&u->h, reinterpret_cast<const sockaddr*>(&ss), 0);
+  }
   if (rc != 0) {
     CloseAll();
     return Status::IOError("gossip: UDP bind " + opt.bind_addr + ": " + uv_strerror(rc));

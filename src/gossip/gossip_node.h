@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "gossip/config.h"
 #include "gossip/node_meta.h"
 #include "gossip/peer_view.h"
@@ -47,9 +48,13 @@ class GossipNode {
     // Carries stream exchanges; must outlive Close(). Without one, streams are dropped and
     // counted (UDP gossip still works, joins do not).
     StreamTransport* streams = nullptr;
+    // A datagram socket already bound to bind_addr (the cluster port's owner binds UDP and TCP
+    // together and hands UDP here); the node owns it. Invalid: the node binds bind_addr itself.
+    UniqueFd udp_fd;
   };
 
-  // Binds the UDP socket (port 0 picks one; the TCP side of the same port is the transport's). Returns InvalidArgument for bad addresses or oversize metadata,
+  // Binds the UDP socket, or adopts options.udp_fd (port 0 picks one; the TCP side of the same
+  // port is the transport's). Returns InvalidArgument for bad addresses or oversize metadata,
   // IOError when the port cannot be bound.
   static Result<std::unique_ptr<GossipNode>> Create(uv_loop_t* loop, Options options, Registry* metrics);
   ~GossipNode();

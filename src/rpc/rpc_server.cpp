@@ -10,6 +10,7 @@
 #include "common/metrics.h"
 #include "common/uv/check.h"
 #include "common/uv/tcp_listener.h"
+#include "rpc/cluster_port.h"
 #include "rpc/rpc.h"
 #include "rpc/rpc_conn.h"
 
@@ -158,6 +159,19 @@ class RpcServerImpl : public RpcConnOwner {
     if (!c || !conns.count(c)) return;
     auto* st = static_cast<ServerConnState*>(c->user);
     if (st) st->calls.erase(call->id_);
+  }
+
+  TcpListener::OnConnection OnConnection() {
+    return [this](TcpListener* self, int status) {
+      if (status == 0) NewConn(self);
+    };
+  }
+
+  Status Adopt(Result<std::unique_ptr<TcpListener>> l) {
+    if (!l.ok()) return Status::IOError("rpc: " + l.status().message());
+    listener = std::move(l).value();
+    port = listener->port();
+    return Status::Ok();
   }
 
   void NewConn(TcpListener* l) {
@@ -350,17 +364,11 @@ Status RpcServer::Listen(const std::string& addr) {
   sockaddr_storage ss{};
   if (!IpLiteral(a, &ss))
     return Status::InvalidArgument("rpc: listen address must be an IP literal: " + addr);
-  RpcServerImpl* impl = impl_.get();
-  auto l = TcpListener::Create(
-      impl->loop, ss,
-      [impl](TcpListener* self, int status) {
-        if (status == 0) impl->NewConn(self);
-      },
-      128);
-  if (!l.ok()) return Status::IOError("rpc: " + l.status().message());
-  impl->listener = std::move(l).value();
-  impl->port = impl->listener->port();
-  return Status::Ok();
+  return impl_->Adopt(TcpListener::Create(impl_->loop, ss, impl_->OnConnection(), ClusterPort::kBacklog));
+}
+
+Status RpcServer::Listen(UniqueFd listening) {
+  return impl_->Adopt(TcpListener::Adopt(impl_->loop, std::move(listening), impl_->OnConnection(), ClusterPort::kBacklog));
 }
 
 uint16_t RpcServer::port() const { return impl_->port; }

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "rpc/rpc.h"
 
 namespace oklog {
@@ -89,6 +90,9 @@ class RpcServer {
   // Binds and listens on "ip:port" (port 0 picks one): the cluster port's TCP side, whose UDP
   // side is gossip's. Returns InvalidArgument for a name, IOError when it cannot bind.
   Status Listen(const std::string& addr);
+  // Serves on a listening socket bound elsewhere (ClusterPort::TakeTcp); IOError when libuv
+  // refuses it.
+  Status Listen(UniqueFd listening);
   uint16_t port() const;
   void Close();
   bool done() const;

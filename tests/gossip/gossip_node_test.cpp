@@ -2,10 +2,13 @@
 #include "gossip/gossip_node.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <functional>
 #include <map>
+#include <utility>
 
 #include "common/metrics.h"
 #include "gossip/membership.h"
@@ -79,7 +82,8 @@ class GossipNodeTest : public ::testing::Test {
   GossipNode* Add(std::vector<std::string> seeds, const std::string& name, std::vector<std::string> roles = {"store"}) {
     GossipNode::Options o;
     o.name = name;
-    o.bind_addr = "127.0.0.1:0";
+    o.bind_addr = next_bind_.empty() ? "127.0.0.1:0" : std::exchange(next_bind_, "");
+    o.udp_fd = std::move(next_udp_);
     o.seeds = std::move(seeds);
     o.cluster_name = "test";
     o.meta.roles = std::move(roles);
@@ -88,7 +92,7 @@ class GossipNodeTest : public ::testing::Test {
     streams_.push_back(std::make_unique<MemoryStreams>(&loop_, &by_addr_));
     o.streams = streams_.back().get();
     registries_.push_back(std::make_unique<Registry>());
-    auto n = GossipNode::Create(&loop_, o, registries_.back().get());
+    auto n = GossipNode::Create(&loop_, std::move(o), registries_.back().get());
     EXPECT_TRUE(n.ok()) << n.status().ToString();
     nodes_.push_back(std::move(n).value());
     GossipNode* g = nodes_.back().get();
@@ -111,6 +115,8 @@ class GossipNodeTest : public ::testing::Test {
   size_t LiveCount(GossipNode* n) { return n->peer_view().Live().size(); }
 
   uv_loop_t loop_;
+  UniqueFd next_udp_;      // the next Add adopts it (bound to next_bind_)
+  std::string next_bind_;
   std::map<std::string, GossipNode*> by_addr_;
   std::vector<std::unique_ptr<MemoryStreams>> streams_;  // before nodes_: outlive them
   std::vector<std::unique_ptr<Registry>> registries_;
@@ -134,6 +140,34 @@ TEST_F(GossipNodeTest, NodesJoinThroughTheFirstAndSeeEachOther) {
   std::string metrics = registries_[1]->Render();
   EXPECT_NE(metrics.find("oklog_gossip_members{state=\"alive\"} 3"), std::string::npos) << metrics;
   EXPECT_NE(metrics.find("oklog_gossip_packets_sent_total"), std::string::npos);
+}
+
+// The node binds nothing when it is given a bound socket (the cluster port's owner binds both
+// sides together): it probes and answers on that socket.
+TEST_F(GossipNodeTest, ANodeGivenABoundUdpSocketUsesIt) {
+  GossipNode* a = Add({}, "a");
+  UniqueFd udp(socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(udp.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  socklen_t len = sizeof sa;
+  ASSERT_EQ(getsockname(udp.get(), reinterpret_cast<sockaddr*>(&sa), &len), 0);
+  const uint16_t port = ntohs(sa.sin_port);
+  next_udp_ = std::move(udp);
+  next_bind_ = "127.0.0.1:" + std::to_string(port);
+  GossipNode* b = Add({a->advertise_addr()}, "b");
+  EXPECT_EQ(b->port(), port);
+  EXPECT_EQ(b->advertise_addr(), "127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(RunUntil([&] { return LiveCount(a) == 2 && LiveCount(b) == 2; }, 5000));
+  // a's probes reach b's adopted socket and b's acks come back from it.
+  auto received = [](Registry* r) {
+    std::string m = r->Render();
+    const std::string sample = "\noklog_gossip_packets_received_total ";  // not the # HELP line
+    size_t at = m.find(sample);
+    return at == std::string::npos ? 0L : std::stol(m.substr(at + sample.size()));
+  };
+  ASSERT_TRUE(RunUntil([&] { return received(registries_[0].get()) > 0 && received(registries_[1].get()) > 0; }, 5000));
 }
 
 TEST_F(GossipNodeTest, ClosedNodeIsDeclaredDeadAndLeavingNodeIsLeft) {
@@ -186,7 +220,7 @@ TEST_F(GossipNodeTest, WithoutAStreamTransportStreamsAreDroppedAndCounted) {
   o.seeds = {a->advertise_addr()};
   o.tweak = Fast;
   Registry reg;
-  auto n = GossipNode::Create(&loop_, o, &reg);
+  auto n = GossipNode::Create(&loop_, std::move(o), &reg);
   ASSERT_TRUE(n.ok()) << n.status().ToString();
   (*n)->Start();  // the join is a push/pull stream: it cannot happen
   ASSERT_TRUE(RunUntil([&] { return reg.Render().find("oklog_gossip_packets_dropped_total 0") == std::string::npos; },

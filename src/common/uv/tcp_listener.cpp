@@ -15,20 +15,36 @@ Result<std::unique_ptr<TcpListener>> TcpListener::Create(uv_loop_t* loop, const 
   std::unique_ptr<TcpListener> l(new TcpListener(std::move(on_connection)));
   OKLOG_UV_CHECK(l->tcp_.Init(l.get(), [loop](uv_tcp_t* t) { return uv_tcp_init(loop, t); }));
   const auto* sa = reinterpret_cast<const sockaddr*>(&addr);
-  int rc = uv_tcp_bind(l->tcp_.get(), sa, 0);
-  if (rc == 0) rc = uv_listen(l->tcp_.stream(), backlog, &TcpListener::OnConnectionCb);
   // On failure ~l closes tcp_.
-  if (rc != 0) return Status::IOError("listening on " + SockaddrToString(sa) + ": " + uv_strerror(rc));
+  if (int rc = uv_tcp_bind(l->tcp_.get(), sa, 0); rc != 0)
+    return Status::IOError("listening on " + SockaddrToString(sa) + ": " + uv_strerror(rc));
+  OKLOG_RETURN_IF_ERROR(l->ListenAndName(backlog, SockaddrToString(sa)));
+  return l;
+}
+
+Result<std::unique_ptr<TcpListener>> TcpListener::Adopt(uv_loop_t* loop, UniqueFd fd, OnConnection on_connection,
+                                                        int backlog) {
+  std::unique_ptr<TcpListener> l(new TcpListener(std::move(on_connection)));
+  OKLOG_UV_CHECK(l->tcp_.Init(l.get(), [loop](uv_tcp_t* t) { return uv_tcp_init(loop, t); }));
+  const int raw = fd.get();
+  if (int rc = uv_tcp_open(l->tcp_.get(), raw); rc != 0)
+    return Status::IOError("adopting listening socket " + std::to_string(raw) + ": " + uv_strerror(rc));
+  fd.release();  // the handle closes it now
+  OKLOG_RETURN_IF_ERROR(l->ListenAndName(backlog, "socket " + std::to_string(raw)));
+  return l;
+}
+
+Status TcpListener::ListenAndName(int backlog, const std::string& what) {
+  if (int rc = uv_listen(tcp_.stream(), backlog, &TcpListener::OnConnectionCb); rc != 0)
+    return Status::IOError("listening on " + what + ": " + uv_strerror(rc));
   sockaddr_storage ss{};
   int len = sizeof ss;
-  if (Status s = UvStatus(uv_tcp_getsockname(l->tcp_.get(), reinterpret_cast<sockaddr*>(&ss), &len),
-                          "uv_tcp_getsockname");
-      !s.ok())
-    return s;
-  l->bound_ = SockaddrToString(reinterpret_cast<const sockaddr*>(&ss));
-  l->port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port
-                                            : reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
-  return l;
+  OKLOG_RETURN_IF_ERROR(
+      UvStatus(uv_tcp_getsockname(tcp_.get(), reinterpret_cast<sockaddr*>(&ss), &len), "uv_tcp_getsockname"));
+  bound_ = SockaddrToString(reinterpret_cast<const sockaddr*>(&ss));
+  port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port
+                                         : reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
+  return Status::Ok();
 }
 
 int TcpListener::Accept(uv_stream_t* client) { return uv_accept(tcp_.stream(), client); }

@@ -16,6 +16,7 @@
 
 #include "common/address.h"
 #include "common/status.h"
+#include "common/unique_fd.h"
 #include "common/uv/handle.h"
 
 namespace oklog {
@@ -37,6 +38,10 @@ class TcpListener {
   // The same for a socket address already known (an IP literal: nothing to resolve).
   static Result<std::unique_ptr<TcpListener>> Create(uv_loop_t* loop, const sockaddr_storage& addr,
                                                      OnConnection on_connection, int backlog = kDefaultBacklog);
+  // Adopts a socket already bound (and maybe listening) elsewhere, as ClusterPort hands it out;
+  // the listener owns it from then on, also on failure. IOError when libuv refuses it.
+  static Result<std::unique_ptr<TcpListener>> Adopt(uv_loop_t* loop, UniqueFd fd, OnConnection on_connection,
+                                                    int backlog = kDefaultBacklog);
   ~TcpListener() = default;  // the UvHandle closes the socket
   TcpListener(const TcpListener&) = delete;
   TcpListener& operator=(const TcpListener&) = delete;
@@ -52,6 +57,8 @@ class TcpListener {
  private:
   explicit TcpListener(OnConnection cb) : on_connection_(std::move(cb)) {}
   static void OnConnectionCb(uv_stream_t* server, int status) noexcept;
+  // After bind: uv_listen, then the bound address from getsockname.
+  Status ListenAndName(int backlog, const std::string& what);
 
   OnConnection on_connection_;
   UvHandle<uv_tcp_t> tcp_;
