@@ -289,13 +289,24 @@ class Node {
     OKLOG_RETURN_IF_ERROR(rpc_server_->Listen(port.TakeTcp()));
     rpc_client_ = rpc::RpcClient::Create(&loop_, {c_.cluster_name, gossip_->name()}, &metrics_);
     gossip_streams_->SetClient(rpc_client_.get());
+    // A peer gossip no longer trusts (suspect, dead, left) holds nothing up: its connection
+    // closes and every call waiting on it (a replica copy, a query part, a claim) fails now, to
+    // go to another peer, instead of at its deadline.
+    peer_down_listener_ = gossip_->peer_view().Subscribe([this](const gossip::PeerEvent& e) {
+      using K = gossip::MemberEvent::Kind;
+      if (e.peer.is_self || !(e.kind == K::kSuspect || e.kind == K::kDead || e.kind == K::kLeft)) return;
+      rpc_client_->Disconnect(e.peer.addr, "gossip: " + e.peer.name + " is " +
+                                               std::string(gossip::EventKindName(e.kind)));
+    });
     rpc_server_->Handle(std::string(rpc::kGossipMethod), [this](std::shared_ptr<rpc::ServerCall> c) {
       c->Respond(Status::Ok(), gossip_->ServeStream(c->peer(), c->body()));
     });
     OKLOG_ASSIGN_OR_RETURN(bridge_, rpc::RpcBridge::Create(&loop_, rpc_client_.get()));
     // Queries: /store/query on every node fans out to the live store nodes (query.run), which
     // answer through their own QueryService, in process.
-    fanout_ = std::make_unique<QueryFanout>(&gossip_->peer_view(), rpc_client_.get(), QueryFanout::Options{}, &metrics_);
+    QueryFanout::Options fo;
+    fo.peer_answer_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c_.query_peer_answer_timeout);
+    fanout_ = std::make_unique<QueryFanout>(&gossip_->peer_view(), rpc_client_.get(), fo, &metrics_);
     fanout_->Register(http_.get());
     if (query_) query_->Serve(rpc_server_.get());
     // The data plane: stores pull from ingesters (segment.*) and replicate to stores. Its file
@@ -380,6 +391,7 @@ class Node {
     if (fanout_) fanout_->Close();
     if (bridge_) bridge_->Close();
     if (ingest_rpc_) ingest_rpc_->Close();
+    if (gossip_ && peer_down_listener_) gossip_->peer_view().Unsubscribe(peer_down_listener_);
     if (rpc_client_) rpc_client_->Close();
     if (rpc_server_) rpc_server_->Close();
     if (rpc_disk_) rpc_disk_->Close();  // after the server and IngestRpc: nothing new arrives
@@ -403,6 +415,7 @@ class Node {
   std::unique_ptr<rpc::RpcServer> rpc_server_;
   std::unique_ptr<RpcGossipStreams> gossip_streams_;  // gossip's transport, over rpc_client_
   std::unique_ptr<rpc::RpcClient> rpc_client_;
+  uint64_t peer_down_listener_ = 0;
   std::unique_ptr<rpc::RpcBridge> bridge_;
   std::unique_ptr<IngestRpc> ingest_rpc_;
   std::unique_ptr<QueryFanout> fanout_;

@@ -121,6 +121,7 @@ class ResponseImpl final : public HttpResponse {
   void Start(int status, const Headers& headers) override;
   bool Write(std::string data) override;
   void Finish() override;
+  void Abort(const std::string& reason) override;
   size_t buffered_bytes() const override;
   void OnDrain(std::function<void()> cb) override {
     if (!closed_) on_drain_ = std::move(cb);
@@ -367,6 +368,21 @@ void ResponseImpl::Finish() {
   conn_ = nullptr;
   End();
   conn->ResponseFinished(keep_alive);  // last: this response may be released here
+}
+
+void ResponseImpl::Abort(const std::string& reason) {
+  if (closed_) return;
+  if (!started_) {
+    Start(500, {{"Content-Type", "text/plain; charset=utf-8"}, {"Connection", "close"}});
+    Write(reason + "\n");
+    return Finish();
+  }
+  std::string tail = std::move(head_pending_);  // bytes already promised go out; no last chunk
+  if (!tail.empty() && !conn_->QueueWrite(std::move(tail), std::string(), false)) return;
+  Connection* conn = conn_;
+  conn_ = nullptr;
+  End();
+  conn->ResponseFinished(false);  // closes once the queued writes are out
 }
 
 size_t ResponseImpl::buffered_bytes() const { return conn_ != nullptr ? conn_->pending_write_bytes() : 0; }

@@ -61,6 +61,12 @@ class HttpResponse {
   // Ends the response (no-op once closed). Fires the on-close callback. The connection is kept
   // alive for the next request when it can be. Finish() before Start() sends an empty 200.
   virtual void Finish() = 0;
+  // Ends the response as broken, for an answer that cannot be completed after its status went
+  // out: what was written is sent, then the connection closes without the body's end (no last
+  // chunk; a Content-Length body stays short), so a client sees a cut-off transfer, never a
+  // complete answer. (An HTTP/1.0 body delimited by closing cannot show this.) Fires the
+  // on-close callback. Before Start() it answers 500 with `reason`.
+  virtual void Abort(const std::string& reason) = 0;
   // Bytes queued in the socket write path and not yet written: producers pause above a
   // high-water mark and resume in the drain callback.
   virtual size_t buffered_bytes() const = 0;

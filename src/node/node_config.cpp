@@ -45,6 +45,7 @@ struct NodeFlags {
   int64_t max_bytes = kDefaults.max_bytes;
   bool ui_local = kDefaults.ui_local;
   std::string filesystem = kDefaults.filesystem;
+  Nanos query_peer_answer_timeout = kDefaults.query_peer_answer_timeout;
   std::vector<std::string> peers;
   std::string config;
 
@@ -83,6 +84,8 @@ struct NodeFlags {
     fs->Int("store.max-bytes", &max_bytes, "trash the oldest segments while the store holds more bytes (0: no limit)");
     fs->Bool("ui.local", &ui_local, "accepted for OK Log compatibility");
     fs->String("filesystem", &filesystem, "real (virtual and nop are not supported)");
+    fs->Duration("query.peer-answer-timeout", &query_peer_answer_timeout,
+                 "a store that has not begun answering a query in this time is left out (the answer is a 206)");
     fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
     fs->String("config", &config, "file of flag values, one \"name value\" per line");
   }
@@ -222,6 +225,7 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   c.max_bytes = f.max_bytes;
   c.ui_local = f.ui_local;
   c.filesystem = f.filesystem;
+  c.query_peer_answer_timeout = f.query_peer_answer_timeout;
   return c;
 }
 
@@ -248,6 +252,7 @@ Status NodeConfig::Validate() const {
   OKLOG_RETURN_IF_ERROR(Positive("store.segment-replication-factor", replication_factor));
   OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-retain", retain, Nanos(0)));  // 0: keep for ever
   OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-purge", purge, Nanos(0)));
+  OKLOG_RETURN_IF_ERROR(AtLeast("query.peer-answer-timeout", query_peer_answer_timeout, milliseconds(1)));
   if (max_bytes < 0)
     return Status::InvalidArgument("-store.max-bytes must be 0 (no limit) or more, not " + std::to_string(max_bytes));
   if (cluster_name.empty()) return Status::InvalidArgument("-cluster.name is empty");

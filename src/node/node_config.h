@@ -68,6 +68,10 @@ struct NodeConfig {
   bool ui_local = false;
   std::string filesystem = "real";
 
+  // Queries: a store that has not begun its answer (its planning stats) within this makes the
+  // answer a 206 without it, instead of a wait for a frozen or cut-off peer.
+  Nanos query_peer_answer_timeout = std::chrono::seconds(5);
+
   // Reads the flags of `oklog MODE` from args (without the program and mode names), the file
   // of -config first and the command line winning over it. Each value is converted to its type
   // here (addresses, modes, presets, numbers, durations); a failure is InvalidArgument naming

@@ -39,6 +39,7 @@ struct QueryFanout::Fan {
   std::optional<uint64_t> limit;
   uint64_t emitted = 0;
   bool headers_sent = false, finished = false, waiting_drain = false;
+  bool partial = false;  // the status that went out was 206
   MergeByUlid merge;  // one head per peer with a complete line; ordered like the request
   std::string out;
   HttpResponse::Headers base_headers;
@@ -79,7 +80,8 @@ struct QueryFanout::Fan {
     h.push_back({"X-Oklog-Max-Data-Set-Size", std::to_string(max_size)});
     h.push_back({"X-Oklog-Error-Count", std::to_string(errors)});
     h.push_back({"X-Oklog-Duration", FormatDuration(std::chrono::steady_clock::now() - t0)});
-    resp->Start(errors > 0 ? 206 : 200, h);
+    partial = errors > 0;
+    resp->Start(partial ? 206 : 200, h);
     headers_sent = true;
   }
 
@@ -139,6 +141,17 @@ struct QueryFanout::Fan {
         }
       }
     }
+  }
+
+  // A peer failed after a 200 went out: the records merged so far go, then the body is cut off.
+  void AbortAnswer(const std::string& peer, const Status& why) {
+    finished = true;
+    owner->queries_->With({"cut_off"})->Inc();
+    Logger("query")->warn("cutting off a 200 answer: store {} failed mid-stream: {}", peer, why.ToString());
+    if (!out.empty()) resp->Write(std::move(out));
+    out.clear();
+    resp->Abort("store " + peer + " failed: " + why.message());
+    CancelAll();
   }
 
   // Pump, then flush a partial output chunk when merging has to wait for a peer.
@@ -254,6 +267,7 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
     rpc::RpcClient::StreamOptions so;
     so.timeout = options_.peer_timeout;
     so.idle_timeout = options_.peer_idle_timeout;
+    so.first_part_timeout = options_.peer_answer_timeout;
     so.credit = rpc::RpcClient::Credit::kManual;
     rpc::RpcClient::StreamHandlers h;
     h.on_chunk = [fan, i](std::string part) {
@@ -282,6 +296,8 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
         ps.failed = true;
         fan->owner->peer_errors_->Inc();
         Logger("query")->warn("query.run on {} failed: {}", ps.name, s.ok() ? "no stats" : s.ToString());
+        if (fan->headers_sent && !fan->partial && !fan->head)
+          return fan->AbortAnswer(ps.name, s.ok() ? Status::Corruption("no stats") : s);
       }
       if (!fan->waiting_drain) fan->PumpAndFlush();
     };

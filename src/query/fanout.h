@@ -3,8 +3,11 @@
 // merges their raw, ULID-sorted streams with duplicates removed while streaming to the client,
 // formats the records there (text or JSON, once), and answers OK Log's headers: Nodes-Queried
 // and Segments-Queried summed, Max-Data-Set-Size the maximum, Error-Count the peers that failed.
-// 206 when any peer failed (before or during its stream), 503 "no store nodes available" when
-// the view has none. Relative bounds are resolved here once, so every peer scans the same ULID
+// 206 when any peer failed or did not answer within peer_answer_timeout before the status went
+// out (a frozen or cut-off store makes a partial answer after seconds, not a hang); when a peer
+// fails after a 200 went out, the answer is cut off (HttpResponse::Abort: no end of the chunked
+// body), so no client takes it for complete. 503 "no store nodes available" when the view has
+// none. Relative bounds are resolved here once, so every peer scans the same ULID
 // range.
 //
 // Threads: loop thread only. Lifetime: Close() on the loop cancels every peer stream.
@@ -25,6 +28,9 @@ class QueryFanout {
  public:
   struct Options {
     std::chrono::milliseconds peer_timeout{120000};  // whole answer of one peer
+    // Until a peer's first part (its planning stats, sent before it scans): without it the
+    // answer goes on without that peer, as a 206.
+    std::chrono::milliseconds peer_answer_timeout{5000};
     std::chrono::milliseconds peer_idle_timeout{30000};  // between parts of one peer
     size_t high_water_bytes = 4 << 20;  // response bytes buffered before merging pauses
   };

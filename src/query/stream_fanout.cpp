@@ -45,6 +45,11 @@ class CallResponse : public HttpResponse {
     call_->End(Status::Ok());
     Close();
   }
+  void Abort(const std::string& reason) override {
+    if (closed_) return;
+    call_->End(Status::Unavailable(reason));
+    Close();
+  }
   // Nothing while the credit window has room; "far too much" while it has none, so the registry
   // drops (and later notices) rather than queueing without bound.
   size_t buffered_bytes() const override { return closed() || call_->writable() ? 0 : (size_t{1} << 40); }

@@ -18,7 +18,9 @@
 // frame or message, an undecodable envelope, a reused id) closes that connection and is counted
 // in oklog_rpc_streams_dropped_total{reason}; the node keeps serving every other connection.
 // The gossip push/pull (method "gossip") is a client of the same grammar with one request per
-// connection.
+// connection. Method "rpc.ping" (empty body, empty OK answer) is every server's own: a client
+// asks it on a connection that showed no life while a call timed out, and closes the connection
+// when the ping times out too (any answer, even an error from an older server, is life).
 #pragma once
 
 #include <cstddef>
@@ -37,6 +39,7 @@ using Duration = std::chrono::milliseconds;  // deadlines, timeouts and backoffs
 inline constexpr size_t kRpcChunkBytes = 1u << 20;         // largest body part in one frame
 inline constexpr size_t kRpcMaxMessageBytes = 64u << 20;   // largest whole request or response
 inline constexpr size_t kRpcStreamWindowBytes = 4u << 20;  // response bytes in flight per call
+inline constexpr std::string_view kPingMethod = "rpc.ping";
 static_assert(kRpcChunkBytes + 64 < kMaxFrameBytes, "a chunk and its envelope fit in a frame");
 static_assert(kRpcStreamWindowBytes >= 2 * kRpcChunkBytes, "the window holds at least two chunks");
 static_assert(kRpcMaxMessageBytes >= kRpcStreamWindowBytes, "a message can fill a window");

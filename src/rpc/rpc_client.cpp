@@ -24,6 +24,9 @@ struct ClientConn {
   uint64_t next_id = 1;
   std::vector<std::string> pending;  // frames written before the connect completed
   std::map<uint64_t, uint64_t> calls;  // wire id -> call handle
+  uint64_t last_rx_ms = 0;   // uv_now when the server last sent anything (connect counts)
+  uint64_t probe = 0;        // handle of the liveness ping in flight, 0: none
+  uint64_t serial = 0;       // tells this connection from a later one to the same address
 };
 
 struct ConnectReq {
@@ -50,7 +53,11 @@ struct ClientCall {
   std::string body;  // unary: the response so far
   uint64_t deadline_ms = 0;
   uint64_t idle_ms = 0;
+  uint64_t first_ms = 0;  // 0: no first-part bound
+  uint64_t start_ms = 0;
   uint64_t last_ms = 0;
+  bool got_part = false;
+  bool probe = false;  // a liveness ping: its own timeout never starts another
   uint64_t unacked = 0;  // consumed but not yet credited
 };
 
@@ -62,6 +69,7 @@ class RpcClientImpl : public RpcConnOwner {
   std::map<std::string, uint64_t> failed_at;  // addr -> uv_now of the last failed connect
   std::map<uint64_t, ClientCall> calls;
   uint64_t next_handle = 1;
+  uint64_t next_serial = 1;
   TickBox* tick = nullptr;
   bool ticking = false;
   bool closed = false;
@@ -69,6 +77,7 @@ class RpcClientImpl : public RpcConnOwner {
   Counter *calls_total = nullptr, *call_errors = nullptr, *bytes_in = nullptr, *bytes_out = nullptr;
   Counter *connects = nullptr;
   Family<Counter>* dropped = nullptr;
+  Family<Counter>* closed_conns = nullptr;
 
   uint64_t Now() const { return uv_now(loop); }
 
@@ -90,6 +99,7 @@ class RpcClientImpl : public RpcConnOwner {
     }
     auto* cc = new ClientConn;
     cc->addr = addr;
+    cc->serial = next_serial++;
     cc->rc = new RpcConn(loop, this, kMaxFrameBytes);
     cc->rc->peer = addr;
     cc->rc->user = cc;
@@ -122,6 +132,7 @@ class RpcClientImpl : public RpcConnOwner {
     }
     self->failed_at.erase(cc->addr);
     cc->connected = true;
+    cc->last_rx_ms = self->Now();
     cc->rc->StartReading();
     for (const std::string& f : cc->pending) cc->rc->WriteFrame(f);
     cc->pending.clear();
@@ -157,7 +168,10 @@ class RpcClientImpl : public RpcConnOwner {
   Status OnHello(RpcConn* c, const Hello& h) override {
     if (h.version != kClusterProtocolVersion) return Status::Corruption("protocol version " + std::to_string(h.version));
     if (h.cluster != opt.cluster_name) return Status::InvalidArgument("peer is in cluster \"" + h.cluster + "\"");
-    if (auto* cc = static_cast<ClientConn*>(c->user)) cc->server_hello = true;
+    if (auto* cc = static_cast<ClientConn*>(c->user)) {
+      cc->server_hello = true;
+      cc->last_rx_ms = Now();
+    }
     return Status::Ok();
   }
 
@@ -169,6 +183,7 @@ class RpcClientImpl : public RpcConnOwner {
   void OnEnvelope(RpcConn* c, Envelope e) override {
     auto* cc = static_cast<ClientConn*>(c->user);
     if (!cc) return;
+    cc->last_rx_ms = Now();
     bytes_in->Inc(e.body.size());
     if (e.kind == Envelope::Kind::kRequest) {
       BreakConn(cc, Status::Corruption("a request from a server"), "malformed");
@@ -179,6 +194,7 @@ class RpcClientImpl : public RpcConnOwner {
     const uint64_t handle = id->second;
     ClientCall& call = calls.at(handle);
     call.last_ms = Now();
+    call.got_part = true;
     switch (e.kind) {
       case Envelope::Kind::kResponse:
         if (!call.unary && !e.body.empty() && call.handlers.on_chunk) {
@@ -235,7 +251,7 @@ class RpcClientImpl : public RpcConnOwner {
     calls_total->Inc();
     const uint64_t handle = next_handle++;
     call.handle = handle;
-    call.last_ms = Now();
+    call.last_ms = call.start_ms = Now();
     call.deadline_ms = Now() + static_cast<uint64_t>(std::max<int64_t>(0, timeout.count()));
     calls.emplace(handle, std::move(call));
     if (closed) {
@@ -303,16 +319,69 @@ class RpcClientImpl : public RpcConnOwner {
     RpcClientImpl* self = box->owner;
     if (!self) return;
     const uint64_t now = self->Now();
-    std::vector<std::pair<uint64_t, Status>> expired;
+    struct Expired {
+      uint64_t handle;
+      Status why;
+      uint64_t waited_since;  // the connection should have shown life after this
+    };
+    std::vector<Expired> expired;
     for (auto& [h, c] : self->calls) {
-      if (now >= c.deadline_ms) expired.emplace_back(h, Status::TimedOut("rpc: deadline exceeded"));
-      else if (c.idle_ms && now - c.last_ms >= c.idle_ms) expired.emplace_back(h, Status::TimedOut("rpc: stream idle"));
+      if (now >= c.deadline_ms) expired.push_back({h, Status::TimedOut("rpc: deadline exceeded"), c.start_ms});
+      else if (c.first_ms && !c.got_part && now - c.start_ms >= c.first_ms)
+        expired.push_back({h, Status::TimedOut("rpc: no answer within " + std::to_string(c.first_ms) + " ms"), c.start_ms});
+      else if (c.idle_ms && now - c.last_ms >= c.idle_ms)
+        expired.push_back({h, Status::TimedOut("rpc: stream idle"), c.last_ms});
     }
-    for (auto& [h, st] : expired) self->Cancel(h, st);
+    for (auto& e : expired) {
+      auto it = self->calls.find(e.handle);
+      if (it == self->calls.end()) continue;
+      const ClientConn* was = it->second.conn;
+      const bool check = was != nullptr && !it->second.probe;
+      const std::string addr = check ? was->addr : std::string();
+      const uint64_t serial = check ? was->serial : 0;
+      self->Cancel(e.handle, e.why);  // its callback may close or replace the connection
+      ClientConn* cc = check ? self->Find(addr, serial) : nullptr;
+      if (cc != nullptr && cc->last_rx_ms <= e.waited_since) self->CheckLife(cc);
+    }
     if (self->calls.empty()) {
       uv_timer_stop(&self->tick->h);
       self->ticking = false;
     }
+  }
+
+  // The connection to addr if it is still the one numbered serial.
+  ClientConn* Find(const std::string& addr, uint64_t serial) const {
+    auto it = conns.find(addr);
+    return it != conns.end() && it->second->serial == serial ? it->second : nullptr;
+  }
+
+  // A call timed out and the server sent nothing on its connection meanwhile: ping it; if the
+  // ping times out as well, the connection is dead (a frozen process, a cut network) and goes.
+  void CheckLife(ClientConn* cc) {
+    if (cc->probe != 0 || closed) return;
+    ClientCall ping;
+    ping.unary = true;
+    ping.probe = true;
+    const std::string addr = cc->addr;
+    const uint64_t serial = cc->serial;
+    ping.done = [this, addr, serial](Result<std::string> r) {
+      ClientConn* cc = Find(addr, serial);
+      if (cc == nullptr) return;  // closed meanwhile, for whatever reason
+      cc->probe = 0;
+      if (r.ok() || r.status().code() != Code::kTimedOut) return;  // an answer: alive
+      closed_conns->With({"no_life"})->Inc();
+      log->warn("closing cluster connection to {}: no answer to a call nor to a ping", addr);
+      BreakConn(cc, Status::Unavailable("connection shows no life"), "");
+    };
+    cc->probe = Start(addr, std::string(kPingMethod), "", std::move(ping), opt.liveness_timeout);
+  }
+
+  void Disconnect(const std::string& addr, const std::string& why) {
+    auto it = conns.find(addr);
+    if (it == conns.end()) return;
+    closed_conns->With({"peer_down"})->Inc();
+    log->info("closing cluster connection to {}: {}", addr, why);
+    BreakConn(it->second, Status::Unavailable(why), "");
   }
 
   void CloseAll() {
@@ -353,6 +422,11 @@ std::unique_ptr<RpcClient> RpcClient::Create(uv_loop_t* loop, Options options, R
   impl->connects = r->NewCounter("oklog_rpc_connects_total", "Outgoing cluster-port connections opened.");
   impl->dropped = r->NewCounterFamily("oklog_rpc_streams_dropped_total",
                                       "Cluster connections closed for bad input, by reason.", {"reason"});
+  impl->closed_conns = r->NewCounterFamily(
+      "oklog_rpc_connections_closed_total",
+      "Outgoing cluster connections closed to free their calls: peer_down (gossip says the peer is "
+      "suspect, dead or gone), no_life (a call and then a ping timed out).",
+      {"reason"});
   impl->tick = new TickBox{{}, impl.get()};
   OKLOG_UV_CHECK(uv_timer_init(loop, &impl->tick->h));
   impl->tick->h.data = impl->tick;
@@ -377,11 +451,13 @@ uint64_t RpcClient::Stream(const std::string& addr, const std::string& method, s
   c.handlers = std::move(handlers);
   c.credit = options.credit;
   c.idle_ms = static_cast<uint64_t>(std::max<int64_t>(0, options.idle_timeout.count()));
+  c.first_ms = static_cast<uint64_t>(std::max<int64_t>(0, options.first_part_timeout.count()));
   return impl_->Start(addr, method, std::move(body), std::move(c), options.timeout);
 }
 
 void RpcClient::Consume(uint64_t handle, size_t bytes) { impl_->Consumed(handle, bytes); }
 void RpcClient::Cancel(uint64_t handle) { impl_->Cancel(handle, Status::Cancelled("rpc: cancelled by the caller")); }
+void RpcClient::Disconnect(const std::string& addr, const std::string& why) { impl_->Disconnect(addr, why); }
 void RpcClient::Close() { impl_->CloseAll(); }
 size_t RpcClient::connections() const { return impl_->conns.size(); }
 

@@ -32,6 +32,10 @@ class RpcClient {
     std::string node_name;
     // After a failed connect, calls to that address fail at once for this long.
     Duration reconnect_backoff{200};
+    // A call that timed out on a connection that received nothing while it waited makes the
+    // client ping the server ("rpc.ping"); without an answer within this, the connection is
+    // closed and its other calls fail with Unavailable (a frozen or cut-off peer holds nothing).
+    Duration liveness_timeout{2000};
   };
   static std::unique_ptr<RpcClient> Create(uv_loop_t* loop, Options options, Registry* metrics);
   ~RpcClient();
@@ -54,6 +58,7 @@ class RpcClient {
   struct StreamOptions {
     Duration timeout{30000};
     Duration idle_timeout{0};
+    Duration first_part_timeout{0};  // 0: none; else TimedOut when no part came within it
     Credit credit = Credit::kAuto;
   };
   struct StreamHandlers {
@@ -66,6 +71,11 @@ class RpcClient {
   void Consume(uint64_t handle, size_t bytes);
   // Ends the call with Cancelled (on_end runs) and tells the server.
   void Cancel(uint64_t handle);
+
+  // Closes the connection to addr now (a peer gossip calls suspect, dead or gone): every call on
+  // it ends with Unavailable("rpc: ADDR: <why>"); the next call opens a new one. Counted in
+  // oklog_rpc_connections_closed_total{reason="peer_down"}. No-op without a connection.
+  void Disconnect(const std::string& addr, const std::string& why);
 
   void Close();
   size_t connections() const;

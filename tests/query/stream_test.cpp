@@ -37,6 +37,11 @@ class FakeResponse : public HttpResponse {
     finished = true;
     Disconnect();
   }
+  void Abort(const std::string&) override {
+    if (closed_) return;
+    aborted = true;
+    Disconnect();
+  }
   size_t buffered_bytes() const override { return closed_ ? 0 : buffered; }
   void OnDrain(std::function<void()> cb) override { on_drain_ = std::move(cb); }
   void OnClose(std::function<void()> cb) override {
@@ -83,6 +88,7 @@ class FakeResponse : public HttpResponse {
   size_t buffered = 0;
   int writes = 0;
   bool finished = false;
+  bool aborted = false;
   bool close_on_write = false;
 
  private:

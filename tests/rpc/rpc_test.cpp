@@ -9,9 +9,12 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
+#include <vector>
 #include <thread>
 
 #include "common/metrics.h"
+#include "common/unique_fd.h"
 #include "rpc/frame_codec.h"
 #include "rpc/rpc.h"
 #include "rpc/rpc_client.h"
@@ -68,10 +71,10 @@ class RpcTest : public ::testing::Test {
   }
 
   double Metric(const std::string& line_prefix) {
-    std::string text = metrics_.Render();
-    size_t p = text.find(line_prefix + " ");
+    std::string text = "\n" + metrics_.Render();
+    size_t p = text.find("\n" + line_prefix + " ");  // a sample line, not "# HELP name ..."
     if (p == std::string::npos) return 0;
-    return std::stod(text.substr(p + line_prefix.size() + 1));
+    return std::stod(text.substr(p + line_prefix.size() + 2));
   }
 
   uv_loop_t loop_;
@@ -249,6 +252,111 @@ TEST_F(RpcTest, ConnectionRefusedFailsFast) {
   client_->Call(dead, "echo", "", Duration(5000), [&](Result<std::string> r) { out = std::move(r); });
   ASSERT_TRUE(RunUntil([&] { return out.has_value(); }, 2000));
   EXPECT_EQ(out->status().code(), Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace oklog::rpc
+
+namespace oklog::rpc {
+namespace {
+
+// A port whose kernel completes connections but whose process never reads or answers: what a
+// SIGSTOPped or cut-off peer looks like from a client.
+struct FrozenPeer {
+  UniqueFd fd;
+  std::string addr;
+  FrozenPeer() : fd(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(fd.get(), 16), 0);
+    socklen_t len = sizeof a;
+    EXPECT_EQ(getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+    addr = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  }
+};
+
+TEST_F(RpcTest, ATimedOutCallOnAConnectionWithNoLifeClosesItAfterAFailedPing) {
+  client_.reset();
+  client_ = RpcClient::Create(&loop_, {"test", "client", Duration(200), Duration(300)}, &metrics_);
+  FrozenPeer frozen;
+  // Two calls wait on the frozen peer; the short one times out, the ping goes unanswered, and
+  // the connection closes: the long one ends too, long before its own 60 s deadline.
+  std::optional<Result<std::string>> shorter, longer;
+  client_->Call(frozen.addr, "echo", "a", Duration(200), [&](Result<std::string> r) { shorter = std::move(r); });
+  client_->Call(frozen.addr, "echo", "b", Duration(60000), [&](Result<std::string> r) { longer = std::move(r); });
+  ASSERT_TRUE(RunUntil([&] { return shorter.has_value() && longer.has_value(); }, 10000));
+  EXPECT_EQ(shorter->status().code(), Code::kTimedOut);
+  EXPECT_EQ(longer->status().code(), Code::kUnavailable) << longer->status().ToString();
+  EXPECT_NE(longer->status().message().find("no life"), std::string::npos) << longer->status().ToString();
+  EXPECT_EQ(client_->connections(), 0u);
+  EXPECT_EQ(Metric("oklog_rpc_connections_closed_total{reason=\"no_life\"}"), 1);
+}
+
+TEST_F(RpcTest, ATimedOutCallOnALiveButSlowPeerKeepsTheConnection) {
+  client_.reset();
+  client_ = RpcClient::Create(&loop_, {"test", "client", Duration(200), Duration(2000)}, &metrics_);
+  std::shared_ptr<ServerCall> held;
+  server_->Handle("slow", [&](std::shared_ptr<ServerCall> c) { held = c; });  // answers never
+  Result<std::string> r = CallSync(client_.get(), "slow", "", Duration(100));
+  EXPECT_EQ(r.status().code(), Code::kTimedOut);
+  // The server answers the ping: the connection stays and serves the next call.
+  ASSERT_TRUE(RunUntil([&] { return Metric("oklog_rpc_calls_total") >= 2 && Metric("oklog_rpc_call_errors_total") == 1; }, 5000))
+      << metrics_.Render();
+  Result<std::string> again = CallSync(client_.get(), "echo", "still here");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(client_->connections(), 1u);
+  EXPECT_EQ(server_->connections(), 1u);
+  EXPECT_EQ(Metric("oklog_rpc_connections_closed_total{reason=\"no_life\"}"), 0);
+}
+
+TEST_F(RpcTest, DisconnectEndsEveryCallOnThePeerAndTheNextCallReconnects) {
+  std::vector<std::shared_ptr<ServerCall>> held;
+  server_->Handle("hang", [&](std::shared_ptr<ServerCall> c) { held.push_back(c); });
+  std::vector<Result<std::string>> ended;
+  for (int i = 0; i < 3; ++i)
+    client_->Call(addr_, "hang", "", Duration(60000), [&](Result<std::string> r) { ended.push_back(std::move(r)); });
+  ASSERT_TRUE(RunUntil([&] { return held.size() == 3; }, 5000));
+  client_->Disconnect(addr_, "peer is suspect");
+  ASSERT_EQ(ended.size(), 3u) << "the calls end at once, on the loop";
+  for (const auto& r : ended) {
+    EXPECT_EQ(r.status().code(), Code::kUnavailable);
+    EXPECT_NE(r.status().message().find("peer is suspect"), std::string::npos) << r.status().ToString();
+  }
+  EXPECT_EQ(client_->connections(), 0u);
+  EXPECT_EQ(Metric("oklog_rpc_connections_closed_total{reason=\"peer_down\"}"), 1);
+  client_->Disconnect("127.0.0.1:1", "never connected");  // no connection: nothing happens
+  EXPECT_EQ(Metric("oklog_rpc_connections_closed_total{reason=\"peer_down\"}"), 1);
+  Result<std::string> r = CallSync(client_.get(), "echo", "again");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST_F(RpcTest, AStreamWithoutAFirstPartInTimeEndsTimedOutButASilentOneAfterItsFirstPartDoesNot) {
+  std::vector<std::shared_ptr<ServerCall>> held;
+  server_->Handle("silent", [&](std::shared_ptr<ServerCall> c) { held.push_back(c); });
+  server_->Handle("one-part", [&](std::shared_ptr<ServerCall> c) {
+    c->Send("first");
+    held.push_back(c);
+  });
+  RpcClient::StreamOptions so;
+  so.timeout = Duration(60000);
+  so.first_part_timeout = Duration(200);
+  std::optional<Status> silent_end, one_end;
+  int parts = 0;
+  client_->Stream(addr_, "silent", "", so, {[](std::string) {}, [&](const Status& s) { silent_end = s; }});
+  uint64_t h = client_->Stream(addr_, "one-part", "", so,
+                               {[&](std::string) { ++parts; }, [&](const Status& s) { one_end = s; }});
+  ASSERT_TRUE(RunUntil([&] { return silent_end.has_value(); }, 5000));
+  EXPECT_EQ(silent_end->code(), Code::kTimedOut);
+  EXPECT_NE(silent_end->message().find("no answer within 200 ms"), std::string::npos) << silent_end->ToString();
+  // Well past the first-part bound, the stream that answered is still open.
+  RunUntil([] { return false; }, 600);
+  EXPECT_EQ(parts, 1);
+  EXPECT_FALSE(one_end.has_value());
+  client_->Cancel(h);
+  ASSERT_TRUE(one_end.has_value());
+  EXPECT_EQ(one_end->code(), Code::kCancelled);
 }
 
 }  // namespace
