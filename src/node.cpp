@@ -217,7 +217,7 @@ class Node {
             ClusterPeers p;
             for (const auto& peer : gossip_->peer_view().Live("ingest")) p.ingest.push_back(peer.addr);
             for (const auto& peer : gossip_->peer_view().Live("store"))
-              p.store.push_back({peer.name, peer.addr, peer.is_self});
+              p.store.push_back({peer.name, peer.addr, peer.is_self, peer.state == gossip::MemberState::kSuspect});
             return p;
           },
           store_log_.get(), cco, &metrics_);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <random>
+#include <set>
 #include <span>
 
 #include "common/log.h"
@@ -31,6 +32,8 @@ std::unique_ptr<ClusterConsumer> ClusterConsumer::Start(rpc::RpcBridge* bridge, 
   c->replicas_ = m->NewCounter("oklog_store_replicas_sent_total", "Merged segments replicated to a store node.");
   c->invalid_replies_ = m->NewCounter("oklog_store_invalid_replies_total",
                                       "segment.next replies from ingesters that did not decode (nothing consumed).");
+  c->copy_failures_ = m->NewCounter("oklog_store_replica_copy_failures_total",
+                                    "Replica copies that failed; each is tried on another live store.");
   c->waiting_ = m->NewGauge("oklog_store_replication_waiting",
                             "1 while fewer store nodes are alive than the replication factor (data waits).");
   for (size_t i = 0; i < std::max<size_t>(1, options.consumers); ++i)
@@ -137,49 +140,11 @@ bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::ve
     // Encode once; every replica gets these bytes (the remote ones over segment.replicate_file).
     Result<std::vector<Encoded>> images = Encode(merged, m.bytes);
     if (!images.ok()) return fail("encoding: " + images.status().ToString());
-    // N distinct live store nodes, chosen at random so load spreads.
-    std::vector<ClusterPeers::Store> targets = peers.store;
-    static thread_local std::mt19937_64 rng(RandomU64());
-    std::shuffle(targets.begin(), targets.end(), rng);
-    targets.resize(options_.replication_factor);
-    bool local = false;
-    size_t remotes = 0;
-    for (const auto& t : targets) {
-      if (t.is_self && store_ != nullptr) local = true;
-      else ++remotes;
-    }
-    std::vector<std::pair<std::string, std::future<Result<std::string>>>> remote;
-    for (Encoded& e : *images) {
-      size_t sent = 0;
-      for (const auto& t : targets) {
-        if (t.is_self && store_ != nullptr) continue;
-        // The last remote copy takes the bytes when no local install needs them afterwards.
-        std::string body = (++sent == remotes && !local) ? std::move(e.image.bytes) : e.image.bytes;
-        remote.emplace_back(t.name, bridge_->CallAsync(t.addr, kSegmentReplicateFile, std::move(body),
-                                                       options_.rpc_timeout));
-      }
-    }
-    std::string errors;
-    if (local) {
-      for (const Encoded& e : *images) {
-        Result<uint64_t> w = store_->InstallReplica(
-            e.image, std::span<const std::string_view>(merged).subspan(e.first, e.image.records));
-        if (!w.ok()) {
-          errors += " local: " + w.status().ToString();
-          break;
-        }
-      }
-    }
-    for (auto& [name, f] : remote) {
-      Result<std::string> r = f.get();
-      if (r.ok()) {
-        Result<uint64_t> stored = DecodeStoredRecords(*r);
-        if (!stored.ok()) r = stored.status();
-      }
-      if (!r.ok()) errors += " " + name + ": " + r.status().ToString();
-    }
-    if (!errors.empty()) return fail("replication:" + errors);
-    replicas_->Inc(targets.size());
+    // N distinct live store nodes, chosen at random so load spreads (alive before suspect).
+    // A copy that fails goes to a spare live store instead, so one frozen or dead store delays
+    // a batch by one call, not until it is back.
+    Status replicated = Replicate(*images, merged, peers.store);
+    if (!replicated.ok()) return fail("replication: " + replicated.message());
     records_->Inc(merged.size());
   }
   Result<std::string> c = bridge_->Call(ingest_addr, kSegmentCommit, id_list, options_.rpc_timeout);
@@ -192,6 +157,82 @@ bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::ve
   consumed_segments_->Inc(ids.size());
   log->debug("consumed {} segment(s) from {}: {} records", ids.size(), ingest_addr, merged.size());
   return true;
+}
+
+Status ClusterConsumer::Replicate(const std::vector<Encoded>& images, const std::vector<std::string_view>& merged,
+                                  std::vector<ClusterPeers::Store> candidates) {
+  static thread_local std::mt19937_64 rng(RandomU64());
+  std::shuffle(candidates.begin(), candidates.end(), rng);
+  std::stable_partition(candidates.begin(), candidates.end(), [](const ClusterPeers::Store& s) { return !s.suspect; });
+  std::set<std::string> tried;
+  size_t copies = 0;
+  std::string errors;
+  bool refreshed = false;
+  while (copies < options_.replication_factor && !stop_) {
+    // The next stores to try: as many as copies are missing, none tried before this batch.
+    std::vector<ClusterPeers::Store> round;
+    for (const auto& c : candidates)
+      if (round.size() < options_.replication_factor - copies && tried.insert(c.name).second) round.push_back(c);
+    if (round.empty()) {
+      if (refreshed) break;
+      // Every store of the batch's view was tried: take the view again, stores may have joined.
+      refreshed = true;
+      ClusterPeers now;
+      if (!bridge_->RunOnLoop([&] { now = peers_(); }).ok()) break;
+      candidates = std::move(now.store);
+      std::shuffle(candidates.begin(), candidates.end(), rng);
+      std::stable_partition(candidates.begin(), candidates.end(), [](const ClusterPeers::Store& s) { return !s.suspect; });
+      continue;
+    }
+    std::vector<std::pair<std::string, std::vector<std::future<Result<std::string>>>>> remote;
+    bool local = false;
+    for (const auto& t : round) {
+      if (t.is_self && store_ != nullptr) {
+        local = true;
+        continue;
+      }
+      auto& calls = remote.emplace_back(t.name, std::vector<std::future<Result<std::string>>>{}).second;
+      for (const Encoded& e : images)
+        calls.push_back(bridge_->CallAsync(t.addr, kSegmentReplicateFile, e.image.bytes, options_.rpc_timeout));
+    }
+    if (local) {
+      Status ls;
+      for (const Encoded& e : images) {
+        Result<uint64_t> w = store_->InstallReplica(
+            e.image, std::span<const std::string_view>(merged).subspan(e.first, e.image.records));
+        if (!w.ok()) {
+          ls = w.status();
+          break;
+        }
+      }
+      if (ls.ok()) {
+        ++copies;
+        replicas_->Inc();
+      } else errors += " local: " + ls.ToString() + ";";
+    }
+    for (auto& [name, calls] : remote) {
+      Status rs;
+      for (auto& f : calls) {
+        Result<std::string> r = f.get();
+        if (r.ok()) {
+          Result<uint64_t> stored = DecodeStoredRecords(*r);
+          if (!stored.ok()) r = stored.status();
+        }
+        if (!r.ok() && rs.ok()) rs = r.status();
+      }
+      if (rs.ok()) {
+        ++copies;
+        replicas_->Inc();
+      } else {
+        errors += " " + name + ": " + rs.ToString() + ";";
+        copy_failures_->Inc();
+        Logger("store")->info("copy to {} failed ({}); trying another live store", name, rs.ToString());
+      }
+    }
+  }
+  if (copies >= options_.replication_factor) return Status::Ok();
+  return Status::Unavailable(std::to_string(copies) + " of " + std::to_string(options_.replication_factor) +
+                             " copies stored:" + errors);
 }
 
 Result<std::vector<ClusterConsumer::Encoded>> ClusterConsumer::Encode(const std::vector<std::string_view>& records,

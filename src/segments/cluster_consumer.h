@@ -3,8 +3,9 @@
 // read its segments (segment.read), merge them by ULID with duplicates dropped, replicate the
 // merged records to `replication_factor` distinct live store nodes (encoded once into a segment
 // file, which goes as is to the others with segment.replicate_file and is installed directly
-// when this node is one of them), then commit the batch on the ingester (segment.commit) when
-// every replica acknowledged, or fail it back (segment.failed). It pulls again at once while data
+// when this node is one of them; a copy that fails goes to another untried live store, alive ones
+// first), then commit the batch on the ingester (segment.commit) once N copies are stored, or
+// fail it back (segment.failed) when no N live stores took it. It pulls again at once while data
 // waits and polls every idle_poll when none does.
 //
 // With fewer live store nodes than the replication factor nothing is claimed: data waits on the
@@ -39,6 +40,7 @@ struct ClusterPeers {
   struct Store {
     std::string name, addr;
     bool is_self = false;
+    bool suspect = false;  // live but not answering gossip: tried after every alive store
   };
   std::vector<Store> store;  // live store nodes
 };
@@ -72,6 +74,11 @@ class ClusterConsumer {
     size_t first = 0;  // index of the image's first record in the merged records
     SegmentImage image;
   };
+  // Stores N copies of the images on distinct stores of candidates (then of a fresh view),
+  // trying another store for each copy that fails. Unavailable with every failure when fewer
+  // than N were stored (the copies made stay: duplicates, which queries and compaction remove).
+  Status Replicate(const std::vector<Encoded>& images, const std::vector<std::string_view>& merged,
+                   std::vector<ClusterPeers::Store> candidates);
   Result<std::vector<Encoded>> Encode(const std::vector<std::string_view>& records, uint64_t bytes) const;
 
   rpc::RpcBridge* bridge_ = nullptr;
@@ -85,6 +92,7 @@ class ClusterConsumer {
   std::atomic<int64_t> last_wait_log_ms_{0};
   Counter *consumed_segments_ = nullptr, *consumed_bytes_ = nullptr, *duplicates_ = nullptr, *invalid_ = nullptr;
   Counter *failures_ = nullptr, *replicas_ = nullptr, *records_ = nullptr, *invalid_replies_ = nullptr;
+  Counter* copy_failures_ = nullptr;
   Gauge* waiting_ = nullptr;
 };
 

@@ -53,6 +53,7 @@ class Node {
     proc_->Signal(SIGKILL);
     proc_->Wait(std::chrono::seconds(10));
   }
+  void Signal(int sig) { proc_->Signal(sig); }
   int Term() {
     proc_->Signal(SIGTERM);
     return proc_->Wait(std::chrono::seconds(30));
@@ -417,6 +418,66 @@ TEST_F(ClusterTest, GarbageOversizeAndWrongClusterOnTheClusterPortAreDroppedAndC
   Forward(a, {ingest_[0]});
   EXPECT_EQ(WaitQueryable(ingest_[1], 5000).ulids.size(), 5000u);
   EXPECT_EQ(target->LiveMembers(), 6u);
+}
+
+// A store frozen by SIGSTOP (alive to the kernel, silent to everyone) stalls nothing: a query
+// answers within seconds (206 while the store is still believed alive), every record is still
+// found on the other copies, and new records are stored twice on the two healthy stores while
+// it stays frozen. After SIGCONT it rejoins and answers are complete again.
+TEST_F(ClusterTest, FrozenStoreStallsNeitherQueriesNorIngestion) {
+  StartCluster();
+  std::string a = WriteInput(dir_.path(), "alpha", 20000);
+  Forward(a, {ingest_[0]});
+  ASSERT_EQ(WaitQueryable(ingest_[0], 20000).ulids.size(), 20000u);
+  // Freeze a store while a 100,000-record forward is being consumed, so batches are in flight
+  // to it.
+  std::string b = WriteInput(dir_.path(), "beta", 100000);
+  const double consumed0 = store_[0]->Metric("oklog_store_consumed_bytes");
+  std::thread fb([&] { Forward(b, {ingest_[0], ingest_[1]}); });
+  Node* frozen = store_[2];
+  WaitFor([&] { return store_[0]->Metric("oklog_store_consumed_bytes") > consumed0; }, std::chrono::seconds(20));
+  frozen->Signal(SIGSTOP);
+  const auto t0 = std::chrono::steady_clock::now();
+  // A query at once: the frozen store is still believed alive; it is left out within
+  // -query.peer-answer-timeout (5 s by default), or sooner once gossip suspects it, and the
+  // answer says so.
+  auto r = ingest_[2]->Get("/store/query?q=alpha");
+  const double first_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "first query %d in %.2f s\n", r.status, first_s);
+  EXPECT_TRUE(r.status == 206 || r.status == 200) << r.status;
+  if (r.status == 206) {
+    EXPECT_EQ(r.Header("X-Oklog-Error-Count"), "1");
+  }
+  EXPECT_LT(first_s, 9.0) << "a query waited on the frozen store";
+  EXPECT_EQ(ParseBody(r.body).payloads.size(), 20000u);  // every record has a copy elsewhere
+  fb.join();
+  // The new records, stored at the healthy stores' pace while it stays frozen, two copies each.
+  Body all = WaitQueryable(ingest_[2], 120000, std::chrono::seconds(30));
+  EXPECT_EQ(all.payloads.size(), 120000u);
+  const double frozen_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::map<std::string, int> copies;
+  for (Node* s : {store_[0], store_[1]})
+    for (const std::string& line : ParseBody(s->Get("/store/_query?q=beta").body).ulids) copies[line]++;
+  size_t two = 0;
+  for (auto& [u, c] : copies) two += c == 2;
+  // Every new record is on a healthy store, and those consumed after the freeze on both.
+  EXPECT_EQ(copies.size(), 100000u);
+  std::fprintf(stderr, "frozen phase %.2f s; beta records on both healthy stores: %zu; copies retargeted: %g\n",
+               frozen_s, two,
+               store_[0]->Metric("oklog_store_replica_copy_failures_total") +
+                   store_[1]->Metric("oklog_store_replica_copy_failures_total"));
+  EXPECT_LT(frozen_s, 40.0);
+  for (Node* n : {ingest_[0], ingest_[1], ingest_[2], store_[0], store_[1]}) EXPECT_EQ(n->timeouts_, 0) << n->name();
+  frozen->Signal(SIGCONT);
+  // Back: a complete answer (200) with every record once.
+  ASSERT_TRUE(WaitFor([&] {
+    auto h = ingest_[2]->Get("/store/query", "HEAD");
+    return h.status == 200 && h.Header("X-Oklog-Nodes-Queried") == "3";
+  }, std::chrono::seconds(30)));
+  Body back = ParseBody(ingest_[2]->Get("/store/query").body);
+  EXPECT_EQ(back.ulids.size(), 120000u);
+  EXPECT_EQ(back.payloads.size(), 120000u);
+  EXPECT_TRUE(back.sorted);
 }
 
 #endif  // OKLOG_CLUSTER_SLOW
