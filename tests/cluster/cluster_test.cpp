@@ -480,6 +480,40 @@ TEST_F(ClusterTest, FrozenStoreStallsNeitherQueriesNorIngestion) {
   EXPECT_TRUE(back.sorted);
 }
 
+// An ingester that takes a bulk forwarder's segments and never acknowledges them (frozen by
+// SIGSTOP: its kernel still accepts the connection and the bytes) is left after
+// -bulk.ack-timeout: the forwarder resends everything to the next ingester and exits 0 once all
+// is stored. When the frozen one resumes, its copies are stored too, and show once.
+TEST_F(ClusterTest, BulkForwarderLeavesAnIngesterThatNeverAcknowledges) {
+  Node* st1 = Add("store1", "store");
+  Add("store2", "store");
+  Node* in1 = Add("ingest1", "ingest");
+  Node* in2 = Add("ingest2", "ingest");
+  ASSERT_TRUE(WaitFor([&] { return st1->LiveMembers() == 4; }, std::chrono::seconds(20)));
+  in1->Signal(SIGSTOP);
+  const size_t kN = 20000;
+  std::string input = WriteInput(dir_.path(), "bulk", kN);
+  const auto t0 = std::chrono::steady_clock::now();
+  Process fwd({OklogBinary(), "forward", "-bulk", "-bulk.ack-timeout", "2s", "-bulk.segment-size", "65536",
+               "127.0.0.1:" + std::to_string(in1->bulk_port()), "127.0.0.1:" + std::to_string(in2->bulk_port())},
+              dir_.path(), "forward-bulk", input);
+  EXPECT_EQ(fwd.Wait(std::chrono::seconds(60)), 0) << fwd.Stderr();
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_LT(took, 30.0);
+  EXPECT_NE(fwd.Stderr().find("no acknowledgement within -bulk.ack-timeout"), std::string::npos) << fwd.Stderr();
+  EXPECT_GT(in2->Metric("oklog_ingest_bulk_acks_total"), 0);
+  in1->Signal(SIGCONT);
+  Body all = WaitQueryable(in2, kN);
+  EXPECT_EQ(all.ulids.size(), kN);
+  EXPECT_EQ(all.payloads.size(), kN);
+  for (auto& [p, n] : all.payloads) ASSERT_EQ(n, 1u) << p;
+  // The resumed ingester's copies are consumed as well, and still nothing shows twice.
+  WaitFor([&] { return in1->Metric("oklog_ingest_committed_segments") > 0; }, std::chrono::seconds(30));
+  Body again = ParseBody(in2->Get("/store/query").body);
+  EXPECT_EQ(again.ulids.size(), kN);
+  EXPECT_TRUE(again.sorted);
+}
+
 #endif  // OKLOG_CLUSTER_SLOW
 
 }  // namespace

@@ -238,11 +238,14 @@ int RunForward(const std::vector<std::string>& args) {
   bool bulk = false;
   int64_t bulk_size = 4 << 20, bulk_window = 8;
   Nanos bulk_age = std::chrono::seconds(1);
+  Nanos bulk_ack_timeout = std::chrono::seconds(30);
   fs.Bool("bulk", &bulk,
           "send whole segments to the bulk port (7653); each is kept and resent until it is replicated N times");
   fs.Int("bulk.segment-size", &bulk_size, "bulk: cut a segment at this many bytes");
   fs.Duration("bulk.segment-age", &bulk_age, "bulk: cut a segment this long after its first line");
   fs.Int("bulk.window", &bulk_window, "bulk: segments awaiting acknowledgement before reading pauses");
+  fs.Duration("bulk.ack-timeout", &bulk_ack_timeout,
+              "bulk: move to the next ingester when a sent segment is not acknowledged within this");
   auto rest = fs.Parse(args);
   if (!rest.ok()) {
     if (rest.status().code() == Code::kNotFound) {
@@ -258,9 +261,9 @@ int RunForward(const std::vector<std::string>& args) {
   }
   SetLogLevel(debug ? "debug" : "warn");
   if (bulk && (bulk_size < 1024 || static_cast<uint64_t>(bulk_size) > rpc::kBulkMaxSegmentBytes || bulk_window < 1 ||
-               bulk_age < std::chrono::milliseconds(1))) {
+               bulk_age < std::chrono::milliseconds(1) || bulk_ack_timeout < std::chrono::milliseconds(1))) {
     std::cerr << "forward: -bulk.segment-size must be 1024.." << rpc::kBulkMaxSegmentBytes
-              << ", -bulk.window >= 1, -bulk.segment-age > 0\n";
+              << ", -bulk.window >= 1, -bulk.segment-age > 0, -bulk.ack-timeout > 0\n";
     return 1;
   }
   std::vector<Address> targets;
@@ -280,6 +283,7 @@ int RunForward(const std::vector<std::string>& args) {
     bo.segment_bytes = static_cast<size_t>(bulk_size);
     bo.segment_age = std::chrono::duration_cast<std::chrono::milliseconds>(bulk_age);
     bo.window = static_cast<size_t>(bulk_window);
+    bo.ack_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(bulk_ack_timeout);
     return RunBulkForward(std::move(targets), std::move(prefix), bo);
   }
   Forwarder f(std::move(targets), std::move(prefix));

@@ -1,7 +1,9 @@
 // oklog forward -bulk: stdin cut into whole segments, sent to ingest nodes on their bulk port
 // (rpc/bulk_protocol.h), each kept until an ingester acknowledges it (the stores hold it
 // N times). After a failed connection every unacknowledged segment is sent again, in order, to
-// the next target; its ULIDs follow from its id, so copies collapse into one record each.
+// the next target; its ULIDs follow from its id, so copies collapse into one record each. An
+// ingester that holds a segment sent whole without acknowledging anything for `ack_timeout`
+// (its stores are unreachable, or it froze) is left the same way: nothing waits on it for ever.
 //
 // One thread, poll(2) over stdin and the socket. stdin is read only while fewer than
 // `window` segments await their ack, so memory stays within window x segment size.
@@ -47,6 +49,10 @@ class BulkForwarder {
       const int sock_slot = static_cast<int>(n);
       p[n++] = {fd_, static_cast<short>(POLLIN | (send_idx_ < segs_.size() ? POLLOUT : 0)), 0};
       int timeout = 1000;
+      if (send_idx_ > 0) {
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(ack_wait_since_ + o_.ack_timeout - Clock::now());
+        timeout = static_cast<int>(std::clamp<int64_t>(left.count(), 0, timeout));
+      }
       if (!cur_.empty()) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(cur_started_ + o_.segment_age - Clock::now());
         timeout = static_cast<int>(std::clamp<int64_t>(left.count(), 0, 1000));
@@ -58,6 +64,9 @@ class BulkForwarder {
         CutSegment();
       if (fd_ >= 0 && (p[sock_slot].revents & (POLLIN | POLLHUP | POLLERR)) && !ReadAcks()) Fail("connection lost");
       if (fd_ >= 0 && send_idx_ < segs_.size() && !SendSome()) Fail("write failed");
+      if (fd_ >= 0 && send_idx_ > 0 && Clock::now() - ack_wait_since_ >= o_.ack_timeout) {
+        Fail("no acknowledgement within -bulk.ack-timeout");
+      }
       if (eof_ && segs_.size() > 0 && Clock::now() - last_report > std::chrono::seconds(10)) {
         log->warn("waiting for {} segment(s) to be acknowledged (stored N times)", segs_.size());
         last_report = Clock::now();
@@ -135,6 +144,7 @@ class BulkForwarder {
       if (n <= 0) return false;
       send_off_ += static_cast<size_t>(n);
       if (send_off_ == f.size()) {
+        if (send_idx_ == 0) ack_wait_since_ = Clock::now();  // the first one awaiting its ack
         ++send_idx_;
         send_off_ = 0;
       }
@@ -164,6 +174,7 @@ class BulkForwarder {
         if (segs_[i].id == m->id) {
           segs_.erase(segs_.begin() + static_cast<std::ptrdiff_t>(i));
           --send_idx_;
+          ack_wait_since_ = Clock::now();  // progress: the others get a full timeout again
           break;
         }
       }
@@ -208,6 +219,7 @@ class BulkForwarder {
   size_t current_ = 0;
   int fd_ = -1;
   int backoff_ms_ = 16;
+  Clock::time_point ack_wait_since_;
 };
 
 }  // namespace
