@@ -47,35 +47,58 @@ RetentionPlan Retention::Decide() const {
   const auto segments = store_->All();  // sorted by low: oldest first
   const int64_t now_ms = ToUnixMs(Now());
   const int64_t retain_ms = options_.retain.count();
-  if (retain_ms > 0 && now_ms > retain_ms) plan.cutoff_ms = static_cast<uint64_t>(now_ms - retain_ms);
-  std::vector<bool> trashed(segments.size(), false);
-  uint64_t kept_bytes = 0;
-  for (size_t i = 0; i < segments.size(); ++i) {
-    const auto& seg = segments[i];
-    if (plan.cutoff_ms == 0) {
-      kept_bytes += seg->file_bytes();
-      continue;
+  uint64_t age_cutoff = 0;
+  if (retain_ms > 0 && now_ms > retain_ms) age_cutoff = static_cast<uint64_t>(now_ms - retain_ms);
+  // Size: the newest blocks (by their newest record) are kept while they fit in max_bytes, each
+  // weighing its share of its file (index and filters included); the others expire like blocks
+  // past the age cutoff. The newest block is always kept, even alone over the limit.
+  uint64_t size_cutoff = 0;
+  if (options_.max_bytes > 0) {
+    struct Weighed {
+      uint64_t last_ms;
+      double bytes;
+    };
+    std::vector<Weighed> blocks;
+    double total = 0;
+    for (const auto& seg : segments) {
+      const auto& bs = seg->blocks();
+      uint64_t compressed = 0;
+      for (const auto& b : bs) compressed += b.compressed_size;
+      const double scale = compressed ? static_cast<double>(seg->file_bytes()) / static_cast<double>(compressed) : 0;
+      for (size_t b = age_cutoff ? FirstLiveBlock(*seg, age_cutoff) : 0; b < bs.size(); ++b) {
+        blocks.push_back({bs[b].last.unix_ms(), static_cast<double>(bs[b].compressed_size) * scale});
+        total += blocks.back().bytes;
+      }
     }
+    if (total > static_cast<double>(options_.max_bytes)) {
+      std::sort(blocks.begin(), blocks.end(), [](const Weighed& a, const Weighed& b) { return a.last_ms > b.last_ms; });
+      double kept = 0;
+      for (size_t k = 0; k < blocks.size(); ++k) {
+        if (k > 0 && kept + blocks[k].bytes > static_cast<double>(options_.max_bytes)) {
+          size_cutoff = blocks[k].last_ms + 1;
+          break;
+        }
+        kept += blocks[k].bytes;
+      }
+    }
+  }
+  const bool size_binds = size_cutoff > age_cutoff;
+  plan.cutoff_ms = std::max(age_cutoff, size_cutoff);
+  for (const auto& seg : segments) {
+    if (plan.cutoff_ms == 0) continue;
     size_t live = FirstLiveBlock(*seg, plan.cutoff_ms);
     if (live == seg->blocks().size()) {
-      trashed[i] = true;
+      plan.trash.push_back(seg);
       continue;
     }
-    kept_bytes += seg->file_bytes();
+    if (live == 0) continue;
+    // Over the size limit, the leading blocks go now; past the age only, when that saves enough.
     uint64_t expired = 0;
     for (size_t b = 0; b < live; ++b) expired += seg->blocks()[b].compressed_size;
-    if (live > 0 && static_cast<double>(expired) >= options_.min_rewrite_fraction * static_cast<double>(seg->file_bytes()))
+    if (size_binds ||
+        static_cast<double>(expired) >= options_.min_rewrite_fraction * static_cast<double>(seg->file_bytes()))
       plan.rewrite.push_back(seg);
   }
-  // Size: the oldest segments go first, whole, until the rest fits.
-  for (size_t i = 0; options_.max_bytes > 0 && kept_bytes > options_.max_bytes && i < segments.size(); ++i) {
-    if (trashed[i]) continue;
-    trashed[i] = true;
-    kept_bytes -= segments[i]->file_bytes();
-    plan.rewrite.erase(std::remove(plan.rewrite.begin(), plan.rewrite.end(), segments[i]), plan.rewrite.end());
-  }
-  for (size_t i = 0; i < segments.size(); ++i)
-    if (trashed[i]) plan.trash.push_back(segments[i]);
   return plan;
 }
 

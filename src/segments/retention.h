@@ -7,8 +7,11 @@
 // only starts with expired blocks is rewritten without them (by the Compactor, which owns the
 // merge machinery) when they are at least `min_rewrite_fraction` of its bytes, otherwise it
 // waits, so a straddling segment costs at most a bounded rewrite.
-// Size: while the queryable segments exceed max_bytes, the oldest (lowest ULID range) segments
-// are trashed whole.
+// Size: while the queryable segments exceed max_bytes, the oldest blocks (by their newest
+// record, across segments) expire as blocks past the age cutoff do: segments left with no block
+// are trashed, the others rewritten without their leading expired blocks (at once, whatever
+// min_rewrite_fraction says). The newest block is always kept, so a limit smaller than one block
+// keeps the newest block rather than nothing.
 //
 // Trash: a segment is first removed from the StoreLog (no query started later sees it; one
 // already running keeps its open file), then renamed to trash/NAME.seg with its mtime set to
@@ -43,7 +46,7 @@ struct RetentionOptions {
 struct RetentionPlan {
   std::vector<std::shared_ptr<const SegmentReader>> trash;    // whole segments to trash
   std::vector<std::shared_ptr<const SegmentReader>> rewrite;  // drop leading expired blocks
-  uint64_t cutoff_ms = 0;                                      // blocks whose last record is older expire
+  uint64_t cutoff_ms = 0;  // blocks whose last record is older expire (by age or by size)
 };
 
 class Retention {

@@ -137,24 +137,76 @@ TEST_F(RetentionTest, LeadingExpiredBlocksAreDroppedOnlyWhenThatSavesEnough) {
   EXPECT_EQ(TrashFiles(), 0u);  // a rewrite deletes the old file; nothing was trashed
 }
 
-TEST_F(RetentionTest, SizeLimitTrashesTheOldestSegmentsFirst) {
+// Rounds until retention has nothing more to do (bounded).
+#define OKLOG_RUN_UNTIL_SETTLED()                                       \
+  for (int round = 0; round < 20; ++round) {                             \
+    auto r = compactor_->RunOnce();                                      \
+    ASSERT_TRUE(r.ok()) << r.status().ToString();                        \
+    if (!r.value()) break;                                               \
+    ASSERT_LT(round, 19) << "retention did not settle";                  \
+  }
+
+// True when `kept` is the newest kept.size() records of `all`, in order.
+bool IsNewestSuffix(const std::vector<std::string>& kept, const std::vector<std::string>& all) {
+  return kept.size() <= all.size() &&
+         std::equal(kept.begin(), kept.end(), all.end() - static_cast<ptrdiff_t>(kept.size()));
+}
+
+TEST_F(RetentionTest, SizeLimitTrimsTheOldestBlocksFirstAcrossSegments) {
   std::vector<std::shared_ptr<const SegmentReader>> segs;
-  for (int i = 0; i < 5; ++i) segs.push_back(AddSegment(Records(100000 + 10000 * i, 200)));
+  std::vector<std::string> all;
+  for (int i = 0; i < 5; ++i) {
+    auto recs = Records(100000 + 10000 * i, 200);
+    all.insert(all.end(), recs.begin(), recs.end());
+    segs.push_back(AddSegment(recs));
+  }
+  ASSERT_GE(segs[2]->blocks().size(), 4u);
   const uint64_t keep = segs[3]->file_bytes() + segs[4]->file_bytes();
-  MakeCompactor({.retain = milliseconds(0), .max_bytes = keep + segs[2]->file_bytes() - 1});
+  const uint64_t limit = keep + segs[2]->file_bytes() / 2;
+  MakeCompactor({.retain = milliseconds(0), .max_bytes = limit});
   SetNowMs(1000000);
-  ASSERT_TRUE(compactor_->RunOnce().ok());
-  auto expect = Records(130000, 200);
-  auto last = Records(140000, 200);
-  expect.insert(expect.end(), last.begin(), last.end());
-  EXPECT_EQ(Stored(), expect);
-  EXPECT_LE(store_->file_bytes(), keep);
-  EXPECT_EQ(TrashFiles(), 3u);
-  EXPECT_TRUE(Has("oklog_store_trashed_segments{success=\"true\"} 3"));
+  OKLOG_RUN_UNTIL_SETTLED();
+  const auto kept = Stored();
+  // The newest records, and only they: all of the two newest segments, the newer part of the
+  // middle one (block by block), nothing older.
+  EXPECT_TRUE(IsNewestSuffix(kept, all));
+  EXPECT_GT(kept.size(), 400u);
+  EXPECT_LT(kept.size(), 600u);
+  EXPECT_LE(store_->file_bytes(), limit);
+  EXPECT_EQ(TrashFiles(), 2u);  // the two oldest whole; the middle one was rewritten shorter
+  EXPECT_TRUE(Has("oklog_store_trashed_segments{success=\"true\"} 2"));
   // Exactly at the limit: nothing more goes.
-  MakeCompactor({.retain = milliseconds(0), .max_bytes = keep});
-  ASSERT_TRUE(compactor_->RunOnce().ok());
-  EXPECT_EQ(store_->segment_count(), 2u);
+  MakeCompactor({.retain = milliseconds(0), .max_bytes = store_->file_bytes()});
+  OKLOG_RUN_UNTIL_SETTLED();
+  EXPECT_EQ(Stored(), kept);
+}
+
+// The newest segment alone over the limit keeps its newest blocks (it used to be trashed whole,
+// leaving an empty store); a limit below one block keeps the newest block.
+TEST_F(RetentionTest, SizeLimitBelowTheNewestSegmentKeepsItsNewestBlocks) {
+  auto older = Records(100000, 300);
+  auto newest = Records(200000, 1000);
+  AddSegment(older);
+  auto big = AddSegment(newest);
+  ASSERT_GT(big->blocks().size(), 10u);
+  const uint64_t limit = big->file_bytes() / 3;
+  MakeCompactor({.retain = milliseconds(0), .max_bytes = limit});
+  SetNowMs(1000000);
+  OKLOG_RUN_UNTIL_SETTLED();
+  auto kept = Stored();
+  ASSERT_FALSE(kept.empty());
+  EXPECT_TRUE(IsNewestSuffix(kept, newest));
+  EXPECT_GT(kept.size(), 200u);
+  EXPECT_LE(store_->file_bytes(), limit);
+  // A limit of 1 byte: the newest block stays.
+  MakeCompactor({.retain = milliseconds(0), .max_bytes = 1});
+  OKLOG_RUN_UNTIL_SETTLED();
+  kept = Stored();
+  ASSERT_FALSE(kept.empty());
+  EXPECT_TRUE(IsNewestSuffix(kept, newest));
+  EXPECT_LE(kept.size(), 60u);  // about 40 records a block
+  ASSERT_EQ(store_->segment_count(), 1u);
+  EXPECT_EQ(store_->All().front()->blocks().size(), 1u);
 }
 
 TEST_F(RetentionTest, TrashIsPurgedOnlyAfterThePurgeDelay) {
