@@ -24,7 +24,9 @@ struct ClientConn {
   uint64_t next_id = 1;
   std::vector<std::string> pending;  // frames written before the connect completed
   std::map<uint64_t, uint64_t> calls;  // wire id -> call handle
-  uint64_t last_rx_ms = 0;   // uv_now when the server last sent anything (connect counts)
+  // uv_now when the server last sent anything. A connect does not count: a frozen process's
+  // kernel still completes it, and only the server's own hello shows the process is alive.
+  uint64_t last_rx_ms = 0;
   uint64_t probe = 0;        // handle of the liveness ping in flight, 0: none
   uint64_t serial = 0;       // tells this connection from a later one to the same address
 };
@@ -132,7 +134,6 @@ class RpcClientImpl : public RpcConnOwner {
     }
     self->failed_at.erase(cc->addr);
     cc->connected = true;
-    cc->last_rx_ms = self->Now();
     cc->rc->StartReading();
     for (const std::string& f : cc->pending) cc->rc->WriteFrame(f);
     cc->pending.clear();
