@@ -1,0 +1,793 @@
+#!/usr/bin/env python3
+"""Chaos harness for oklog: a real 3 ingest + 3 store cluster (replication factor 2), each node in
+its own network namespace on a private bridge, under acknowledged and plain writers, with one
+fault per scenario, probed by queries all along and checked at the end.
+
+    python3 tools/chaos/chaos.py --oklog build/oklog --scenarios short --out /tmp/chaos
+    python3 tools/chaos/chaos.py --scenarios full --out docs/chaos
+    python3 tools/chaos/chaos.py --scenarios kill9,partition
+
+Exit status: 0 when every scenario met its targets (no acknowledged record lost, no duplicate, no
+200 answer missing a record acknowledged before it was asked), 1 when one did not, 2 on a harness
+error, 77 when this machine cannot run it (not root, or no `ip netns`). See docs/CHAOS.md.
+"""
+import argparse
+import atexit
+import fcntl
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import netlab  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+API, FAST, DURABLE, BULK, CLUSTER = 7650, 7651, 7652, 7653, 7659
+INGESTS = [("i1", "10.99.0.11"), ("i2", "10.99.0.12"), ("i3", "10.99.0.13")]
+STORES = [("s1", "10.99.0.21"), ("s2", "10.99.0.22"), ("s3", "10.99.0.23")]
+CLIENT = ("cl", "10.99.0.2")
+SEED = INGESTS[0][1]
+QUERY_Q = "ack "  # matches the acknowledged writers' records only
+PAD = "the quick brown fox jumps over the lazy dog"
+LOCK = "/run/oklog-chaos.lock"
+
+# ---------------------------------------------------------------------------------------------
+# Scenarios. Times in seconds: healthy warm-up, fault window, healthy after the heal, then the
+# writers stop and the checker waits up to `settle` for the cluster to converge.
+
+
+class Timing:
+    def __init__(self, warm, fault, post, settle):
+        self.warm, self.fault, self.post, self.settle = warm, fault, post, settle
+
+
+SHORT = Timing(warm=8, fault=10, post=8, settle=30)
+FULL = Timing(warm=15, fault=30, post=15, settle=60)
+
+# name -> (description, target store, fault start(lab, cluster), heal(lab, cluster))
+SCENARIOS = {}
+
+
+def scenario(name, desc):
+    def reg(cls):
+        SCENARIOS[name] = cls(name, desc)
+        return cls
+    return reg
+
+
+class Fault:
+    target = "s2"
+
+    def __init__(self, name, desc):
+        self.name, self.desc = name, desc
+
+    def start(self, lab, cluster):
+        raise NotImplementedError
+
+    def heal(self, lab, cluster):
+        raise NotImplementedError
+
+
+@scenario("kill9", "kill -9 one store, start it again (same data dir) at the heal")
+class Kill9(Fault):
+    def start(self, lab, cluster):
+        cluster.nodes[self.target].kill9()
+
+    def heal(self, lab, cluster):
+        cluster.nodes[self.target].start()
+
+
+@scenario("stop", "SIGSTOP one store for the fault window, then SIGCONT")
+class Stop(Fault):
+    def start(self, lab, cluster):
+        cluster.nodes[self.target].signal(signal.SIGSTOP)
+
+    def heal(self, lab, cluster):
+        cluster.nodes[self.target].signal(signal.SIGCONT)
+
+
+@scenario("partition", "one store cut off both ways (nftables drop of the subnet), then healed")
+class Partition(Fault):
+    def start(self, lab, cluster):
+        lab.drop_in(self.target)
+        lab.drop_out(self.target)
+
+    def heal(self, lab, cluster):
+        lab.heal(self.target)
+
+
+@scenario("oneway", "one store's outgoing packets dropped (it hears the others, they do not hear it)")
+class OneWay(Fault):
+    def start(self, lab, cluster):
+        lab.drop_out(self.target)
+
+    def heal(self, lab, cluster):
+        lab.heal(self.target)
+
+
+@scenario("restart", "SIGTERM one store (clean stop), start it again at the heal")
+class Restart(Fault):
+    def start(self, lab, cluster):
+        cluster.nodes[self.target].term()
+
+    def heal(self, lab, cluster):
+        cluster.nodes[self.target].start()
+
+
+@scenario("loss", "20% packet loss both ways on every store (nftables numgen)")
+class Loss(Fault):
+    def start(self, lab, cluster):
+        for s, _ in STORES:
+            lab.loss(s, 20)
+
+    def heal(self, lab, cluster):
+        for s, _ in STORES:
+            lab.heal(s)
+
+
+SETS = {"short": ["kill9", "stop", "partition"],
+        "full": ["kill9", "stop", "partition", "oneway", "restart", "loss"]}
+
+# ---------------------------------------------------------------------------------------------
+# HTTP from the client namespace.
+
+
+class Answer:
+    def __init__(self, status=None, body=b"", error=None, headers=None):
+        self.status, self.body, self.error, self.headers = status, body, error, headers or {}
+
+
+def http_get(ip, path, timeout=10.0, method="GET"):
+    conn = http.client.HTTPConnection(ip, API, timeout=timeout)
+    try:
+        conn.request(method, path)
+        r = conn.getresponse()
+        body = r.read()  # IncompleteRead when a chunked answer is cut off
+        return Answer(r.status, body, None, dict(r.getheaders()))
+    except http.client.IncompleteRead as e:
+        return Answer(None, e.partial, "cut off after %d bytes" % len(e.partial))
+    except (OSError, http.client.HTTPException) as e:
+        return Answer(None, b"", "%s: %s" % (type(e).__name__, e))
+    finally:
+        conn.close()
+
+
+def query_path(local=False):
+    return ("/store/_query" if local else "/store/query") + "?q=" + QUERY_Q.replace(" ", "%20")
+
+
+def parse_keys(body):
+    """Record keys (writer, number) of a query answer, with repeats; lines are 'ULID record'."""
+    return [(w.decode(), n) for w, n in parse_tagged(body, b"ack")]
+
+
+def parse_tagged(body, tag):
+    """(writer, number) of each line 'ULID [TOPIC] TAG WRITER NUMBER ...' (static topic mode puts
+    the topic first), with repeats."""
+    out = []
+    for line in body.split(b"\n"):
+        parts = line.split(b" ", 5)
+        for i in (1, 2):
+            if len(parts) >= i + 3 and parts[i] == tag:
+                try:
+                    out.append((parts[i + 1], int(parts[i + 2])))
+                except ValueError:
+                    pass
+                break
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The cluster.
+
+
+class Node:
+    def __init__(self, lab, oklog, name, ip, mode, data_dir, log_dir, extra=()):
+        self.lab, self.oklog, self.name, self.ip, self.mode = lab, oklog, name, ip, mode
+        self.dir = os.path.join(data_dir, name)
+        self.log_dir = log_dir
+        self.proc = None
+        self.starts = 0
+        self.extra = list(extra)
+        os.makedirs(self.dir, exist_ok=True)
+
+    def args(self):
+        a = [self.oklog, self.mode,
+             "-api", "%s:%d" % (self.ip, API), "-ingest.fast", "%s:%d" % (self.ip, FAST),
+             "-ingest.durable", "%s:%d" % (self.ip, DURABLE), "-ingest.bulk", "%s:%d" % (self.ip, BULK),
+             "-cluster", "%s:%d" % (self.ip, CLUSTER), "-ports.file", os.path.join(self.dir, "ports"),
+             "-cluster.preset", "local",
+             "-ingest.path", os.path.join(self.dir, "ingest"), "-store.path", os.path.join(self.dir, "store"),
+             "-ingest.segment-flush-age", "200ms", "-ingest.segment-pending-timeout", "3s",
+             "-store.segment-replication-factor", "2"] + self.extra
+        if self.ip != SEED:
+            a += ["-peer", "%s:%d" % (SEED, CLUSTER)]
+        return a
+
+    def start(self):
+        self.starts += 1
+        log = open(os.path.join(self.log_dir, "%s-%d.log" % (self.name, self.starts)), "wb")
+        self.proc = subprocess.Popen(self.lab.argv(self.name, self.args()), stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        ALL_PROCS.add(self.proc)
+
+    def wait_healthy(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("%s exited %s at start; see %s" % (self.name, self.proc.returncode, self.log_dir))
+            a = http_get(self.ip, "/health", timeout=1)
+            if a.status == 200 and a.body == b"OK\n":
+                return
+            time.sleep(0.1)
+        raise RuntimeError("%s not healthy after %ds" % (self.name, timeout))
+
+    def signal(self, sig):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def kill9(self):
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGKILL)
+        if self.proc:
+            self.proc.wait(10)
+
+    def term(self, timeout=30):
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill9()
+            return None
+
+
+class Cluster:
+    def __init__(self, lab, oklog, data_dir, log_dir):
+        self.nodes = {}
+        for name, ip in INGESTS:
+            self.nodes[name] = Node(lab, oklog, name, ip, "ingest", data_dir, log_dir)
+        for name, ip in STORES:
+            self.nodes[name] = Node(lab, oklog, name, ip, "store", data_dir, log_dir)
+
+    def start(self):
+        first = self.nodes[INGESTS[0][0]]
+        first.start()
+        first.wait_healthy()
+        for n in self.nodes.values():
+            if n is not first:
+                n.start()
+        for n in self.nodes.values():
+            n.wait_healthy()
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            views = membership(self)
+            if all(v is not None and len(v) == len(self.nodes) for v in views.values()):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the cluster did not converge on %d alive members: %s" % (len(self.nodes), views))
+
+    def stop(self):
+        for n in self.nodes.values():
+            n.kill9()
+
+
+def membership(cluster):
+    """node -> frozenset of alive member addresses it lists (None when it does not answer)."""
+    views = {}
+    for name, n in cluster.nodes.items():
+        a = http_get(n.ip, "/cluster", timeout=2)
+        if a.status != 200:
+            views[name] = None
+            continue
+        try:
+            j = json.loads(a.body)
+            views[name] = frozenset(m.get("addr") or m.get("name") for m in j.get("members", [])
+                                    if m.get("state") == "alive")
+        except ValueError:
+            views[name] = None
+    return views
+
+
+# ---------------------------------------------------------------------------------------------
+# Workload.
+
+ALL_PROCS = set()
+
+
+class Chunk:
+    __slots__ = ("writer", "first", "count", "t0", "t1", "rc")
+
+    def __init__(self, writer, first, count, t0):
+        self.writer, self.first, self.count, self.t0, self.t1, self.rc = writer, first, count, t0, None, None
+
+
+class AckedWriter(threading.Thread):
+    """Feeds `oklog forward -bulk` (to every ingest node) one chunk per process; a chunk is
+    acknowledged when its process exits 0. Paced: a chunk starts at most every `interval`."""
+
+    def __init__(self, run, name, chunk, interval, max_chunks):
+        super().__init__(daemon=True)
+        self.run_, self.wname, self.chunk, self.interval, self.max_chunks = run, name, chunk, interval, max_chunks
+        self.chunks = []
+        self.lock = threading.Lock()
+
+    def run(self):
+        n = 0
+        argv = [self.run_.oklog, "forward", "-bulk"] + ["%s:%d" % (ip, BULK) for _, ip in INGESTS]
+        for _ in range(self.max_chunks):
+            if self.run_.stop_writers.is_set():
+                break
+            t0 = time.time()
+            c = Chunk(self.wname, n, self.chunk, self.run_.now())
+            with self.lock:
+                self.chunks.append(c)
+            data = "".join("ack %s %07d %s\n" % (self.wname, i, PAD) for i in range(n, n + self.chunk)).encode()
+            n += self.chunk
+            p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            ALL_PROCS.add(p)
+            try:
+                _, err = p.communicate(data, timeout=90)
+                c.rc = p.returncode
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                c.rc = "timeout"
+            ALL_PROCS.discard(p)
+            c.t1 = self.run_.now()
+            left = self.interval - (time.time() - t0)
+            if left > 0:
+                time.sleep(left)
+
+    def acked(self):
+        with self.lock:
+            return [c for c in self.chunks if c.rc == 0]
+
+
+class PlainForwarder(threading.Thread):
+    """One long `oklog forward` (fast port, every ingest node) fed `rate` lines/s; its records are
+    not acknowledged, so the checker reports them as figures only."""
+
+    def __init__(self, run, name, rate, max_lines):
+        super().__init__(daemon=True)
+        self.run_, self.wname, self.rate, self.max_lines = run, name, rate, max_lines
+        self.sent = 0
+        self.rc = None
+
+    def run(self):
+        argv = [self.run_.oklog, "forward"] + ["%s:%d" % (ip, FAST) for _, ip in INGESTS]
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ALL_PROCS.add(p)
+        start = time.time()
+        try:
+            while self.sent < self.max_lines and not self.run_.stop_writers.is_set():
+                due = min(self.max_lines, int((time.time() - start) * self.rate))
+                if due > self.sent:
+                    p.stdin.write("".join("fwd %s %07d %s\n" % (self.wname, i, PAD)
+                                          for i in range(self.sent, due)).encode())
+                    p.stdin.flush()
+                    self.sent = due
+                time.sleep(0.05)
+            p.stdin.close()
+            self.rc = p.wait(60)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            self.rc = "error: %s" % e
+            p.kill()
+        ALL_PROCS.discard(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Probes.
+
+
+class Probe:
+    __slots__ = ("t0", "t1", "node", "status", "error", "records", "missing", "dups", "acked_before")
+
+
+class Prober(threading.Thread):
+    """Every `period` a query of every acknowledged record on a random node; each answer is checked
+    at once against the records acknowledged before it was asked."""
+
+    def __init__(self, run, period=0.5, max_inflight=3):
+        super().__init__(daemon=True)
+        self.run_, self.period, self.sem = run, period, threading.Semaphore(max_inflight)
+        self.probes = []
+        self.lock = threading.Lock()
+        self.rng = random.Random(7)
+
+    def run(self):
+        while not self.run_.stop_probes.is_set():
+            if self.sem.acquire(timeout=self.period):
+                node = self.rng.choice(list(self.run_.cluster.nodes.values()))
+                threading.Thread(target=self.one, args=(node,), daemon=True).start()
+            time.sleep(self.period)
+
+    def one(self, node):
+        try:
+            p = Probe()
+            p.node = node.name
+            acked = self.run_.acked_chunks()
+            p.t0 = self.run_.now()
+            a = http_get(node.ip, query_path(), timeout=15)
+            p.t1 = self.run_.now()
+            p.status, p.error = a.status, a.error
+            keys = parse_keys(a.body) if a.status in (200, 206) and a.error is None else []
+            seen = set(keys)
+            p.records, p.dups = len(keys), len(keys) - len(seen)
+            p.acked_before = sum(c.count for c in acked)
+            p.missing = 0
+            if p.status is not None and p.error is None:
+                for c in acked:
+                    for i in range(c.first, c.first + c.count):
+                        if (c.writer, i) not in seen:
+                            p.missing += 1
+            with self.lock:
+                self.probes.append(p)
+        finally:
+            self.sem.release()
+
+
+class CopySampler(threading.Thread):
+    """Every `period`, each store's own records (node-local /store/_query); per acknowledged record
+    the number of stores that answered holding it."""
+
+    def __init__(self, run, period=2.0):
+        super().__init__(daemon=True)
+        self.run_, self.period = run, period
+        self.samples = []  # (t, acked, under (<2 reachable copies), zero copies, stores answering)
+
+    def sample(self, timeout=3):
+        acked = self.run_.acked_chunks()
+        t = self.run_.now()
+        counts = {}
+        answers = {}
+
+        def ask(name):
+            answers[name] = http_get(self.run_.cluster.nodes[name].ip, query_path(local=True), timeout=timeout)
+        threads = [threading.Thread(target=ask, args=(name,), daemon=True) for name, _ in STORES]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout + 5)
+        answering = 0
+        for a in list(answers.values()):
+            if a.status != 200 or a.error:
+                continue
+            answering += 1
+            for k in set(parse_keys(a.body)):
+                counts[k] = counts.get(k, 0) + 1
+        under = zero = total = over = 0
+        for c in acked:
+            for i in range(c.first, c.first + c.count):
+                n = counts.get((c.writer, i), 0)
+                total += 1
+                under += n < 2
+                zero += n == 0
+                over += n > 2
+        s = (t, total, under, zero, answering, over)
+        self.samples.append(s)
+        return s
+
+    def run(self):
+        while not self.run_.stop_probes.is_set():
+            t0 = time.time()
+            self.sample()
+            time.sleep(max(0.1, self.period - (time.time() - t0)))
+
+
+# ---------------------------------------------------------------------------------------------
+# One scenario.
+
+
+class Run:
+    def __init__(self, lab, oklog, fault, timing, out_dir, data_root, quick):
+        self.lab, self.oklog, self.fault, self.timing = lab, oklog, fault, timing
+        self.out = os.path.join(out_dir, fault.name)
+        os.makedirs(os.path.join(self.out, "logs"), exist_ok=True)
+        self.data = tempfile.mkdtemp(prefix=fault.name + "-", dir=data_root)
+        self.cluster = Cluster(lab, oklog, self.data, os.path.join(self.out, "logs"))
+        self.stop_writers = threading.Event()
+        self.stop_probes = threading.Event()
+        self.t_origin = time.time()
+        chunk = 500 if quick else 1000
+        self.writers = [AckedWriter(self, "w%d" % i, chunk, 0.5, 400) for i in (1, 2)]
+        self.plain = PlainForwarder(self, "f1", 1000, 1000 * 600)
+        self.events = {}
+
+    def now(self):
+        return time.time() - self.t_origin
+
+    def acked_chunks(self):
+        return [c for w in self.writers for c in w.acked()]
+
+    def log(self, msg):
+        print("[%6.1fs %s] %s" % (self.now(), self.fault.name, msg), flush=True)
+
+    def execute(self):
+        t = self.timing
+        self.log("starting 3 ingest + 3 store nodes")
+        t0 = time.time()
+        self.cluster.start()
+        self.t_origin = time.time()
+        self.log("cluster up in %.1f s: %d alive members everywhere" % (self.t_origin - t0, len(self.cluster.nodes)))
+        self.prober, self.sampler = Prober(self), CopySampler(self)
+        for th in self.writers + [self.plain, self.prober, self.sampler]:
+            th.start()
+        time.sleep(t.warm)
+        self.events["fault"] = self.now()
+        self.log("fault: %s (%s)" % (self.fault.desc, self.fault.target))
+        self.fault.start(self.lab, self.cluster)
+        time.sleep(t.fault)
+        self.events["heal"] = self.now()
+        self.log("heal")
+        self.fault.heal(self.lab, self.cluster)
+        if self.fault.name in ("kill9", "restart"):
+            self.cluster.nodes[self.fault.target].wait_healthy()
+        time.sleep(t.post)
+        self.events["writers_stop"] = self.now()
+        self.stop_writers.set()
+        for w in self.writers + [self.plain]:
+            w.join(120)
+        self.events["writers_done"] = self.now()
+        self.log("writers done: %d acknowledged records" % sum(c.count for c in self.acked_chunks()))
+        self.stop_probes.set()
+        self.prober.join(5)
+        self.sampler.join(10)
+        return self.settle()
+
+    def settle(self):
+        """Polls every node's answer and every store's copies until they are complete (or the
+        settle time is out); the last poll is the verdict."""
+        deadline = self.now() + self.timing.settle
+        acked = self.acked_chunks()
+        want = {(c.writer, i) for c in acked for i in range(c.first, c.first + c.count)}
+        while True:
+            final = {}
+            for name, n in self.cluster.nodes.items():
+                a = http_get(n.ip, query_path(), timeout=15)
+                keys = parse_keys(a.body) if a.error is None else []
+                seen = set(keys)
+                final[name] = {"status": a.status, "error": a.error, "missing": len(want - seen),
+                               "dups": len(keys) - len(seen), "plain": None}
+            copies = self.sampler.sample(timeout=5)
+            complete = all(f["status"] == 200 and f["missing"] == 0 for f in final.values())
+            if complete and copies[2] == 0 or self.now() >= deadline:
+                break
+            time.sleep(2)
+        self.events["settled"] = self.now()
+        views = membership(self.cluster)
+        # Plain forwarder: figures only (fast mode acknowledges nothing).
+        a = http_get(self.cluster.nodes["i1"].ip, "/store/query?q=fwd%20", timeout=15)
+        plain_keys = [n for _, n in parse_tagged(a.body, b"fwd")]
+        return self.report(acked, final, copies, views, plain_keys)
+
+    def report(self, acked, final, copies, views, plain_keys):
+        ev = self.events
+        probes = sorted(self.prober.probes, key=lambda p: p.t0)
+        r = {"scenario": self.fault.name, "desc": self.fault.desc, "events": ev}
+        r["acked"] = sum(c.count for c in acked)
+        r["chunks"] = sum(len(w.chunks) for w in self.writers)
+        r["chunks_failed"] = sum(1 for w in self.writers for c in w.chunks if c.rc != 0)
+        r["lost"] = max(f["missing"] for f in final.values())
+        r["dups"] = max(f["dups"] for f in final.values()) + sum(p.dups for p in probes)
+        r["final"] = final
+        r["probes"] = len(probes)
+        r["probe_200"] = sum(1 for p in probes if p.status == 200 and p.error is None)
+        r["probe_206"] = sum(1 for p in probes if p.status == 206 and p.error is None)
+        r["probe_err"] = len(probes) - r["probe_200"] - r["probe_206"]
+        r["bad_200"] = sum(1 for p in probes if p.status == 200 and p.error is None and p.missing > 0)
+        r["bad_200_detail"] = [(round(p.t0, 2), p.node, p.missing, p.acked_before) for p in probes
+                               if p.status == 200 and p.error is None and p.missing > 0][:10]
+        r["under_end"] = copies[2]
+        r["zero_end"] = copies[3]
+        r["over_end"] = copies[5]
+        full_at = None
+        for s in self.sampler.samples:
+            if s[0] >= ev["heal"] and s[2] == 0:
+                full_at = s[0]
+                break
+        r["full_copies_after_heal"] = None if full_at is None else round(full_at - ev["heal"], 1)
+        healthy = rate(acked, 0, ev["fault"])
+        during = rate(acked, ev["fault"], ev["heal"])
+        r["tput_healthy"], r["tput_fault"] = healthy, during
+        r["tput_ratio"] = round(during / healthy, 2) if healthy else None
+        pending = [c.t1 for w in self.writers for c in w.chunks if c.t0 < ev["heal"] and c.t1 is not None
+                   and c.t1 >= ev["heal"]]
+        r["backlog_after_heal"] = round(max(pending) - ev["heal"], 1) if pending else 0.0
+        alive = [v for v in views.values()]
+        r["membership_ok"] = all(v is not None for v in alive) and len(set(alive)) == 1 and \
+            len(alive[0]) == len(self.cluster.nodes)
+        r["membership"] = {k: (sorted(v) if v is not None else None) for k, v in views.items()}
+        r["plain_sent"] = self.plain.sent
+        r["plain_found"] = len(set(plain_keys))
+        r["plain_dups"] = len(plain_keys) - len(set(plain_keys))
+        r["failures"] = [name for name, bad in (("lost", r["lost"]), ("duplicates", r["dups"]),
+                                                 ("200-with-missing", r["bad_200"])) if bad]
+        r["timeline"] = {
+            "chunks": [(c.writer, c.count, c.t0, c.t1, c.rc) for w in self.writers for c in w.chunks],
+            "probes": [(p.t0, p.t1, p.node, p.status, p.error, p.records, p.missing) for p in probes],
+            "copies": self.sampler.samples,
+        }
+        return r
+
+    def teardown(self):
+        self.stop_writers.set()
+        self.stop_probes.set()
+        for p in list(ALL_PROCS):
+            if p.poll() is None:
+                try:
+                    p.kill()
+                except OSError:
+                    pass
+        self.cluster.stop()
+        for p in list(ALL_PROCS):
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        ALL_PROCS.clear()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+def rate(acked, t0, t1):
+    """Acknowledged records per second whose chunk ended in [t0, t1)."""
+    if t1 <= t0:
+        return 0.0
+    return round(sum(c.count for c in acked if t0 <= c.t1 < t1) / (t1 - t0), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output.
+
+COLUMNS = [("scenario", "scenario"), ("acked", "acked"), ("lost", "lost"), ("dups", "dups"),
+           ("bad_200", "200-missing"), ("probe_206", "206"), ("probe_err", "errors"),
+           ("under_end", "under-repl end"), ("full_copies_after_heal", "full copies s"),
+           ("tput_ratio", "tput fault/ok"), ("backlog_after_heal", "backlog s"),
+           ("membership_ok", "members ok"), ("verdict", "verdict")]
+
+
+def table(results):
+    rows = [[h for _, h in COLUMNS]]
+    for r in results:
+        r["verdict"] = "PASS" if not r["failures"] else "FAIL: " + ",".join(r["failures"])
+        rows.append(["-" if r.get(k) is None else str(r.get(k)) for k, _ in COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = []
+    for j, row in enumerate(rows):
+        lines.append("| " + " | ".join(c.ljust(widths[i]) for i, c in enumerate(row)) + " |")
+        if j == 0:
+            lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def write_outputs(r, out_dir):
+    path = os.path.join(out_dir, r["scenario"])
+    with open(os.path.join(path, "result.json"), "w") as f:
+        json.dump(r, f, indent=1, default=str)
+    try:
+        import plot
+        png = os.path.join(out_dir, r["scenario"] + ".png")
+        plot.timeline(r, png)
+        return png
+    except ImportError as e:
+        print("chaos: no PNG for %s (%s; install python3-matplotlib)" % (r["scenario"], e), flush=True)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Main: lock, clean leftovers, build the lab, run each scenario, always clean up.
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--oklog", default=os.environ.get("OKLOG_BINARY", os.path.join(REPO, "build", "oklog")),
+                    help="the oklog binary (env OKLOG_BINARY; default build/oklog in the repo)")
+    ap.add_argument("--scenarios", default="short",
+                    help="short, full, or names joined by commas: " + ",".join(SCENARIOS))
+    ap.add_argument("--out", default=None, help="directory for tables, JSON and PNGs (default: a temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the nodes' data directories")
+    args = ap.parse_args()
+
+    names = SETS.get(args.scenarios, None) or [s for s in args.scenarios.split(",") if s]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        ap.error("unknown scenario %s (known: %s)" % (",".join(unknown), ",".join(SCENARIOS)))
+    timing = FULL if args.scenarios == "full" else SHORT
+    why = netlab.available()
+    if why:
+        print("chaos: SKIP: %s" % why, flush=True)
+        return 77
+    oklog = os.path.abspath(args.oklog)
+    if not os.access(oklog, os.X_OK):
+        print("chaos: %s is not an executable oklog binary (--oklog / OKLOG_BINARY)" % oklog)
+        return 2
+    if shutil.which("nft") is None:
+        print("chaos: nft (package nftables) is missing: scripts/setup.sh installs it")
+        return 2
+    out = os.path.abspath(args.out or tempfile.mkdtemp(prefix="oklog-chaos-out-"))
+    os.makedirs(out, exist_ok=True)
+
+    lock = open(LOCK, "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print("chaos: waiting for another chaos run (%s) to end" % LOCK, flush=True)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+
+    left = netlab.cleanup()
+    if left:
+        print("chaos: removed leftovers of an earlier run: %s" % " ".join(left), flush=True)
+    atexit.register(netlab.cleanup)
+
+    def on_signal(sig, _frame):
+        raise KeyboardInterrupt("signal %d" % sig)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+    data_root = tempfile.mkdtemp(prefix="oklog-chaos-data-")
+    results, t_all = [], time.time()
+    print("chaos: %s with %s; output in %s; load: %s" % (",".join(names), oklog, out,
+                                                            open("/proc/loadavg").read().strip()), flush=True)
+    rc = 0
+    try:
+        lab = netlab.Lab()
+        for name, ip in INGESTS + STORES + [CLIENT]:
+            lab.add(name, ip)
+        lab.enter_client(CLIENT[0])
+        for name in names:
+            run = Run(lab, oklog, SCENARIOS[name], timing, out, data_root, quick=timing is SHORT)
+            try:
+                r = run.execute()
+            finally:
+                run.teardown()
+            png = write_outputs(r, out)
+            results.append(r)
+            print(table([r]), flush=True)
+            if r["failures"]:
+                print("  FAIL details: final answers %s; 200-with-missing probes (t, node, missing, acked) %s"
+                      % (json.dumps(r["final"]), r["bad_200_detail"]), flush=True)
+            if not r["membership_ok"]:
+                print("  membership views differ: %s" % json.dumps(r["membership"]), flush=True)
+            if png:
+                print("  timeline: %s" % png, flush=True)
+    except KeyboardInterrupt as e:
+        print("chaos: interrupted (%s); cleaning up" % e, flush=True)
+        rc = 130
+    except Exception as e:  # a harness error: report it, clean up, exit 2
+        import traceback
+        traceback.print_exc()
+        print("chaos: harness error: %s" % e, flush=True)
+        rc = 2
+    finally:
+        for p in list(ALL_PROCS):
+            try:
+                p.kill()
+            except OSError:
+                pass
+        netlab.cleanup()
+        if not args.keep:
+            shutil.rmtree(data_root, ignore_errors=True)
+    if results:
+        summary = table(results)
+        with open(os.path.join(out, "summary.md"), "w") as f:
+            f.write("%s\n\ncommand: %s\nload after: %s\nwall time: %.0f s\n" % (
+                summary, " ".join(sys.argv), open("/proc/loadavg").read().strip(), time.time() - t_all))
+        print("\n" + summary)
+        print("chaos: %d scenario(s) in %.0f s; results in %s" % (len(results), time.time() - t_all, out))
+    if rc == 0 and any(r["failures"] for r in results):
+        rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
