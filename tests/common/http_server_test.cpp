@@ -142,6 +142,29 @@ TEST_F(HttpServerTest, Http10GetsCloseDelimitedBodyWithoutChunking) {
   EXPECT_TRUE(out.ends_with("\r\n\r\nabcdef")) << out;
 }
 
+// Abort after a 200 went out: what was written arrives, then the chunked body ends without its
+// last chunk and the connection closes, so curl (a real client) reports the transfer as failed
+// instead of taking the answer for complete.
+TEST_F(HttpServerTest, AbortedAnswerIsCutOffAndCurlSeesAFailedTransfer) {
+  StartServer([](HttpServer* s) {
+    s->Handle("/cut", [](const HttpRequest&, std::shared_ptr<HttpResponse> resp) {
+      resp->Start(200, {});
+      resp->Write("first part\n");
+      resp->Abort("a store failed mid-stream");
+    });
+  });
+  auto r = Curl("-sS " + base_ + "/cut");
+  EXPECT_NE(r.exit_code, 0) << r.output;  // curl 18: transfer closed with outstanding read data
+  EXPECT_NE(r.output.find("first part"), std::string::npos) << r.output;
+  RawClient c(port());
+  ASSERT_TRUE(c.Send("GET /cut HTTP/1.1\r\nHost: x\r\n\r\n"));
+  bool closed = false;
+  std::string out = c.Read(5s, "", &closed);
+  EXPECT_TRUE(closed);
+  EXPECT_NE(out.find("Transfer-Encoding: chunked"), std::string::npos) << out;
+  EXPECT_EQ(out.find("\r\n0\r\n\r\n"), std::string::npos) << out;  // no last chunk
+}
+
 TEST_F(HttpServerTest, ChunkedStreamOfFiftyMegabytesHonoursBackpressure) {
   constexpr size_t kTotal = 50 * 1024 * 1024;
   constexpr size_t kChunk = 256 * 1024;
