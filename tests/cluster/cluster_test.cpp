@@ -29,7 +29,10 @@ class Node {
              "-cluster.preset", "local",
              "-ingest.path", dir + "/" + name + "/ingest", "-store.path", dir + "/" + name + "/store",
              "-ingest.segment-flush-age", "200ms", "-ingest.segment-pending-timeout", "3s",
-             "-store.segment-replication-factor", "2"};
+             "-store.segment-replication-factor", "2",
+             // A cluster name of this test's own: a node of a test running beside it (-j2) that
+             // gossips to a recycled port of a killed member must not merge the two clusters.
+             "-cluster.name", "t" + std::to_string(std::hash<std::string>{}(dir))};
     if (seed_port) args_.insert(args_.end(), {"-peer", "127.0.0.1:" + std::to_string(seed_port)});
   }
   // The first start picks every port. A restart keeps the cluster port the first run reported: it
