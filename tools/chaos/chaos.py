@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 
+sys.dont_write_bytecode = True  # CTest runs this from the source tree: leave no __pycache__ there
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netlab  # noqa: E402
 
@@ -124,6 +125,8 @@ class Restart(Fault):
 
 @scenario("loss", "20% packet loss both ways on every store (nftables numgen)")
 class Loss(Fault):
+    target = "s1+s2+s3"
+
     def start(self, lab, cluster):
         for s, _ in STORES:
             lab.loss(s, 20)
@@ -133,8 +136,68 @@ class Loss(Fault):
             lab.heal(s)
 
 
-SETS = {"short": ["kill9", "stop", "partition"],
-        "full": ["kill9", "stop", "partition", "oneway", "restart", "loss"]}
+@scenario("kill9-ingest", "kill -9 one ingest node, start it again at the heal")
+class Kill9Ingest(Kill9):
+    target = "i2"
+
+
+MINORITY = ["i3", "s3"]
+
+
+@scenario("bridge", "the bridge split: {i3, s3} cut off from {i1, i2, s1, s2} (the client reaches both)")
+class Bridge(Fault):
+    target = "+".join(MINORITY)
+
+    def start(self, lab, cluster):
+        majority = [ip for name, ip in INGESTS + STORES if name not in MINORITY]
+        for name in MINORITY:
+            for ip in majority:
+                lab.drop_in(name, ip)
+                lab.drop_out(name, ip)
+
+    def heal(self, lab, cluster):
+        for name in MINORITY:
+            lab.heal(name)
+
+
+@scenario("diskfull", "one store's -store.path (a 64 MiB tmpfs) filled to the last byte, then freed")
+class DiskFull(Fault):
+    target = "s3"
+    tmpfs_mb = 64
+
+    def start(self, lab, cluster):
+        path = os.path.join(cluster.nodes[self.target].dir, "store", "chaos-filler")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            for size in (1 << 20, 4096, 1):  # whole MiB, then the last pages and bytes
+                try:
+                    while True:
+                        os.write(fd, b"\0" * size)
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
+
+    def heal(self, lab, cluster):
+        os.unlink(os.path.join(cluster.nodes[self.target].dir, "store", "chaos-filler"))
+
+
+@scenario("kill9-two", "kill -9 two stores at once (RF 2: some records have no live copy; a known gap)")
+class Kill9Two(Fault):
+    target = "s2+s3"
+
+    def start(self, lab, cluster):
+        for n in ("s2", "s3"):
+            cluster.nodes[n].kill9()
+
+    def heal(self, lab, cluster):
+        for n in ("s2", "s3"):
+            cluster.nodes[n].start()
+
+
+SETS = {"short": ["kill9", "stop", "partition", "oneway", "restart"],
+        "full": ["kill9", "stop", "partition", "oneway", "restart", "loss", "kill9-ingest", "bridge",
+                 "diskfull"]}
 
 # ---------------------------------------------------------------------------------------------
 # HTTP from the client namespace.
@@ -220,6 +283,11 @@ class Node:
         log.close()
         ALL_PROCS.add(self.proc)
 
+    def check_running(self):
+        """Notes a node that died by itself (not by the fault)."""
+        if self.proc and self.proc.poll() is not None and self.proc.returncode != -signal.SIGKILL:
+            NOTES.append("%s exited by itself with %s; see %s" % (self.name, self.proc.returncode, self.log_dir))
+
     def wait_healthy(self, timeout=20):
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -242,13 +310,17 @@ class Node:
             self.proc.wait(10)
 
     def term(self, timeout=30):
+        """SIGTERM; the exit status (a clean stop exits 0), or None when it had to be killed."""
         self.signal(signal.SIGCONT)
         self.signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill9()
-            return None
+            rc = None
+        if rc != 0:
+            NOTES.append("%s: SIGTERM ended it with %s (a clean stop exits 0)" % (self.name, rc))
+        return rc
 
 
 class Cluster:
@@ -302,6 +374,7 @@ def membership(cluster):
 # Workload.
 
 ALL_PROCS = set()
+NOTES = []  # what a scenario saw that is no target but worth a line under its table
 
 
 class Chunk:
@@ -397,7 +470,9 @@ class Prober(threading.Thread):
     """Every `period` a query of every acknowledged record on a random node; each answer is checked
     at once against the records acknowledged before it was asked."""
 
-    def __init__(self, run, period=0.5, max_inflight=3):
+    # Up to 8 in flight: probes stuck on a frozen node (each up to its 10 s timeout) must not
+    # starve the others.
+    def __init__(self, run, period=0.5, max_inflight=8):
         super().__init__(daemon=True)
         self.run_, self.period, self.sem = run, period, threading.Semaphore(max_inflight)
         self.probes = []
@@ -417,7 +492,7 @@ class Prober(threading.Thread):
             p.node = node.name
             acked = self.run_.acked_chunks()
             p.t0 = self.run_.now()
-            a = http_get(node.ip, query_path(), timeout=15)
+            a = http_get(node.ip, query_path(), timeout=10)
             p.t1 = self.run_.now()
             p.status, p.error = a.status, a.error
             keys = parse_keys(a.body) if a.status in (200, 206) and a.error is None else []
@@ -495,6 +570,13 @@ class Run:
         os.makedirs(os.path.join(self.out, "logs"), exist_ok=True)
         self.data = tempfile.mkdtemp(prefix=fault.name + "-", dir=data_root)
         self.cluster = Cluster(lab, oklog, self.data, os.path.join(self.out, "logs"))
+        self.mounts = []
+        mb = getattr(fault, "tmpfs_mb", 0)
+        if mb:
+            store = os.path.join(self.cluster.nodes[fault.target].dir, "store")
+            os.makedirs(store, exist_ok=True)
+            netlab.sh("mount", "-t", "tmpfs", "-o", "size=%dm" % mb, "oklog-chaos", store)
+            self.mounts.append(store)
         self.stop_writers = threading.Event()
         self.stop_probes = threading.Event()
         self.t_origin = time.time()
@@ -530,8 +612,10 @@ class Run:
         self.events["heal"] = self.now()
         self.log("heal")
         self.fault.heal(self.lab, self.cluster)
-        if self.fault.name in ("kill9", "restart"):
-            self.cluster.nodes[self.fault.target].wait_healthy()
+        for name in self.fault.target.split("+"):
+            n = self.cluster.nodes[name]
+            if n.proc.poll() is None:
+                n.wait_healthy()
         time.sleep(t.post)
         self.events["writers_stop"] = self.now()
         self.stop_writers.set()
@@ -564,6 +648,8 @@ class Run:
                 break
             time.sleep(2)
         self.events["settled"] = self.now()
+        for n in self.cluster.nodes.values():
+            n.check_running()
         views = membership(self.cluster)
         # Plain forwarder: figures only (fast mode acknowledges nothing).
         a = http_get(self.cluster.nodes["i1"].ip, "/store/query?q=fwd%20", timeout=15)
@@ -610,6 +696,8 @@ class Run:
         r["plain_sent"] = self.plain.sent
         r["plain_found"] = len(set(plain_keys))
         r["plain_dups"] = len(plain_keys) - len(set(plain_keys))
+        r["notes"] = list(NOTES)
+        del NOTES[:]
         r["failures"] = [name for name, bad in (("lost", r["lost"]), ("duplicates", r["dups"]),
                                                  ("200-with-missing", r["bad_200"])) if bad]
         r["timeline"] = {
@@ -635,6 +723,8 @@ class Run:
             except subprocess.TimeoutExpired:
                 pass
         ALL_PROCS.clear()
+        for m in self.mounts:
+            netlab.sh("umount", "-l", m, check=False)
         shutil.rmtree(self.data, ignore_errors=True)
 
 
@@ -652,12 +742,13 @@ COLUMNS = [("scenario", "scenario"), ("acked", "acked"), ("lost", "lost"), ("dup
            ("bad_200", "200-missing"), ("probe_206", "206"), ("probe_err", "errors"),
            ("under_end", "under-repl end"), ("full_copies_after_heal", "full copies s"),
            ("tput_ratio", "tput fault/ok"), ("backlog_after_heal", "backlog s"),
-           ("membership_ok", "members ok"), ("verdict", "verdict")]
+           ("membership_ok", "members ok"), ("plain", "plain sent/found/dups"), ("verdict", "verdict")]
 
 
 def table(results):
     rows = [[h for _, h in COLUMNS]]
     for r in results:
+        r["plain"] = "%d/%d/%d" % (r["plain_sent"], r["plain_found"], r["plain_dups"])
         r["verdict"] = "PASS" if not r["failures"] else "FAIL: " + ",".join(r["failures"])
         rows.append(["-" if r.get(k) is None else str(r.get(k)) for k, _ in COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
@@ -696,6 +787,8 @@ def main():
                     help="short, full, or names joined by commas: " + ",".join(SCENARIOS))
     ap.add_argument("--out", default=None, help="directory for tables, JSON and PNGs (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the nodes' data directories")
+    ap.add_argument("--fault", type=float, default=None,
+                    help="seconds of the fault window (default: 10 for short and named scenarios, 30 for full)")
     args = ap.parse_args()
 
     names = SETS.get(args.scenarios, None) or [s for s in args.scenarios.split(",") if s]
@@ -703,6 +796,8 @@ def main():
     if unknown:
         ap.error("unknown scenario %s (known: %s)" % (",".join(unknown), ",".join(SCENARIOS)))
     timing = FULL if args.scenarios == "full" else SHORT
+    if args.fault is not None:
+        timing = Timing(timing.warm, args.fault, timing.post, timing.settle)
     why = netlab.available()
     if why:
         print("chaos: SKIP: %s" % why, flush=True)
@@ -734,7 +829,14 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
 
-    data_root = tempfile.mkdtemp(prefix="oklog-chaos-data-")
+    # One fixed place for the nodes' data, so a crashed run's is removed by the next.
+    data_root = os.path.join(tempfile.gettempdir(), "oklog-chaos-data")
+    with open("/proc/mounts") as f:
+        for line in f:
+            if line.split()[1].startswith(data_root + "/"):
+                netlab.sh("umount", "-l", line.split()[1], check=False)
+    shutil.rmtree(data_root, ignore_errors=True)
+    os.makedirs(data_root)
     results, t_all = [], time.time()
     print("chaos: %s with %s; output in %s; load: %s" % (",".join(names), oklog, out,
                                                             open("/proc/loadavg").read().strip()), flush=True)
@@ -745,7 +847,7 @@ def main():
             lab.add(name, ip)
         lab.enter_client(CLIENT[0])
         for name in names:
-            run = Run(lab, oklog, SCENARIOS[name], timing, out, data_root, quick=timing is SHORT)
+            run = Run(lab, oklog, SCENARIOS[name], timing, out, data_root, quick=args.scenarios != "full")
             try:
                 r = run.execute()
             finally:
@@ -756,6 +858,8 @@ def main():
             if r["failures"]:
                 print("  FAIL details: final answers %s; 200-with-missing probes (t, node, missing, acked) %s"
                       % (json.dumps(r["final"]), r["bad_200_detail"]), flush=True)
+            for note in r["notes"]:
+                print("  note: %s" % note, flush=True)
             if not r["membership_ok"]:
                 print("  membership views differ: %s" % json.dumps(r["membership"]), flush=True)
             if png:
