@@ -3,7 +3,8 @@
 # Idempotent and quiet: when everything is present it prints nothing and touches nothing.
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config libuv1-dev libmsgpack-cxx-dev liblz4-dev lz4 libspdlog-dev
-      libgtest-dev libre2-dev libhttp-parser-dev curl ripgrep)
+      libgtest-dev libre2-dev libhttp-parser-dev curl ripgrep
+      python3 python3-matplotlib nftables iproute2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
