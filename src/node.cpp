@@ -34,6 +34,7 @@
 #include "segments/compactor.h"
 #include "segments/cluster_consumer.h"
 #include "segments/consumer.h"
+#include "segments/holdings.h"
 #include "segments/ingest_log.h"
 #include "segments/ingest_server.h"
 #include "segments/segment_rpc.h"
@@ -141,6 +142,7 @@ class Node {
     uv_run(&loop_, UV_RUN_DEFAULT);
     if (compactor_) compactor_->Stop();  // interrupts a merge in progress; its inputs stay
     if (cluster_consumer_) cluster_consumer_->Join();
+    if (holdings_) holdings_->Join();
     if (consumer_) consumer_->Stop();
     int rc = uv_loop_close(&loop_);
     if (rc != 0) logger->warn("loop closed with handles still open: {}", uv_strerror(rc));
@@ -221,6 +223,21 @@ class Node {
             return p;
           },
           store_log_.get(), cco, &metrics_);
+      // Which store holds which batch (segments/holdings.h): pulled from every live store, kept
+      // for dead and left ones, and asked by every query.run for the batches no asked store holds.
+      HoldingsExchange::Options ho;
+      ho.replication_factor = static_cast<size_t>(c_.replication_factor);
+      ho.retention = std::chrono::duration_cast<std::chrono::milliseconds>(c_.retain);
+      holdings_ = HoldingsExchange::Start(
+          bridge_.get(),
+          [this] {
+            std::vector<HoldingsPeer> out;
+            for (const auto& peer : gossip_->peer_view().All())
+              if (peer.meta.HasRole("store")) out.push_back({peer.name, peer.addr, peer.live(), peer.is_self});
+            return out;
+          },
+          store_log_->holdings(), ho, &metrics_);
+      if (query_) query_->SetHoldings(holdings_.get());
     }
 
     // Compaction and retention on their own thread (never the loop thread).
@@ -306,6 +323,7 @@ class Node {
     // answer through their own QueryService, in process.
     QueryFanout::Options fo;
     fo.peer_answer_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c_.query_peer_answer_timeout);
+    fo.replication_factor = static_cast<size_t>(c_.replication_factor);
     fanout_ = std::make_unique<QueryFanout>(&gossip_->peer_view(), rpc_client_.get(), fo, &metrics_);
     fanout_->Register(http_.get());
     if (query_) query_->Serve(rpc_server_.get());
@@ -318,6 +336,7 @@ class Node {
                                       std::chrono::duration_cast<std::chrono::milliseconds>(c_.pending_timeout),
                                       &metrics_);
     if (store_log_) ServeReplicas(store_log_.get(), rpc_server_.get(), rpc_disk_.get(), &metrics_);
+    if (store_log_) ServeHoldings(store_log_->holdings(), rpc_server_.get());
     // Other nodes reach our API at the advertised host (as OK Log) unless it is bound to one IP.
     gossip::NodeMeta meta = announced;
     std::string host = c_.api.host;
@@ -388,6 +407,7 @@ class Node {
   void FinishShutdown() {
     // Consumer threads waiting on the loop wake with Cancelled; they are joined after the loop.
     if (cluster_consumer_) cluster_consumer_->Stop();
+    if (holdings_) holdings_->Stop();
     if (fanout_) fanout_->Close();
     if (bridge_) bridge_->Close();
     if (ingest_rpc_) ingest_rpc_->Close();
@@ -419,6 +439,7 @@ class Node {
   std::unique_ptr<rpc::RpcBridge> bridge_;
   std::unique_ptr<IngestRpc> ingest_rpc_;
   std::unique_ptr<QueryFanout> fanout_;
+  std::unique_ptr<HoldingsExchange> holdings_;  // joined after the loop, like the consumer
   std::unique_ptr<ClusterConsumer> cluster_consumer_;  // last: joined before the rest goes
   std::vector<uv_signal_t*> signals_;
   bool shutting_down_ = false;

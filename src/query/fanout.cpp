@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
+#include <set>
 
 #include "common/duration.h"
 #include "common/log.h"
@@ -44,6 +46,8 @@ struct QueryFanout::Fan {
   std::string out;
   HttpResponse::Headers base_headers;
   std::chrono::steady_clock::time_point t0;
+  Ulid from, to;
+  std::vector<std::string> dead_stores;  // store members dead in the view when the query began
 
   void CancelAll() {
     for (auto& p : peers)
@@ -73,7 +77,48 @@ struct QueryFanout::Fan {
       max_size = std::max(max_size, p.st.max_data_set_size);
       errors += p.st.errors;
     }
+    // The holdings check: batches some answering store knows that only stores not asked hold.
+    std::map<BatchId, uint64_t> missing;
+    std::set<std::string> missing_nodes;
+    uint64_t reported = 0;
+    for (auto& p : peers) {
+      if (!p.stats) continue;
+      reported = std::max(reported, p.st.missing_total);
+      for (const MissingBatch& m : p.st.missing) {
+        missing[m.batch] = std::max(missing[m.batch], m.records);
+        missing_nodes.insert(m.holders.begin(), m.holders.end());
+      }
+    }
+    std::vector<std::pair<Ulid, Ulid>> ranges;
+    for (const auto& [b, n] : missing) {
+      if (!ranges.empty() && b.low <= ranges.back().second) {
+        ranges.back().second = std::max(ranges.back().second, b.high);
+      } else {
+        ranges.emplace_back(b.low, b.high);
+      }
+    }
+    if (dead_stores.size() >= std::max<size_t>(1, owner->options_.replication_factor)) {
+      // Every copy of a batch written after their holdings were last seen may be on them.
+      missing_nodes.insert(dead_stores.begin(), dead_stores.end());
+      ranges = {{from, to}};
+    }
     HttpResponse::Headers h = base_headers;
+    if (!missing_nodes.empty()) {
+      std::string nodes_list, ranges_list;
+      for (const std::string& n : missing_nodes) nodes_list += (nodes_list.empty() ? "" : ",") + n;
+      for (size_t i = 0; i < ranges.size() && i < 16; ++i)
+        ranges_list += (i ? "," : "") + FormatRfc3339(std::max(ranges[i].first, from).unix_ms()) + "/" +
+                       FormatRfc3339(std::min(ranges[i].second, to).unix_ms());
+      uint64_t records = 0;
+      for (const auto& [b, n] : missing) records += n;
+      h.push_back({"X-Oklog-Missing-Nodes", nodes_list});
+      h.push_back({"X-Oklog-Missing-Ranges", ranges_list});
+      h.push_back({"X-Oklog-Missing-Records", std::to_string(records)});
+      errors += missing_nodes.size();
+      owner->queries_->With({"missing"})->Inc();
+      Logger("query")->warn("partial answer: records of {} batch(es) (at least {} known) held only by {} not reached",
+                            missing.size(), std::max<uint64_t>(reported, missing.size()), nodes_list);
+    }
     h.push_back({"Content-Type", content_type});
     h.push_back({"X-Oklog-Nodes-Queried", std::to_string(nodes)});
     h.push_back({"X-Oklog-Segments-Queried", std::to_string(segments)});
@@ -227,6 +272,8 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
   run.mode = p.mode;
   run.topics = p.topics;
   run.limit = p.limit;
+  run.asked.emplace();
+  for (const gossip::Peer& s : stores) run.asked->push_back(s.name);
   const std::string request = EncodeQueryRunRequest(run);
 
   auto fan = std::make_shared<Fan>();
@@ -238,6 +285,10 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
                                                                : MergeByUlid::Order::kAscending);
   fan->limit = p.limit;
   fan->t0 = std::chrono::steady_clock::now();
+  fan->from = p.from;
+  fan->to = p.to;
+  for (const gossip::Peer& m : view_->All())
+    if (m.state == gossip::MemberState::kDead && m.meta.HasRole("store")) fan->dead_stores.push_back(m.name);
   fan->base_headers = {{"X-Oklog-From", FormatRfc3339(p.from.unix_ms())},
                        {"X-Oklog-To", FormatRfc3339(p.to.unix_ms())},
                        {"X-Oklog-Q", p.q},

@@ -4,7 +4,12 @@
 // formats the records there (text or JSON, once), and answers OK Log's headers: Nodes-Queried
 // and Segments-Queried summed, Max-Data-Set-Size the maximum, Error-Count the peers that failed.
 // 206 when any peer failed or did not answer within peer_answer_timeout before the status went
-// out (a frozen or cut-off store makes a partial answer after seconds, not a hang); when a peer
+// out, when an answering store knows batches of the range that only stores not asked hold
+// (segments/holdings.h: the holdings check), or when at least replication_factor store members
+// are dead in the view (their latest batches may be known to nobody asked). A 206 of the
+// holdings check names what is missing: X-Oklog-Missing-Nodes (the stores that hold it),
+// X-Oklog-Missing-Ranges (RFC3339 FROM/TO pairs, merged, at most 16), X-Oklog-Missing-Records
+// (at least that many); X-Oklog-Error-Count counts the missing nodes too (a frozen or cut-off store makes a partial answer after seconds, not a hang); when a peer
 // fails after a 200 went out, the answer is cut off (HttpResponse::Abort: no end of the chunked
 // body), so no client takes it for complete. 503 "no store nodes available" when the view has
 // none. Relative bounds are resolved here once, so every peer scans the same ULID
@@ -33,6 +38,9 @@ class QueryFanout {
     std::chrono::milliseconds peer_answer_timeout{5000};
     std::chrono::milliseconds peer_idle_timeout{30000};  // between parts of one peer
     size_t high_water_bytes = 4 << 20;  // response bytes buffered before merging pauses
+    // Stores not reached (dead in the view) that could together hold every copy of a batch
+    // written since anyone last saw their holdings: at least this many make the answer a 206.
+    size_t replication_factor = 2;
   };
   QueryFanout(gossip::PeerView* view, rpc::RpcClient* client, Options options, Registry* metrics);
   ~QueryFanout();

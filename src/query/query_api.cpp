@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <set>
 #include <thread>
 
 #include "common/duration.h"
@@ -330,6 +331,10 @@ void QueryService::HandleRun(std::shared_ptr<rpc::ServerCall> call) {
   QueryRunStats stats;
   stats.segments = plan.request.segments.size();
   stats.max_data_set_size = plan.raw_bytes;
+  if (holdings_ && req->asked) {
+    const std::set<std::string> asked(req->asked->begin(), req->asked->end());
+    stats.missing = holdings_->Missing(req->from, req->to, asked, kMaxMissingReported, &stats.missing_total);
+  }
   call->Send(EncodeQueryRunStats(stats));
   if (req->kind == QueryRunKind::kStatsOnly || plan.request.segments.empty()) {
     peer_queries_->With({req->kind == QueryRunKind::kStatsOnly ? "stats" : "ok"})->Inc();

@@ -62,6 +62,9 @@ class QueryService {
   void Register(HttpServer* server);
   // Serves query.run on server (which must outlive this service or be closed first).
   void Serve(rpc::RpcServer* server);
+  // A cluster store: query.run answers name the batches of the range that only stores the
+  // fan-out did not ask hold (segments/holdings.h). Loop thread; `holdings` outlives the service.
+  void SetHoldings(const HoldingsExchange* holdings) { holdings_ = holdings; }
   void Close();
   bool done() const { return poster_->done(); }
   size_t running() const { return runs_.size(); }  // user and peer queries scanning
@@ -89,6 +92,7 @@ class QueryService {
   void OnClientGone(uint64_t id);
 
   StoreLog* store_;
+  const HoldingsExchange* holdings_ = nullptr;
   Options options_;
   std::unique_ptr<QueryExecutor> executor_;
   std::unique_ptr<LoopPoster> poster_;  // drivers -> loop: chunks and ends, in order

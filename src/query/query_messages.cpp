@@ -2,6 +2,8 @@
 
 #include <msgpack.hpp>
 
+#include <algorithm>
+
 #include "common/msgpack_pack.h"
 
 namespace oklog {
@@ -10,7 +12,8 @@ namespace {
 // A request holds at most kMaxQueryTopics strings in one nested array.
 const msgpack::unpack_limit kRequestLimit(/*array=*/kMaxQueryTopics, /*map=*/0, /*str=*/kMaxQueryTermBytes,
                                           /*bin=*/16, /*ext=*/0, /*depth=*/2);
-const msgpack::unpack_limit kStatsLimit(/*array=*/8, /*map=*/0, /*str=*/0, /*bin=*/0, /*ext=*/0, /*depth=*/1);
+const msgpack::unpack_limit kStatsLimit(/*array=*/kMaxMissingReported, /*map=*/0, /*str=*/kMaxQueryStoreNameBytes,
+                                        /*bin=*/16, /*ext=*/0, /*depth=*/4);
 
 void PackUlid(Packer& pk, const Ulid& u) {
   PackBin(pk, std::string_view(reinterpret_cast<const char*>(u.bytes().data()), u.bytes().size()));
@@ -49,7 +52,7 @@ const char* ReadFilter(const msgpack::object* f, std::string* q, MatchMode* mode
 std::string EncodeQueryRunRequest(const QueryRunRequest& r) {
   msgpack::sbuffer buf(64 + r.q.size());
   Packer pk(buf);
-  pk.pack_array(8);
+  pk.pack_array(r.asked ? 9 : 8);
   pk.pack_uint32(kQueryMessagesVersion);
   pk.pack_uint8(static_cast<uint8_t>(r.kind));
   PackUlid(pk, r.from);
@@ -59,6 +62,10 @@ std::string EncodeQueryRunRequest(const QueryRunRequest& r) {
     pk.pack_uint64(*r.limit);
   } else {
     pk.pack_nil();
+  }
+  if (r.asked) {
+    pk.pack_array(static_cast<uint32_t>(r.asked->size()));
+    for (const std::string& a : *r.asked) PackStr(pk, a);
   }
   return std::string(buf.data(), buf.size());
 }
@@ -80,6 +87,15 @@ Result<QueryRunRequest> DecodeQueryRunRequest(std::string_view body) {
       if (!ReadUint(f[7], UINT64_MAX, &limit)) return Status::Corruption("query.run request: limit");
       r.limit = limit;
     }
+    if (oh.get().via.array.size > 8) {
+      const msgpack::object& a = f[8];
+      if (a.type != msgpack::type::ARRAY || a.via.array.size > kMaxQueryAskedStores)
+        return Status::Corruption("query.run request: asked");
+      r.asked.emplace(a.via.array.size);
+      for (size_t i = 0; i < r.asked->size(); ++i)
+        if (!ReadStr(a.via.array.ptr[i], kMaxQueryStoreNameBytes, false, &(*r.asked)[i]))
+          return Status::Corruption("query.run request: asked store");
+    }
     return r;
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("query.run request: ") + e.what());
@@ -89,12 +105,25 @@ Result<QueryRunRequest> DecodeQueryRunRequest(std::string_view body) {
 std::string EncodeQueryRunStats(const QueryRunStats& s) {
   msgpack::sbuffer buf(48);
   Packer pk(buf);
-  pk.pack_array(5);
+  pk.pack_array(7);
   pk.pack_uint32(kQueryMessagesVersion);
   pk.pack_uint64(s.nodes);
   pk.pack_uint64(s.segments);
   pk.pack_uint64(s.max_data_set_size);
   pk.pack_uint64(s.errors);
+  pk.pack_uint64(s.missing_total);
+  const size_t n = std::min(s.missing.size(), kMaxMissingReported);
+  pk.pack_array(static_cast<uint32_t>(n));
+  for (size_t i = 0; i < n; ++i) {
+    const MissingBatch& m = s.missing[i];
+    pk.pack_array(4);
+    PackUlid(pk, m.batch.low);
+    PackUlid(pk, m.batch.high);
+    pk.pack_uint64(m.records);
+    const size_t h = std::min(m.holders.size(), kMaxMissingReported);
+    pk.pack_array(static_cast<uint32_t>(h));
+    for (size_t j = 0; j < h; ++j) PackStr(pk, m.holders[j].substr(0, kMaxQueryStoreNameBytes));
+  }
   return std::string(buf.data(), buf.size());
 }
 
@@ -107,6 +136,22 @@ Result<QueryRunStats> DecodeQueryRunStats(std::string_view body) {
     if (!ReadUint(f[1], UINT64_MAX, &s.nodes) || !ReadUint(f[2], UINT64_MAX, &s.segments) ||
         !ReadUint(f[3], UINT64_MAX, &s.max_data_set_size) || !ReadUint(f[4], UINT64_MAX, &s.errors))
       return Status::Corruption("query.run stats: fields");
+    if (oh.get().via.array.size > 6) {
+      if (!ReadUint(f[5], UINT64_MAX, &s.missing_total) || f[6].type != msgpack::type::ARRAY)
+        return Status::Corruption("query.run stats: missing");
+      s.missing.resize(f[6].via.array.size);
+      for (size_t i = 0; i < s.missing.size(); ++i) {
+        const msgpack::object* e = Fields(f[6].via.array.ptr[i], 4);
+        MissingBatch& m = s.missing[i];
+        if (e == nullptr || !ReadUlid(e[0], &m.batch.low) || !ReadUlid(e[1], &m.batch.high) ||
+            !ReadUint(e[2], UINT64_MAX, &m.records) || e[3].type != msgpack::type::ARRAY)
+          return Status::Corruption("query.run stats: missing batch");
+        m.holders.resize(e[3].via.array.size);
+        for (size_t j = 0; j < m.holders.size(); ++j)
+          if (!ReadStr(e[3].via.array.ptr[j], kMaxQueryStoreNameBytes, false, &m.holders[j]))
+            return Status::Corruption("query.run stats: missing batch holder");
+      }
+    }
     return s;
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("query.run stats: ") + e.what());

@@ -3,7 +3,7 @@
 // is one positional msgpack array with a version first; one Encode and one Decode per message.
 // Decoders are bounded and never throw: malformed input is Corruption.
 //
-//   query.run request = [1, kind, from, to, q, mode, topics, limit]
+//   query.run request = [1, kind, from, to, q, mode, topics, limit, asked]
 //     kind    uint  0 = stats then records, 1 = stats only (HEAD)        (QueryRunKind)
 //     from    bin16 lowest ULID, inclusive (exact: relative bounds are resolved by the caller)
 //     to      bin16 highest ULID, inclusive
@@ -11,8 +11,14 @@
 //     mode    uint  0 = substring, 1 = regex                             (MatchMode)
 //     topics  [str] ≤ kMaxQueryTopics topics, each ≤ kMaxQueryTopicBytes; empty: every topic
 //     limit   nil | uint  newest N matches, newest first (descending ULID order)
+//     asked   [str] ≤ kMaxQueryAskedStores names: every store this fan-out asks (absent from
+//             older callers: no holdings check)
 //   query.run response (server-streaming):
-//     part 1  = [1, nodes, segments, max_data_set_size, errors]          (QueryRunStats)
+//     part 1  = [1, nodes, segments, max_data_set_size, errors, missing_total, missing]
+//                                                                        (QueryRunStats)
+//       missing  [[low bin16, high bin16, records, [holder str]]] ≤ kMaxMissingReported
+//                batches of the range held, as far as this store knows, only by stores not
+//                asked (segments/holdings.h); missing_total counts them all
 //     then    raw stored records "ULID SP topic SP line LF" in scan order (ascending ULID, or
 //             descending with a limit), cut anywhere: the receiver splits at LF;
 //     end     status OK, or the reason the scan failed (the caller counts the peer as an error).
@@ -35,6 +41,7 @@
 #include "common/ulid.h"
 #include "query/matcher.h"
 #include "query/query_params.h"
+#include "segments/holdings.h"
 
 namespace oklog {
 
@@ -44,6 +51,9 @@ inline constexpr uint32_t kQueryMessagesVersion = 1;
 inline constexpr size_t kMaxQueryTermBytes = 64 << 10;
 inline constexpr size_t kMaxQueryTopics = 1024;
 inline constexpr size_t kMaxQueryTopicBytes = 256;
+inline constexpr size_t kMaxQueryAskedStores = 1024;
+inline constexpr size_t kMaxQueryStoreNameBytes = 256;
+inline constexpr size_t kMaxMissingReported = 64;
 
 enum class QueryRunKind : uint8_t { kRecords = 0, kStatsOnly = 1 };
 
@@ -55,6 +65,7 @@ struct QueryRunRequest {
   MatchMode mode = MatchMode::kSubstring;
   std::vector<std::string> topics;
   std::optional<uint64_t> limit;
+  std::optional<std::vector<std::string>> asked;
 
   ScanOrder order() const { return limit ? ScanOrder::kDescending : ScanOrder::kAscending; }
 };
@@ -64,6 +75,8 @@ struct QueryRunStats {
   uint64_t segments = 0;
   uint64_t max_data_set_size = 0;  // uncompressed record bytes of the segments in range
   uint64_t errors = 0;
+  uint64_t missing_total = 0;
+  std::vector<MissingBatch> missing;  // at most kMaxMissingReported
 };
 
 std::string EncodeQueryRunRequest(const QueryRunRequest& r);

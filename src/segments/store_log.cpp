@@ -102,7 +102,9 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
   std::sort(names.begin(), names.end());
   for (const std::string& file : names) {
     std::string path = dir + "/" + file;
-    if (file.empty() || file == "." || file == ".." || file == "quarantine" || file == "trash") continue;
+    if (file.empty() || file == "." || file == ".." || file == "quarantine" || file == "trash" ||
+        file.starts_with("holdings.log"))
+      continue;
     if (file.size() > 4 && file[0] == '.' && file.compare(file.size() - 4, 4, ".tmp") == 0) {
       // Never renamed into place, so never acknowledged: its records are still upstream.
       (void)env->RemoveFile(path);  // best effort: it is removed next time
@@ -136,6 +138,19 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
     log->segments_.push_back(std::move(reader).value());
   }
   std::sort(log->segments_.begin(), log->segments_.end(), ByRange);
+  OKLOG_ASSIGN_OR_RETURN(log->holdings_, Holdings::Open(env, dir, metrics));
+  // A batch is still here while both its ends fall inside segment files (quarantine or a lost
+  // directory entry can take them away).
+  log->holdings_->Retain([&](const BatchId& b) {
+    auto inside = [&](const Ulid& u) {
+      for (const auto& seg : log->segments_) {
+        if (seg->low() > u) return false;
+        if (seg->high() >= u) return true;
+      }
+      return false;
+    };
+    return inside(b.low) && inside(b.high);
+  });
   log->segments_gauge_->Set(static_cast<double>(log->segments_.size()));
   log->bytes_gauge_->Set(static_cast<double>(log->file_bytes()));
   logger->info("store dir={} segments={} bytes={} quarantined={}", dir, log->segments_.size(), log->file_bytes(),
@@ -183,7 +198,22 @@ Result<std::string> StoreLog::Install(std::string_view file, const SegmentName& 
 
 // ---- replicas ----
 
+namespace {
+
+BatchId BatchOf(std::span<const std::string_view> records) {
+  return {*Ulid::ParseCanonical(records.front().data()), *Ulid::ParseCanonical(records.back().data())};
+}
+
+}  // namespace
+
 Result<uint64_t> StoreLog::WriteReplica(std::span<const std::string_view> records) {
+  if (records.empty()) return uint64_t{0};
+  OKLOG_ASSIGN_OR_RETURN(uint64_t n, WriteReplicaParts(records));
+  holdings_->Add(BatchOf(records), records.size());
+  return n;
+}
+
+Result<uint64_t> StoreLog::WriteReplicaParts(std::span<const std::string_view> records) {
   if (records.empty()) return uint64_t{0};
   OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<SegmentWriter> w, NewWriter());
   for (std::string_view rec : records) {
@@ -204,26 +234,32 @@ Result<uint64_t> StoreLog::WriteReplica(std::span<const std::string_view> record
   // LOW-LOW holds exactly that ULID, so it is there. More: write the halves, whose names differ.
   if (records.size() == 1) return uint64_t{1};
   const size_t mid = records.size() / 2;
-  OKLOG_ASSIGN_OR_RETURN(uint64_t a, WriteReplica(records.subspan(0, mid)));
-  OKLOG_ASSIGN_OR_RETURN(uint64_t b, WriteReplica(records.subspan(mid)));
+  OKLOG_ASSIGN_OR_RETURN(uint64_t a, WriteReplicaParts(records.subspan(0, mid)));
+  OKLOG_ASSIGN_OR_RETURN(uint64_t b, WriteReplicaParts(records.subspan(mid)));
   return a + b;
 }
 
 Result<uint64_t> StoreLog::InstallReplica(const SegmentImage& image, std::span<const std::string_view> records) {
   Result<std::string> path = Install(image.bytes, image.name);
-  if (path.ok()) return image.records;
-  if (path.status().code() != Code::kAlreadyExists) return path.status();
-  if (SameFile(options_.env, dir_ + "/" + image.name.FileName(), image.bytes)) return image.records;
-  return WriteReplica(records);
+  if (!path.ok()) {
+    if (path.status().code() != Code::kAlreadyExists) return path.status();
+    if (!SameFile(options_.env, dir_ + "/" + image.name.FileName(), image.bytes)) return WriteReplica(records);
+  }
+  holdings_->Add({image.name.low, image.name.high}, image.records);
+  return image.records;
 }
 
 Result<uint64_t> StoreLog::InstallReplicaFile(std::string_view file) {
   Result<SegmentImageInfo> info = CheckSegmentImage(file);
   if (!info.ok()) return Status::Corruption("segment file rejected: " + info.status().message());
   Result<std::string> path = Install(file, info->name);
-  if (path.ok()) return info->records;
-  if (path.status().code() != Code::kAlreadyExists) return path.status();
-  if (SameFile(options_.env, dir_ + "/" + info->name.FileName(), file)) return info->records;
+  const bool stored = path.ok() || (path.status().code() == Code::kAlreadyExists &&
+                                    SameFile(options_.env, dir_ + "/" + info->name.FileName(), file));
+  if (!path.ok() && !stored && path.status().code() != Code::kAlreadyExists) return path.status();
+  if (stored) {
+    holdings_->Add({info->name.low, info->name.high}, info->records);
+    return info->records;
+  }
   // The name is taken by a different file: store these records around it, as WriteReplica does.
   std::string text;
   OKLOG_RETURN_IF_ERROR(DecodeImageText(file, info->blocks, &text));
@@ -241,6 +277,7 @@ Status StoreLog::Remove(const std::string& path) {
                     segments_.end());
     segments_gauge_->Set(static_cast<double>(segments_.size()));
   }
+  DropExpiredHoldings();
   Status s = options_.env->RemoveFile(path);
   if (!s.ok() && s.code() != Code::kNotFound) return s;
   return Status::Ok();
@@ -273,18 +310,30 @@ Status StoreLog::Swap(const std::vector<std::shared_ptr<const SegmentReader>>& i
     if (!reader.ok()) return reader.status();
     opened.push_back(std::move(reader).value());
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  segments_.erase(std::remove_if(segments_.begin(), segments_.end(),
-                                 [&](const auto& s) {
-                                   return std::find(inputs.begin(), inputs.end(), s) != inputs.end();
-                                 }),
-                  segments_.end());
-  for (auto& seg : opened) segments_.insert(std::upper_bound(segments_.begin(), segments_.end(), seg, ByRange), seg);
-  segments_gauge_->Set(static_cast<double>(segments_.size()));
-  uint64_t total = 0;
-  for (const auto& s : segments_) total += s->file_bytes();
-  bytes_gauge_->Set(static_cast<double>(total));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    segments_.erase(std::remove_if(segments_.begin(), segments_.end(),
+                                   [&](const auto& s) {
+                                     return std::find(inputs.begin(), inputs.end(), s) != inputs.end();
+                                   }),
+                    segments_.end());
+    for (auto& seg : opened) segments_.insert(std::upper_bound(segments_.begin(), segments_.end(), seg, ByRange), seg);
+    segments_gauge_->Set(static_cast<double>(segments_.size()));
+    uint64_t total = 0;
+    for (const auto& s : segments_) total += s->file_bytes();
+    bytes_gauge_->Set(static_cast<double>(total));
+  }
+  DropExpiredHoldings();
   return Status::Ok();
+}
+
+void StoreLog::DropExpiredHoldings() {
+  Ulid floor = Ulid::Max();  // no segment left: every batch is gone
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!segments_.empty()) floor = segments_.front()->low();
+  }
+  holdings_->DropBelow(floor);
 }
 
 size_t StoreLog::segment_count() const {

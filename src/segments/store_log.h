@@ -19,6 +19,7 @@
 
 #include "common/metrics.h"
 #include "common/status.h"
+#include "segments/holdings.h"
 #include "segments/segment_file.h"
 
 namespace oklog {
@@ -78,16 +79,23 @@ class StoreLog {
   Status Swap(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
               const std::vector<std::string>& outputs);
 
+  // The replicated batches this store holds (holdings.h): every replica path above notes its
+  // batch; Remove and Swap drop the batches wholly older than the oldest segment left.
+  Holdings* holdings() const { return holdings_.get(); }
+
   size_t segment_count() const;
   uint64_t file_bytes() const;
   uint64_t quarantined() const { return quarantined_->Value(); }
 
  private:
   StoreLog(std::string dir, StoreLogOptions options, Registry* metrics);
+  Result<uint64_t> WriteReplicaParts(std::span<const std::string_view> records);
+  void DropExpiredHoldings();  // mu_ not held
   std::string dir_;
   StoreLogOptions options_;
   mutable std::mutex mu_;
   std::vector<std::shared_ptr<const SegmentReader>> segments_;  // sorted by low
+  std::unique_ptr<Holdings> holdings_;
   Counter* quarantined_;
   Gauge* segments_gauge_;
   Gauge* bytes_gauge_;

@@ -57,6 +57,15 @@ class Node {
     proc_->Wait(std::chrono::seconds(10));
   }
   void Signal(int sig) { proc_->Signal(sig); }
+  // Sets a flag's value for the next Start().
+  void SetFlag(const std::string& flag, const std::string& value) {
+    auto it = std::find(args_.begin(), args_.end(), flag);
+    if (it != args_.end()) {
+      *(it + 1) = value;
+    } else {
+      args_.insert(args_.end(), {flag, value});
+    }
+  }
   int Term() {
     proc_->Signal(SIGTERM);
     return proc_->Wait(std::chrono::seconds(30));
@@ -166,9 +175,11 @@ Body ParseBody(const std::string& body) {
 
 class ClusterTest : public ::testing::Test {
  protected:
-  Node* Add(const std::string& name, const std::string& mode) {
+  Node* Add(const std::string& name, const std::string& mode,
+            const std::vector<std::pair<std::string, std::string>>& flags = {}) {
     uint16_t seed = nodes_.empty() ? 0 : nodes_.front()->cluster_port();
     nodes_.push_back(std::make_unique<Node>(dir_.path(), name, mode, seed));
+    for (const auto& [f, v] : flags) nodes_.back()->SetFlag(f, v);
     nodes_.back()->Start();
     return nodes_.back().get();
   }
@@ -515,6 +526,80 @@ TEST_F(ClusterTest, BulkForwarderLeavesAnIngesterThatNeverAcknowledges) {
   Body again = ParseBody(in2->Get("/store/query").body);
   EXPECT_EQ(again.ulids.size(), kN);
   EXPECT_TRUE(again.sorted);
+}
+
+// The holdings check (segments/holdings.h). Replication factor 1 and two stores: each batch is on
+// one store. The store that leaves (gracefully: `left`, not `dead`) takes its batches with it; the
+// other store knows them from their holdings, so the answer is a 206 naming the store and the
+// records it took, never a 200 short of them.
+TEST_F(ClusterTest, AStoreThatLeftWithTheOnlyCopiesMakesA206NamingItAndItsRecords) {
+  const std::vector<std::pair<std::string, std::string>> rf1 = {{"-store.segment-replication-factor", "1"}};
+  Node* in = Add("ingest1", "ingest", rf1);
+  Node* st1 = Add("store1", "store", rf1);
+  Node* st2 = Add("store2", "store", rf1);
+  ASSERT_TRUE(WaitFor([&] { return in->LiveMembers() == 3 && st2->LiveMembers() == 3; }, std::chrono::seconds(20)));
+  // Batches of 5,000 (each placed on one store at random) until both stores hold some.
+  size_t total = 0, on1 = 0, on2 = 0;
+  for (int i = 0; i < 20 && (on1 == 0 || on2 == 0); ++i) {
+    Forward(WriteInput(dir_.path(), "alpha" + std::to_string(i), 5000), {in});
+    total += 5000;
+    ASSERT_EQ(WaitQueryable(in, total).ulids.size(), total);
+    on1 = ParseBody(st1->Get("/store/_query").body).ulids.size();
+    on2 = ParseBody(st2->Get("/store/_query").body).ulids.size();
+  }
+  ASSERT_GT(on1, 0u);
+  ASSERT_GT(on2, 0u);
+  ASSERT_EQ(on1 + on2, total);
+  // Two more pull rounds on store1 after the last batch: it knows everything store2 holds.
+  const double pulls = st1->Metric("oklog_store_holdings_pulls_total");
+  ASSERT_TRUE(WaitFor([&] { return st1->Metric("oklog_store_holdings_pulls_total") >= pulls + 2; },
+                      std::chrono::seconds(20)));
+  const std::string gone = "127.0.0.1:" + std::to_string(st2->cluster_port());
+  EXPECT_EQ(st2->Term(), 0);
+  HttpClientResponse r;
+  ASSERT_TRUE(WaitFor([&] {
+    r = in->Get("/store/query");
+    const size_t got = ParseBody(r.body).ulids.size();
+    // At no point a 200 short of the records store2 took.
+    EXPECT_FALSE(r.status == 200 && got < total) << "200 with " << got << " of " << total << " records";
+    return r.status == 206 && !r.Header("X-Oklog-Missing-Nodes").empty();
+  }, std::chrono::seconds(30)));
+  EXPECT_EQ(r.Header("X-Oklog-Missing-Nodes"), gone);
+  EXPECT_EQ(r.Header("X-Oklog-Missing-Records"), std::to_string(on2));
+  EXPECT_FALSE(r.Header("X-Oklog-Missing-Ranges").empty());
+  EXPECT_GE(std::stoi(r.Header("X-Oklog-Error-Count")), 1);
+  EXPECT_EQ(ParseBody(r.body).ulids.size(), on1);
+  // A window before any record: nothing of it is missing, a complete 200.
+  auto early = in->Get("/store/query?from=2001-01-01T00:00:00Z&to=2001-01-02T00:00:00Z");
+  EXPECT_EQ(early.status, 200);
+  EXPECT_TRUE(early.Header("X-Oklog-Missing-Nodes").empty());
+}
+
+// Two of three stores killed with replication factor 2: the survivor holds about two thirds of
+// the records, and the latest batches of the dead pair may be known to nobody. Every answer from
+// then on is a 206 naming both, never a 200 short of records.
+TEST_F(ClusterTest, TwoOfThreeStoresDeadMakeEveryAnswerA206NamingThem) {
+  StartCluster();
+  std::string a = WriteInput(dir_.path(), "alpha", 20000);
+  Forward(a, {ingest_[0], ingest_[1]});
+  ASSERT_EQ(WaitQueryable(ingest_[0], 20000).ulids.size(), 20000u);
+  const std::string d1 = "127.0.0.1:" + std::to_string(store_[1]->cluster_port());
+  const std::string d2 = "127.0.0.1:" + std::to_string(store_[2]->cluster_port());
+  store_[1]->Kill9();
+  store_[2]->Kill9();
+  HttpClientResponse r;
+  ASSERT_TRUE(WaitFor([&] {
+    r = ingest_[0]->Get("/store/query");
+    const size_t got = ParseBody(r.body).ulids.size();
+    EXPECT_FALSE(r.status == 200 && got < 20000u) << "200 with " << got << " of 20000 records";
+    const std::string nodes = r.Header("X-Oklog-Missing-Nodes");
+    return r.status == 206 && nodes.find(d1) != std::string::npos && nodes.find(d2) != std::string::npos;
+  }, std::chrono::seconds(40)));
+  EXPECT_GE(std::stoi(r.Header("X-Oklog-Error-Count")), 2);
+  EXPECT_LE(ParseBody(r.body).ulids.size(), 20000u);
+  // Still so a while later (declared dead, not forgotten).
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(ingest_[2]->Get("/store/query", "HEAD").status, 206);
 }
 
 #endif  // OKLOG_CLUSTER_SLOW

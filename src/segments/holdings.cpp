@@ -1,0 +1,488 @@
+#include "segments/holdings.h"
+
+#include <msgpack.hpp>
+
+#include <algorithm>
+#include <future>
+#include <random>
+
+#include "common/log.h"
+#include "common/msgpack_pack.h"
+
+namespace oklog {
+namespace {
+
+const msgpack::unpack_limit kLimit(/*array=*/kMaxHoldingsEntries, /*map=*/0, /*str=*/0, /*bin=*/16, /*ext=*/0,
+                                   /*depth=*/3);
+
+void PackUlid(Packer& pk, const Ulid& u) {
+  PackBin(pk, std::string_view(reinterpret_cast<const char*>(u.bytes().data()), u.bytes().size()));
+}
+
+bool ReadUlid(const msgpack::object& o, Ulid* out) {
+  if (o.type != msgpack::type::BIN || o.via.bin.size != 16) return false;
+  *out = Ulid::FromBytes(reinterpret_cast<const uint8_t*>(o.via.bin.ptr));
+  return true;
+}
+
+bool ReadBatch(const msgpack::object& o, uint32_t n, BatchId* b, uint64_t* records) {
+  const msgpack::object* e = Fields(o, n);
+  if (e == nullptr || !ReadUlid(e[0], &b->low) || !ReadUlid(e[1], &b->high) || b->high < b->low) return false;
+  return records == nullptr || ReadUint(e[2], UINT64_MAX, records);
+}
+
+uint64_t RandomEpoch() {
+  std::random_device rd;
+  uint64_t e = (uint64_t{rd()} << 32) ^ rd() ^ NowUnixMs();
+  return e == 0 ? 1 : e;
+}
+
+std::string LogLine(bool add, const BatchId& b, uint64_t records) {
+  std::string s = add ? "+ " : "- ";
+  s += b.low.ToString();
+  s += ' ';
+  s += b.high.ToString();
+  if (add) s += ' ' + std::to_string(records);
+  s += '\n';
+  return s;
+}
+
+// Batches of `m` overlapping [from, to] (low <= to and high >= from), given the longest span.
+template <typename F>
+void ForOverlapping(const std::map<BatchId, uint64_t>& m, const Ulid& from, const Ulid& to, uint64_t max_span_ms, F f) {
+  const uint64_t start_ms = from.unix_ms() > max_span_ms ? from.unix_ms() - max_span_ms : 0;
+  for (auto it = m.lower_bound(BatchId{Ulid::MinAt(start_ms), Ulid()}); it != m.end() && it->first.low <= to; ++it)
+    if (it->first.high >= from) f(it->first, it->second);
+}
+
+}  // namespace
+
+// ---- messages ----
+
+std::string EncodeHoldingsPull(uint64_t epoch, uint64_t version) {
+  msgpack::sbuffer buf(32);
+  Packer pk(buf);
+  pk.pack_array(3);
+  pk.pack_uint32(kHoldingsMessagesVersion);
+  pk.pack_uint64(epoch);
+  pk.pack_uint64(version);
+  return std::string(buf.data(), buf.size());
+}
+
+Result<std::pair<uint64_t, uint64_t>> DecodeHoldingsPull(std::string_view body) {
+  try {
+    msgpack::object_handle oh;
+    const msgpack::object* f = nullptr;
+    OKLOG_RETURN_IF_ERROR(OpenVersioned(body, kLimit, 3, kHoldingsMessagesVersion, "holdings.pull request", &oh, &f));
+    std::pair<uint64_t, uint64_t> r;
+    if (!ReadUint(f[1], UINT64_MAX, &r.first) || !ReadUint(f[2], UINT64_MAX, &r.second))
+      return Status::Corruption("holdings.pull request: fields");
+    return r;
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("holdings.pull request: ") + e.what());
+  }
+}
+
+std::string EncodeHoldingsDelta(const HoldingsDelta& d) {
+  msgpack::sbuffer buf(64 + 40 * (d.add.size() + d.drop.size()));
+  Packer pk(buf);
+  pk.pack_array(6);
+  pk.pack_uint32(kHoldingsMessagesVersion);
+  pk.pack_uint64(d.epoch);
+  pk.pack_uint64(d.version);
+  if (d.full) {
+    pk.pack_true();
+  } else {
+    pk.pack_false();
+  }
+  pk.pack_array(static_cast<uint32_t>(d.add.size()));
+  for (const auto& [b, n] : d.add) {
+    pk.pack_array(3);
+    PackUlid(pk, b.low);
+    PackUlid(pk, b.high);
+    pk.pack_uint64(n);
+  }
+  pk.pack_array(static_cast<uint32_t>(d.drop.size()));
+  for (const BatchId& b : d.drop) {
+    pk.pack_array(2);
+    PackUlid(pk, b.low);
+    PackUlid(pk, b.high);
+  }
+  return std::string(buf.data(), buf.size());
+}
+
+Result<HoldingsDelta> DecodeHoldingsDelta(std::string_view body) {
+  try {
+    msgpack::object_handle oh;
+    const msgpack::object* f = nullptr;
+    OKLOG_RETURN_IF_ERROR(OpenVersioned(body, kLimit, 6, kHoldingsMessagesVersion, "holdings.pull answer", &oh, &f));
+    HoldingsDelta d;
+    if (!ReadUint(f[1], UINT64_MAX, &d.epoch) || !ReadUint(f[2], UINT64_MAX, &d.version) ||
+        f[3].type != msgpack::type::BOOLEAN)
+      return Status::Corruption("holdings.pull answer: fields");
+    d.full = f[3].via.boolean;
+    if (f[4].type != msgpack::type::ARRAY || f[5].type != msgpack::type::ARRAY ||
+        size_t{f[4].via.array.size} + f[5].via.array.size > kMaxHoldingsEntries)
+      return Status::Corruption("holdings.pull answer: lists");
+    d.add.resize(f[4].via.array.size);
+    for (size_t i = 0; i < d.add.size(); ++i)
+      if (!ReadBatch(f[4].via.array.ptr[i], 3, &d.add[i].first, &d.add[i].second))
+        return Status::Corruption("holdings.pull answer: added batch " + std::to_string(i));
+    d.drop.resize(f[5].via.array.size);
+    for (size_t i = 0; i < d.drop.size(); ++i)
+      if (!ReadBatch(f[5].via.array.ptr[i], 2, &d.drop[i], nullptr))
+        return Status::Corruption("holdings.pull answer: dropped batch " + std::to_string(i));
+    return d;
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("holdings.pull answer: ") + e.what());
+  }
+}
+
+// ---- Holdings ----
+
+Holdings::Holdings(Env* env, std::string path, Registry* m) : env_(env), path_(std::move(path)), epoch_(RandomEpoch()) {
+  batches_gauge_ = m->NewGauge("oklog_store_held_batches", "Replicated batches this store holds (its holdings).");
+  log_errors_ = m->NewCounter("oklog_store_holdings_log_errors_total",
+                              "holdings.log lines that could not be written or read (skipped).");
+}
+
+Holdings::~Holdings() = default;
+
+Result<std::unique_ptr<Holdings>> Holdings::Open(Env* env, const std::string& dir, Registry* metrics) {
+  std::unique_ptr<Holdings> h(new Holdings(env, dir + "/holdings.log", metrics));
+  std::string text;
+  Status read = AppendFileContents(env, h->path_, &text);
+  if (!read.ok() && read.code() != Code::kNotFound) return read;
+  size_t bad = 0;
+  for (size_t pos = 0; pos < text.size();) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string::npos) {
+      ++bad;  // torn last line
+      break;
+    }
+    std::string_view line(text.data() + pos, nl - pos);
+    pos = nl + 1;
+    const bool add = line.starts_with("+ ");
+    if ((!add && !line.starts_with("- ")) || line.size() < 2 + 2 * Ulid::kTextSize + 1) {
+      ++bad;
+      continue;
+    }
+    auto low = Ulid::Parse(line.substr(2, Ulid::kTextSize));
+    auto high = Ulid::Parse(line.substr(3 + Ulid::kTextSize, Ulid::kTextSize));
+    if (!low || !high || *high < *low) {
+      ++bad;
+      continue;
+    }
+    BatchId b{*low, *high};
+    if (!add) {
+      h->batches_.erase(b);
+      continue;
+    }
+    std::string_view n = line.substr(std::min(line.size(), size_t{4 + 2 * Ulid::kTextSize}));
+    uint64_t records = 0;
+    bool ok = !n.empty() && n.size() <= 19;
+    for (char c : n) ok = ok && c >= '0' && c <= '9';
+    if (!ok) {
+      ++bad;
+      continue;
+    }
+    for (char c : n) records = records * 10 + static_cast<uint64_t>(c - '0');
+    h->batches_[b] = records;
+  }
+  if (bad) {
+    h->log_errors_->Inc(bad);
+    Logger("store")->warn("{}: skipped {} unreadable line(s)", h->path_, bad);
+  }
+  // The live entries only, then appends to the same file. Nothing held and no file: the file is
+  // made by the first Add. A rewrite that fails (a full disk at start) leaves the old file as it
+  // was and this run's changes in memory only: conservative, as a lost append.
+  if (!h->batches_.empty() || read.ok()) {
+    const std::string tmp = h->path_ + ".tmp";
+    std::string all;
+    for (const auto& [b, n] : h->batches_) all += LogLine(true, b, n);
+    Result<std::unique_ptr<WritableFile>> f = env->NewWritableFile(tmp);
+    Status s = f.ok() ? (*f)->Append(all) : f.status();
+    if (s.ok()) s = env->RenameFile(tmp, h->path_);
+    if (s.ok()) {
+      h->log_ = std::move(f).value();
+    } else {
+      (void)env->RemoveFile(tmp);
+      h->log_failed_ = true;
+      h->log_errors_->Inc();
+      Logger("store")->warn("{}: cannot rewrite: {}; this run's holdings are kept in memory only", h->path_,
+                            s.ToString());
+    }
+  }
+  h->batches_gauge_->Set(static_cast<double>(h->batches_.size()));
+  return h;
+}
+
+void Holdings::AppendLine(const std::string& line) {
+  if (log_failed_) return;
+  if (log_ == nullptr) {
+    Result<std::unique_ptr<WritableFile>> f = env_->NewWritableFile(path_);  // the first batch
+    if (!f.ok()) {
+      log_errors_->Inc();
+      Logger("store")->warn("{}: {} (the batch is held all the same)", path_, f.status().ToString());
+      return;
+    }
+    log_ = std::move(f).value();
+  }
+  Status s = log_->Append(line);
+  if (!s.ok()) {
+    log_errors_->Inc();
+    Logger("store")->warn("{}: {} (the batch is held all the same)", path_, s.ToString());
+  }
+}
+
+void Holdings::Record(bool add, const BatchId& b, uint64_t records) {
+  changes_.push_back({++version_, add, b, records});
+  if (changes_.size() > 2 * kMaxHoldingsEntries)
+    changes_.erase(changes_.begin(), changes_.begin() + static_cast<std::ptrdiff_t>(changes_.size() - kMaxHoldingsEntries));
+  AppendLine(LogLine(add, b, records));
+}
+
+void Holdings::Add(const BatchId& b, uint64_t records) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [it, inserted] = batches_.emplace(b, records);
+  if (!inserted) return;
+  Record(true, b, records);
+  batches_gauge_->Set(static_cast<double>(batches_.size()));
+}
+
+size_t Holdings::DropBelow(const Ulid& floor) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (auto it = batches_.begin(); it != batches_.end() && it->first.low < floor;) {
+    if (it->first.high < floor) {
+      Record(false, it->first, 0);
+      it = batches_.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  batches_gauge_->Set(static_cast<double>(batches_.size()));
+  return n;
+}
+
+void Holdings::Retain(const std::function<bool(const BatchId&)>& held) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = batches_.begin(); it != batches_.end();) {
+    if (held(it->first)) {
+      ++it;
+      continue;
+    }
+    Record(false, it->first, 0);
+    it = batches_.erase(it);
+  }
+  batches_gauge_->Set(static_cast<double>(batches_.size()));
+}
+
+bool Holdings::Has(const BatchId& b) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return batches_.count(b) != 0;
+}
+
+HoldingsDelta Holdings::Since(uint64_t epoch, uint64_t version) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  HoldingsDelta d;
+  d.epoch = epoch_;
+  d.version = version_;
+  const bool reachable = epoch == epoch_ && version <= version_ &&
+                         (changes_.empty() ? version == version_ : changes_.front().version <= version + 1);
+  if (!reachable) {
+    d.full = true;
+    for (const auto& [b, n] : batches_) {
+      if (d.add.size() == kMaxHoldingsEntries) break;  // (kept bounded; more than a million batches is a misconfiguration)
+      d.add.emplace_back(b, n);
+    }
+    return d;
+  }
+  auto it = std::upper_bound(changes_.begin(), changes_.end(), version,
+                             [](uint64_t v, const Change& c) { return v < c.version; });
+  for (; it != changes_.end(); ++it) {
+    if (d.add.size() + d.drop.size() == kMaxHoldingsEntries) {
+      d.version = it->version - 1;  // the rest next time
+      break;
+    }
+    if (it->add) {
+      d.add.emplace_back(it->batch, it->records);
+    } else {
+      d.drop.push_back(it->batch);
+    }
+  }
+  return d;
+}
+
+std::vector<std::pair<BatchId, uint64_t>> Holdings::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return {batches_.begin(), batches_.end()};
+}
+
+size_t Holdings::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return batches_.size();
+}
+
+void ServeHoldings(Holdings* own, rpc::RpcServer* server) {
+  server->Handle(kHoldingsPull, [own](std::shared_ptr<rpc::ServerCall> c) {
+    Result<std::pair<uint64_t, uint64_t>> req = DecodeHoldingsPull(c->body());
+    if (!req.ok()) return c->Respond(Status::InvalidArgument(req.status().message()));
+    c->Respond(Status::Ok(), EncodeHoldingsDelta(own->Since(req->first, req->second)));
+  });
+}
+
+// ---- HoldingsExchange ----
+
+std::unique_ptr<HoldingsExchange> HoldingsExchange::Start(rpc::RpcBridge* bridge,
+                                                          std::function<std::vector<HoldingsPeer>()> peers,
+                                                          Holdings* own, Options options, Registry* m) {
+  std::unique_ptr<HoldingsExchange> x(new HoldingsExchange);
+  x->bridge_ = bridge;
+  x->peers_ = std::move(peers);
+  x->own_ = own;
+  x->options_ = options;
+  x->pulls_ = m->NewCounter("oklog_store_holdings_pulls_total", "holdings.pull answers applied from store peers.");
+  x->pull_errors_ = m->NewCounter("oklog_store_holdings_pull_errors_total",
+                                  "holdings.pull calls that failed or answered what did not decode.");
+  x->under_replicated_batches_ = m->NewGauge(
+      "oklog_store_under_replicated_batches",
+      "Batches this store holds that fewer live stores than the replication factor are known to hold.");
+  x->under_replicated_records_ = m->NewGauge("oklog_store_under_replicated_records",
+                                             "Records of the batches in oklog_store_under_replicated_batches.");
+  x->known_stores_ = m->NewGauge("oklog_store_holdings_known_stores",
+                                 "Other stores whose holdings this store keeps (dead and left ones included).");
+  x->thread_ = std::thread([p = x.get()] { p->Run(); });
+  return x;
+}
+
+HoldingsExchange::~HoldingsExchange() { Join(); }
+
+void HoldingsExchange::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(sleep_mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+}
+
+void HoldingsExchange::Join() {
+  Stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+void HoldingsExchange::Run() {
+  std::mt19937_64 rng(own_->epoch());
+  while (!stop_) {
+    PullOnce();
+    // A jittered interval (0.75x..1.25x), so that stores do not pull in lock step.
+    const auto base = options_.interval.count();
+    std::chrono::milliseconds wait(base * 3 / 4 + static_cast<int64_t>(rng() % static_cast<uint64_t>(base / 2 + 1)));
+    std::unique_lock<std::mutex> lock(sleep_mu_);
+    cv_.wait_for(lock, wait, [&] { return stop_.load(); });
+  }
+}
+
+void HoldingsExchange::PullOnce() {
+  std::lock_guard<std::mutex> round(run_mu_);
+  std::vector<HoldingsPeer> peers;
+  if (!bridge_->RunOnLoop([&] { peers = peers_(); }).ok()) return;
+  struct Pending {
+    std::string name;
+    std::future<Result<std::string>> answer;
+  };
+  std::vector<Pending> pending;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const HoldingsPeer& p : peers) {
+      if (p.is_self) {
+        self_ = p.name;
+        continue;
+      }
+      Cache& c = caches_[p.name];
+      c.live = p.live;
+      if (p.live)
+        pending.push_back({p.name, bridge_->CallAsync(p.addr, kHoldingsPull, EncodeHoldingsPull(c.epoch, c.version),
+                                                      options_.rpc_timeout)});
+    }
+  }
+  auto log = Logger("store");
+  for (Pending& p : pending) {
+    Result<std::string> r = p.answer.get();
+    Result<HoldingsDelta> d = r.ok() ? DecodeHoldingsDelta(*r) : Result<HoldingsDelta>(r.status());
+    if (!d.ok()) {
+      pull_errors_->Inc();
+      log->debug("holdings.pull on {}: {}", p.name, d.status().ToString());
+      continue;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    Cache& c = caches_[p.name];
+    if (d->full || d->epoch != c.epoch) c.batches.clear();
+    for (const auto& [b, n] : d->add) {
+      c.batches[b] = n;
+      c.max_span_ms = std::max(c.max_span_ms, b.high.unix_ms() - b.low.unix_ms());
+    }
+    for (const BatchId& b : d->drop) c.batches.erase(b);
+    c.epoch = d->epoch;
+    c.version = d->version;
+    pulls_->Inc();
+  }
+  Refresh(peers);
+}
+
+void HoldingsExchange::Refresh(const std::vector<HoldingsPeer>& peers) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (options_.retention.count() > 0) {
+    const uint64_t now = NowUnixMs(), age = static_cast<uint64_t>(options_.retention.count());
+    const Ulid floor = Ulid::MinAt(now > age ? now - age : 0);
+    for (auto& [name, c] : caches_)
+      for (auto it = c.batches.begin(); it != c.batches.end() && it->first.low < floor;)
+        it = it->first.high < floor ? c.batches.erase(it) : std::next(it);
+  }
+  known_stores_->Set(static_cast<double>(caches_.size()));
+  std::set<std::string> live;
+  for (const HoldingsPeer& p : peers)
+    if (p.live && !p.is_self) live.insert(p.name);
+  uint64_t batches = 0, records = 0;
+  for (const auto& [b, n] : own_->Snapshot()) {
+    size_t holders = 1;
+    for (const auto& [name, c] : caches_)
+      if (live.count(name) && c.batches.count(b)) ++holders;
+    if (holders < options_.replication_factor) {
+      ++batches;
+      records += n;
+    }
+  }
+  under_replicated_batches_->Set(static_cast<double>(batches));
+  under_replicated_records_->Set(static_cast<double>(records));
+}
+
+std::vector<MissingBatch> HoldingsExchange::Missing(const Ulid& from, const Ulid& to, const std::set<std::string>& asked,
+                                                    size_t max, uint64_t* total) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::map<BatchId, MissingBatch> missing;
+  for (const auto& [name, c] : caches_) {
+    if (asked.count(name)) continue;
+    ForOverlapping(c.batches, from, to, c.max_span_ms, [&](const BatchId& b, uint64_t n) {
+      if (own_->Has(b)) return;
+      for (const std::string& a : asked) {
+        auto it = caches_.find(a);
+        if (it != caches_.end() && it->second.batches.count(b)) return;
+      }
+      MissingBatch& m = missing[b];
+      m.batch = b;
+      m.records = n;
+      m.holders.push_back(name);
+    });
+  }
+  *total = missing.size();
+  std::vector<MissingBatch> out;
+  for (auto& [b, m] : missing) {
+    if (out.size() == max) break;
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+}  // namespace oklog

@@ -1,0 +1,128 @@
+#include "segments/holdings.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "common/metrics.h"
+#include "test_util.h"
+
+namespace oklog {
+namespace {
+
+BatchId Batch(uint64_t ms, uint64_t span_ms = 10) { return {Ulid::MinAt(ms), Ulid::MaxAt(ms + span_ms)}; }
+
+class HoldingsTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<Holdings> Open() {
+    metrics_ = std::make_unique<Registry>();
+    auto h = Holdings::Open(Env::Default(), dir_.path(), metrics_.get());
+    EXPECT_TRUE(h.ok()) << h.status().ToString();
+    return h.ok() ? std::move(h).value() : nullptr;
+  }
+  std::string LogFile() { return dir_.path() + "/holdings.log"; }
+  TempDir dir_;
+  std::unique_ptr<Registry> metrics_;
+};
+
+TEST_F(HoldingsTest, ANodeThatNeverHeldABatchWritesNoFile) {
+  auto h = Open();
+  EXPECT_EQ(h->size(), 0u);
+  h.reset();
+  EXPECT_FALSE(std::filesystem::exists(LogFile()));
+}
+
+TEST_F(HoldingsTest, BatchesSurviveAReopenAndDropsAreKept) {
+  auto h = Open();
+  h->Add(Batch(1000), 10);
+  h->Add(Batch(2000), 20);
+  h->Add(Batch(2000), 20);  // again: a no-op
+  h->Add(Batch(3000), 30);
+  EXPECT_EQ(h->DropBelow(Ulid::MinAt(2500)), 2u);  // 1000 and 2000 lie wholly below
+  h.reset();
+  h = Open();
+  auto snap = h->Snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap[0].first, Batch(3000));
+  EXPECT_EQ(snap[0].second, 30u);
+  // Open rewrote the file with the live entries only.
+  EXPECT_EQ(ReadFile(LogFile()), "+ " + Batch(3000).low.ToString() + " " + Batch(3000).high.ToString() + " 30\n");
+}
+
+TEST_F(HoldingsTest, TornAndGarbageLinesAreSkippedAndCounted) {
+  {
+    std::ofstream f(LogFile());
+    f << "+ " << Batch(1000).low.ToString() << " " << Batch(1000).high.ToString() << " 7\n"
+      << "garbage\n"
+      << "+ " << Batch(2000).high.ToString() << " " << Batch(2000).low.ToString() << " 1\n"  // high < low
+      << "+ " << Batch(3000).low.ToString() << " " << Batch(3000).high.ToString() << " x\n"
+      << "+ " << Batch(4000).low.ToString() << " " << Batch(4000).high.ToString() << " 9";  // torn
+  }
+  auto h = Open();
+  ASSERT_EQ(h->size(), 1u);
+  EXPECT_TRUE(h->Has(Batch(1000)));
+  EXPECT_EQ(metrics_->Render().find("oklog_store_holdings_log_errors_total 4") != std::string::npos, true)
+      << metrics_->Render();
+}
+
+TEST_F(HoldingsTest, SinceGivesTheChangesOrEverythingForAnotherEpoch) {
+  auto h = Open();
+  h->Add(Batch(1000), 1);
+  HoldingsDelta first = h->Since(0, 0);
+  EXPECT_TRUE(first.full);
+  ASSERT_EQ(first.add.size(), 1u);
+  h->Add(Batch(2000), 2);
+  h->Retain([](const BatchId& b) { return b != Batch(1000); });
+  HoldingsDelta next = h->Since(first.epoch, first.version);
+  EXPECT_FALSE(next.full);
+  ASSERT_EQ(next.add.size(), 1u);
+  EXPECT_EQ(next.add[0].first, Batch(2000));
+  ASSERT_EQ(next.drop.size(), 1u);
+  EXPECT_EQ(next.drop[0], Batch(1000));
+  EXPECT_TRUE(h->Since(next.epoch, next.version).add.empty());
+  // A caller from before a restart (another epoch) or from the future gets the whole set.
+  EXPECT_TRUE(h->Since(first.epoch + 1, next.version).full);
+  EXPECT_TRUE(h->Since(first.epoch, next.version + 5).full);
+  // The message round-trips.
+  auto d = DecodeHoldingsDelta(EncodeHoldingsDelta(next));
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->epoch, next.epoch);
+  EXPECT_EQ(d->version, next.version);
+  EXPECT_EQ(d->add, next.add);
+  EXPECT_EQ(d->drop, next.drop);
+  auto req = DecodeHoldingsPull(EncodeHoldingsPull(5, 6));
+  ASSERT_TRUE(req.ok());
+  EXPECT_EQ(*req, std::make_pair(uint64_t{5}, uint64_t{6}));
+}
+
+TEST_F(HoldingsTest, MalformedMessagesAreCorruptionNeverACrash) {
+  HoldingsDelta d;
+  d.epoch = 1;
+  d.version = 2;
+  d.add = {{Batch(1000), 3}};
+  d.drop = {Batch(2000)};
+  const std::string good = EncodeHoldingsDelta(d);
+  for (size_t n = 0; n < good.size(); ++n)
+    EXPECT_EQ(DecodeHoldingsDelta(good.substr(0, n)).status().code(), Code::kCorruption) << n;
+  EXPECT_EQ(DecodeHoldingsDelta(good + "x").status().code(), Code::kCorruption);
+  const std::string pull = EncodeHoldingsPull(1, 2);
+  for (size_t n = 0; n < pull.size(); ++n)
+    EXPECT_EQ(DecodeHoldingsPull(pull.substr(0, n)).status().code(), Code::kCorruption) << n;
+  // A batch whose high is below its low: refused.
+  HoldingsDelta inverted = d;
+  inverted.add = {{BatchId{Ulid::MaxAt(2000), Ulid::MinAt(1000)}, 1}};
+  EXPECT_EQ(DecodeHoldingsDelta(EncodeHoldingsDelta(inverted)).status().code(), Code::kCorruption);
+  // A forged header announcing 2^32-1 entries: refused by the unpacker's limits, not allocated.
+  EXPECT_EQ(DecodeHoldingsDelta("\x96\x01\x01\x01\xc2\xdd\xff\xff\xff\xff").status().code(), Code::kCorruption);
+  std::mt19937 rng(5);
+  for (int i = 0; i < 5000; ++i) {
+    std::string b = good;
+    b[rng() % b.size()] = static_cast<char>(rng());
+    (void)DecodeHoldingsDelta(b);
+  }
+}
+
+}  // namespace
+}  // namespace oklog
