@@ -182,7 +182,7 @@ class DiskFull(Fault):
         os.unlink(os.path.join(cluster.nodes[self.target].dir, "store", "chaos-filler"))
 
 
-@scenario("kill9-two", "kill -9 two stores at once (RF 2: some records have no live copy; a known gap)")
+@scenario("kill9-two", "kill -9 two stores at once (RF 2: some records have no live copy; answers must say so)")
 class Kill9Two(Fault):
     target = "s2+s3"
 
@@ -197,7 +197,7 @@ class Kill9Two(Fault):
 
 SETS = {"short": ["kill9", "stop", "partition", "oneway", "restart"],
         "full": ["kill9", "stop", "partition", "oneway", "restart", "loss", "kill9-ingest", "bridge",
-                 "diskfull"]}
+                 "diskfull", "kill9-two"]}
 
 # ---------------------------------------------------------------------------------------------
 # HTTP from the client namespace.
