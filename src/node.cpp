@@ -228,6 +228,8 @@ class Node {
       HoldingsExchange::Options ho;
       ho.replication_factor = static_cast<size_t>(c_.replication_factor);
       ho.retention = std::chrono::duration_cast<std::chrono::milliseconds>(c_.retain);
+      ho.repair_delay = std::chrono::duration_cast<std::chrono::milliseconds>(c_.repair_delay);
+      ho.repair_rate = static_cast<uint64_t>(c_.repair_rate);
       holdings_ = HoldingsExchange::Start(
           bridge_.get(),
           [this] {
@@ -236,7 +238,7 @@ class Node {
               if (peer.meta.HasRole("store")) out.push_back({peer.name, peer.addr, peer.live(), peer.is_self});
             return out;
           },
-          store_log_->holdings(), ho, &metrics_);
+          store_log_.get(), ho, &metrics_);
       if (query_) query_->SetHoldings(holdings_.get());
     }
 

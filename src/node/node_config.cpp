@@ -46,6 +46,8 @@ struct NodeFlags {
   bool ui_local = kDefaults.ui_local;
   std::string filesystem = kDefaults.filesystem;
   Nanos query_peer_answer_timeout = kDefaults.query_peer_answer_timeout;
+  Nanos repair_delay = kDefaults.repair_delay;
+  int64_t repair_rate = kDefaults.repair_rate;
   std::vector<std::string> peers;
   std::string config;
 
@@ -86,6 +88,9 @@ struct NodeFlags {
     fs->String("filesystem", &filesystem, "real (virtual and nop are not supported)");
     fs->Duration("query.peer-answer-timeout", &query_peer_answer_timeout,
                  "a store that has not begun answering a query in this time is left out (the answer is a 206)");
+    fs->Duration("store.repair-delay", &repair_delay,
+                 "a batch on fewer live stores than the replication factor this long is copied to another store");
+    fs->Int("store.repair-rate", &repair_rate, "bytes per second a store copies for repair (0: no repair)");
     fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
     fs->String("config", &config, "file of flag values, one \"name value\" per line");
   }
@@ -226,6 +231,8 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   c.ui_local = f.ui_local;
   c.filesystem = f.filesystem;
   c.query_peer_answer_timeout = f.query_peer_answer_timeout;
+  c.repair_delay = f.repair_delay;
+  c.repair_rate = f.repair_rate;
   return c;
 }
 
@@ -253,6 +260,8 @@ Status NodeConfig::Validate() const {
   OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-retain", retain, Nanos(0)));  // 0: keep for ever
   OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-purge", purge, Nanos(0)));
   OKLOG_RETURN_IF_ERROR(AtLeast("query.peer-answer-timeout", query_peer_answer_timeout, milliseconds(1)));
+  if (repair_rate < 0)
+    return Status::InvalidArgument("-store.repair-rate must be 0 (no repair) or more, not " + std::to_string(repair_rate));
   if (max_bytes < 0)
     return Status::InvalidArgument("-store.max-bytes must be 0 (no limit) or more, not " + std::to_string(max_bytes));
   if (cluster_name.empty()) return Status::InvalidArgument("-cluster.name is empty");

@@ -72,6 +72,11 @@ struct NodeConfig {
   // answer a 206 without it, instead of a wait for a frozen or cut-off peer.
   Nanos query_peer_answer_timeout = std::chrono::seconds(5);
 
+  // Repair (segments/holdings.h): a batch held by fewer live stores than the replication factor
+  // for this long is copied to another live store, at most repair_rate bytes a second per store.
+  Nanos repair_delay = std::chrono::minutes(1);
+  int64_t repair_rate = 16 << 20;
+
   // Reads the flags of `oklog MODE` from args (without the program and mode names), the file
   // of -config first and the command line winning over it. Each value is converted to its type
   // here (addresses, modes, presets, numbers, durations); a failure is InvalidArgument naming

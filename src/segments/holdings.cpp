@@ -8,6 +8,10 @@
 
 #include "common/log.h"
 #include "common/msgpack_pack.h"
+#include "segments/record_merge.h"
+#include "segments/segment_messages.h"
+#include "segments/segment_rpc.h"
+#include "segments/store_log.h"
 
 namespace oklog {
 namespace {
@@ -337,11 +341,12 @@ void ServeHoldings(Holdings* own, rpc::RpcServer* server) {
 
 std::unique_ptr<HoldingsExchange> HoldingsExchange::Start(rpc::RpcBridge* bridge,
                                                           std::function<std::vector<HoldingsPeer>()> peers,
-                                                          Holdings* own, Options options, Registry* m) {
+                                                          StoreLog* store, Options options, Registry* m) {
   std::unique_ptr<HoldingsExchange> x(new HoldingsExchange);
   x->bridge_ = bridge;
   x->peers_ = std::move(peers);
-  x->own_ = own;
+  x->store_ = store;
+  x->own_ = store->holdings();
   x->options_ = options;
   x->pulls_ = m->NewCounter("oklog_store_holdings_pulls_total", "holdings.pull answers applied from store peers.");
   x->pull_errors_ = m->NewCounter("oklog_store_holdings_pull_errors_total",
@@ -353,6 +358,12 @@ std::unique_ptr<HoldingsExchange> HoldingsExchange::Start(rpc::RpcBridge* bridge
                                              "Records of the batches in oklog_store_under_replicated_batches.");
   x->known_stores_ = m->NewGauge("oklog_store_holdings_known_stores",
                                  "Other stores whose holdings this store keeps (dead and left ones included).");
+  x->repaired_batches_ = m->NewCounter("oklog_store_repaired_batches_total",
+                                       "Under-replicated batches this store copied to another live store.");
+  x->repaired_bytes_ = m->NewCounter("oklog_store_repaired_bytes_total", "Segment file bytes sent by repair copies.");
+  x->repair_errors_ = m->NewCounter("oklog_store_repair_errors_total", "Repair copies that failed (tried again later).");
+  x->repair_lag_ = m->NewGauge("oklog_store_repair_lag_seconds",
+                               "How long the oldest under-replicated batch of this store has been so (0: none).");
   x->thread_ = std::thread([p = x.get()] { p->Run(); });
   return x;
 }
@@ -429,6 +440,7 @@ void HoldingsExchange::PullOnce() {
     pulls_->Inc();
   }
   Refresh(peers);
+  Repair();
 }
 
 void HoldingsExchange::Refresh(const std::vector<HoldingsPeer>& peers) {
@@ -441,21 +453,108 @@ void HoldingsExchange::Refresh(const std::vector<HoldingsPeer>& peers) {
         it = it->first.high < floor ? c.batches.erase(it) : std::next(it);
   }
   known_stores_->Set(static_cast<double>(caches_.size()));
-  std::set<std::string> live;
+  std::map<std::string, std::string> live;  // name -> addr, self excluded
   for (const HoldingsPeer& p : peers)
-    if (p.live && !p.is_self) live.insert(p.name);
+    if (p.live && !p.is_self) live[p.name] = p.addr;
+  const auto now = std::chrono::steady_clock::now();
   uint64_t batches = 0, records = 0;
+  std::map<BatchId, std::chrono::steady_clock::time_point> under;
+  due_.clear();
   for (const auto& [b, n] : own_->Snapshot()) {
-    size_t holders = 1;
+    std::vector<std::string> holders = {self_};
     for (const auto& [name, c] : caches_)
-      if (live.count(name) && c.batches.count(b)) ++holders;
-    if (holders < options_.replication_factor) {
-      ++batches;
-      records += n;
-    }
+      if (live.count(name) && c.batches.count(b)) holders.push_back(name);
+    if (holders.size() >= options_.replication_factor) continue;
+    ++batches;
+    records += n;
+    auto it = under_since_.find(b);
+    const auto since = it == under_since_.end() ? now : it->second;
+    under[b] = since;
+    // One repairer per batch: the first live holder by name. Targets: live stores lacking it,
+    // in an order of the batch's own (so that repairs spread over the stores).
+    if (options_.repair_rate == 0 || now - since < options_.repair_delay ||
+        *std::min_element(holders.begin(), holders.end()) != self_)
+      continue;
+    std::vector<std::pair<uint64_t, std::string>> targets;
+    for (const auto& [name, addr] : live)
+      if (std::find(holders.begin(), holders.end(), name) == holders.end())
+        targets.emplace_back(std::hash<std::string>{}(name + b.low.ToString()), name);
+    std::sort(targets.begin(), targets.end());
+    for (size_t i = 0; i < targets.size() && holders.size() + i < options_.replication_factor; ++i)
+      due_.push_back({b, targets[i].second, live[targets[i].second]});
   }
+  under_since_ = std::move(under);
+  double lag = 0;
+  for (const auto& [b, t] : under_since_) lag = std::max(lag, std::chrono::duration<double>(now - t).count());
+  repair_lag_->Set(lag);
   under_replicated_batches_->Set(static_cast<double>(batches));
   under_replicated_records_->Set(static_cast<double>(records));
+}
+
+void HoldingsExchange::Repair() {
+  std::vector<Copy> due;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    due.swap(due_);
+  }
+  if (due.empty()) return;
+  // The budget: the rate times the time since the last round (at most two intervals' worth).
+  const auto now = std::chrono::steady_clock::now();
+  const double secs = std::min(std::chrono::duration<double>(now - last_repair_).count(),
+                               2.0 * std::chrono::duration<double>(options_.interval).count());
+  last_repair_ = now;
+  double budget = std::max(1.0, secs) * static_cast<double>(options_.repair_rate);
+  auto log = Logger("store");
+  for (const Copy& c : due) {
+    if (stop_ || budget <= 0) break;
+    Result<uint64_t> sent = CopyBatch(c.batch, c.addr);
+    if (!sent.ok()) {
+      repair_errors_->Inc();
+      log->warn("repair: batch {}-{} to {}: {}", c.batch.low.ToString(), c.batch.high.ToString(), c.name,
+                sent.status().ToString());
+      continue;
+    }
+    budget -= static_cast<double>(*sent);
+    repaired_batches_->Inc();
+    repaired_bytes_->Inc(*sent);
+    log->info("repair: batch {}-{} copied to {} ({} bytes)", c.batch.low.ToString(), c.batch.high.ToString(), c.name,
+              *sent);
+    std::lock_guard<std::mutex> lock(mu_);
+    caches_[c.name].batches[c.batch] = 0;  // it holds it now (the next pull confirms)
+  }
+}
+
+Result<uint64_t> HoldingsExchange::CopyBatch(const BatchId& b, const std::string& addr) {
+  // The records LOW..HIGH of every segment of this store (the batch's, and others' in between).
+  std::vector<std::string> blocks;
+  std::vector<std::string_view> recs;
+  for (const auto& seg : store_->Select(b.low, b.high)) {
+    for (size_t i = 0; i < seg->blocks().size(); ++i) {
+      const BlockInfo& bi = seg->blocks()[i];
+      if (bi.last < b.low || bi.first > b.high) continue;
+      blocks.emplace_back();
+      OKLOG_RETURN_IF_ERROR(seg->ReadBlock(i, &blocks.back()));
+    }
+  }
+  for (const std::string& text : blocks) {
+    ParseStats ps;
+    for (std::string_view r : ParseRecords(text, &ps)) {
+      auto u = Ulid::ParseCanonical(r.data());
+      if (u && *u >= b.low && *u <= b.high) recs.push_back(r);
+    }
+  }
+  SortRecords(&recs);
+  recs.erase(std::unique(recs.begin(), recs.end(),
+                         [](std::string_view x, std::string_view y) { return x.substr(0, Ulid::kTextSize) == y.substr(0, Ulid::kTextSize); }),
+             recs.end());
+  if (recs.empty()) return Status::NotFound("no records of the batch are left here");
+  OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<SegmentEncoder> enc, SegmentEncoder::Create(store_->writer_options()));
+  for (std::string_view r : recs) OKLOG_RETURN_IF_ERROR(enc->Append(r));
+  OKLOG_ASSIGN_OR_RETURN(SegmentImage image, enc->Finish());
+  const uint64_t bytes = image.bytes.size();
+  Result<std::string> r = bridge_->Call(addr, kSegmentReplicateFile, std::move(image.bytes), options_.rpc_timeout * 6);
+  if (!r.ok()) return r.status();
+  return bytes;
 }
 
 std::vector<MissingBatch> HoldingsExchange::Missing(const Ulid& from, const Ulid& to, const std::set<std::string>& asked,

@@ -20,6 +20,14 @@
 // Missing() names the batches that overlap the range, that some store not asked holds and that
 // neither this store nor any asked store is known to hold.
 //
+// Repair: after each pull round, a batch of this store's that fewer than replication_factor live
+// stores are known to hold, continuously for repair_delay, is copied by the first of its live
+// holders (by name, so exactly one repairs it) to a live store that lacks it: its records (the
+// ULIDs LOW..HIGH of this store's segments; records of other batches in that span go along as
+// harmless duplicates) encoded once and sent with segment.replicate_file, whose receiver notes
+// the batch. At most repair_rate bytes a second; what is left waits for the next round. It runs
+// on the exchange's thread, never the loop; after a restart it starts again from the pulls.
+//
 //   holdings.pull request  = [1, epoch, version]          what the caller has (0, 0: nothing)
 //                 response = [1, epoch, version, full, [[LOW, HIGH, records]*], [[LOW, HIGH]*]]
 //     epoch    uint, random per process start of the answering store: another epoch than the
@@ -54,6 +62,8 @@
 #include "rpc/rpc_server.h"
 
 namespace oklog {
+
+class StoreLog;
 
 inline constexpr const char* kHoldingsPull = "holdings.pull";
 inline constexpr uint32_t kHoldingsMessagesVersion = 1;
@@ -142,10 +152,12 @@ class HoldingsExchange {
     size_t replication_factor = 2;
     // Batches wholly older than now - retention are forgotten (0: kept until a holder drops them).
     std::chrono::milliseconds retention{0};
+    std::chrono::milliseconds repair_delay{60000};
+    uint64_t repair_rate = 16 << 20;  // bytes per second; 0: no repair
   };
   // peers runs on the loop thread (through the bridge); own is this store's Holdings.
   static std::unique_ptr<HoldingsExchange> Start(rpc::RpcBridge* bridge, std::function<std::vector<HoldingsPeer>()> peers,
-                                                 Holdings* own, Options options, Registry* metrics);
+                                                 StoreLog* store, Options options, Registry* metrics);
   ~HoldingsExchange();
   void Stop();
   void Join();  // never on the loop thread
@@ -160,12 +172,24 @@ class HoldingsExchange {
  private:
   HoldingsExchange() = default;
   void Run();
-  void Refresh(const std::vector<HoldingsPeer>& peers);  // gauges
+  void Refresh(const std::vector<HoldingsPeer>& peers);  // gauges, and what repair must copy
+  void Repair();                                         // copies up to the rate's budget
+  Result<uint64_t> CopyBatch(const BatchId& b, const std::string& addr);  // bytes sent
 
   rpc::RpcBridge* bridge_ = nullptr;
   std::function<std::vector<HoldingsPeer>()> peers_;
+  StoreLog* store_ = nullptr;
   Holdings* own_ = nullptr;
   Options options_;
+  // Repair: since when each under-replicated batch has been so; the copies due (batch, target
+  // name, target address), decided under mu_ by Refresh and made by Repair without it.
+  std::map<BatchId, std::chrono::steady_clock::time_point> under_since_;
+  struct Copy {
+    BatchId batch;
+    std::string name, addr;
+  };
+  std::vector<Copy> due_;
+  std::chrono::steady_clock::time_point last_repair_{};
   struct Cache {
     uint64_t epoch = 0, version = 0;
     bool live = false;
@@ -185,6 +209,10 @@ class HoldingsExchange {
   Gauge* under_replicated_batches_ = nullptr;
   Gauge* under_replicated_records_ = nullptr;
   Gauge* known_stores_ = nullptr;
+  Counter* repaired_batches_ = nullptr;
+  Counter* repaired_bytes_ = nullptr;
+  Counter* repair_errors_ = nullptr;
+  Gauge* repair_lag_ = nullptr;
 };
 
 // Registers holdings.pull for `own` on `server` (answered on the loop thread: a copy of the

@@ -602,6 +602,60 @@ TEST_F(ClusterTest, TwoOfThreeStoresDeadMakeEveryAnswerA206NamingThem) {
   EXPECT_EQ(ingest_[2]->Get("/store/query", "HEAD").status, 206);
 }
 
+// Repair: one of three stores killed (replication factor 2). Its batches are at one copy on the
+// two survivors; after -store.repair-delay each is copied to the other survivor, so every record
+// is again on two live stores, and the answer is a complete 200.
+TEST_F(ClusterTest, AKilledStoresRecordsAreRepairedBackToTwoLiveCopies) {
+  const std::vector<std::pair<std::string, std::string>> repair = {{"-store.repair-delay", "3s"}};
+  Node* in = Add("ingest1", "ingest", repair);
+  std::vector<Node*> st;
+  for (int i = 1; i <= 3; ++i) st.push_back(Add("store" + std::to_string(i), "store", repair));
+  ASSERT_TRUE(WaitFor([&] { return in->LiveMembers() == 4 && st[2]->LiveMembers() == 4; }, std::chrono::seconds(20)));
+  size_t total = 0;
+  for (int i = 0; i < 4; ++i) {
+    Forward(WriteInput(dir_.path(), "alpha" + std::to_string(i), 5000), {in});
+    total += 5000;
+    ASSERT_EQ(WaitQueryable(in, total).ulids.size(), total);
+  }
+  auto copies_on = [&](std::vector<Node*> stores) {
+    std::map<std::string, int> copies;
+    for (Node* s : stores)
+      for (const std::string& u : ParseBody(s->Get("/store/_query").body).ulids) copies[u]++;
+    return copies;
+  };
+  // The victim: the store holding the most records (it holds some: 2 copies on 3 stores).
+  Node* victim = st[0];
+  size_t most = 0;
+  for (Node* s : st) {
+    const size_t n = ParseBody(s->Get("/store/_query").body).ulids.size();
+    if (n > most) most = n, victim = s;
+  }
+  std::vector<Node*> alive;
+  for (Node* s : st)
+    if (s != victim) alive.push_back(s);
+  victim->Kill9();
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t below = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    auto c = copies_on(alive);
+    below = 0;
+    for (auto& [u, n] : c) below += n < 2;
+    return c.size() == total && below == 0;
+  }, std::chrono::seconds(60))) << below << " records still below two live copies";
+  std::fprintf(stderr, "every record back at 2 live copies %.1f s after the kill\n",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  double repaired = 0;
+  for (Node* s : alive) repaired += s->Metric("oklog_store_repaired_batches_total");
+  EXPECT_GT(repaired, 0);
+  for (Node* s : alive)
+    ASSERT_TRUE(WaitFor([&] { return s->Metric("oklog_store_under_replicated_batches") == 0; }, std::chrono::seconds(10)));
+  auto r = in->Get("/store/query");
+  EXPECT_EQ(r.status, 200) << r.Header("X-Oklog-Missing-Nodes");
+  Body all = ParseBody(r.body);
+  EXPECT_EQ(all.ulids.size(), total);
+  EXPECT_EQ(all.payloads.size(), total);
+}
+
 #endif  // OKLOG_CLUSTER_SLOW
 
 }  // namespace
