@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "common/status.h"
+#include "common/ulid.h"
 
 namespace oklog {
 
@@ -26,7 +27,18 @@ inline void PackBin(Packer& pk, std::string_view s) {
   pk.pack_bin_body(s.data(), static_cast<uint32_t>(s.size()));
 }
 
+// A ULID as bin16 (its 16 bytes).
+inline void PackUlid(Packer& pk, const Ulid& u) {
+  PackBin(pk, std::string_view(reinterpret_cast<const char*>(u.bytes().data()), u.bytes().size()));
+}
+
 // ---- readers ----
+
+inline bool ReadUlid(const msgpack::object& o, Ulid* out) {
+  if (o.type != msgpack::type::BIN || o.via.bin.size != 16) return false;
+  *out = Ulid::FromBytes(reinterpret_cast<const uint8_t*>(o.via.bin.ptr));
+  return true;
+}
 
 // Unpacks the one object that fills all of body, within limit. False on trailing bytes; throws
 // (msgpack-c) on malformed or over-limit input, so call it inside the format's one Decode.

@@ -15,16 +15,6 @@ const msgpack::unpack_limit kRequestLimit(/*array=*/kMaxQueryTopics, /*map=*/0, 
 const msgpack::unpack_limit kStatsLimit(/*array=*/kMaxMissingReported, /*map=*/0, /*str=*/kMaxQueryStoreNameBytes,
                                         /*bin=*/16, /*ext=*/0, /*depth=*/4);
 
-void PackUlid(Packer& pk, const Ulid& u) {
-  PackBin(pk, std::string_view(reinterpret_cast<const char*>(u.bytes().data()), u.bytes().size()));
-}
-
-bool ReadUlid(const msgpack::object& o, Ulid* out) {
-  if (o.type != msgpack::type::BIN || o.via.bin.size != 16) return false;
-  *out = Ulid::FromBytes(reinterpret_cast<const uint8_t*>(o.via.bin.ptr));
-  return true;
-}
-
 void PackFilter(Packer& pk, const std::string& q, MatchMode mode, const std::vector<std::string>& topics) {
   PackStr(pk, q);
   pk.pack_uint8(static_cast<uint8_t>(mode));

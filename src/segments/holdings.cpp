@@ -19,16 +19,6 @@ namespace {
 const msgpack::unpack_limit kLimit(/*array=*/kMaxHoldingsEntries, /*map=*/0, /*str=*/0, /*bin=*/16, /*ext=*/0,
                                    /*depth=*/3);
 
-void PackUlid(Packer& pk, const Ulid& u) {
-  PackBin(pk, std::string_view(reinterpret_cast<const char*>(u.bytes().data()), u.bytes().size()));
-}
-
-bool ReadUlid(const msgpack::object& o, Ulid* out) {
-  if (o.type != msgpack::type::BIN || o.via.bin.size != 16) return false;
-  *out = Ulid::FromBytes(reinterpret_cast<const uint8_t*>(o.via.bin.ptr));
-  return true;
-}
-
 bool ReadBatch(const msgpack::object& o, uint32_t n, BatchId* b, uint64_t* records) {
   const msgpack::object* e = Fields(o, n);
   if (e == nullptr || !ReadUlid(e[0], &b->low) || !ReadUlid(e[1], &b->high) || b->high < b->low) return false;
@@ -520,7 +510,9 @@ void HoldingsExchange::Repair() {
     log->info("repair: batch {}-{} copied to {} ({} bytes)", c.batch.low.ToString(), c.batch.high.ToString(), c.name,
               *sent);
     std::lock_guard<std::mutex> lock(mu_);
-    caches_[c.name].batches[c.batch] = 0;  // it holds it now (the next pull confirms)
+    Cache& held = caches_[c.name];  // it holds it now (the next pull confirms)
+    held.batches[c.batch] = 0;
+    held.max_span_ms = std::max(held.max_span_ms, c.batch.high.unix_ms() - c.batch.low.unix_ms());
   }
 }
 

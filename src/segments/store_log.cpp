@@ -328,12 +328,10 @@ Status StoreLog::Swap(const std::vector<std::shared_ptr<const SegmentReader>>& i
 }
 
 void StoreLog::DropExpiredHoldings() {
-  Ulid floor = Ulid::Max();  // no segment left: every batch is gone
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (!segments_.empty()) floor = segments_.front()->low();
-  }
-  holdings_->DropBelow(floor);
+  // Under mu_ (then the holdings' own lock; never the other way round): a replica added in
+  // between could otherwise be dropped by a floor computed before it arrived.
+  std::lock_guard<std::mutex> lock(mu_);
+  holdings_->DropBelow(segments_.empty() ? Ulid::Max() : segments_.front()->low());  // none left: all gone
 }
 
 size_t StoreLog::segment_count() const {

@@ -90,7 +90,7 @@ class StoreLog {
  private:
   StoreLog(std::string dir, StoreLogOptions options, Registry* metrics);
   Result<uint64_t> WriteReplicaParts(std::span<const std::string_view> records);
-  void DropExpiredHoldings();  // mu_ not held
+  void DropExpiredHoldings();  // takes mu_ (callers must not hold it)
   std::string dir_;
   StoreLogOptions options_;
   mutable std::mutex mu_;
