@@ -141,13 +141,17 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
   OKLOG_ASSIGN_OR_RETURN(log->holdings_, Holdings::Open(env, dir, metrics));
   // A batch is still here while both its ends fall inside segment files (quarantine or a lost
   // directory entry can take them away).
+  // Segments are sorted by low: u lies inside one iff the highest `high` among those whose low is
+  // <= u reaches it (a prefix maximum, so each look-up is a binary search, not a scan).
+  std::vector<Ulid> lows, reach;
+  for (const auto& seg : log->segments_) {
+    lows.push_back(seg->low());
+    reach.push_back(reach.empty() ? seg->high() : std::max(reach.back(), seg->high()));
+  }
   log->holdings_->Retain([&](const BatchId& b) {
     auto inside = [&](const Ulid& u) {
-      for (const auto& seg : log->segments_) {
-        if (seg->low() > u) return false;
-        if (seg->high() >= u) return true;
-      }
-      return false;
+      const size_t k = static_cast<size_t>(std::upper_bound(lows.begin(), lows.end(), u) - lows.begin());
+      return k > 0 && reach[k - 1] >= u;
     };
     return inside(b.low) && inside(b.high);
   });
