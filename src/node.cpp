@@ -14,10 +14,12 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/fs/disk_guard.h"
 #include "common/http_server.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/uv/check.h"
+#include "common/uv/handle.h"
 #include "common/uv/work_pool.h"
 #include "gossip/gossip_node.h"
 #include "gossip/transport.h"
@@ -175,9 +177,33 @@ class Node {
     if (HasStore(c_.role)) {
       OKLOG_ASSIGN_OR_RETURN(store_log_, StoreLog::Open(c_.store_path, StoreLogOptions{}, &metrics_));
     }
+    // Free space of each disk against its floor, read each second by the health timer.
+    if (ingest_log_) {
+      ingest_guard_ = std::make_unique<DiskGuard>(
+          DiskGuard::Options{c_.ingest_path, "ingest", "-ingest.min-free-bytes",
+                             static_cast<uint64_t>(c_.ingest_min_free_bytes)},
+          &metrics_);
+      ingest_guard_->Poll(true);
+      io.disk_guard = ingest_guard_.get();
+    }
+    if (store_log_) {
+      store_guard_ = std::make_unique<DiskGuard>(
+          DiskGuard::Options{c_.store_path, "store", "-store.min-free-bytes",
+                             static_cast<uint64_t>(c_.store_min_free_bytes)},
+          &metrics_);
+      store_guard_->Poll(true);
+    }
 
     OKLOG_ASSIGN_OR_RETURN(http_, HttpServer::Create(&loop_, c_.api, HttpServer::Options{}, &metrics_));
-    http_->Handle("/health", [](const HttpRequest&, std::shared_ptr<HttpResponse> w) { w->Send(200, "OK\n"); });
+    // 200 "OK" while the node can take and store data; 503 "degraded" with one reason per line
+    // while a disk is full (a load balancer then sends producers elsewhere).
+    http_->Handle("/health", [this](const HttpRequest&, std::shared_ptr<HttpResponse> w) {
+      std::string reasons;
+      for (DiskGuard* g : {ingest_guard_.get(), store_guard_.get()})
+        if (g != nullptr && g->full()) reasons += g->reason() + "\n";
+      if (reasons.empty()) return w->Send(200, "OK\n");
+      w->Send(503, "degraded\n" + reasons);
+    });
     http_->Handle("/metrics", [this](const HttpRequest&, std::shared_ptr<HttpResponse> w) {
       w->Send(200, metrics_.Render(), "text/plain; version=0.0.4; charset=utf-8");
     });
@@ -202,6 +228,7 @@ class Node {
 
     ConsumerOptions co;
     co.target_bytes = static_cast<uint64_t>(c_.target_size_bytes);
+    co.store_guard = store_guard_.get();
     if (store_log_ && ingest_log_ && c_.peers.empty()) {
       // A standalone ingeststore node (no -peer) consumes its own ingest log in process and keeps
       // one copy; other store nodes that join later pull from it over RPC as well.
@@ -213,13 +240,15 @@ class Node {
       cco.consumers = static_cast<size_t>(c_.consumers);
       cco.replication_factor = static_cast<size_t>(c_.replication_factor);
       cco.max_batch_bytes = std::min<uint64_t>(co.max_batch_bytes, static_cast<uint64_t>(c_.target_size_bytes));
+      cco.store_guard = store_guard_.get();
       cluster_consumer_ = ClusterConsumer::Start(
           bridge_.get(),
           [this] {
             ClusterPeers p;
             for (const auto& peer : gossip_->peer_view().Live("ingest")) p.ingest.push_back(peer.addr);
             for (const auto& peer : gossip_->peer_view().Live("store"))
-              p.store.push_back({peer.name, peer.addr, peer.is_self, peer.state == gossip::MemberState::kSuspect});
+              p.store.push_back({peer.name, peer.addr, peer.is_self, peer.state == gossip::MemberState::kSuspect,
+                                 std::find(peer.meta.full.begin(), peer.meta.full.end(), "store") != peer.meta.full.end()});
             return p;
           },
           store_log_.get(), cco, &metrics_);
@@ -337,7 +366,7 @@ class Node {
       ingest_rpc_ = IngestRpc::Create(&loop_, ingest_log_.get(), rpc_server_.get(), rpc_disk_.get(),
                                       std::chrono::duration_cast<std::chrono::milliseconds>(c_.pending_timeout),
                                       &metrics_);
-    if (store_log_) ServeReplicas(store_log_.get(), rpc_server_.get(), rpc_disk_.get(), &metrics_);
+    if (store_log_) ServeReplicas(store_log_.get(), rpc_server_.get(), rpc_disk_.get(), &metrics_, store_guard_.get());
     if (store_log_) ServeHoldings(store_log_->holdings(), rpc_server_.get());
     // Other nodes reach our API at the advertised host (as OK Log) unless it is bound to one IP.
     gossip::NodeMeta meta = announced;
@@ -347,12 +376,41 @@ class Node {
       host = adv.ok() ? adv->host : "127.0.0.1";
     }
     meta.api_addr = Address{"tcp", host, http_->port()}.HostPort();
+    meta.full = FullDisks();
     OKLOG_RETURN_IF_ERROR(gossip_->UpdateMeta(meta));
+    meta_ = meta;
     gossip_->Start();
+    OKLOG_UV_CHECK(health_timer_.Init(this, [this](uv_timer_t* t) { return uv_timer_init(&loop_, t); }));
+    uv_timer_start(health_timer_.get(), &Node::OnHealthTick, 1000, 1000);
     http_->Handle("/cluster", [this](const HttpRequest&, std::shared_ptr<HttpResponse> w) {
       w->Send(200, gossip_->ClusterJson(), "application/json; charset=utf-8");
     });
     return Status::Ok();
+  }
+
+  // The disks whose guard says full, as gossiped ("ingest", "store").
+  std::vector<std::string> FullDisks() const {
+    std::vector<std::string> out;
+    if (ingest_guard_ && ingest_guard_->full()) out.push_back("ingest");
+    if (store_guard_ && store_guard_->full()) out.push_back("store");
+    return out;
+  }
+
+  // Each second: the disks' free space is read again; a change of which are full is gossiped.
+  static void OnHealthTick(uv_timer_t* t) noexcept {
+    auto* self = UvHandle<uv_timer_t>::Data<Node>(t);
+    if (self == nullptr) return;
+    for (DiskGuard* g : {self->ingest_guard_.get(), self->store_guard_.get()})
+      if (g != nullptr) g->Poll();
+    std::vector<std::string> full = self->FullDisks();
+    if (full == self->meta_.full) return;
+    gossip::NodeMeta meta = self->meta_;
+    meta.full = std::move(full);
+    if (Status s = self->gossip_->UpdateMeta(meta); !s.ok()) {
+      Logger("node")->warn("gossiping the disk state: {}", s.ToString());
+      return;
+    }
+    self->meta_ = std::move(meta);
   }
 
   static void OnSignal(uv_signal_t* h, int signum) noexcept {
@@ -369,6 +427,7 @@ class Node {
       delete reinterpret_cast<uv_signal_t*>(x);
     });
     signals_.clear();
+    if (health_timer_.open()) health_timer_.Close(nullptr);
     if (query_) query_->Close();
     if (stream_) stream_->Close();
     if (http_) http_->Close();
@@ -426,6 +485,10 @@ class Node {
   Registry metrics_;
   std::unique_ptr<IngestLog> ingest_log_;
   std::unique_ptr<StoreLog> store_log_;
+  std::unique_ptr<DiskGuard> ingest_guard_;  // outlive everything that reads them
+  std::unique_ptr<DiskGuard> store_guard_;
+  gossip::NodeMeta meta_;  // as last gossiped
+  UvHandle<uv_timer_t> health_timer_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<QueryService> query_;
   std::unique_ptr<StreamService> stream_;

@@ -14,7 +14,7 @@ bool NodeMeta::HasRole(std::string_view role) const {
 Result<std::string> EncodeNodeMeta(const NodeMeta& m) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_array(6);
+  pk.pack_array(7);
   pk.pack_array(static_cast<uint32_t>(m.roles.size()));
   for (const std::string& r : m.roles) pk.pack(r);
   pk.pack(m.api_addr);
@@ -22,6 +22,8 @@ Result<std::string> EncodeNodeMeta(const NodeMeta& m) {
   pk.pack_uint16(m.ingest_durable_port);
   pk.pack_uint16(m.ingest_bulk_port);
   pk.pack(m.version);
+  pk.pack_array(static_cast<uint32_t>(m.full.size()));
+  for (const std::string& d : m.full) pk.pack(d);
   if (buf.size() > kMaxMetaBytes)
     return Status::InvalidArgument("node metadata is " + std::to_string(buf.size()) + " bytes, limit " +
                                    std::to_string(kMaxMetaBytes));
@@ -58,6 +60,14 @@ Result<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
     if (!str(f[1], &m.api_addr) || !port(f[2], &m.ingest_fast_port) || !port(f[3], &m.ingest_durable_port) ||
         !port(f[4], &m.ingest_bulk_port) || !str(f[5], &m.version))
       return Status::Corruption("node metadata: fields");
+    if (o.via.array.size >= 7) {
+      if (f[6].type != msgpack::type::ARRAY) return Status::Corruption("node metadata: full");
+      for (uint32_t i = 0; i < f[6].via.array.size; ++i) {
+        std::string d;
+        if (!str(f[6].via.array.ptr[i], &d)) return Status::Corruption("node metadata: full dir");
+        m.full.push_back(std::move(d));
+      }
+    }
     return m;
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("node metadata: ") + e.what());

@@ -2,7 +2,9 @@
 // addresses other modules need to reach it. Opaque bytes to Membership; typed here.
 //
 //   meta := msgpack [roles:[str*], api:str, ingest_fast:uint16, ingest_durable:uint16,
-//                    ingest_bulk:uint16, version:str]     (trailing fields may be appended)
+//                    ingest_bulk:uint16, version:str, full:[str*]]
+//   (trailing fields may be appended; a decoder ignores those it does not know and takes the
+//   missing trailing ones as empty, so nodes of neighbouring versions understand each other)
 #pragma once
 
 #include <cstdint>
@@ -21,6 +23,9 @@ struct NodeMeta {
   uint16_t ingest_durable_port = 0;
   uint16_t ingest_bulk_port = 0;
   std::string version;
+  // Directories whose disk is full ("ingest", "store"; common/fs/disk_guard.h): such a store
+  // refuses replicas, so consumers try it last.
+  std::vector<std::string> full;
 
   bool HasRole(std::string_view role) const;
   friend bool operator==(const NodeMeta&, const NodeMeta&) = default;

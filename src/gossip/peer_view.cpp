@@ -88,7 +88,12 @@ std::string ClusterJson(const PeerView& view) {
     }
     out += "],\"api\":";
     AppendJsonString(&out, p.meta.api_addr);
-    out += "}";
+    out += ",\"disk_full\":[";
+    for (size_t i = 0; i < p.meta.full.size(); ++i) {
+      if (i) out.push_back(',');
+      AppendJsonString(&out, p.meta.full[i]);
+    }
+    out += "]}";
   }
   out += "]}";
   return out;

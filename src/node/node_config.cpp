@@ -48,6 +48,8 @@ struct NodeFlags {
   Nanos query_peer_answer_timeout = kDefaults.query_peer_answer_timeout;
   Nanos repair_delay = kDefaults.repair_delay;
   int64_t repair_rate = kDefaults.repair_rate;
+  int64_t ingest_min_free = kDefaults.ingest_min_free_bytes;
+  int64_t store_min_free = kDefaults.store_min_free_bytes;
   std::vector<std::string> peers;
   std::string config;
 
@@ -83,7 +85,7 @@ struct NodeFlags {
     fs->Int("store.segment-replication-factor", &replication_factor, "copies of each store segment (a single node keeps 1)");
     fs->Duration("store.segment-retain", &retain, "retention period for segment files");
     fs->Duration("store.segment-purge", &purge, "purge deleted segment files after this long");
-    fs->Int("store.max-bytes", &max_bytes, "trash the oldest segments while the store holds more bytes (0: no limit)");
+    fs->Int("store.max-bytes", &max_bytes, "expire the oldest blocks while the store holds more bytes (0: no limit)");
     fs->Bool("ui.local", &ui_local, "accepted for OK Log compatibility");
     fs->String("filesystem", &filesystem, "real (virtual and nop are not supported)");
     fs->Duration("query.peer-answer-timeout", &query_peer_answer_timeout,
@@ -91,6 +93,10 @@ struct NodeFlags {
     fs->Duration("store.repair-delay", &repair_delay,
                  "a batch on fewer live stores than the replication factor this long is copied to another store");
     fs->Int("store.repair-rate", &repair_rate, "bytes per second a store copies for repair (0: no repair)");
+    fs->Int("ingest.min-free-bytes", &ingest_min_free,
+            "below this many free bytes on the ingest disk, refuse new connections and acknowledge nothing (0: off)");
+    fs->Int("store.min-free-bytes", &store_min_free,
+            "below this many free bytes on the store disk, stop consuming and refuse replicas (0: off)");
     fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
     fs->String("config", &config, "file of flag values, one \"name value\" per line");
   }
@@ -233,6 +239,8 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   c.query_peer_answer_timeout = f.query_peer_answer_timeout;
   c.repair_delay = f.repair_delay;
   c.repair_rate = f.repair_rate;
+  c.ingest_min_free_bytes = f.ingest_min_free;
+  c.store_min_free_bytes = f.store_min_free;
   return c;
 }
 
@@ -264,6 +272,12 @@ Status NodeConfig::Validate() const {
     return Status::InvalidArgument("-store.repair-rate must be 0 (no repair) or more, not " + std::to_string(repair_rate));
   if (max_bytes < 0)
     return Status::InvalidArgument("-store.max-bytes must be 0 (no limit) or more, not " + std::to_string(max_bytes));
+  if (ingest_min_free_bytes < 0)
+    return Status::InvalidArgument("-ingest.min-free-bytes must be 0 (off) or more, not " +
+                                   std::to_string(ingest_min_free_bytes));
+  if (store_min_free_bytes < 0)
+    return Status::InvalidArgument("-store.min-free-bytes must be 0 (off) or more, not " +
+                                   std::to_string(store_min_free_bytes));
   if (cluster_name.empty()) return Status::InvalidArgument("-cluster.name is empty");
   if (!advertise.empty()) OKLOG_RETURN_IF_ERROR(FlagAddress("cluster.advertise-addr", advertise, 7659).status());
   for (const std::string& p : peers) OKLOG_RETURN_IF_ERROR(FlagAddress("peer", p, 7659).status());

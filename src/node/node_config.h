@@ -77,6 +77,12 @@ struct NodeConfig {
   Nanos repair_delay = std::chrono::minutes(1);
   int64_t repair_rate = 16 << 20;
 
+  // Disk full (common/fs/disk_guard.h): below this many free bytes on the ingest disk, the
+  // ingest listeners refuse new connections and acknowledge nothing more; below the store's, a
+  // store stops consuming and refuses replicas. Both resume by themselves when room returns.
+  int64_t ingest_min_free_bytes = 100ll << 20;
+  int64_t store_min_free_bytes = 100ll << 20;
+
   // Reads the flags of `oklog MODE` from args (without the program and mode names), the file
   // of -config first and the command line winning over it. Each value is converted to its type
   // here (addresses, modes, presets, numbers, durations); a failure is InvalidArgument naming

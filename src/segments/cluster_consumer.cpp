@@ -79,6 +79,10 @@ void ClusterConsumer::Run(size_t index) {
       continue;
     }
     waiting_->Set(0);
+    if (options_.store_guard != nullptr && options_.store_guard->full()) {
+      Sleep(std::chrono::milliseconds(250));
+      continue;
+    }
     bool got = false;
     for (size_t k = 0; k < p.ingest.size() && !stop_ && !got; ++k) {
       const std::string& addr = p.ingest[(rr + k) % p.ingest.size()];
@@ -159,11 +163,21 @@ bool ClusterConsumer::ConsumeBatch(const std::string& ingest_addr, const std::ve
   return true;
 }
 
+namespace {
+// Stores to copy to, best first: alive, then suspect, then those gossiping a full disk (they
+// refuse replicas; tried last rather than never, in case the gossip is stale).
+void OrderCandidates(std::vector<ClusterPeers::Store>* c) {
+  std::stable_partition(c->begin(), c->end(), [](const ClusterPeers::Store& s) { return !s.suspect && !s.full; });
+  auto rest = std::find_if(c->begin(), c->end(), [](const ClusterPeers::Store& s) { return s.suspect || s.full; });
+  std::stable_partition(rest, c->end(), [](const ClusterPeers::Store& s) { return !s.full; });
+}
+}  // namespace
+
 Status ClusterConsumer::Replicate(const std::vector<Encoded>& images, const std::vector<std::string_view>& merged,
                                   std::vector<ClusterPeers::Store> candidates) {
   static thread_local std::mt19937_64 rng(RandomU64());
   std::shuffle(candidates.begin(), candidates.end(), rng);
-  std::stable_partition(candidates.begin(), candidates.end(), [](const ClusterPeers::Store& s) { return !s.suspect; });
+  OrderCandidates(&candidates);
   std::set<std::string> tried;
   size_t copies = 0;
   std::string errors;
@@ -181,7 +195,7 @@ Status ClusterConsumer::Replicate(const std::vector<Encoded>& images, const std:
       if (!bridge_->RunOnLoop([&] { now = peers_(); }).ok()) break;
       candidates = std::move(now.store);
       std::shuffle(candidates.begin(), candidates.end(), rng);
-      std::stable_partition(candidates.begin(), candidates.end(), [](const ClusterPeers::Store& s) { return !s.suspect; });
+      OrderCandidates(&candidates);
       continue;
     }
     std::vector<std::pair<std::string, std::vector<std::future<Result<std::string>>>>> remote;
@@ -208,7 +222,10 @@ Status ClusterConsumer::Replicate(const std::vector<Encoded>& images, const std:
       if (ls.ok()) {
         ++copies;
         replicas_->Inc();
-      } else errors += " local: " + ls.ToString() + ";";
+      } else {
+        if (options_.store_guard != nullptr) options_.store_guard->NoteWriteError(ls);
+        errors += " local: " + ls.ToString() + ";";
+      }
     }
     for (auto& [name, calls] : remote) {
       Status rs;

@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/fs/disk_guard.h"
 #include "common/metrics.h"
 #include "rpc/rpc_bridge.h"
 #include "segments/segment_file.h"
@@ -41,6 +42,7 @@ struct ClusterPeers {
     std::string name, addr;
     bool is_self = false;
     bool suspect = false;  // live but not answering gossip: tried after every alive store
+    bool full = false;     // gossips a full disk: tried last (it refuses replicas)
   };
   std::vector<Store> store;  // live store nodes
 };
@@ -51,6 +53,9 @@ struct ClusterConsumerOptions {
   uint64_t max_batch_bytes = 32ull << 20;
   std::chrono::milliseconds idle_poll{100};
   std::chrono::milliseconds rpc_timeout{30000};
+  // This store's disk guard (may be null): while it says full, this node consumes nothing (its
+  // batches would need a local copy or a long way round); other stores take the data.
+  DiskGuard* store_guard = nullptr;
 };
 
 class ClusterConsumer {

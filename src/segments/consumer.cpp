@@ -65,6 +65,10 @@ void LocalConsumer::Stop() {
 void LocalConsumer::Run() {
   while (!stop_) {
     ingest_->ExpirePending(std::chrono::steady_clock::now());
+    if (options_.store_guard != nullptr && options_.store_guard->full()) {
+      for (int i = 0; i < 12 && !stop_; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      continue;
+    }
     if (!ingest_->WaitForFlushed(std::chrono::milliseconds(1000))) continue;
     auto r = ConsumeOnce();
     if (!r.ok()) {
@@ -88,6 +92,7 @@ Result<uint64_t> LocalConsumer::ConsumeOnce() {
     consumed_segments_->Inc(batch.size());
   } else {
     failures_->Inc();
+    if (options_.store_guard != nullptr) options_.store_guard->NoteWriteError(r.status());
     Logger("store")->error("consuming {} segment(s) failed: {}; returned to flushed", batch.size(),
                            r.status().ToString());
     for (const auto& p : batch) (void)ingest_->Fail(p.id);

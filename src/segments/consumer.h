@@ -18,6 +18,7 @@
 #include <string_view>
 #include <thread>
 
+#include "common/fs/disk_guard.h"
 #include "common/metrics.h"
 #include "segments/ingest_log.h"
 #include "segments/store_log.h"
@@ -34,6 +35,9 @@ struct ConsumerOptions {
   // on up to max_parallel_writers threads (one per core).
   uint64_t parallel_min_bytes = 16ull << 20;
   size_t max_parallel_writers = 4;
+  // The store disk's guard (may be null): while it says full, nothing is claimed; the data
+  // waits in the ingest log. A write that fails for lack of space tells it.
+  DiskGuard* store_guard = nullptr;
 };
 
 class LocalConsumer {

@@ -60,7 +60,8 @@ class IngestServer::Impl final : public IngestConn::Owner {
     committer_ = std::make_unique<GroupCommitter>(
         log_, disk_.get(), &metrics_, opts_.flush_size_bytes, opts_.flush_age,
         GroupCommitter::Callbacks{[this](const GroupCommitter::ConnIds& ids) { ResumeDurable(ids); },
-                                  [this](const GroupCommitter::ConnIds& ids) { FailDurable(ids); }});
+                                  [this](const GroupCommitter::ConnIds& ids) { FailDurable(ids); }},
+        opts_.disk_guard);
     {
       std::lock_guard<std::mutex> lock(handoff_->mu);
       handoff_->poster = commits_.get();
@@ -159,7 +160,25 @@ class IngestServer::Impl final : public IngestConn::Owner {
     IngestConn* conn = c.get();
     conns_[id] = std::move(c);
     metrics_.clients[static_cast<int>(mod)]->Add(1);
+    if (DiskFull()) return Refuse(conn, "disk_full", opts_.disk_guard->reason());
     conn->StartReading();
+  }
+
+  bool DiskFull() const { return opts_.disk_guard != nullptr && opts_.disk_guard->full(); }
+
+  // A connection closed on arrival, before anything is read: counted, logged at most every 10 s
+  // (with how many since), a bulk forwarder told why in an error frame.
+  void Refuse(IngestConn* c, const char* reason, const std::string& why) {
+    metrics_.refused_connections->With({ModalityName(c->modality()), reason})->Inc();
+    ++refused_since_log_;
+    const uint64_t now = uv_now(loop_);
+    if (last_refusal_log_ms_ == 0 || now - last_refusal_log_ms_ >= 10000) {
+      logger_->warn("refusing ingest connections: {} ({} refused since the last report)", why, refused_since_log_);
+      last_refusal_log_ms_ = now;
+      refused_since_log_ = 0;
+    }
+    if (c->modality() == Modality::kBulk) c->Send(rpc::EncodeBulkError("ingest refused: " + why));
+    CloseConn(c);
   }
 
   void CloseHandle(UvHandle<uv_timer_t>& h) {
@@ -217,6 +236,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
     if (!seg) {
       auto created = log_->NewActive();
       if (!created.ok()) {
+        NoteWriteError(created.status());
         metrics_.write_errors->Inc();
         logger_->error("creating active segment: {}; closing connection", created.status().ToString());
         scratch_.clear();
@@ -227,6 +247,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
     Status s = seg->Append(scratch_.data(), scratch_.size());
     scratch_.clear();
     if (!s.ok()) {
+      NoteWriteError(s);
       metrics_.write_errors->Inc();
       logger_->error("writing segment={}: {}; closing connection", seg->name(), s.ToString());
       RetireSegment(std::move(seg), "error");
@@ -240,11 +261,16 @@ class IngestServer::Impl final : public IngestConn::Owner {
   void FlushSegment(std::unique_ptr<ActiveSegment> seg, const char* reason) {
     if (!seg) return;
     if (Status w = seg->WriteOut(); !w.ok()) {
+      NoteWriteError(w);
       metrics_.write_errors->Inc();
       logger_->error("writing segment={} at flush ({}): {}; {} buffered bytes lost", seg->name(), reason,
                      w.ToString(), seg->bytes());
     }
     RetireSegment(std::move(seg), reason);
+  }
+
+  void NoteWriteError(const Status& s) {
+    if (opts_.disk_guard != nullptr) opts_.disk_guard->NoteWriteError(s);
   }
 
   // Flushes a segment whose write failure, if any, is already counted.
@@ -309,6 +335,14 @@ class IngestServer::Impl final : public IngestConn::Owner {
         return c->Send(rpc::EncodeBulkAck(m.id));
       case BulkAckTracker::Arrival::kNew:
         break;
+    }
+    if (DiskFull()) {
+      // Not stored, so never acknowledged: the forwarder sends it elsewhere or again later.
+      metrics_.refused_writes->With({"bulk"})->Inc();
+      const std::string why = opts_.disk_guard->reason();
+      logger_->warn("bulk connection {}: not storing segment {}: {}", c->id(), m.id.ToString(), why);
+      c->Send(rpc::EncodeBulkError("ingest refused: " + why));
+      return CloseConn(c);
     }
     // The record ULIDs follow from the segment id, so every copy of a segment is identical.
     RecordEncoder enc(opts_.topic_mode, opts_.topic, opts_.record_max_bytes, UlidStream::At(m.id));
@@ -375,6 +409,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
   // resends it.
   static constexpr uint64_t kNoConn = 0;  // connection ids start at 1
   void BulkStoreFailed(uint64_t conn, const Ulid& id, const Status& s) {
+    NoteWriteError(s);
     metrics_.write_errors->Inc();
     metrics_.bulk_segments->With({"error"})->Inc();
     std::vector<uint64_t> told = tracker_.Failed(id);
@@ -432,12 +467,28 @@ class IngestServer::Impl final : public IngestConn::Owner {
     auto* self = UvHandle<uv_timer_t>::Data<Impl>(t);
     if (self == nullptr) return;
     auto now = std::chrono::steady_clock::now();
+    self->CheckDiskFull();
     for (auto& [id, c] : self->conns_) {
       std::unique_ptr<ActiveSegment>& seg = c->segment();
       if (seg && seg->bytes() > 0 && now - seg->created() >= self->opts_.flush_age)
         self->FlushSegment(std::move(seg), "age");
     }
     self->committer_->OnTimer(now);
+  }
+
+  // The disk just became full: newline connections are closed (what they sent so far is flushed
+  // as far as the disk takes it), so their forwarders stop sending into a full disk.
+  void CheckDiskFull() {
+    const bool full = DiskFull();
+    if (full && !was_full_ && !closing_) {
+      std::vector<IngestConn*> newline;
+      for (IngestConn* c : AllConns())
+        if (c->modality() != Modality::kBulk && !c->closing()) newline.push_back(c);
+      if (!newline.empty())
+        logger_->warn("closing {} fast and durable connection(s): {}", newline.size(), opts_.disk_guard->reason());
+      for (IngestConn* c : newline) CloseConn(c);
+    }
+    was_full_ = full;
   }
 
   // Done when every handle has closed and no disk job is left; then the disk pool closes (it
@@ -475,6 +526,9 @@ class IngestServer::Impl final : public IngestConn::Owner {
   std::unique_ptr<LoopPoster> commits_;  // store commits, from consumer threads
   BulkAckTracker tracker_;
   int bulk_writes_ = 0;  // bulk segment writes on the disk pool
+  bool was_full_ = false;            // the disk guard's state at the last timer tick
+  uint64_t last_refusal_log_ms_ = 0;  // Refuse's log rate limit
+  uint64_t refused_since_log_ = 0;
   // ~Impl closes the pool first, while everything its last after-callbacks touch is alive.
   std::unique_ptr<WorkPool> disk_;
   std::unique_ptr<GroupCommitter> committer_;

@@ -15,6 +15,13 @@
 // a segment still held here, or committed recently, is not stored twice. Malformed or oversize
 // input, and a segment that cannot be stored, get an error frame, are counted, and close that
 // connection.
+// Disk full (options.disk_guard, common/fs/disk_guard.h): while the ingest disk is full, every
+// new connection is closed at once (a bulk one after an error frame naming the reason), counted
+// in oklog_ingest_refused_connections_total; when the disk becomes full, open fast and durable
+// connections are closed (their forwarders reconnect, to another ingester if they have one);
+// durable batches and bulk segments are not written and never acknowledged (their connections
+// are closed, a bulk one after an error frame). Writes that fail for lack of space tell the
+// guard. Everything resumes by itself when the guard sees room again.
 #pragma once
 
 #include <uv.h>
@@ -27,6 +34,7 @@
 #include <string_view>
 
 #include "common/address.h"
+#include "common/fs/disk_guard.h"
 #include "common/metrics.h"
 #include "common/status.h"
 #include "segments/ingest_log.h"
@@ -44,6 +52,7 @@ struct IngestServerOptions {
   // Called on the loop thread with each batch of records as soon as they are encoded (before
   // they reach a segment file): live tails subscribe here. The view is valid during the call.
   std::function<void(std::string_view records)> on_records;
+  DiskGuard* disk_guard = nullptr;  // the ingest disk's; null: never full. Must outlive the server.
 };
 
 class IngestServer {

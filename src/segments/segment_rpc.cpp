@@ -143,7 +143,7 @@ void IngestRpc::Close() {
 
 // ---- store side ----
 
-void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Registry* metrics) {
+void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Registry* metrics, DiskGuard* guard) {
   Counter* received = metrics->NewCounter("oklog_store_replicated_records_total", "Records received as replicas and stored.");
   Counter* files = metrics->NewCounter("oklog_store_replicated_files_total",
                                        "Segment files received as replicas (segment.replicate_file) and stored.");
@@ -151,14 +151,25 @@ void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Regi
                                           "Segment files received as replicas that failed their check, not stored.");
   Counter* write_errors = metrics->NewCounter("oklog_store_replica_write_errors_total",
                                               "Replicas (files or records) not stored because of an I/O error.");
-  server->Handle(kSegmentReplicateFile, [disk, store, received, files, rejected,
-                                         write_errors](std::shared_ptr<rpc::ServerCall> c) {
+  Counter* refused = metrics->NewCounter("oklog_store_replicas_refused_total",
+                                         "Replicas refused because the store disk is full (-store.min-free-bytes).");
+  // Refuses the call while the disk is full; true when it did.
+  auto refuse = [guard, refused](const std::shared_ptr<rpc::ServerCall>& c) {
+    if (guard == nullptr || !guard->full()) return false;
+    refused->Inc();
+    c->Respond(Status::ResourceExhausted("replica refused: " + guard->reason()));
+    return true;
+  };
+  server->Handle(kSegmentReplicateFile, [disk, store, received, files, rejected, write_errors, refuse,
+                                         guard](std::shared_ptr<rpc::ServerCall> c) {
+    if (refuse(c)) return;
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
     RunDiskWork(
         disk, [c, store, out] { *out = store->InstallReplicaFile(c->body()); },
-        [c, out, received, files, rejected, write_errors](Status ran) {
+        [c, out, received, files, rejected, write_errors, guard](Status ran) {
           if (!ran.ok()) *out = ran;
           if (!out->ok()) {
+            if (guard != nullptr) guard->NoteWriteError(out->status());
             if (out->status().code() == Code::kCorruption) rejected->Inc();
             if (IsWriteError(out->status())) write_errors->Inc();
             Logger("store")->error("replica file ({} bytes) from {} not stored: {}", c->body().size(), c->peer_name(),
@@ -170,7 +181,9 @@ void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Regi
           c->Respond(Status::Ok(), EncodeStoredRecords(out->value()));
         });
   });
-  server->Handle(kSegmentReplicate, [disk, store, received, write_errors](std::shared_ptr<rpc::ServerCall> c) {
+  server->Handle(kSegmentReplicate, [disk, store, received, write_errors, refuse,
+                                     guard](std::shared_ptr<rpc::ServerCall> c) {
+    if (refuse(c)) return;
     auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
     RunDiskWork(
         disk,
@@ -187,9 +200,10 @@ void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Regi
           }
           *out = store->WriteReplica(recs);
         },
-        [c, out, received, write_errors](Status ran) {
+        [c, out, received, write_errors, guard](Status ran) {
           if (!ran.ok()) *out = ran;
           if (!out->ok()) {
+            if (guard != nullptr) guard->NoteWriteError(out->status());
             if (IsWriteError(out->status())) write_errors->Inc();
             Logger("store")->error("replica from {} not stored: {}", c->peer_name(), out->status().ToString());
             return c->Respond(out->status());

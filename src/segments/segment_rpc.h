@@ -32,6 +32,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fs/disk_guard.h"
 #include "common/metrics.h"
 #include "common/status.h"
 #include "common/uv/work_pool.h"
@@ -71,6 +72,10 @@ class IngestRpc {
 // Registers segment.replicate_file and segment.replicate on `server`; the install itself is
 // StoreLog::InstallReplicaFile / WriteReplica. It runs on `disk` (a pool of the caller's,
 // closed after `server`; a request that finds it closed is Unavailable, nothing stored).
-void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Registry* metrics);
+// While `guard` (the store disk's, may be null) says the disk is full, a replica is refused
+// with ResourceExhausted naming the reason (the sender copies to another store) and counted in
+// oklog_store_replicas_refused_total; an install that fails for lack of space tells the guard.
+void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Registry* metrics,
+                   DiskGuard* guard = nullptr);
 
 }  // namespace oklog

@@ -49,7 +49,11 @@ class Node {
     bulk_ = ports["ingest.bulk"];
     cluster_ = ports["cluster"];
     ASSERT_TRUE(api_ != 0 && cluster_ != 0) << name_ << ": " << ReadFile(ports_file_) << proc_->Stderr();
-    ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; }, std::chrono::seconds(20)));
+    // Up: /health answers, OK or (a node started on a full disk) 503 degraded.
+    ASSERT_TRUE(WaitFor([&] {
+      const int st = proc_->running() ? Get("/health").status : 0;
+      return !proc_->running() || st == 200 || st == 503;
+    }, std::chrono::seconds(20)));
     ASSERT_TRUE(proc_->running()) << name_ << " exited: " << proc_->Stderr();
   }
   void Kill9() {
@@ -654,6 +658,47 @@ TEST_F(ClusterTest, AKilledStoresRecordsAreRepairedBackToTwoLiveCopies) {
   Body all = ParseBody(r.body);
   EXPECT_EQ(all.ulids.size(), total);
   EXPECT_EQ(all.payloads.size(), total);
+}
+
+// A store whose disk is below -store.min-free-bytes (here a floor above any disk's size, so the
+// real statvfs says full) gossips it: the others see "disk_full":["store"] in /cluster, it
+// consumes nothing and is sent no replica, its /health is 503 naming the store disk, and the
+// two other stores hold every record twice; answers are complete.
+TEST_F(ClusterTest, AStoreWithAFullDiskGossipsItAndTheOtherStoresHoldEveryCopy) {
+  Node* in = Add("ingest1", "ingest");
+  Node* st1 = Add("store1", "store");
+  Node* st2 = Add("store2", "store");
+  Node* full = Add("store3", "store", {{"-store.min-free-bytes", "9000000000000000000"}});
+  ASSERT_TRUE(WaitFor([&] { return in->LiveMembers() == 4 && full->LiveMembers() == 4; }, std::chrono::seconds(20)));
+  auto h = full->Get("/health");
+  EXPECT_EQ(h.status, 503);
+  EXPECT_NE(h.body.find("store disk: "), std::string::npos) << h.body;
+  // The full store's entry (found by its address) says so; it is the only one.
+  auto full_disks_of = [&](const std::string& j, Node* n) {
+    auto at = j.find("\"addr\":\"127.0.0.1:" + std::to_string(n->cluster_port()) + "\"");
+    if (at == std::string::npos) return std::string("?");
+    at = j.find("\"disk_full\":", at);
+    return at == std::string::npos ? std::string("?") : j.substr(at + 12, j.find(']', at) - at - 11);
+  };
+  ASSERT_TRUE(WaitFor([&] { return full_disks_of(in->Get("/cluster").body, full) == "[\"store\"]"; },
+                      std::chrono::seconds(10)))
+      << in->Get("/cluster").body;
+  const std::string j = in->Get("/cluster").body;
+  for (Node* n : {in, st1, st2}) EXPECT_EQ(full_disks_of(j, n), "[]") << n->name() << ": " << j;
+  for (int i = 0; i < 3; ++i) Forward(WriteInput(dir_.path(), "full" + std::to_string(i), 4000), {in});
+  Body all = WaitQueryable(in, 12000);
+  EXPECT_EQ(all.ulids.size(), 12000u);
+  EXPECT_EQ(all.payloads.size(), 12000u);
+  auto r = in->Get("/store/query");
+  EXPECT_EQ(r.status, 200) << r.Header("X-Oklog-Missing-Nodes");
+  for (Node* s : {st1, st2})
+    EXPECT_TRUE(WaitFor([&] { return ParseBody(s->Get("/store/_query").body).ulids.size() == 12000; },
+                        std::chrono::seconds(20)))
+        << s->name() << " does not hold every record";
+  EXPECT_EQ(ParseBody(full->Get("/store/_query").body).ulids.size(), 0u) << "the full store took records";
+  EXPECT_EQ(full->Metric("oklog_store_written_records_total"), 0);
+  EXPECT_EQ(full->Metric("oklog_store_replicated_records_total"), 0);
+  EXPECT_EQ(full->Metric("oklog_disk_full{dir=\"store\"}"), 1);
 }
 
 #endif  // OKLOG_CLUSTER_SLOW

@@ -1,6 +1,8 @@
 // NodeMeta, PeerView and the /cluster JSON.
 #include <gtest/gtest.h>
 
+#include <msgpack.hpp>
+
 #include "gossip/node_meta.h"
 #include "gossip/peer_view.h"
 #include "gossip/wire.h"
@@ -20,6 +22,38 @@ TEST(NodeMetaTest, RoundTripsAndEnforcesTheLimit) {
   EXPECT_FALSE(EncodeNodeMeta(m).ok());
   std::string e = *enc;
   for (size_t n = 1; n < e.size(); ++n) EXPECT_FALSE(DecodeNodeMeta(e.substr(0, n)).ok());
+}
+
+// The disks a node gossips as full: round trip; the 6-field meta of the version before reads
+// as none full; a malformed list is Corruption.
+TEST(NodeMetaTest, FullDisksRoundTripAndAnOlderMetaReadsAsNoneFull) {
+  NodeMeta m{{"ingest", "store"}, "10.0.0.1:7650", 7651, 7652, 7653, "0.1.0", {"ingest", "store"}};
+  auto dec = DecodeNodeMeta(EncodeNodeMeta(m).value());
+  ASSERT_TRUE(dec.ok()) << dec.status().ToString();
+  EXPECT_EQ(dec->full, (std::vector<std::string>{"ingest", "store"}));
+
+  auto pack = [](auto&& fill, uint32_t fields) {
+    msgpack::sbuffer buf;
+    msgpack::packer<msgpack::sbuffer> pk(buf);
+    pk.pack_array(fields);
+    pk.pack_array(1);
+    pk.pack(std::string("store"));
+    pk.pack(std::string("10.0.0.1:7650"));
+    pk.pack_uint16(0);
+    pk.pack_uint16(0);
+    pk.pack_uint16(0);
+    pk.pack(std::string("0.1.0"));
+    fill(pk);
+    return std::string(buf.data(), buf.size());
+  };
+  auto older = DecodeNodeMeta(pack([](auto&) {}, 6));
+  ASSERT_TRUE(older.ok()) << older.status().ToString();
+  EXPECT_TRUE(older->full.empty());
+  EXPECT_EQ(older->roles, std::vector<std::string>{"store"});
+  auto newer = DecodeNodeMeta(pack([](auto& pk) { pk.pack_array(0); pk.pack(std::string("a later field")); }, 8));
+  ASSERT_TRUE(newer.ok()) << "a field appended later must not break this version: " << newer.status().ToString();
+  EXPECT_FALSE(DecodeNodeMeta(pack([](auto& pk) { pk.pack(7); }, 7)).ok()) << "full is not a list";
+  EXPECT_FALSE(DecodeNodeMeta(pack([](auto& pk) { pk.pack_array(1); pk.pack(7); }, 7)).ok()) << "a full dir is not a string";
 }
 
 MemberEvent Ev(MemberEvent::Kind k, const std::string& name, MemberState st, std::vector<std::string> roles) {
@@ -55,8 +89,9 @@ TEST(PeerViewTest, ClusterJsonHasTheDocumentedShape) {
   EXPECT_EQ(ClusterJson(v),
             "{\"self\":\"a\\\"1\",\"members\":["
             "{\"name\":\"a\\\"1\",\"addr\":\"a\\\"1:7659\",\"state\":\"alive\",\"incarnation\":3,"
-            "\"roles\":[\"ingest\",\"store\"],\"api\":\"a\\\"1:7650\"},"
-            "{\"name\":\"b\",\"addr\":\"b:7659\",\"state\":\"left\",\"incarnation\":3,\"roles\":[],\"api\":\"b:7650\"}]}");
+            "\"roles\":[\"ingest\",\"store\"],\"api\":\"a\\\"1:7650\",\"disk_full\":[]},"
+            "{\"name\":\"b\",\"addr\":\"b:7659\",\"state\":\"left\",\"incarnation\":3,\"roles\":[],\"api\":\"b:7650\","
+            "\"disk_full\":[]}]}");
 }
 
 }  // namespace

@@ -9,6 +9,9 @@
 // In every case the failure is logged at error level and counted, no flushed segment holds a
 // torn or invalid record, and once the fault is cleared new writes are stored (durable ones
 // survive a power cut; a bulk resend is stored once and acknowledged when committed).
+// And a disk below its free-space floor (DiskGuard): every new connection is closed at once
+// (bulk after an error frame), open newline connections are closed, a bulk segment is not
+// stored nor acknowledged, nothing is written; all of it resumes when the disk has room.
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 
@@ -97,6 +100,7 @@ class IngestServerFaultTest : public ::testing::TestWithParam<FaultCase> {
     o.fast = *ParseAddress("127.0.0.1:0", 0);
     o.durable = *ParseAddress("127.0.0.1:0", 0);
     o.bulk = *ParseAddress("127.0.0.1:0", 0);
+    o.disk_guard = guard_.get();
     auto s = IngestServer::Create(&loop_, log_.get(), o, &metrics_);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     server_ = std::move(s).value();
@@ -148,6 +152,7 @@ class IngestServerFaultTest : public ::testing::TestWithParam<FaultCase> {
   Registry metrics_;
   uv_loop_t loop_;
   std::unique_ptr<IngestLog> log_;
+  std::unique_ptr<DiskGuard> guard_;  // set before Start to guard the server
   std::unique_ptr<IngestServer> server_;
   std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> log_lines_ =
       std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256);
@@ -316,6 +321,176 @@ TEST_F(FastFaultTest, FailedWriteAtFlushIsLoggedAndCountedAndLeavesNoTornFile) {
   b.join();
   EXPECT_EQ(Flushed(), std::multiset<std::string>{"default kept"});
   EXPECT_EQ(Metric("oklog_ingest_write_errors_total"), 1u);
+}
+
+// ---- disk below its free-space floor ----
+
+class DiskFullTest : public IngestServerFaultTest {
+ protected:
+  void SetUp() override {
+    IngestServerFaultTest::SetUp();
+    DiskGuard::Options o;
+    o.dir = dir_.path();
+    o.label = "ingest";
+    o.flag = "-ingest.min-free-bytes";
+    o.min_free_bytes = 64 << 20;
+    o.period = std::chrono::milliseconds(0);
+    o.env = &env_;
+    guard_ = std::make_unique<DiskGuard>(o, &metrics_);
+    env_.SetFreeBytes(uint64_t{1} << 30);
+    guard_->Poll();
+    Start();
+  }
+  void SetFree(uint64_t bytes) {
+    env_.SetFreeBytes(bytes);
+    ASSERT_EQ(guard_->Poll(), bytes < (64u << 20));
+  }
+  // Connects, sends `send`, and reads until the server closes (true) or 10 s pass; the loop
+  // runs meanwhile.
+  bool SendAndSeeClosed(uint16_t port, const std::string& send, std::string* reply) {
+    std::atomic<int> closed{0};
+    std::thread t([&] {
+      int fd = ConnectLoopback(port);
+      if (!send.empty()) SendAll(fd, send);
+      closed = ReadUntilClosed(fd, reply) ? 1 : -1;
+      ::close(fd);
+    });
+    RunUntil([&] { return closed != 0; });
+    t.join();
+    return closed == 1;
+  }
+  // Waits for one bulk frame on fd (the loop runs meanwhile).
+  std::vector<rpc::BulkMessage> ReadBulkReply(int fd) {
+    std::vector<rpc::BulkMessage> msgs;
+    std::atomic<bool> done{false};
+    std::thread t([&] {
+      timeval tv{10, 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      std::string got;
+      char buf[512];
+      while (DecodeAll(got).empty()) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        got.append(buf, static_cast<size_t>(n));
+      }
+      msgs = DecodeAll(got);
+      done = true;
+    });
+    RunUntil([&] { return done.load(); });
+    t.join();
+    return msgs;
+  }
+  std::string reason() const { return guard_->reason(); }
+};
+
+TEST_F(DiskFullTest, NewConnectionsOfEveryPortAreClosedAtOnceAndNothingIsWritten) {
+  SetFree(10 << 20);
+  std::string reply;
+  EXPECT_TRUE(SendAndSeeClosed(server_->fast_port(), "fast 1\nfast 2\n", &reply));
+  EXPECT_TRUE(reply.empty());
+  EXPECT_TRUE(SendAndSeeClosed(server_->durable_port(), "durable 1\n", &reply));
+  EXPECT_TRUE(reply.empty()) << "the durable port never answers with bytes";
+  const Ulid id = UlidStream().NextRun(NowUnixMs(), 1);
+  ASSERT_TRUE(SendAndSeeClosed(server_->bulk_port(), rpc::EncodeBulkSegment(id, "bulk 1\n"), &reply));
+  std::vector<rpc::BulkMessage> msgs = DecodeAll(reply);
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].kind, rpc::BulkMessage::Kind::kError) << "a refused bulk segment was acknowledged";
+  EXPECT_EQ(msgs[0].text, "ingest refused: " + reason());
+  EXPECT_NE(msgs[0].text.find("below -ingest.min-free-bytes"), std::string::npos) << msgs[0].text;
+  RunUntil([&] { return server_->connections() == 0; });
+  for (const char* port : {"fast", "durable", "bulk"})
+    EXPECT_EQ(Metric(std::string("oklog_ingest_refused_connections_total{modality=\"") + port +
+                     "\",reason=\"disk_full\"}"),
+              1u)
+        << port;
+  EXPECT_EQ(Metric("oklog_ingest_writer_records_written_total"), 0u) << "records of a refused connection were read";
+  EXPECT_TRUE(Flushed().empty());
+  EXPECT_EQ(env_.mutating_ops(), 0) << "something was written to the full disk";
+
+  // Room again: the same producers are taken and stored.
+  SetFree(1 << 30);
+  std::atomic<bool> sent{false};
+  std::thread a([&] {
+    int fd = ConnectLoopback(server_->fast_port());
+    SendAll(fd, "fast again\n");
+    ::close(fd);
+    sent = true;
+  });
+  RunUntil([&] { return sent && log_->flushed_count() == 1; });
+  a.join();
+  EXPECT_EQ(Flushed(), std::multiset<std::string>{"default fast again"});
+}
+
+TEST_F(DiskFullTest, OpenConnectionsAreClosedWhenTheDiskFillsAndABulkSegmentIsNeitherStoredNorAcked) {
+  // Connected (and working) before the disk fills.
+  int fast = ConnectLoopback(server_->fast_port());
+  int durable = ConnectLoopback(server_->durable_port());
+  int bulk = ConnectLoopback(server_->bulk_port());
+  SendAll(fast, "before fast\n");
+  SendAll(durable, "before durable\n");
+  RunUntil([&] { return server_->connections() == 3 && Metric("oklog_ingest_writer_records_written_total") == 2; });
+  RunUntil([&] { return Metric("oklog_ingest_writer_syncs_total") == 1; });  // the durable line is on disk
+
+  SetFree(1 << 20);
+  // The next timer tick closes the newline connections; the bulk one stays open.
+  RunUntil([&] { return server_->connections() == 1; });
+  for (int fd : {fast, durable}) {
+    std::string reply;
+    std::atomic<bool> closed{false};
+    std::thread t([&] { closed = ReadUntilClosed(fd, &reply); });
+    RunUntil([&] { return closed.load(); });
+    t.join();
+    ::close(fd);
+  }
+  // Both lines sent before were kept (flushed at the close).
+  RunUntil([&] { return log_->flushed_count() == 2; });
+  EXPECT_EQ(Flushed(), (std::multiset<std::string>{"default before fast", "default before durable"}));
+
+  const int ops = env_.mutating_ops();
+  const Ulid id = UlidStream().NextRun(NowUnixMs(), 1);
+  SendAll(bulk, rpc::EncodeBulkSegment(id, "bulk while full\n"));
+  std::vector<rpc::BulkMessage> msgs = ReadBulkReply(bulk);
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].kind, rpc::BulkMessage::Kind::kError);
+  EXPECT_EQ(msgs[0].text, "ingest refused: " + reason());
+  ::close(bulk);
+  RunUntil([&] { return server_->connections() == 0; });
+  EXPECT_EQ(Metric("oklog_ingest_refused_writes_total{modality=\"bulk\"}"), 1u);
+  EXPECT_EQ(Metric("oklog_ingest_bulk_unacked_segments"), 0u);
+  EXPECT_EQ(Metric("oklog_ingest_bulk_acks_total"), 0u);
+  EXPECT_EQ(env_.mutating_ops(), ops) << "the refused bulk segment was written";
+
+  // Room again: the resend is stored, and acknowledged once a store commits it.
+  SetFree(1 << 30);
+  int again = ConnectLoopback(server_->bulk_port());
+  SendAll(again, rpc::EncodeBulkSegment(id, "bulk while full\n"));
+  RunUntil([&] { return log_->flushed_count() == 3; });
+  for (const auto& p : log_->Claim(uint64_t{1} << 40)) ASSERT_TRUE(log_->Commit(p.id).ok());
+  msgs = ReadBulkReply(again);
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].kind, rpc::BulkMessage::Kind::kAck);
+  EXPECT_EQ(msgs[0].id, id);
+  ::close(again);
+}
+
+TEST_F(DiskFullTest, ADurableBatchCollectedAsTheDiskFillsIsNotWrittenAndItsProducerIsClosed) {
+  int durable = ConnectLoopback(server_->durable_port());
+  RunUntil([&] { return server_->connections() == 1; });
+  // Full, but before the timer tick that closes open connections: the batch reaches the group
+  // committer, which must not write it.
+  env_.SetFreeBytes(1 << 20);
+  ASSERT_TRUE(guard_->Poll());
+  const int ops = env_.mutating_ops();
+  SendAll(durable, "durable while full\n");
+  std::string reply;
+  std::atomic<bool> closed{false};
+  std::thread t([&] { closed = ReadUntilClosed(durable, &reply); });
+  RunUntil([&] { return closed.load(); });
+  t.join();
+  ::close(durable);
+  EXPECT_EQ(env_.mutating_ops(), ops);
+  EXPECT_EQ(Metric("oklog_ingest_writer_syncs_total"), 0u);
+  EXPECT_TRUE(Flushed().empty());
 }
 
 }  // namespace

@@ -90,6 +90,9 @@ class Env {
   // Creates path if needed and takes an exclusive lock on it: Unavailable when another process
   // (or another FileLock in this one) holds it.
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
+  // Bytes an unprivileged writer may still use on the filesystem holding path (statvfs
+  // f_bavail * f_frsize): what the disk guards (common/fs/disk_guard.h) compare to their floor.
+  virtual Result<uint64_t> FreeBytes(const std::string& path) = 0;
 };
 
 // Appends the whole file to *out after its current contents; on failure *out is as it was.

@@ -231,4 +231,17 @@ Status FaultInjectionEnv::SimulatePowerLoss() {
   return Status::Ok();
 }
 
+Result<uint64_t> FaultInjectionEnv::FreeBytes(const std::string& path) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_bytes_) return *free_bytes_;
+  }
+  return base_->FreeBytes(path);
+}
+
+void FaultInjectionEnv::SetFreeBytes(std::optional<uint64_t> bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_bytes_ = bytes;
+}
+
 }  // namespace oklog

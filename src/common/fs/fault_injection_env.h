@@ -81,6 +81,10 @@ class FaultInjectionEnv final : public Env {
   Status SyncDir(const std::string& dir) override;
   Status CreateDirs(const std::string& dir) override { return base_->CreateDirs(dir); }
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override { return base_->LockFile(path); }
+  // The base Env's figure, unless SetFreeBytes chose one.
+  Result<uint64_t> FreeBytes(const std::string& path) override;
+  // Every FreeBytes answers `bytes` from now on; nullopt goes back to the base Env's figure.
+  void SetFreeBytes(std::optional<uint64_t> bytes);
 
  private:
   class File;
@@ -105,6 +109,7 @@ class FaultInjectionEnv final : public Env {
 
   Env* const base_;
   mutable std::mutex mu_;
+  std::optional<uint64_t> free_bytes_;  // SetFreeBytes
   struct Armed {
     Fault fault;
     int seen = 0;  // matching operations so far

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -201,6 +202,12 @@ class PosixEnv final : public Env {
     std::filesystem::create_directories(dir, ec);
     if (ec) return Status::IOError("creating " + dir + ": " + ec.message());
     return Status::Ok();
+  }
+
+  Result<uint64_t> FreeBytes(const std::string& path) override {
+    struct statvfs st;
+    if (::statvfs(path.c_str(), &st) != 0) return Status::FromErrno("statvfs", path, errno);
+    return static_cast<uint64_t>(st.f_bavail) * static_cast<uint64_t>(st.f_frsize);
   }
 
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override {

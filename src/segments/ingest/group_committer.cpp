@@ -11,13 +11,14 @@ struct GroupCommitter::Batch {
 };
 
 GroupCommitter::GroupCommitter(IngestLog* log, WorkPool* disk, IngestMetrics* metrics, uint64_t flush_size_bytes,
-                               std::chrono::milliseconds flush_age, Callbacks callbacks)
+                               std::chrono::milliseconds flush_age, Callbacks callbacks, DiskGuard* guard)
     : log_(log),
       disk_(disk),
       metrics_(metrics),
       flush_size_bytes_(flush_size_bytes),
       flush_age_(flush_age),
-      callbacks_(std::move(callbacks)) {}
+      callbacks_(std::move(callbacks)),
+      guard_(guard) {}
 
 void GroupCommitter::Join(uint64_t conn) {
   waiting_.push_back(conn);
@@ -36,9 +37,20 @@ void GroupCommitter::MaybeStart() {
     }
     return;
   }
+  if (guard_ != nullptr && guard_->full()) {
+    metrics_->refused_writes->With({"durable"})->Inc();
+    logger_->warn("not writing a durable batch of {} bytes: {}; closing {} connection(s)", next_.size(),
+                  guard_->reason(), waiting_.size());
+    next_.clear();
+    ConnIds failed;
+    failed.swap(waiting_);
+    callbacks_.fail(failed);
+    return;
+  }
   if (!seg_) {
     auto seg = log_->NewActive();
     if (!seg.ok()) {
+      if (guard_ != nullptr) guard_->NoteWriteError(seg.status());
       metrics_->write_errors->Inc();
       logger_->error("creating durable segment: {}; closing {} connection(s)", seg.status().ToString(),
                      waiting_.size());
@@ -78,6 +90,7 @@ void GroupCommitter::Done(Batch* batch) {
     const auto now = std::chrono::steady_clock::now();
     if (seg_ && (seg_->bytes() >= flush_size_bytes_ || now - seg_->created() >= flush_age_)) Retire("size");
   } else {
+    if (guard_ != nullptr) guard_->NoteWriteError(batch->status);
     metrics_->write_errors->Inc();
     logger_->error("durable group commit of {} bytes to segment={} failed: {}; closing {} connection(s)",
                    batch->data.size(), seg_ ? seg_->name() : "?", batch->status.ToString(), batch->conns.size());

@@ -9,6 +9,9 @@
 // server closes it: durable producers get no acknowledgement but the open connection, so the
 // close is how they learn), and the segment is retired to flushed with only the whole records
 // written before the failure. The next batch starts a new segment.
+// While the disk guard (if any) says the disk is full, no batch is written: its connections are
+// failed the same way and the batch counted in oklog_ingest_refused_writes_total; a write that
+// fails for lack of space is told to the guard.
 //
 // Thread: loop thread only; the file work runs on the pool.
 #pragma once
@@ -20,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fs/disk_guard.h"
 #include "common/log.h"
 #include "common/uv/work_pool.h"
 #include "segments/ingest/ingest_metrics.h"
@@ -35,7 +39,7 @@ class GroupCommitter {
     std::function<void(const ConnIds&)> fail;    // it is not: close these connections
   };
   GroupCommitter(IngestLog* log, WorkPool* disk, IngestMetrics* metrics, uint64_t flush_size_bytes,
-                 std::chrono::milliseconds flush_age, Callbacks callbacks);
+                 std::chrono::milliseconds flush_age, Callbacks callbacks, DiskGuard* guard = nullptr);
   GroupCommitter(const GroupCommitter&) = delete;
   GroupCommitter& operator=(const GroupCommitter&) = delete;
 
@@ -63,6 +67,7 @@ class GroupCommitter {
   const uint64_t flush_size_bytes_;
   const std::chrono::milliseconds flush_age_;
   Callbacks callbacks_;
+  DiskGuard* const guard_;  // may be null
   std::shared_ptr<spdlog::logger> logger_ = Logger("ingest");
   std::unique_ptr<ActiveSegment> seg_;  // the pool's while in_flight_
   std::string next_;

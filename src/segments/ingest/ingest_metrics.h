@@ -22,6 +22,10 @@ struct IngestMetrics {
   Counter* bulk_acks;
   Counter* bulk_rejected;
   Gauge* bulk_unacked;
+  // While the ingest disk is full (common/fs/disk_guard.h): connections refused, by port, and
+  // durable batches and bulk segments not written, by port.
+  Family<Counter>* refused_connections;
+  Family<Counter>* refused_writes;
 };
 
 }  // namespace oklog

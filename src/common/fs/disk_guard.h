@@ -1,0 +1,76 @@
+// DiskGuard: is one directory's disk too full to take more data? The ingest log and the store
+// each have one (-ingest.min-free-bytes, -store.min-free-bytes); the ingest listeners refuse
+// new connections and acknowledge nothing more, and the consumers stop consuming, while theirs
+// says full. Nothing is written into a full disk, so nothing is torn or corrupted by it.
+//
+// Full when, at the last Poll, the free bytes (Env::FreeBytes: what an unprivileged writer may
+// use) were below the floor, or since a write there failed with ResourceExhausted (ENOSPC,
+// EDQUOT: NoteWriteError). Not full again until a Poll sees the free bytes at least `resume`
+// above both the floor and what was free when the write failed: the disk must have gained room,
+// so a node does not flap on the edge. A Poll that cannot read the free space (the directory
+// gone, EIO) keeps the last state and is logged.
+//
+// Poll reads the filesystem at most once per `period` (the node's health timer calls it each
+// second on the loop thread; statvfs does not touch the disk's data). Transitions are logged,
+// with the reason; oklog_disk_free_bytes{dir} and oklog_disk_full{dir} are exported.
+//
+// Thread-safe: full() is one atomic load; Poll, NoteWriteError and reason() take a mutex.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+#include <string>
+
+#include "common/fs/env.h"
+#include "common/metrics.h"
+#include "common/status.h"
+
+namespace oklog {
+
+class DiskGuard {
+ public:
+  struct Options {
+    std::string dir;    // the directory whose filesystem is watched
+    std::string label;  // "ingest" or "store": the metrics' dir label and the log's wording
+    std::string flag;   // the floor's flag, named in the reason ("-ingest.min-free-bytes")
+    uint64_t min_free_bytes = 0;
+    uint64_t resume_bytes = 1 << 20;  // see above; at least this much above the floor
+    std::chrono::milliseconds period{1000};
+    Env* env = Env::Default();
+  };
+  DiskGuard(Options options, Registry* metrics);
+  DiskGuard(const DiskGuard&) = delete;
+  DiskGuard& operator=(const DiskGuard&) = delete;
+
+  bool full() const { return full_.load(std::memory_order_acquire); }
+  // Why it is full ("ingest disk: /d has 524288 bytes free, below -ingest.min-free-bytes
+  // 1048576"); empty when it is not.
+  std::string reason() const;
+  // Reads the free space unless the last read is less than `period` old (force: read anyway).
+  // Returns full().
+  bool Poll(bool force = false);
+  // A write in dir failed: ResourceExhausted makes the guard full at once; other errors are
+  // not the guard's business.
+  void NoteWriteError(const Status& s);
+  uint64_t free_bytes() const;  // at the last successful read
+  const Options& options() const { return o_; }
+
+ private:
+  void SetFull(bool full, const std::string& why);  // under mu_
+
+  const Options o_;
+  std::atomic<bool> full_{false};
+  mutable std::mutex mu_;
+  std::string reason_;
+  uint64_t free_ = 0;
+  uint64_t free_at_error_ = 0;  // free bytes when a write failed (0: none pending)
+  bool error_pending_ = false;
+  bool read_once_ = false;
+  std::chrono::steady_clock::time_point last_read_;
+  Gauge* free_gauge_;
+  Gauge* full_gauge_;
+};
+
+}  // namespace oklog
