@@ -37,6 +37,7 @@
 #include "segments/cluster_consumer.h"
 #include "segments/consumer.h"
 #include "segments/holdings.h"
+#include "segments/ingest/shedding.h"
 #include "segments/ingest_log.h"
 #include "segments/ingest_server.h"
 #include "segments/segment_rpc.h"
@@ -201,6 +202,7 @@ class Node {
       std::string reasons;
       for (DiskGuard* g : {ingest_guard_.get(), store_guard_.get()})
         if (g != nullptr && g->full()) reasons += g->reason() + "\n";
+      if (!meta_.shedding.empty()) reasons += "shedding: " + meta_.shedding + "\n";
       if (reasons.empty()) return w->Send(200, "OK\n");
       w->Send(503, "degraded\n" + reasons);
     });
@@ -402,15 +404,37 @@ class Node {
     if (self == nullptr) return;
     for (DiskGuard* g : {self->ingest_guard_.get(), self->store_guard_.get()})
       if (g != nullptr) g->Poll();
-    std::vector<std::string> full = self->FullDisks();
-    if (full == self->meta_.full) return;
     gossip::NodeMeta meta = self->meta_;
-    meta.full = std::move(full);
+    meta.full = self->FullDisks();
+    if (self->ingest_) self->IngestLoadAndShedding(&meta);
+    // Health changes go out at once; the load at most every 5 s.
+    const uint64_t now = uv_now(&self->loop_);
+    const bool health = meta.full != self->meta_.full || meta.shedding != self->meta_.shedding;
+    const bool load = meta.load != self->meta_.load && now - self->load_gossiped_ms_ >= 5000;
+    if (!health && !load) return;
     if (Status s = self->gossip_->UpdateMeta(meta); !s.ok()) {
-      Logger("node")->warn("gossiping the disk state: {}", s.ToString());
+      Logger("node")->warn("gossiping the node's health and load: {}", s.ToString());
       return;
     }
+    if (meta.load != self->meta_.load) self->load_gossiped_ms_ = now;
     self->meta_ = std::move(meta);
+  }
+
+  // An ingest node's load for gossip, and whether it sheds (segments/ingest/shedding.h).
+  void IngestLoadAndShedding(gossip::NodeMeta* meta) {
+    const IngestLog::Backlog b = ingest_log_->backlog();
+    const uint64_t free = ingest_guard_->free_bytes();
+    meta->load = {ingest_->connections(), b.bytes, free};
+    std::string reason = ShedReason(b, NowUnixMs(), std::chrono::steady_clock::now(),
+                                    std::chrono::duration_cast<std::chrono::milliseconds>(c_.shed_after), free,
+                                    static_cast<uint64_t>(c_.ingest_min_free_bytes));
+    std::vector<ShedPeer> live;
+    for (const auto& p : gossip_->peer_view().Live("ingest")) live.push_back({p.name, !p.meta.shedding.empty()});
+    const bool shed = DecideShedding(gossip_->name(), !reason.empty(), !meta_.shedding.empty(), live);
+    ingest_->SetShedding(shed ? reason : "");
+    shedding_gauge_->Set(shed ? 1 : 0);
+    // Gossiped as first decided: the reason's figures change each second, the decision does not.
+    meta->shedding = shed ? (meta_.shedding.empty() ? reason : meta_.shedding) : "";
   }
 
   static void OnSignal(uv_signal_t* h, int signum) noexcept {
@@ -488,6 +512,9 @@ class Node {
   std::unique_ptr<DiskGuard> ingest_guard_;  // outlive everything that reads them
   std::unique_ptr<DiskGuard> store_guard_;
   gossip::NodeMeta meta_;  // as last gossiped
+  uint64_t load_gossiped_ms_ = 0;  // loop time of the last load update
+  Gauge* shedding_gauge_ = metrics_.NewGauge(
+      "oklog_ingest_shedding", "1 while this ingester refuses connections so producers move (-ingest.shed-after).");
   UvHandle<uv_timer_t> health_timer_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<QueryService> query_;

@@ -14,7 +14,7 @@ bool NodeMeta::HasRole(std::string_view role) const {
 Result<std::string> EncodeNodeMeta(const NodeMeta& m) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_array(7);
+  pk.pack_array(9);
   pk.pack_array(static_cast<uint32_t>(m.roles.size()));
   for (const std::string& r : m.roles) pk.pack(r);
   pk.pack(m.api_addr);
@@ -24,6 +24,11 @@ Result<std::string> EncodeNodeMeta(const NodeMeta& m) {
   pk.pack(m.version);
   pk.pack_array(static_cast<uint32_t>(m.full.size()));
   for (const std::string& d : m.full) pk.pack(d);
+  pk.pack_array(3);
+  pk.pack(m.load.connections);
+  pk.pack(m.load.unconsumed_bytes);
+  pk.pack(m.load.free_bytes);
+  pk.pack(m.shedding);
   if (buf.size() > kMaxMetaBytes)
     return Status::InvalidArgument("node metadata is " + std::to_string(buf.size()) + " bytes, limit " +
                                    std::to_string(kMaxMetaBytes));
@@ -67,6 +72,18 @@ Result<NodeMeta> DecodeNodeMeta(std::string_view bytes) {
         if (!str(f[6].via.array.ptr[i], &d)) return Status::Corruption("node metadata: full dir");
         m.full.push_back(std::move(d));
       }
+    }
+    if (o.via.array.size >= 9) {
+      const msgpack::object& l = f[7];
+      auto uint = [](const msgpack::object& x, uint64_t* out) {
+        if (x.type != msgpack::type::POSITIVE_INTEGER) return false;
+        *out = x.via.u64;
+        return true;
+      };
+      if (l.type != msgpack::type::ARRAY || l.via.array.size < 3 || !uint(l.via.array.ptr[0], &m.load.connections) ||
+          !uint(l.via.array.ptr[1], &m.load.unconsumed_bytes) || !uint(l.via.array.ptr[2], &m.load.free_bytes))
+        return Status::Corruption("node metadata: load");
+      if (!str(f[8], &m.shedding)) return Status::Corruption("node metadata: shedding");
     }
     return m;
   } catch (const std::exception& e) {

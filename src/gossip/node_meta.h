@@ -2,7 +2,8 @@
 // addresses other modules need to reach it. Opaque bytes to Membership; typed here.
 //
 //   meta := msgpack [roles:[str*], api:str, ingest_fast:uint16, ingest_durable:uint16,
-//                    ingest_bulk:uint16, version:str, full:[str*]]
+//                    ingest_bulk:uint16, version:str, full:[str*],
+//                    load:[connections:uint, unconsumed_bytes:uint, free_bytes:uint], shedding:str]
 //   (trailing fields may be appended; a decoder ignores those it does not know and takes the
 //   missing trailing ones as empty, so nodes of neighbouring versions understand each other)
 #pragma once
@@ -26,6 +27,15 @@ struct NodeMeta {
   // Directories whose disk is full ("ingest", "store"; common/fs/disk_guard.h): such a store
   // refuses replicas, so consumers try it last.
   std::vector<std::string> full;
+  // An ingest node's load, refreshed every few seconds: open ingest connections, bytes the
+  // stores have not consumed yet, free bytes on its ingest disk.
+  struct Load {
+    uint64_t connections = 0, unconsumed_bytes = 0, free_bytes = 0;
+    friend bool operator==(const Load&, const Load&) = default;
+  };
+  Load load;
+  // Why this ingester refuses new connections ("" when it does not): segments/ingest/shedding.h.
+  std::string shedding;
 
   bool HasRole(std::string_view role) const;
   friend bool operator==(const NodeMeta&, const NodeMeta&) = default;

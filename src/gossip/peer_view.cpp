@@ -93,7 +93,14 @@ std::string ClusterJson(const PeerView& view) {
       if (i) out.push_back(',');
       AppendJsonString(&out, p.meta.full[i]);
     }
-    out += "]}";
+    out += "]";
+    if (p.meta.HasRole("ingest")) {
+      out += ",\"load\":{\"connections\":" + std::to_string(p.meta.load.connections) +
+             ",\"unconsumed_bytes\":" + std::to_string(p.meta.load.unconsumed_bytes) +
+             ",\"free_bytes\":" + std::to_string(p.meta.load.free_bytes) + "},\"shedding\":";
+      AppendJsonString(&out, p.meta.shedding);
+    }
+    out += "}";
   }
   out += "]}";
   return out;

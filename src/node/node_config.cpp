@@ -50,6 +50,7 @@ struct NodeFlags {
   int64_t repair_rate = kDefaults.repair_rate;
   int64_t ingest_min_free = kDefaults.ingest_min_free_bytes;
   int64_t store_min_free = kDefaults.store_min_free_bytes;
+  Nanos shed_after = kDefaults.shed_after;
   std::vector<std::string> peers;
   std::string config;
 
@@ -97,6 +98,9 @@ struct NodeFlags {
             "below this many free bytes on the ingest disk, refuse new connections and acknowledge nothing (0: off)");
     fs->Int("store.min-free-bytes", &store_min_free,
             "below this many free bytes on the store disk, stop consuming and refuse replicas (0: off)");
+    fs->Duration("ingest.shed-after", &shed_after,
+                 "when the stores consumed nothing this long while data waits, refuse new connections so producers "
+                 "move (a minority of ingesters at most; 0: never)");
     fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
     fs->String("config", &config, "file of flag values, one \"name value\" per line");
   }
@@ -241,6 +245,7 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   c.repair_rate = f.repair_rate;
   c.ingest_min_free_bytes = f.ingest_min_free;
   c.store_min_free_bytes = f.store_min_free;
+  c.shed_after = f.shed_after;
   return c;
 }
 
@@ -268,6 +273,7 @@ Status NodeConfig::Validate() const {
   OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-retain", retain, Nanos(0)));  // 0: keep for ever
   OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-purge", purge, Nanos(0)));
   OKLOG_RETURN_IF_ERROR(AtLeast("query.peer-answer-timeout", query_peer_answer_timeout, milliseconds(1)));
+  OKLOG_RETURN_IF_ERROR(AtLeast("ingest.shed-after", shed_after, Nanos(0)));
   if (repair_rate < 0)
     return Status::InvalidArgument("-store.repair-rate must be 0 (no repair) or more, not " + std::to_string(repair_rate));
   if (max_bytes < 0)

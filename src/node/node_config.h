@@ -82,6 +82,9 @@ struct NodeConfig {
   // store stops consuming and refuses replicas. Both resume by themselves when room returns.
   int64_t ingest_min_free_bytes = 100ll << 20;
   int64_t store_min_free_bytes = 100ll << 20;
+  // Shedding (segments/ingest/shedding.h): an ingester whose stores consumed nothing this long
+  // while data waits refuses new connections (a minority of the ingesters at most; 0: never).
+  Nanos shed_after = std::chrono::seconds(30);
 
   // Reads the flags of `oklog MODE` from args (without the program and mode names), the file
   // of -config first and the command line winning over it. Each value is converted to its type

@@ -231,6 +231,7 @@ Status IngestLog::Commit(const std::string& id) {
     committed_segments_->Inc();
     committed_bytes_->Inc(it->second.bytes);
     pending_.erase(it);
+    last_commit_ = std::chrono::steady_clock::now();
   }
   if (on_commit_) on_commit_(id);
   return Status::Ok();
@@ -281,6 +282,21 @@ void IngestLog::Shutdown() {
     shutdown_ = true;
   }
   cv_.notify_all();
+}
+
+IngestLog::Backlog IngestLog::backlog() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Backlog b;
+  b.last_commit = last_commit_;
+  b.segments = flushed_.size() + pending_.size();
+  std::string oldest;
+  for (const auto& [name, bytes] : flushed_) b.bytes += bytes;
+  for (const auto& [name, c] : pending_) b.bytes += c.bytes;
+  if (!flushed_.empty()) oldest = flushed_.begin()->first;
+  if (!pending_.empty() && (oldest.empty() || pending_.begin()->first < oldest)) oldest = pending_.begin()->first;
+  if (oldest.size() == Ulid::kTextSize)
+    if (auto u = Ulid::ParseCanonical(oldest.data())) b.oldest_unix_ms = u->unix_ms();
+  return b;
 }
 
 size_t IngestLog::flushed_count() const {

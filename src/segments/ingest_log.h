@@ -119,6 +119,17 @@ class IngestLog {
   size_t pending_count() const;
   uint64_t flushed_bytes() const;
 
+  // What the stores have not consumed yet (flushed and claimed segments), for the node's load
+  // report and shedding (segments/ingest/shedding.h).
+  struct Backlog {
+    size_t segments = 0;
+    uint64_t bytes = 0;
+    uint64_t oldest_unix_ms = 0;  // creation time of the oldest (its ULID name); 0: none
+    // The last Commit, or the log's Open when none since.
+    std::chrono::steady_clock::time_point last_commit;
+  };
+  Backlog backlog() const;
+
  private:
   IngestLog(std::string dir, Options options, Registry* metrics);
   Status Recover();
@@ -135,6 +146,7 @@ class IngestLog {
     std::chrono::steady_clock::time_point since;
   };
   std::map<std::string, Claimed> pending_;
+  std::chrono::steady_clock::time_point last_commit_ = std::chrono::steady_clock::now();
   std::function<void(const std::string& id)> on_commit_;
   Family<Counter>* flushes_;
   Counter* committed_segments_;

@@ -26,6 +26,8 @@ constexpr uint64_t kDrainConnMs = 5000;
 // Disk threads: one for the durable group commit (one batch at a time), one more so a bulk
 // segment write does not wait behind an fsync.
 constexpr size_t kDiskThreads = 2;
+// At a refusal, how long a half-closed newline connection may take to finish and close.
+constexpr uint64_t kHandOverMs = 10000;
 
 // Commits arrive on consumer threads and reach the loop through the server's LoopPoster. The
 // IngestLog's observer holds this, not the server, so a commit after Close() is harmless.
@@ -81,9 +83,8 @@ class IngestServer::Impl final : public IngestConn::Owner {
   }
 
   uint16_t port(Modality m) const {
-    for (const auto& [mod, l] : listeners_)
-      if (mod == m) return l->port();
-    return 0;
+    auto it = bound_.find(m);
+    return it == bound_.end() ? 0 : it->second.port;
   }
   size_t connections() const { return conns_.size(); }
 
@@ -91,7 +92,8 @@ class IngestServer::Impl final : public IngestConn::Owner {
     if (closing_) return;
     closing_ = true;
     done_ = std::move(done);
-    for (auto& [mod, l] : listeners_) l->Close(Closing());
+    for (auto& [mod, l] : listeners_)
+      if (l) l->Close(Closing());
     CloseHandle(timer_);
     {
       std::lock_guard<std::mutex> lock(handoff_->mu);
@@ -148,6 +150,10 @@ class IngestServer::Impl final : public IngestConn::Owner {
       if (status == 0) Accept(self, mod);
     });
     if (!l.ok()) return Status::Unavailable(l.status().message() + " (" + ModalityName(mod) + ")");
+    // Reopened on this very address (port 0 resolved) when a refusal ends.
+    Result<Address> bound = ParseAddress((*l)->bound(), 0);
+    if (!bound.ok()) return bound.status();
+    bound_[mod] = *bound;
     listeners_.emplace_back(mod, std::move(l).value());
     return Status::Ok();
   }
@@ -160,25 +166,96 @@ class IngestServer::Impl final : public IngestConn::Owner {
     IngestConn* conn = c.get();
     conns_[id] = std::move(c);
     metrics_.clients[static_cast<int>(mod)]->Add(1);
-    if (DiskFull()) return Refuse(conn, "disk_full", opts_.disk_guard->reason());
     conn->StartReading();
   }
 
   bool DiskFull() const { return opts_.disk_guard != nullptr && opts_.disk_guard->full(); }
 
-  // A connection closed on arrival, before anything is read: counted, logged at most every 10 s
-  // (with how many since), a bulk forwarder told why in an error frame.
-  void Refuse(IngestConn* c, const char* reason, const std::string& why) {
-    metrics_.refused_connections->With({ModalityName(c->modality()), reason})->Inc();
-    ++refused_since_log_;
-    const uint64_t now = uv_now(loop_);
-    if (last_refusal_log_ms_ == 0 || now - last_refusal_log_ms_ >= 10000) {
-      logger_->warn("refusing ingest connections: {} ({} refused since the last report)", why, refused_since_log_);
-      last_refusal_log_ms_ = now;
-      refused_since_log_ = 0;
+  // Why the server refuses producers now ("" when it does not): a full disk first, then shedding.
+  std::string RefusalReason() const {
+    if (DiskFull()) return opts_.disk_guard->reason();
+    if (!shedding_.empty()) return "shedding: " + shedding_;
+    return "";
+  }
+
+  void SetShedding(const std::string& reason) {
+    if (closing_ || reason == shedding_) return;
+    if (reason.empty()) logger_->info("no longer shedding");
+    shedding_ = reason;
+    UpdateRefusal();
+  }
+
+  // Starts or ends a refusal (timer tick, SetShedding). Starting one: the listeners close (a
+  // producer's connect is refused and it tries its next ingester), newline connections are
+  // half-closed and read until their forwarders, told by the EOF, finish their line and close
+  // (at most kHandOverMs), bulk connections get an error frame and close (the forwarder resends
+  // what has no ack to its next ingester). Ending one: the listeners open again on their ports.
+  void UpdateRefusal() {
+    if (closing_) return;
+    const std::string why = RefusalReason();
+    const bool refusing = !why.empty();
+    if (refusing && !refusing_) {
+      refusing_ = true;
+      metrics_.refusing->Set(1);
+      for (auto& [mod, l] : listeners_) l.reset();  // closes the socket now: connects are refused
+      std::vector<IngestConn*> open;
+      for (IngestConn* c : AllConns())
+        if (!c->closing()) open.push_back(c);
+      logger_->warn("refusing producers: {}; listeners closed, {} open connection(s) sent on", why, open.size());
+      const uint64_t deadline = uv_now(loop_) + kHandOverMs;
+      for (IngestConn* c : open) {
+        if (c->modality() == Modality::kBulk) {
+          c->Send(rpc::EncodeBulkError("ingest refused: " + why));
+          CloseConn(c);
+        } else if (c->Shutdown()) {
+          handing_over_[c->id()] = deadline;
+        } else {
+          CloseConn(c);
+        }
+      }
+    } else if (!refusing && refusing_) {
+      if (!Relisten()) return;  // tried again at the next tick
+      refusing_ = false;
+      metrics_.refusing->Set(0);
+      logger_->info("taking producers again: listeners open");
     }
-    if (c->modality() == Modality::kBulk) c->Send(rpc::EncodeBulkError("ingest refused: " + why));
-    CloseConn(c);
+  }
+
+  // Opens every closed listener again on its address. False while one cannot (logged every 10 s).
+  bool Relisten() {
+    bool all = true;
+    for (auto& [mod, l] : listeners_) {
+      if (l) continue;
+      Modality m = mod;
+      auto r = TcpListener::Create(loop_, bound_[m], [this, m](TcpListener* self, int status) {
+        if (status == 0) Accept(self, m);
+      });
+      if (r.ok()) {
+        l = std::move(r).value();
+        continue;
+      }
+      all = false;
+      const uint64_t now = uv_now(loop_);
+      if (last_relisten_log_ms_ == 0 || now - last_relisten_log_ms_ >= 10000) {
+        logger_->error("reopening the {} listener: {}; trying again", ModalityName(m), r.status().ToString());
+        last_relisten_log_ms_ = now;
+      }
+    }
+    return all;
+  }
+
+  // Newline connections handed over at a refusal that did not close in time are closed.
+  void CloseLateHandOvers() {
+    const uint64_t now = uv_now(loop_);
+    for (auto it = handing_over_.begin(); it != handing_over_.end();) {
+      IngestConn* c = Find(it->first);
+      if (c != nullptr && now < it->second) {
+        ++it;
+        continue;
+      }
+      if (c != nullptr) CloseConn(c);
+      it = handing_over_.erase(it);
+    }
   }
 
   void CloseHandle(UvHandle<uv_timer_t>& h) {
@@ -336,10 +413,9 @@ class IngestServer::Impl final : public IngestConn::Owner {
       case BulkAckTracker::Arrival::kNew:
         break;
     }
-    if (DiskFull()) {
+    if (const std::string why = RefusalReason(); !why.empty()) {
       // Not stored, so never acknowledged: the forwarder sends it elsewhere or again later.
       metrics_.refused_writes->With({"bulk"})->Inc();
-      const std::string why = opts_.disk_guard->reason();
       logger_->warn("bulk connection {}: not storing segment {}: {}", c->id(), m.id.ToString(), why);
       c->Send(rpc::EncodeBulkError("ingest refused: " + why));
       return CloseConn(c);
@@ -467,28 +543,14 @@ class IngestServer::Impl final : public IngestConn::Owner {
     auto* self = UvHandle<uv_timer_t>::Data<Impl>(t);
     if (self == nullptr) return;
     auto now = std::chrono::steady_clock::now();
-    self->CheckDiskFull();
+    self->UpdateRefusal();
+    self->CloseLateHandOvers();
     for (auto& [id, c] : self->conns_) {
       std::unique_ptr<ActiveSegment>& seg = c->segment();
       if (seg && seg->bytes() > 0 && now - seg->created() >= self->opts_.flush_age)
         self->FlushSegment(std::move(seg), "age");
     }
     self->committer_->OnTimer(now);
-  }
-
-  // The disk just became full: newline connections are closed (what they sent so far is flushed
-  // as far as the disk takes it), so their forwarders stop sending into a full disk.
-  void CheckDiskFull() {
-    const bool full = DiskFull();
-    if (full && !was_full_ && !closing_) {
-      std::vector<IngestConn*> newline;
-      for (IngestConn* c : AllConns())
-        if (c->modality() != Modality::kBulk && !c->closing()) newline.push_back(c);
-      if (!newline.empty())
-        logger_->warn("closing {} fast and durable connection(s): {}", newline.size(), opts_.disk_guard->reason());
-      for (IngestConn* c : newline) CloseConn(c);
-    }
-    was_full_ = full;
   }
 
   // Done when every handle has closed and no disk job is left; then the disk pool closes (it
@@ -526,9 +588,11 @@ class IngestServer::Impl final : public IngestConn::Owner {
   std::unique_ptr<LoopPoster> commits_;  // store commits, from consumer threads
   BulkAckTracker tracker_;
   int bulk_writes_ = 0;  // bulk segment writes on the disk pool
-  bool was_full_ = false;            // the disk guard's state at the last timer tick
-  uint64_t last_refusal_log_ms_ = 0;  // Refuse's log rate limit
-  uint64_t refused_since_log_ = 0;
+  std::string shedding_;               // SetShedding's reason; empty: not shedding
+  bool refusing_ = false;              // listeners closed (UpdateRefusal)
+  std::map<Modality, Address> bound_;  // each listener's address, to reopen it
+  std::map<uint64_t, uint64_t> handing_over_;  // connection id -> loop time it must be closed by
+  uint64_t last_relisten_log_ms_ = 0;
   // ~Impl closes the pool first, while everything its last after-callbacks touch is alive.
   std::unique_ptr<WorkPool> disk_;
   std::unique_ptr<GroupCommitter> committer_;
@@ -549,5 +613,6 @@ uint16_t IngestServer::durable_port() const { return impl_->port(Modality::kDura
 uint16_t IngestServer::bulk_port() const { return impl_->port(Modality::kBulk); }
 void IngestServer::Close(std::function<void()> done) { impl_->Close(std::move(done)); }
 size_t IngestServer::connections() const { return impl_->conns_.size(); }
+void IngestServer::SetShedding(const std::string& reason) { impl_->SetShedding(reason); }
 
 }  // namespace oklog

@@ -15,13 +15,17 @@
 // a segment still held here, or committed recently, is not stored twice. Malformed or oversize
 // input, and a segment that cannot be stored, get an error frame, are counted, and close that
 // connection.
-// Disk full (options.disk_guard, common/fs/disk_guard.h): while the ingest disk is full, every
-// new connection is closed at once (a bulk one after an error frame naming the reason), counted
-// in oklog_ingest_refused_connections_total; when the disk becomes full, open fast and durable
-// connections are closed (their forwarders reconnect, to another ingester if they have one);
-// durable batches and bulk segments are not written and never acknowledged (their connections
-// are closed, a bulk one after an error frame). Writes that fail for lack of space tell the
-// guard. Everything resumes by itself when the guard sees room again.
+// Refusing producers, losing nothing: while the ingest disk is full (options.disk_guard,
+// common/fs/disk_guard.h; writes that fail for lack of space tell it) or the node sheds
+// (SetShedding, segments/ingest/shedding.h), the three listeners are closed, so a producer's
+// connect is refused and `oklog forward` tries its next ingester. Open newline connections are
+// half-closed, as at a draining leave: the forwarder finishes its line, closes, and moves on,
+// and what it sent is read and stored (into the headroom the floor keeps); one that has not
+// closed after 10 s is closed. Bulk connections get ["error", "ingest refused: REASON"] and are
+// closed; a bulk segment that arrives meanwhile is neither stored nor acknowledged (counted in
+// oklog_ingest_refused_writes_total): the forwarder resends what has no ack elsewhere. When
+// the reason ends the listeners open again on the same ports (oklog_ingest_refusing: 1 while
+// closed).
 #pragma once
 
 #include <uv.h>
@@ -70,6 +74,8 @@ class IngestServer {
   // durable sync completes) and closes every handle. done runs on the loop when all is closed.
   void Close(std::function<void()> done);
   size_t connections() const;
+  // Non-empty: shed, for this reason (see above); empty: take connections again.
+  void SetShedding(const std::string& reason);
 
   class Impl;
 

@@ -701,6 +701,60 @@ TEST_F(ClusterTest, AStoreWithAFullDiskGossipsItAndTheOtherStoresHoldEveryCopy) 
   EXPECT_EQ(full->Metric("oklog_disk_full{dir=\"store\"}"), 1);
 }
 
+// Shedding: three ingesters whose data nobody consumes (no store yet). After -ingest.shed-after
+// exactly one of them sheds (a minority: one of three), says so in /health (503) and in gossip,
+// and a forwarder listing it first moves to the next ingester; the others keep taking data.
+// Once stores join and consume, nobody sheds and every record is queryable once.
+TEST_F(ClusterTest, OneIngesterOfThreeShedsWhileNothingIsConsumedAndStopsWhenStoresJoin) {
+  const std::vector<std::pair<std::string, std::string>> shed = {{"-ingest.shed-after", "2s"}};
+  for (int i = 1; i <= 3; ++i) ingest_.push_back(Add("ingest" + std::to_string(i), "ingest", shed));
+  ASSERT_TRUE(WaitFor([&] { return ingest_[0]->LiveMembers() == 3 && ingest_[2]->LiveMembers() == 3; },
+                      std::chrono::seconds(20)));
+  for (int i = 0; i < 3; ++i) Forward(WriteInput(dir_.path(), "shed" + std::to_string(i), 1000), {ingest_[i]});
+  auto shedders = [&] {
+    std::vector<Node*> out;
+    for (Node* n : ingest_) {
+      auto h = n->Get("/health");
+      if (h.status == 503 && h.body.find("shedding: the stores consumed nothing") != std::string::npos) out.push_back(n);
+    }
+    return out;
+  };
+  ASSERT_TRUE(WaitFor([&] { return !shedders().empty(); }, std::chrono::seconds(20)));
+  // Two may start in the same second; one gossip round later only one is left.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  Node* shedder = nullptr;
+  for (int k = 0; k < 10; ++k) {
+    std::vector<Node*> now = shedders();
+    ASSERT_EQ(now.size(), 1u) << "a minority of three is one";
+    if (shedder == nullptr) shedder = now[0];
+    EXPECT_EQ(now[0], shedder) << "the shedding place moved without a reason";
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  ASSERT_NE(shedder, nullptr);
+  EXPECT_EQ(shedder->Metric("oklog_ingest_shedding"), 1);
+  Node* other = shedder == ingest_[0] ? ingest_[1] : ingest_[0];
+  // The others see it in gossip, with its load.
+  const std::string j = other->Get("/cluster").body;
+  auto at = j.find("\"addr\":\"127.0.0.1:" + std::to_string(shedder->cluster_port()) + "\"");
+  ASSERT_NE(at, std::string::npos) << j;
+  EXPECT_EQ(j.find("\"shedding\":\"the stores consumed nothing", at), j.find("\"shedding\":", at)) << j;
+  EXPECT_NE(j.find("\"unconsumed_bytes\":", at), std::string::npos) << j;
+  // A forwarder that lists the shedder first ends up on the next ingester.
+  Forward(WriteInput(dir_.path(), "moved", 1000), {shedder, other});
+  EXPECT_EQ(shedder->Metric("oklog_ingest_refusing"), 1);
+  EXPECT_LT(ConnectLoopback(shedder->fast_port()), 0) << "a shedding ingester took a connection";
+
+  // Stores join: the backlogs drain, nobody sheds any more.
+  store_.push_back(Add("store1", "store"));
+  store_.push_back(Add("store2", "store"));
+  ASSERT_TRUE(WaitFor([&] { return shedders().empty(); }, std::chrono::seconds(30)));
+  for (Node* n : ingest_) EXPECT_EQ(n->Get("/health").status, 200) << n->name();
+  Body all = WaitQueryable(store_[0], 4000);
+  EXPECT_EQ(all.ulids.size(), 4000u);
+  EXPECT_EQ(all.payloads.size(), 4000u);
+  for (const auto& [payload, copies] : all.payloads) EXPECT_EQ(copies, 1u) << payload;
+}
+
 #endif  // OKLOG_CLUSTER_SLOW
 
 }  // namespace

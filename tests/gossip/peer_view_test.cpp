@@ -24,12 +24,14 @@ TEST(NodeMetaTest, RoundTripsAndEnforcesTheLimit) {
   for (size_t n = 1; n < e.size(); ++n) EXPECT_FALSE(DecodeNodeMeta(e.substr(0, n)).ok());
 }
 
-// The disks a node gossips as full: round trip; the 6-field meta of the version before reads
+// The disks a node gossips as full, its load and shedding reason: round trip; the 6-field meta of the version before reads
 // as none full; a malformed list is Corruption.
 TEST(NodeMetaTest, FullDisksRoundTripAndAnOlderMetaReadsAsNoneFull) {
-  NodeMeta m{{"ingest", "store"}, "10.0.0.1:7650", 7651, 7652, 7653, "0.1.0", {"ingest", "store"}};
+  NodeMeta m{{"ingest", "store"}, "10.0.0.1:7650", 7651, 7652, 7653, "0.1.0", {"ingest", "store"},
+             {12, 1ull << 40, 3ull << 30}, "the stores consumed nothing for 31s"};
   auto dec = DecodeNodeMeta(EncodeNodeMeta(m).value());
   ASSERT_TRUE(dec.ok()) << dec.status().ToString();
+  EXPECT_EQ(dec.value(), m);
   EXPECT_EQ(dec->full, (std::vector<std::string>{"ingest", "store"}));
 
   auto pack = [](auto&& fill, uint32_t fields) {
@@ -50,10 +52,22 @@ TEST(NodeMetaTest, FullDisksRoundTripAndAnOlderMetaReadsAsNoneFull) {
   ASSERT_TRUE(older.ok()) << older.status().ToString();
   EXPECT_TRUE(older->full.empty());
   EXPECT_EQ(older->roles, std::vector<std::string>{"store"});
-  auto newer = DecodeNodeMeta(pack([](auto& pk) { pk.pack_array(0); pk.pack(std::string("a later field")); }, 8));
+  auto newer = DecodeNodeMeta(pack([](auto& pk) {
+    pk.pack_array(0);
+    pk.pack_array(3);
+    pk.pack(1), pk.pack(2), pk.pack(3);
+    pk.pack(std::string(""));
+    pk.pack(std::string("a later field"));
+  }, 10));
   ASSERT_TRUE(newer.ok()) << "a field appended later must not break this version: " << newer.status().ToString();
   EXPECT_FALSE(DecodeNodeMeta(pack([](auto& pk) { pk.pack(7); }, 7)).ok()) << "full is not a list";
   EXPECT_FALSE(DecodeNodeMeta(pack([](auto& pk) { pk.pack_array(1); pk.pack(7); }, 7)).ok()) << "a full dir is not a string";
+  EXPECT_FALSE(DecodeNodeMeta(pack([](auto& pk) { pk.pack_array(0), pk.pack_array(2), pk.pack(1), pk.pack(2), pk.pack(""); }, 9)).ok())
+      << "a load of two figures";
+  EXPECT_FALSE(DecodeNodeMeta(pack([](auto& pk) { pk.pack_array(0), pk.pack_array(3), pk.pack(1), pk.pack(-2), pk.pack(3), pk.pack(""); }, 9)).ok())
+      << "a negative load figure";
+  EXPECT_FALSE(DecodeNodeMeta(pack([](auto& pk) { pk.pack_array(0), pk.pack_array(3), pk.pack(1), pk.pack(2), pk.pack(3), pk.pack(4); }, 9)).ok())
+      << "a shedding reason that is not a string";
 }
 
 MemberEvent Ev(MemberEvent::Kind k, const std::string& name, MemberState st, std::vector<std::string> roles) {
@@ -89,7 +103,8 @@ TEST(PeerViewTest, ClusterJsonHasTheDocumentedShape) {
   EXPECT_EQ(ClusterJson(v),
             "{\"self\":\"a\\\"1\",\"members\":["
             "{\"name\":\"a\\\"1\",\"addr\":\"a\\\"1:7659\",\"state\":\"alive\",\"incarnation\":3,"
-            "\"roles\":[\"ingest\",\"store\"],\"api\":\"a\\\"1:7650\",\"disk_full\":[]},"
+            "\"roles\":[\"ingest\",\"store\"],\"api\":\"a\\\"1:7650\",\"disk_full\":[],"
+            "\"load\":{\"connections\":0,\"unconsumed_bytes\":0,\"free_bytes\":0},\"shedding\":\"\"},"
             "{\"name\":\"b\",\"addr\":\"b:7659\",\"state\":\"left\",\"incarnation\":3,\"roles\":[],\"api\":\"b:7650\","
             "\"disk_full\":[]}]}");
 }

@@ -383,35 +383,23 @@ class DiskFullTest : public IngestServerFaultTest {
   std::string reason() const { return guard_->reason(); }
 };
 
-TEST_F(DiskFullTest, NewConnectionsOfEveryPortAreClosedAtOnceAndNothingIsWritten) {
+TEST_F(DiskFullTest, EveryListenerClosesWhileTheDiskIsFullAndOpensAgainOnTheSamePort) {
+  const uint16_t ports[] = {server_->fast_port(), server_->durable_port(), server_->bulk_port()};
   SetFree(10 << 20);
-  std::string reply;
-  EXPECT_TRUE(SendAndSeeClosed(server_->fast_port(), "fast 1\nfast 2\n", &reply));
-  EXPECT_TRUE(reply.empty());
-  EXPECT_TRUE(SendAndSeeClosed(server_->durable_port(), "durable 1\n", &reply));
-  EXPECT_TRUE(reply.empty()) << "the durable port never answers with bytes";
-  const Ulid id = UlidStream().NextRun(NowUnixMs(), 1);
-  ASSERT_TRUE(SendAndSeeClosed(server_->bulk_port(), rpc::EncodeBulkSegment(id, "bulk 1\n"), &reply));
-  std::vector<rpc::BulkMessage> msgs = DecodeAll(reply);
-  ASSERT_EQ(msgs.size(), 1u);
-  EXPECT_EQ(msgs[0].kind, rpc::BulkMessage::Kind::kError) << "a refused bulk segment was acknowledged";
-  EXPECT_EQ(msgs[0].text, "ingest refused: " + reason());
-  EXPECT_NE(msgs[0].text.find("below -ingest.min-free-bytes"), std::string::npos) << msgs[0].text;
-  RunUntil([&] { return server_->connections() == 0; });
-  for (const char* port : {"fast", "durable", "bulk"})
-    EXPECT_EQ(Metric(std::string("oklog_ingest_refused_connections_total{modality=\"") + port +
-                     "\",reason=\"disk_full\"}"),
-              1u)
-        << port;
-  EXPECT_EQ(Metric("oklog_ingest_writer_records_written_total"), 0u) << "records of a refused connection were read";
-  EXPECT_TRUE(Flushed().empty());
+  RunUntil([&] { return Metric("oklog_ingest_refusing") == 1; });
+  for (uint16_t port : ports) {
+    int fd = ConnectLoopback(port);
+    EXPECT_LT(fd, 0) << "port " << port << " took a connection while the disk is full";
+    if (fd >= 0) ::close(fd);
+  }
   EXPECT_EQ(env_.mutating_ops(), 0) << "something was written to the full disk";
-
-  // Room again: the same producers are taken and stored.
+  // Room again: the same ports take producers, and store what they send.
   SetFree(1 << 30);
+  RunUntil([&] { return Metric("oklog_ingest_refusing") == 0; });
+  EXPECT_EQ(server_->fast_port(), ports[0]);
   std::atomic<bool> sent{false};
   std::thread a([&] {
-    int fd = ConnectLoopback(server_->fast_port());
+    int fd = ConnectLoopback(ports[0]);
     SendAll(fd, "fast again\n");
     ::close(fd);
     sent = true;
@@ -421,76 +409,87 @@ TEST_F(DiskFullTest, NewConnectionsOfEveryPortAreClosedAtOnceAndNothingIsWritten
   EXPECT_EQ(Flushed(), std::multiset<std::string>{"default fast again"});
 }
 
-TEST_F(DiskFullTest, OpenConnectionsAreClosedWhenTheDiskFillsAndABulkSegmentIsNeitherStoredNorAcked) {
-  // Connected (and working) before the disk fills.
+// Open connections when the disk fills: newline ones are half-closed and what their producer
+// sends until it closes is stored (nothing lost); a bulk one gets an error frame and no ack.
+TEST_F(DiskFullTest, OpenNewlineConnectionsAreHandedOverLosingNothingAndBulkOnesToldToMove) {
   int fast = ConnectLoopback(server_->fast_port());
   int durable = ConnectLoopback(server_->durable_port());
   int bulk = ConnectLoopback(server_->bulk_port());
   SendAll(fast, "before fast\n");
   SendAll(durable, "before durable\n");
   RunUntil([&] { return server_->connections() == 3 && Metric("oklog_ingest_writer_records_written_total") == 2; });
-  RunUntil([&] { return Metric("oklog_ingest_writer_syncs_total") == 1; });  // the durable line is on disk
 
   SetFree(1 << 20);
-  // The next timer tick closes the newline connections; the bulk one stays open.
-  RunUntil([&] { return server_->connections() == 1; });
-  for (int fd : {fast, durable}) {
-    std::string reply;
-    std::atomic<bool> closed{false};
-    std::thread t([&] { closed = ReadUntilClosed(fd, &reply); });
-    RunUntil([&] { return closed.load(); });
-    t.join();
-    ::close(fd);
-  }
-  // Both lines sent before were kept (flushed at the close).
-  RunUntil([&] { return log_->flushed_count() == 2; });
-  EXPECT_EQ(Flushed(), (std::multiset<std::string>{"default before fast", "default before durable"}));
-
-  const int ops = env_.mutating_ops();
-  const Ulid id = UlidStream().NextRun(NowUnixMs(), 1);
-  SendAll(bulk, rpc::EncodeBulkSegment(id, "bulk while full\n"));
   std::vector<rpc::BulkMessage> msgs = ReadBulkReply(bulk);
   ASSERT_EQ(msgs.size(), 1u);
   EXPECT_EQ(msgs[0].kind, rpc::BulkMessage::Kind::kError);
   EXPECT_EQ(msgs[0].text, "ingest refused: " + reason());
+  EXPECT_NE(msgs[0].text.find("below -ingest.min-free-bytes"), std::string::npos) << msgs[0].text;
   ::close(bulk);
+  // The newline connections see EOF (a half-close), finish, and close.
+  for (int fd : {fast, durable}) {
+    std::string reply;
+    std::atomic<bool> eof{false};
+    std::thread t([&] {
+      char c;
+      eof = ::recv(fd, &c, 1, 0) == 0;
+    });
+    RunUntil([&] { return eof.load(); });
+    t.join();
+    SendAll(fd, fd == fast ? "after fast\n" : "after durable\n");
+    ::close(fd);
+  }
   RunUntil([&] { return server_->connections() == 0; });
-  EXPECT_EQ(Metric("oklog_ingest_refused_writes_total{modality=\"bulk\"}"), 1u);
-  EXPECT_EQ(Metric("oklog_ingest_bulk_unacked_segments"), 0u);
+  RunUntil([&] { return log_->flushed_count() >= 2; });
+  CloseServer();
+  EXPECT_EQ(Flushed(), (std::multiset<std::string>{"default before fast", "default before durable",
+                                                    "default after fast", "default after durable"}));
   EXPECT_EQ(Metric("oklog_ingest_bulk_acks_total"), 0u);
-  EXPECT_EQ(env_.mutating_ops(), ops) << "the refused bulk segment was written";
-
-  // Room again: the resend is stored, and acknowledged once a store commits it.
-  SetFree(1 << 30);
-  int again = ConnectLoopback(server_->bulk_port());
-  SendAll(again, rpc::EncodeBulkSegment(id, "bulk while full\n"));
-  RunUntil([&] { return log_->flushed_count() == 3; });
-  for (const auto& p : log_->Claim(uint64_t{1} << 40)) ASSERT_TRUE(log_->Commit(p.id).ok());
-  msgs = ReadBulkReply(again);
-  ASSERT_EQ(msgs.size(), 1u);
-  EXPECT_EQ(msgs[0].kind, rpc::BulkMessage::Kind::kAck);
-  EXPECT_EQ(msgs[0].id, id);
-  ::close(again);
 }
 
-TEST_F(DiskFullTest, ADurableBatchCollectedAsTheDiskFillsIsNotWrittenAndItsProducerIsClosed) {
-  int durable = ConnectLoopback(server_->durable_port());
-  RunUntil([&] { return server_->connections() == 1; });
-  // Full, but before the timer tick that closes open connections: the batch reaches the group
-  // committer, which must not write it.
-  env_.SetFreeBytes(1 << 20);
-  ASSERT_TRUE(guard_->Poll());
-  const int ops = env_.mutating_ops();
-  SendAll(durable, "durable while full\n");
-  std::string reply;
-  std::atomic<bool> closed{false};
-  std::thread t([&] { closed = ReadUntilClosed(durable, &reply); });
-  RunUntil([&] { return closed.load(); });
+// ---- shedding (the node decides; the server refuses and hands over) ----
+
+class SheddingTest : public DiskFullTest {};
+
+TEST_F(SheddingTest, ListenersCloseBulkForwardersAreToldToMoveAndItAllEndsWhenSheddingStops) {
+  const uint16_t fast_port = server_->fast_port();
+  int fast = ConnectLoopback(fast_port);
+  int bulk = ConnectLoopback(server_->bulk_port());
+  RunUntil([&] { return server_->connections() == 2; });
+  server_->SetShedding("the stores consumed nothing for 31s");
+  EXPECT_EQ(Metric("oklog_ingest_refusing"), 1u);
+  std::vector<rpc::BulkMessage> msgs = ReadBulkReply(bulk);
+  ASSERT_EQ(msgs.size(), 1u);
+  EXPECT_EQ(msgs[0].kind, rpc::BulkMessage::Kind::kError);
+  EXPECT_EQ(msgs[0].text, "ingest refused: shedding: the stores consumed nothing for 31s");
+  ::close(bulk);
+  int refused = ConnectLoopback(server_->durable_port());
+  EXPECT_LT(refused, 0) << "a shedding ingester took a new connection";
+  if (refused >= 0) ::close(refused);
+  // The open fast connection is handed over: its last lines are kept.
+  std::atomic<bool> eof{false};
+  std::thread t([&] {
+    char c;
+    eof = ::recv(fast, &c, 1, 0) == 0;
+  });
+  RunUntil([&] { return eof.load(); });
   t.join();
-  ::close(durable);
-  EXPECT_EQ(env_.mutating_ops(), ops);
-  EXPECT_EQ(Metric("oklog_ingest_writer_syncs_total"), 0u);
-  EXPECT_TRUE(Flushed().empty());
+  SendAll(fast, "last words\n");
+  ::close(fast);
+  RunUntil([&] { return server_->connections() == 0 && log_->flushed_count() == 1; });
+
+  server_->SetShedding("");
+  EXPECT_EQ(Metric("oklog_ingest_refusing"), 0u);
+  std::atomic<bool> sent{false};
+  std::thread a([&] {
+    int fd = ConnectLoopback(fast_port);
+    SendAll(fd, "taken again\n");
+    ::close(fd);
+    sent = true;
+  });
+  RunUntil([&] { return sent && log_->flushed_count() == 2; });
+  a.join();
+  EXPECT_EQ(Flushed(), (std::multiset<std::string>{"default last words", "default taken again"}));
 }
 
 }  // namespace

@@ -37,16 +37,6 @@ void GroupCommitter::MaybeStart() {
     }
     return;
   }
-  if (guard_ != nullptr && guard_->full()) {
-    metrics_->refused_writes->With({"durable"})->Inc();
-    logger_->warn("not writing a durable batch of {} bytes: {}; closing {} connection(s)", next_.size(),
-                  guard_->reason(), waiting_.size());
-    next_.clear();
-    ConnIds failed;
-    failed.swap(waiting_);
-    callbacks_.fail(failed);
-    return;
-  }
   if (!seg_) {
     auto seg = log_->NewActive();
     if (!seg.ok()) {

@@ -9,9 +9,9 @@
 // server closes it: durable producers get no acknowledgement but the open connection, so the
 // close is how they learn), and the segment is retired to flushed with only the whole records
 // written before the failure. The next batch starts a new segment.
-// While the disk guard (if any) says the disk is full, no batch is written: its connections are
-// failed the same way and the batch counted in oklog_ingest_refused_writes_total; a write that
-// fails for lack of space is told to the guard.
+// A write that fails for lack of space is told to the disk guard (if any), which makes the server
+// refuse producers (ingest_server.h); batches of connections being handed over still go into
+// the headroom the guard's floor keeps.
 //
 // Thread: loop thread only; the file work runs on the pool.
 #pragma once

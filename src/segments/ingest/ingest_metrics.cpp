@@ -20,12 +20,13 @@ IngestMetrics::IngestMetrics(Registry* m) {
   bulk_acks = m->NewCounter("oklog_ingest_bulk_acks_total", "Bulk segments acknowledged (replicated N times).");
   bulk_rejected = m->NewCounter("oklog_ingest_bulk_rejected_total",
                                 "Bulk connections closed for malformed or oversize input.");
-  refused_connections = m->NewCounterFamily(
-      "oklog_ingest_refused_connections_total",
-      "Ingest connections closed at once on arrival, by port and reason (disk_full).", {"modality", "reason"});
+  refusing = m->NewGauge("oklog_ingest_refusing",
+                         "1 while the ingest listeners are closed: the ingest disk is full or this ingester sheds "
+                         "(/health says why).");
   refused_writes = m->NewCounterFamily(
       "oklog_ingest_refused_writes_total",
-      "Durable batches and bulk segments not written (nor acknowledged) while the ingest disk is full.", {"modality"});
+      "Bulk segments not written (nor acknowledged) because the ingester refuses producers (disk full, shedding).",
+      {"modality"});
   bulk_unacked = m->NewGauge("oklog_ingest_bulk_unacked_segments", "Bulk segments stored here, not yet acknowledged.");
 }
 

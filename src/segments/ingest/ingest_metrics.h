@@ -22,9 +22,9 @@ struct IngestMetrics {
   Counter* bulk_acks;
   Counter* bulk_rejected;
   Gauge* bulk_unacked;
-  // While the ingest disk is full (common/fs/disk_guard.h): connections refused, by port, and
-  // durable batches and bulk segments not written, by port.
-  Family<Counter>* refused_connections;
+  // 1 while the listeners are closed (a full ingest disk, or shedding); bulk segments not
+  // written (nor acknowledged) meanwhile.
+  Gauge* refusing;
   Family<Counter>* refused_writes;
 };
 
