@@ -48,6 +48,7 @@ namespace oklog {
 namespace {
 
 constexpr const char* kVersion = "0.1.0";
+constexpr size_t kMaxShedReason = 160;  // bytes of a shedding reason in the gossiped metadata
 
 // Gossip's stream exchanges over the cluster RPC: the method "gossip", served on every node by
 // GossipNode::ServeStream. The RPC dials IP literals, so names (seeds) are resolved first, at
@@ -403,7 +404,7 @@ class Node {
     auto* self = UvHandle<uv_timer_t>::Data<Node>(t);
     if (self == nullptr) return;
     for (DiskGuard* g : {self->ingest_guard_.get(), self->store_guard_.get()})
-      if (g != nullptr) g->Poll();
+      if (g != nullptr) g->Poll(true);  // this tick is the period
     gossip::NodeMeta meta = self->meta_;
     meta.full = self->FullDisks();
     if (self->ingest_) self->IngestLoadAndShedding(&meta);
@@ -414,6 +415,8 @@ class Node {
     if (!health && !load) return;
     if (Status s = self->gossip_->UpdateMeta(meta); !s.ok()) {
       Logger("node")->warn("gossiping the node's health and load: {}", s.ToString());
+      // Not shed unannounced (the minority rule counts on the gossip): back to what is gossiped.
+      if (self->ingest_ && meta.shedding != self->meta_.shedding) self->ingest_->SetShedding(self->meta_.shedding);
       return;
     }
     if (meta.load != self->meta_.load) self->load_gossiped_ms_ = now;
@@ -427,7 +430,8 @@ class Node {
     meta->load = {ingest_->connections(), b.bytes, free};
     std::string reason = ShedReason(b, NowUnixMs(), std::chrono::steady_clock::now(),
                                     std::chrono::duration_cast<std::chrono::milliseconds>(c_.shed_after), free,
-                                    static_cast<uint64_t>(c_.ingest_min_free_bytes));
+                                    static_cast<uint64_t>(c_.ingest_min_free_bytes), !meta_.shedding.empty());
+    if (reason.size() > kMaxShedReason) reason.resize(kMaxShedReason);  // the metadata has 512 bytes
     std::vector<ShedPeer> live;
     for (const auto& p : gossip_->peer_view().Live("ingest")) live.push_back({p.name, !p.meta.shedding.empty()});
     const bool shed = DecideShedding(gossip_->name(), !reason.empty(), !meta_.shedding.empty(), live);

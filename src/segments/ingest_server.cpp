@@ -79,6 +79,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
     OKLOG_UV_CHECK(timer_.Init(this, [this](uv_timer_t* t) { return uv_timer_init(loop_, t); }));
     auto period = static_cast<uint64_t>(std::max<int64_t>(10, opts_.flush_age.count() / 4));
     uv_timer_start(timer_.get(), &Impl::OnTimer, period, period);
+    UpdateRefusal();  // a node started on a full disk listens not even until the first tick
     return Status::Ok();
   }
 
@@ -194,14 +195,17 @@ class IngestServer::Impl final : public IngestConn::Owner {
     if (closing_) return;
     const std::string why = RefusalReason();
     const bool refusing = !why.empty();
-    if (refusing && !refusing_) {
-      refusing_ = true;
-      metrics_.refusing->Set(1);
+    if (refusing) {
+      // Each time, not only at the start: a listener reopened by a partial Relisten, and the
+      // connections it took, are refused too.
       for (auto& [mod, l] : listeners_) l.reset();  // closes the socket now: connects are refused
       std::vector<IngestConn*> open;
       for (IngestConn* c : AllConns())
-        if (!c->closing()) open.push_back(c);
-      logger_->warn("refusing producers: {}; listeners closed, {} open connection(s) sent on", why, open.size());
+        if (!c->closing() && !handing_over_.count(c->id())) open.push_back(c);
+      if (!refusing_)
+        logger_->warn("refusing producers: {}; listeners closed, {} open connection(s) sent on", why, open.size());
+      refusing_ = true;
+      metrics_.refusing->Set(1);
       const uint64_t deadline = uv_now(loop_) + kHandOverMs;
       for (IngestConn* c : open) {
         if (c->modality() == Modality::kBulk) {

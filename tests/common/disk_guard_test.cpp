@@ -6,6 +6,8 @@
 
 #include "common/fs/disk_guard.h"
 #include "common/fs/fault_injection_env.h"
+#include <thread>
+
 #include "test_util.h"
 
 namespace oklog {
@@ -86,6 +88,32 @@ TEST_F(DiskGuardTest, AWriteThatFailedForLackOfSpaceMakesItFullUntilTheDiskGaine
   EXPECT_TRUE(g->Poll());
   env_.SetFreeBytes(4 * kMiB);
   EXPECT_FALSE(g->Poll());
+}
+
+// No inodes left, or a quota: the write failed but the free bytes never show it. Above the floor
+// plus the margin, writes are let to try again after error_retry; a new failure latches anew.
+TEST_F(DiskGuardTest, AFailedWriteThatFreeBytesDoNotExplainIsRetriedAfterAWhile) {
+  DiskGuard::Options o;
+  o.dir = dir_.path();
+  o.label = "store";
+  o.flag = "-store.min-free-bytes";
+  o.min_free_bytes = 10 * kMiB;
+  o.period = std::chrono::milliseconds(0);
+  o.error_retry = std::chrono::milliseconds(300);
+  o.env = &env_;
+  DiskGuard g(o, &metrics_);
+  env_.SetFreeBytes(500 * kMiB);
+  EXPECT_FALSE(g.Poll());
+  g.NoteWriteError(Status::ResourceExhausted("create /d/x: No space left on device (no inodes)"));
+  EXPECT_TRUE(g.Poll()) << "the same free bytes as at the failure";
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_FALSE(g.Poll()) << "latched for good by a failure free bytes do not explain";
+  g.NoteWriteError(Status::ResourceExhausted("create /d/y: No space left on device (no inodes)"));
+  EXPECT_TRUE(g.full());
+  // Below the floor, the retry does not apply.
+  env_.SetFreeBytes(5 * kMiB);
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_TRUE(g.Poll());
 }
 
 TEST_F(DiskGuardTest, ReadsAtMostOncePerPeriodUnlessForced) {

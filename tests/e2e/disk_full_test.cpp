@@ -213,7 +213,7 @@ TEST_F(DiskFullTest, AWriteThatHitsENOSPCClosesTheDurableProducerAndWritesResume
   HttpClientResponse h = Get("/health");
   EXPECT_NE(h.body.find("ingest disk: a write in " + mounts_[0] + "/data failed"), std::string::npos) << h.body;
   EXPECT_NE(h.body.find("No space left on device"), std::string::npos) << h.body;
-  EXPECT_NE(node_->Stderr().find("refusing new ingest connections"), std::string::npos);
+  EXPECT_NE(node_->Stderr().find("refusing producers (new connections and bulk segments)"), std::string::npos);
 
   fs::remove(filler);
   ASSERT_TRUE(WaitFor([&] { return Get("/health").status == 200; }, std::chrono::seconds(5))) << Get("/health").body;

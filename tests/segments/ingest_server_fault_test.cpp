@@ -9,9 +9,10 @@
 // In every case the failure is logged at error level and counted, no flushed segment holds a
 // torn or invalid record, and once the fault is cleared new writes are stored (durable ones
 // survive a power cut; a bulk resend is stored once and acknowledged when committed).
-// And a disk below its free-space floor (DiskGuard): every new connection is closed at once
-// (bulk after an error frame), open newline connections are closed, a bulk segment is not
-// stored nor acknowledged, nothing is written; all of it resumes when the disk has room.
+// And a disk below its free-space floor (DiskGuard), or shedding: the listeners close (connects
+// are refused), open newline connections are half-closed and what their producers send until
+// they close is stored, bulk ones get an error frame and no ack; the same ports take producers
+// again when the disk has room (or shedding ends).
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 
@@ -392,7 +393,6 @@ TEST_F(DiskFullTest, EveryListenerClosesWhileTheDiskIsFullAndOpensAgainOnTheSame
     EXPECT_LT(fd, 0) << "port " << port << " took a connection while the disk is full";
     if (fd >= 0) ::close(fd);
   }
-  EXPECT_EQ(env_.mutating_ops(), 0) << "something was written to the full disk";
   // Room again: the same ports take producers, and store what they send.
   SetFree(1 << 30);
   RunUntil([&] { return Metric("oklog_ingest_refusing") == 0; });

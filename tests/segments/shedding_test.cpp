@@ -39,6 +39,9 @@ TEST(ShedReasonTest, AStalledBacklogOrANearlyFullDiskIsAReasonAndNothingElse) {
   EXPECT_EQ(r, "ingest disk nearly full: " + std::to_string(150 << 20) +
                    " bytes free, below twice -ingest.min-free-bytes " + std::to_string(100 << 20));
   EXPECT_EQ(ShedReason(IngestLog::Backlog{}, now_ms, now, after, 200 << 20, 100 << 20), "");
+  // Once shedding for the disk: until twice the floor plus a tenth of it is free.
+  EXPECT_NE(ShedReason(IngestLog::Backlog{}, now_ms, now, after, 205 << 20, 100 << 20, true), "");
+  EXPECT_EQ(ShedReason(IngestLog::Backlog{}, now_ms, now, after, 210 << 20, 100 << 20, true), "");
   EXPECT_EQ(ShedReason(IngestLog::Backlog{}, now_ms, now, after, 0, 0), "") << "floor 0: the disk rule is off";
 }
 

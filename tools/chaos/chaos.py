@@ -164,9 +164,10 @@ class Bridge(Fault):
 class DiskFull(Fault):
     target = "s3"
     tmpfs_mb = 64
+    tmpfs_dir = "store"
 
     def start(self, lab, cluster):
-        path = os.path.join(cluster.nodes[self.target].dir, "store", "chaos-filler")
+        path = os.path.join(cluster.nodes[self.target].dir, self.tmpfs_dir, "chaos-filler")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             for size in (1 << 20, 4096, 1):  # whole MiB, then the last pages and bytes
@@ -179,7 +180,13 @@ class DiskFull(Fault):
             os.close(fd)
 
     def heal(self, lab, cluster):
-        os.unlink(os.path.join(cluster.nodes[self.target].dir, "store", "chaos-filler"))
+        os.unlink(os.path.join(cluster.nodes[self.target].dir, self.tmpfs_dir, "chaos-filler"))
+
+
+@scenario("diskfull-ingest", "one ingester's -ingest.path (a 64 MiB tmpfs) filled to the last byte, then freed")
+class DiskFullIngest(DiskFull):
+    target = "i1"
+    tmpfs_dir = "ingest"
 
 
 @scenario("kill9-two", "kill -9 two stores at once (RF 2: some records have no live copy; answers must say so)")
@@ -197,7 +204,7 @@ class Kill9Two(Fault):
 
 SETS = {"short": ["kill9", "stop", "partition", "oneway", "restart"],
         "full": ["kill9", "stop", "partition", "oneway", "restart", "loss", "kill9-ingest", "bridge",
-                 "diskfull", "kill9-two"]}
+                 "diskfull", "diskfull-ingest", "kill9-two"]}
 
 # ---------------------------------------------------------------------------------------------
 # HTTP from the client namespace.
@@ -270,7 +277,9 @@ class Node:
              "-cluster.preset", "local",
              "-ingest.path", os.path.join(self.dir, "ingest"), "-store.path", os.path.join(self.dir, "store"),
              "-ingest.segment-flush-age", "200ms", "-ingest.segment-pending-timeout", "3s",
-             "-store.segment-replication-factor", "2"] + self.extra
+             "-store.segment-replication-factor", "2",
+             # The disk faults use 64 MiB tmpfs mounts: floors that fit them (the defaults are 100 MiB).
+             "-ingest.min-free-bytes", str(8 << 20), "-store.min-free-bytes", str(8 << 20)] + self.extra
         if self.ip != SEED:
             a += ["-peer", "%s:%d" % (SEED, CLUSTER)]
         return a
@@ -573,10 +582,10 @@ class Run:
         self.mounts = []
         mb = getattr(fault, "tmpfs_mb", 0)
         if mb:
-            store = os.path.join(self.cluster.nodes[fault.target].dir, "store")
-            os.makedirs(store, exist_ok=True)
-            netlab.sh("mount", "-t", "tmpfs", "-o", "size=%dm" % mb, "oklog-chaos", store)
-            self.mounts.append(store)
+            where = os.path.join(self.cluster.nodes[fault.target].dir, fault.tmpfs_dir)
+            os.makedirs(where, exist_ok=True)
+            netlab.sh("mount", "-t", "tmpfs", "-o", "size=%dm" % mb, "oklog-chaos", where)
+            self.mounts.append(where)
         self.stop_writers = threading.Event()
         self.stop_probes = threading.Event()
         self.t_origin = time.time()

@@ -50,9 +50,10 @@ bool DiskGuard::Poll(bool force) {
     return full_.load();
   }
   // Full: resume only with room above the floor and above what was free when a write failed.
+  const uint64_t margin = std::max<uint64_t>(o_.resume_bytes, floor / 10);
   const uint64_t base = error_pending_ ? std::max(floor, free_at_error_) : floor;
-  const uint64_t need = base + std::max<uint64_t>(o_.resume_bytes, floor / 10);
-  if (free_ >= need) {
+  const bool retry = error_pending_ && free_ >= floor + margin && now - error_at_ >= o_.error_retry;
+  if (free_ >= base + margin || retry) {
     error_pending_ = false;
     SetFull(false, "");
   }
@@ -70,6 +71,7 @@ void DiskGuard::NoteWriteError(const Status& s) {
   // Several writers may fail at once: the highest figure they saw is the one to climb above.
   free_at_error_ = error_pending_ ? std::max(free_at_error_, free_) : free_;
   error_pending_ = true;
+  error_at_ = std::chrono::steady_clock::now();
   if (!full_.load()) SetFull(true, o_.label + " disk: a write in " + o_.dir + " failed: " + s.ToString());
 }
 
@@ -79,7 +81,7 @@ void DiskGuard::SetFull(bool full, const std::string& why) {
   full_gauge_->Set(full ? 1 : 0);
   if (full)
     Logger("node")->error("{}; {}", why,
-                          o_.label == "ingest" ? "refusing new ingest connections and acknowledging nothing more"
+                          o_.label == "ingest" ? "refusing producers (new connections and bulk segments)"
                                                : "not consuming or accepting replicas");
   else
     Logger("node")->info("{} disk: {} has {} bytes free again (floor {}); resuming", o_.label, o_.dir, free_,

@@ -1,14 +1,19 @@
 // DiskGuard: is one directory's disk too full to take more data? The ingest log and the store
-// each have one (-ingest.min-free-bytes, -store.min-free-bytes); the ingest listeners refuse
-// new connections and acknowledge nothing more, and the consumers stop consuming, while theirs
-// says full. Nothing is written into a full disk, so nothing is torn or corrupted by it.
+// each have one (-ingest.min-free-bytes, -store.min-free-bytes). While the ingest disk's says
+// full, the ingest listeners refuse producers (what connections being handed over still send
+// goes into the headroom the floor keeps); while the store disk's does, the consumers claim
+// nothing and replicas are refused. A write that still fails is an error Status like any other
+// (whole records only, nothing torn), so a full disk corrupts nothing.
 //
 // Full when, at the last Poll, the free bytes (Env::FreeBytes: what an unprivileged writer may
 // use) were below the floor, or since a write there failed with ResourceExhausted (ENOSPC,
-// EDQUOT: NoteWriteError). Not full again until a Poll sees the free bytes at least `resume`
-// above both the floor and what was free when the write failed: the disk must have gained room,
-// so a node does not flap on the edge. A Poll that cannot read the free space (the directory
-// gone, EIO) keeps the last state and is logged.
+// EDQUOT: NoteWriteError). Not full again until a Poll sees the free bytes at least the margin
+// (max(resume_bytes, floor / 10)) above both the floor and what was free when the write failed:
+// the disk must have gained room, so a node does not flap on the edge. A failed write whose
+// cause free bytes do not show (no inodes left, a quota) would latch for ever: after
+// `error_retry` above the floor plus the margin the guard lets writes try again (a failure
+// latches it anew). A Poll that cannot read the free space (the directory gone, EIO) keeps the
+// last state and is logged.
 //
 // Poll reads the filesystem at most once per `period` (the node's health timer calls it each
 // second on the loop thread; statvfs does not touch the disk's data). Transitions are logged,
@@ -38,6 +43,7 @@ class DiskGuard {
     uint64_t min_free_bytes = 0;
     uint64_t resume_bytes = 1 << 20;  // see above; at least this much above the floor
     std::chrono::milliseconds period{1000};
+    std::chrono::milliseconds error_retry{30000};
     Env* env = Env::Default();
   };
   DiskGuard(Options options, Registry* metrics);
@@ -67,6 +73,7 @@ class DiskGuard {
   uint64_t free_ = 0;
   uint64_t free_at_error_ = 0;  // free bytes when a write failed (0: none pending)
   bool error_pending_ = false;
+  std::chrono::steady_clock::time_point error_at_;
   bool read_once_ = false;
   std::chrono::steady_clock::time_point last_read_;
   Gauge* free_gauge_;

@@ -77,11 +77,13 @@ void IngestConn::Send(std::string bytes) {
 }
 
 bool IngestConn::Shutdown() {
+  if (shut_) return true;  // already half-closed (a refusal, then Close): it drains on
   auto* req = new uv_shutdown_t;
   if (uv_shutdown(req, tcp_.stream(), [](uv_shutdown_t* r, int) { delete r; }) != 0) {
     delete req;
     return false;
   }
+  shut_ = true;
   return true;
 }
 

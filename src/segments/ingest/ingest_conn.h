@@ -59,7 +59,7 @@ class IngestConn {
   // connection closes right after). Nothing once closing.
   void Send(std::string bytes);
   // Half-closes (shutdown(2) after queued writes): the peer sees EOF and reading continues.
-  // False when it could not be started (then Close()).
+  // False when it could not be started (then Close()); true again when already half-closed.
   bool Shutdown();
   // Stops reading and closes the socket; Owner::OnClosed follows from the close callback.
   void Close();
@@ -83,6 +83,7 @@ class IngestConn {
   std::unique_ptr<char[]> rbuf_{new char[kReadBufferBytes]};
   bool reading_ = false;
   bool closing_ = false;
+  bool shut_ = false;  // Shutdown() done
 };
 
 }  // namespace oklog

@@ -1,12 +1,15 @@
 #include "segments/ingest/shedding.h"
 
+#include <algorithm>
 #include <set>
 
 namespace oklog {
 
 std::string ShedReason(const IngestLog::Backlog& b, uint64_t now_unix_ms, std::chrono::steady_clock::time_point now,
-                       std::chrono::milliseconds after, uint64_t free_bytes, uint64_t min_free_bytes) {
-  if (min_free_bytes > 0 && free_bytes < 2 * min_free_bytes)
+                       std::chrono::milliseconds after, uint64_t free_bytes, uint64_t min_free_bytes,
+                       bool shedding_now) {
+  const uint64_t margin = shedding_now ? std::max<uint64_t>(1 << 20, min_free_bytes / 10) : 0;
+  if (min_free_bytes > 0 && free_bytes < 2 * min_free_bytes + margin)
     return "ingest disk nearly full: " + std::to_string(free_bytes) + " bytes free, below twice -ingest.min-free-bytes " +
            std::to_string(min_free_bytes);
   if (after.count() <= 0 || b.segments == 0 || b.oldest_unix_ms == 0) return "";
