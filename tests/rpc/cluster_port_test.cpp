@@ -50,6 +50,20 @@ bool CanBind(int type, uint16_t port) {
   return bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
 }
 
+// A socket of `type` on a kernel-picked port whose other side (TCP for UDP, UDP for TCP) is
+// free: the number the kernel picks for one protocol may be in use by the other elsewhere on
+// the machine (another test's connection), which would make the wrong side fail.
+UniqueFd OccupyWithOtherSideFree(int type, uint16_t* port) {
+  const int other = type == SOCK_DGRAM ? SOCK_STREAM : SOCK_DGRAM;
+  for (int i = 0; i < 100; ++i) {
+    UniqueFd fd = Occupy(type, 0);
+    *port = BoundPort(fd.get());
+    if (CanBind(other, *port)) return fd;
+  }
+  ADD_FAILURE() << "no port with its other side free in 100 tries";
+  return UniqueFd();
+}
+
 TEST(ClusterPortTest, PortZeroBindsBothSidesOnOneNumber) {
   auto p = ClusterPort::Bind(Address{"tcp", "127.0.0.1", 0});
   ASSERT_TRUE(p.ok()) << p.status().ToString();
@@ -79,8 +93,8 @@ TEST(ClusterPortTest, SidesNeverTakenAreClosedWithTheOwner) {
 }
 
 TEST(ClusterPortTest, AnExplicitPortWhoseUdpSideIsTakenIsAnErrorThatLeavesNothingBound) {
-  UniqueFd squatter = Occupy(SOCK_DGRAM, 0);
-  const uint16_t port = BoundPort(squatter.get());
+  uint16_t port = 0;
+  UniqueFd squatter = OccupyWithOtherSideFree(SOCK_DGRAM, &port);
   auto p = ClusterPort::Bind(Address{"tcp", "127.0.0.1", port});
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), Code::kIOError);
@@ -90,8 +104,8 @@ TEST(ClusterPortTest, AnExplicitPortWhoseUdpSideIsTakenIsAnErrorThatLeavesNothin
 }
 
 TEST(ClusterPortTest, AnExplicitPortWhoseTcpSideIsTakenIsAnError) {
-  UniqueFd squatter = Occupy(SOCK_STREAM, 0);
-  const uint16_t port = BoundPort(squatter.get());
+  uint16_t port = 0;
+  UniqueFd squatter = OccupyWithOtherSideFree(SOCK_STREAM, &port);
   auto p = ClusterPort::Bind(Address{"tcp", "127.0.0.1", port});
   ASSERT_FALSE(p.ok());
   EXPECT_EQ(p.status().code(), Code::kIOError);
