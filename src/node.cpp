@@ -180,21 +180,18 @@ class Node {
       OKLOG_ASSIGN_OR_RETURN(store_log_, StoreLog::Open(c_.store_path, StoreLogOptions{}, &metrics_));
     }
     // Free space of each disk against its floor, read each second by the health timer.
-    if (ingest_log_) {
-      ingest_guard_ = std::make_unique<DiskGuard>(
-          DiskGuard::Options{c_.ingest_path, "ingest", "-ingest.min-free-bytes",
-                             static_cast<uint64_t>(c_.ingest_min_free_bytes)},
+    auto guard = [this](const std::string& dir, const char* label, int64_t floor) {
+      auto g = std::make_unique<DiskGuard>(
+          DiskGuard::Options{dir, label, std::string("-") + label + ".min-free-bytes", static_cast<uint64_t>(floor)},
           &metrics_);
-      ingest_guard_->Poll(true);
+      g->Poll(true);
+      return g;
+    };
+    if (ingest_log_) {
+      ingest_guard_ = guard(c_.ingest_path, "ingest", c_.ingest_min_free_bytes);
       io.disk_guard = ingest_guard_.get();
     }
-    if (store_log_) {
-      store_guard_ = std::make_unique<DiskGuard>(
-          DiskGuard::Options{c_.store_path, "store", "-store.min-free-bytes",
-                             static_cast<uint64_t>(c_.store_min_free_bytes)},
-          &metrics_);
-      store_guard_->Poll(true);
-    }
+    if (store_log_) store_guard_ = guard(c_.store_path, "store", c_.store_min_free_bytes);
 
     OKLOG_ASSIGN_OR_RETURN(http_, HttpServer::Create(&loop_, c_.api, HttpServer::Options{}, &metrics_));
     // 200 "OK" while the node can take and store data; 503 "degraded" with one reason per line

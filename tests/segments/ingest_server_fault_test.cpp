@@ -74,6 +74,20 @@ std::vector<rpc::BulkMessage> DecodeAll(const std::string& bytes) {
   return out;
 }
 
+// Blocks until fd delivers at least one whole bulk frame, closes, or is silent for 10 s.
+std::vector<rpc::BulkMessage> RecvBulkFrames(int fd) {
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::string got;
+  char buf[512];
+  while (DecodeAll(got).empty()) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return DecodeAll(got);
+}
+
 class IngestServerFaultTest : public ::testing::TestWithParam<FaultCase> {
  protected:
   void SetUp() override {
@@ -259,16 +273,7 @@ TEST_P(BulkFaultTest, FailedSegmentWriteGetsAnErrorFrameNoAckAndTheResendIsStore
   std::thread b([&] {
     int fd = ConnectLoopback(server_->bulk_port());
     SendAll(fd, frame);
-    timeval tv{10, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string got;
-    char buf[256];
-    while (DecodeAll(got).empty()) {
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      got.append(buf, static_cast<size_t>(n));
-    }
-    std::vector<rpc::BulkMessage> m = DecodeAll(got);
+    std::vector<rpc::BulkMessage> m = RecvBulkFrames(fd);
     acked = m.size() == 1 && m[0].kind == rpc::BulkMessage::Kind::kAck && m[0].id == id;
     ::close(fd);
   });
@@ -365,16 +370,7 @@ class DiskFullTest : public IngestServerFaultTest {
     std::vector<rpc::BulkMessage> msgs;
     std::atomic<bool> done{false};
     std::thread t([&] {
-      timeval tv{10, 0};
-      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      std::string got;
-      char buf[512];
-      while (DecodeAll(got).empty()) {
-        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        got.append(buf, static_cast<size_t>(n));
-      }
-      msgs = DecodeAll(got);
+      msgs = RecvBulkFrames(fd);
       done = true;
     });
     RunUntil([&] { return done.load(); });
