@@ -7,6 +7,8 @@
 #include <random>
 
 #include "common/metrics.h"
+#include "segments/record_merge.h"
+#include "segments/store_log.h"
 #include "test_util.h"
 
 namespace oklog {
@@ -24,7 +26,7 @@ class HoldingsTest : public ::testing::Test {
   }
   std::string LogFile() { return dir_.path() + "/holdings.log"; }
   TempDir dir_;
-  std::unique_ptr<Registry> metrics_;
+  std::unique_ptr<Registry> metrics_ = std::make_unique<Registry>();
 };
 
 TEST_F(HoldingsTest, ANodeThatNeverHeldABatchWritesNoFile) {
@@ -49,6 +51,46 @@ TEST_F(HoldingsTest, BatchesSurviveAReopenAndDropsAreKept) {
   EXPECT_EQ(snap[0].second, 30u);
   // Open rewrote the file with the live entries only.
   EXPECT_EQ(ReadFile(LogFile()), "+ " + Batch(3000).low.ToString() + " " + Batch(3000).high.ToString() + " 30\n");
+}
+
+// StoreLog::Open keeps only the batches whose both ends lie in segment files: a replica whose
+// file was lost (deleted) or quarantined (corrupt) is no longer claimed, so queries of its range
+// ask its other holders instead of trusting this store; the log records the drops, so a later
+// open reads the same single batch.
+TEST_F(HoldingsTest, AReopenedStoreForgetsBatchesWhoseSegmentFilesAreGoneOrCorrupt) {
+  auto records = [](uint64_t ms) {
+    std::string out;
+    for (int i = 0; i < 50; ++i)
+      out += Ulid::FromParts(ms + static_cast<uint64_t>(i), 0, static_cast<uint64_t>(i)).ToString() + " t line\n";
+    return out;
+  };
+  std::vector<std::string> bufs = {records(1000000), records(2000000), records(3000000)};
+  {
+    auto store = StoreLog::Open(dir_.path(), StoreLogOptions{}, metrics_.get());
+    ASSERT_TRUE(store.ok()) << store.status().ToString();
+    for (const std::string& b : bufs) {
+      ParseStats ps;
+      std::vector<std::string_view> recs = ParseRecords(b, &ps);
+      ASSERT_TRUE((*store)->WriteReplica(recs).ok());
+    }
+    ASSERT_EQ((*store)->holdings()->size(), 3u);
+    auto segs = (*store)->All();
+    ASSERT_EQ(segs.size(), 3u);
+    std::filesystem::remove(segs[1]->path());  // a lost file
+    std::ofstream(segs[2]->path(), std::ios::binary | std::ios::in | std::ios::out).write("garbage!", 8);  // corrupt
+  }
+  metrics_ = std::make_unique<Registry>();
+  auto store = StoreLog::Open(dir_.path(), StoreLogOptions{}, metrics_.get());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ((*store)->quarantined(), 1u) << "the corrupt file was not quarantined";
+  auto snap = (*store)->holdings()->Snapshot();
+  ASSERT_EQ(snap.size(), 1u);
+  EXPECT_EQ(snap[0].first.low.unix_ms(), 1000000u);
+  EXPECT_EQ(snap[0].first.high.unix_ms(), 1000049u);
+  EXPECT_EQ(snap[0].second, 50u);
+  store->reset();
+  auto h = Open();
+  ASSERT_EQ(h->Snapshot(), snap);
 }
 
 TEST_F(HoldingsTest, TornAndGarbageLinesAreSkippedAndCounted) {
