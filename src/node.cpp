@@ -184,7 +184,7 @@ class Node {
       auto g = std::make_unique<DiskGuard>(
           DiskGuard::Options{dir, label, std::string("-") + label + ".min-free-bytes", static_cast<uint64_t>(floor)},
           &metrics_);
-      g->Poll(true);
+      g->Poll();
       return g;
     };
     if (ingest_log_) {
@@ -401,7 +401,7 @@ class Node {
     auto* self = UvHandle<uv_timer_t>::Data<Node>(t);
     if (self == nullptr) return;
     for (DiskGuard* g : {self->ingest_guard_.get(), self->store_guard_.get()})
-      if (g != nullptr) g->Poll(true);  // this tick is the period
+      if (g != nullptr) g->Poll();
     gossip::NodeMeta meta = self->meta_;
     meta.full = self->FullDisks();
     if (self->ingest_) self->IngestLoadAndShedding(&meta);

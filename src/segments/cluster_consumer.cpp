@@ -167,9 +167,8 @@ namespace {
 // Stores to copy to, best first: alive, then suspect, then those gossiping a full disk (they
 // refuse replicas; tried last rather than never, in case the gossip is stale).
 void OrderCandidates(std::vector<ClusterPeers::Store>* c) {
-  std::stable_partition(c->begin(), c->end(), [](const ClusterPeers::Store& s) { return !s.suspect && !s.full; });
-  auto rest = std::find_if(c->begin(), c->end(), [](const ClusterPeers::Store& s) { return s.suspect || s.full; });
-  std::stable_partition(rest, c->end(), [](const ClusterPeers::Store& s) { return !s.full; });
+  auto rank = [](const ClusterPeers::Store& s) { return s.full ? 2 : s.suspect ? 1 : 0; };
+  std::stable_sort(c->begin(), c->end(), [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
 }
 }  // namespace
 

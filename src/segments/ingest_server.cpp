@@ -146,10 +146,14 @@ class IngestServer::Impl final : public IngestConn::Owner {
   }
 
  private:
-  Status Listen(const Address& addr, Modality mod) {
-    auto l = TcpListener::Create(loop_, addr, [this, mod](TcpListener* self, int status) {
+  Result<std::unique_ptr<TcpListener>> OpenListener(const Address& addr, Modality mod) {
+    return TcpListener::Create(loop_, addr, [this, mod](TcpListener* self, int status) {
       if (status == 0) Accept(self, mod);
     });
+  }
+
+  Status Listen(const Address& addr, Modality mod) {
+    auto l = OpenListener(addr, mod);
     if (!l.ok()) return Status::Unavailable(l.status().message() + " (" + ModalityName(mod) + ")");
     // Reopened on this very address (port 0 resolved) when a refusal ends.
     Result<Address> bound = ParseAddress((*l)->bound(), 0);
@@ -217,7 +221,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
           CloseConn(c);
         }
       }
-    } else if (!refusing && refusing_) {
+    } else if (refusing_) {
       if (!Relisten()) return;  // tried again at the next tick
       refusing_ = false;
       metrics_.refusing->Set(0);
@@ -230,10 +234,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
     bool all = true;
     for (auto& [mod, l] : listeners_) {
       if (l) continue;
-      Modality m = mod;
-      auto r = TcpListener::Create(loop_, bound_[m], [this, m](TcpListener* self, int status) {
-        if (status == 0) Accept(self, m);
-      });
+      auto r = OpenListener(bound_[mod], mod);
       if (r.ok()) {
         l = std::move(r).value();
         continue;
@@ -241,7 +242,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
       all = false;
       const uint64_t now = uv_now(loop_);
       if (last_relisten_log_ms_ == 0 || now - last_relisten_log_ms_ >= 10000) {
-        logger_->error("reopening the {} listener: {}; trying again", ModalityName(m), r.status().ToString());
+        logger_->error("reopening the {} listener: {}; trying again", ModalityName(mod), r.status().ToString());
         last_relisten_log_ms_ = now;
       }
     }

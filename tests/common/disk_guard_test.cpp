@@ -1,6 +1,5 @@
 // DiskGuard: full below the floor or after a write failed for lack of space, not full again
-// until the disk gained room; at most one read per period; a free space it cannot read keeps
-// the last state. And Env::FreeBytes of the real filesystem.
+// until the disk gained room; a free space it cannot read keeps the last state. And Env::FreeBytes of the real filesystem.
 #include <gtest/gtest.h>
 #include <sys/statvfs.h>
 
@@ -17,13 +16,12 @@ constexpr uint64_t kMiB = 1 << 20;
 
 class DiskGuardTest : public ::testing::Test {
  protected:
-  std::unique_ptr<DiskGuard> Make(uint64_t floor, std::chrono::milliseconds period = std::chrono::milliseconds(0)) {
+  std::unique_ptr<DiskGuard> Make(uint64_t floor) {
     DiskGuard::Options o;
     o.dir = dir_.path();
     o.label = "ingest";
     o.flag = "-ingest.min-free-bytes";
     o.min_free_bytes = floor;
-    o.period = period;
     o.env = &env_;
     return std::make_unique<DiskGuard>(o, &metrics_);
   }
@@ -98,7 +96,6 @@ TEST_F(DiskGuardTest, AFailedWriteThatFreeBytesDoNotExplainIsRetriedAfterAWhile)
   o.label = "store";
   o.flag = "-store.min-free-bytes";
   o.min_free_bytes = 10 * kMiB;
-  o.period = std::chrono::milliseconds(0);
   o.error_retry = std::chrono::milliseconds(300);
   o.env = &env_;
   DiskGuard g(o, &metrics_);
@@ -116,22 +113,12 @@ TEST_F(DiskGuardTest, AFailedWriteThatFreeBytesDoNotExplainIsRetriedAfterAWhile)
   EXPECT_TRUE(g.Poll());
 }
 
-TEST_F(DiskGuardTest, ReadsAtMostOncePerPeriodUnlessForced) {
-  auto g = Make(10 * kMiB, std::chrono::hours(1));
-  env_.SetFreeBytes(50 * kMiB);
-  EXPECT_FALSE(g->Poll());
-  env_.SetFreeBytes(kMiB);
-  EXPECT_FALSE(g->Poll()) << "read again within the period";
-  EXPECT_TRUE(g->Poll(true));
-}
-
 TEST_F(DiskGuardTest, AFreeSpaceItCannotReadKeepsTheLastState) {
   DiskGuard::Options o;
   o.dir = dir_.path() + "/gone";
   o.label = "store";
   o.flag = "-store.min-free-bytes";
   o.min_free_bytes = 1;
-  o.period = std::chrono::milliseconds(0);
   DiskGuard g(o, &metrics_);  // the real Env: statvfs of a missing directory fails
   EXPECT_FALSE(g.Poll());
   g.NoteWriteError(Status::ResourceExhausted("no space"));

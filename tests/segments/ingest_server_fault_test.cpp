@@ -340,7 +340,6 @@ class DiskFullTest : public IngestServerFaultTest {
     o.label = "ingest";
     o.flag = "-ingest.min-free-bytes";
     o.min_free_bytes = 64 << 20;
-    o.period = std::chrono::milliseconds(0);
     o.env = &env_;
     guard_ = std::make_unique<DiskGuard>(o, &metrics_);
     env_.SetFreeBytes(uint64_t{1} << 30);

@@ -28,12 +28,9 @@ uint64_t DiskGuard::free_bytes() const {
   return free_;
 }
 
-bool DiskGuard::Poll(bool force) {
+bool DiskGuard::Poll() {
   std::lock_guard<std::mutex> lock(mu_);
   const auto now = std::chrono::steady_clock::now();
-  if (!force && read_once_ && now - last_read_ < o_.period) return full_.load();
-  last_read_ = now;
-  read_once_ = true;
   Result<uint64_t> got = o_.env->FreeBytes(o_.dir);
   if (!got.ok()) {
     Logger("node")->warn("{} disk: cannot read the free space of {}: {}; keeping the last state ({})", o_.label, o_.dir,

@@ -15,8 +15,8 @@
 // latches it anew). A Poll that cannot read the free space (the directory gone, EIO) keeps the
 // last state and is logged.
 //
-// Poll reads the filesystem at most once per `period` (the node's health timer calls it each
-// second on the loop thread; statvfs does not touch the disk's data). Transitions are logged,
+// Poll reads the filesystem each time (the node's health timer calls it each second on the loop
+// thread; statvfs does not touch the disk's data). Transitions are logged,
 // with the reason; oklog_disk_free_bytes{dir} and oklog_disk_full{dir} are exported.
 //
 // Thread-safe: full() is one atomic load; Poll, NoteWriteError and reason() take a mutex.
@@ -42,7 +42,6 @@ class DiskGuard {
     std::string flag;   // the floor's flag, named in the reason ("-ingest.min-free-bytes")
     uint64_t min_free_bytes = 0;
     uint64_t resume_bytes = 1 << 20;  // see above; at least this much above the floor
-    std::chrono::milliseconds period{1000};
     std::chrono::milliseconds error_retry{30000};
     Env* env = Env::Default();
   };
@@ -54,9 +53,8 @@ class DiskGuard {
   // Why it is full ("ingest disk: /d has 524288 bytes free, below -ingest.min-free-bytes
   // 1048576"); empty when it is not.
   std::string reason() const;
-  // Reads the free space unless the last read is less than `period` old (force: read anyway).
-  // Returns full().
-  bool Poll(bool force = false);
+  // Reads the free space and updates the state. Returns full().
+  bool Poll();
   // A write in dir failed: ResourceExhausted makes the guard full at once; other errors are
   // not the guard's business.
   void NoteWriteError(const Status& s);
@@ -74,8 +72,6 @@ class DiskGuard {
   uint64_t free_at_error_ = 0;  // free bytes when a write failed (0: none pending)
   bool error_pending_ = false;
   std::chrono::steady_clock::time_point error_at_;
-  bool read_once_ = false;
-  std::chrono::steady_clock::time_point last_read_;
   Gauge* free_gauge_;
   Gauge* full_gauge_;
 };
