@@ -138,6 +138,7 @@ class Node {
     Status s = Start();
     if (!s.ok()) {
       logger->error("{}", s.ToString());
+      if (compactor_) compactor_->Stop();  // before the exchange whose drops it makes goes
       Shutdown();
       uv_run(&loop_, UV_RUN_DEFAULT);
       uv_loop_close(&loop_);
@@ -177,7 +178,9 @@ class Node {
       OKLOG_ASSIGN_OR_RETURN(ingest_log_, IngestLog::Open(c_.ingest_path, ilo, &metrics_));
     }
     if (HasStore(c_.role)) {
-      OKLOG_ASSIGN_OR_RETURN(store_log_, StoreLog::Open(c_.store_path, StoreLogOptions{}, &metrics_));
+      StoreLogOptions so;
+      so.placement_bucket_ms = bucket_ms_;
+      OKLOG_ASSIGN_OR_RETURN(store_log_, StoreLog::Open(c_.store_path, so, &metrics_));
     }
     // Free space of each disk against its floor, read each second by the health timer.
     auto guard = [this](const std::string& dir, const char* label, int64_t floor) {
@@ -226,6 +229,17 @@ class Node {
     // /store/stream fans out to every live peer over stream.open (and serves theirs).
     stream_->EnableFanout(&loop_, &gossip_->peer_view(), rpc_server_.get(), rpc_client_.get());
 
+    // Compaction, retention and range drops (copies beyond N, from the holdings exchange) on
+    // their own thread (never the loop thread); started once the exchange that feeds it is.
+    CompactorOptions cpo;
+    cpo.target_bytes = static_cast<uint64_t>(c_.target_size_bytes);
+    cpo.retention.retain = std::chrono::duration_cast<std::chrono::milliseconds>(c_.retain);
+    cpo.retention.purge = std::chrono::duration_cast<std::chrono::milliseconds>(c_.purge);
+    cpo.retention.max_bytes = static_cast<uint64_t>(c_.max_bytes);
+    if (store_log_) {
+      OKLOG_ASSIGN_OR_RETURN(compactor_, Compactor::Create(store_log_.get(), cpo, &metrics_));
+    }
+
     ConsumerOptions co;
     co.target_bytes = static_cast<uint64_t>(c_.target_size_bytes);
     co.store_guard = store_guard_.get();
@@ -241,6 +255,7 @@ class Node {
       cco.replication_factor = static_cast<size_t>(c_.replication_factor);
       cco.max_batch_bytes = std::min<uint64_t>(co.max_batch_bytes, static_cast<uint64_t>(c_.target_size_bytes));
       cco.store_guard = store_guard_.get();
+      cco.bucket_ms = bucket_ms_;
       cluster_consumer_ = ClusterConsumer::Start(
           bridge_.get(),
           [this] {
@@ -259,28 +274,26 @@ class Node {
       ho.retention = std::chrono::duration_cast<std::chrono::milliseconds>(c_.retain);
       ho.repair_delay = std::chrono::duration_cast<std::chrono::milliseconds>(c_.repair_delay);
       ho.repair_rate = static_cast<uint64_t>(c_.repair_rate);
+      ho.rebalance = c_.rebalance;
+      ho.bucket_ms = bucket_ms_;
+      ho.settle_age = std::chrono::duration_cast<std::chrono::milliseconds>(c_.rebalance_settle);
+      ho.drop = [c = compactor_.get()](RangeDrop d) { c->RequestDrop(std::move(d)); };
       holdings_ = HoldingsExchange::Start(
           bridge_.get(),
           [this] {
             std::vector<HoldingsPeer> out;
             for (const auto& peer : gossip_->peer_view().All())
-              if (peer.meta.HasRole("store")) out.push_back({peer.name, peer.addr, peer.live(), peer.is_self});
+              if (peer.meta.HasRole("store"))
+                out.push_back({peer.name, peer.addr, peer.live(), peer.is_self,
+                               peer.state == gossip::MemberState::kSuspect,
+                               std::find(peer.meta.full.begin(), peer.meta.full.end(), "store") != peer.meta.full.end()});
             return out;
           },
           store_log_.get(), ho, &metrics_);
       if (query_) query_->SetHoldings(holdings_.get());
     }
 
-    // Compaction and retention on their own thread (never the loop thread).
-    CompactorOptions cpo;
-    cpo.target_bytes = static_cast<uint64_t>(c_.target_size_bytes);
-    cpo.retention.retain = std::chrono::duration_cast<std::chrono::milliseconds>(c_.retain);
-    cpo.retention.purge = std::chrono::duration_cast<std::chrono::milliseconds>(c_.purge);
-    cpo.retention.max_bytes = static_cast<uint64_t>(c_.max_bytes);
-    if (store_log_) {
-      OKLOG_ASSIGN_OR_RETURN(compactor_, Compactor::Create(store_log_.get(), cpo, &metrics_));
-      compactor_->Start();
-    }
+    if (compactor_) compactor_->Start();
 
     for (int sig : {SIGINT, SIGTERM}) {
       auto* h = new uv_signal_t;
@@ -523,6 +536,8 @@ class Node {
   std::unique_ptr<IngestServer> ingest_;
   std::unique_ptr<LocalConsumer> consumer_;
   std::unique_ptr<Compactor> compactor_;  // after store_log_: destroyed (and stopped) before it
+  const uint64_t bucket_ms_ = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(c_.placement_bucket).count());
   std::unique_ptr<WorkPool> rpc_disk_;  // the segment RPC's file work; closed after rpc_server_
   std::unique_ptr<gossip::GossipNode> gossip_;
   std::unique_ptr<rpc::RpcServer> rpc_server_;

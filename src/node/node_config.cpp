@@ -48,6 +48,9 @@ struct NodeFlags {
   Nanos query_peer_answer_timeout = kDefaults.query_peer_answer_timeout;
   Nanos repair_delay = kDefaults.repair_delay;
   int64_t repair_rate = kDefaults.repair_rate;
+  bool rebalance = kDefaults.rebalance;
+  Nanos placement_bucket = kDefaults.placement_bucket;
+  Nanos rebalance_settle = kDefaults.rebalance_settle;
   int64_t ingest_min_free = kDefaults.ingest_min_free_bytes;
   int64_t store_min_free = kDefaults.store_min_free_bytes;
   Nanos shed_after = kDefaults.shed_after;
@@ -93,7 +96,14 @@ struct NodeFlags {
                  "a store that has not begun answering a query in this time is left out (the answer is a 206)");
     fs->Duration("store.repair-delay", &repair_delay,
                  "a batch on fewer live stores than the replication factor this long is copied to another store");
-    fs->Int("store.repair-rate", &repair_rate, "bytes per second a store copies for repair (0: no repair)");
+    fs->Int("store.repair-rate", &repair_rate,
+            "bytes per second a store copies for repair and rebalance (0: neither)");
+    fs->Bool("store.rebalance", &rebalance,
+             "move data from stores above the mean to stores below it, and drop copies beyond the replication factor");
+    fs->Duration("store.placement-bucket", &placement_bucket,
+                 "records are placed, moved and dropped in buckets of this much time (the same on every node)");
+    fs->Duration("store.rebalance-settle", &rebalance_settle,
+                 "a bucket is moved or its extra copies dropped only this long after it ended");
     fs->Int("ingest.min-free-bytes", &ingest_min_free,
             "below this many free bytes on the ingest disk, refuse new connections and acknowledge nothing (0: off)");
     fs->Int("store.min-free-bytes", &store_min_free,
@@ -243,6 +253,9 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   c.query_peer_answer_timeout = f.query_peer_answer_timeout;
   c.repair_delay = f.repair_delay;
   c.repair_rate = f.repair_rate;
+  c.rebalance = f.rebalance;
+  c.placement_bucket = f.placement_bucket;
+  c.rebalance_settle = f.rebalance_settle;
   c.ingest_min_free_bytes = f.ingest_min_free;
   c.store_min_free_bytes = f.store_min_free;
   c.shed_after = f.shed_after;
@@ -274,6 +287,8 @@ Status NodeConfig::Validate() const {
   OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-purge", purge, Nanos(0)));
   OKLOG_RETURN_IF_ERROR(AtLeast("query.peer-answer-timeout", query_peer_answer_timeout, milliseconds(1)));
   OKLOG_RETURN_IF_ERROR(AtLeast("ingest.shed-after", shed_after, Nanos(0)));
+  OKLOG_RETURN_IF_ERROR(AtLeast("store.placement-bucket", placement_bucket, milliseconds(1)));
+  OKLOG_RETURN_IF_ERROR(AtLeast("store.rebalance-settle", rebalance_settle, Nanos(0)));
   if (repair_rate < 0)
     return Status::InvalidArgument("-store.repair-rate must be 0 (no repair) or more, not " + std::to_string(repair_rate));
   if (max_bytes < 0)

@@ -76,6 +76,11 @@ struct NodeConfig {
   // for this long is copied to another live store, at most repair_rate bytes a second per store.
   Nanos repair_delay = std::chrono::minutes(1);
   int64_t repair_rate = 16 << 20;
+  // Rebalance and copies beyond N (segments/holdings.h), in placement buckets of this much ULID
+  // time, for buckets that ended rebalance_settle ago.
+  bool rebalance = true;
+  Nanos placement_bucket = std::chrono::minutes(1);
+  Nanos rebalance_settle = std::chrono::minutes(2);
 
   // Disk full (common/fs/disk_guard.h): below this many free bytes on the ingest disk, the
   // ingest listeners refuse new connections and acknowledge nothing more; below the store's, a

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "common/ulid.h"
+#include "segments/holdings.h"
 #include "segments/record_merge.h"
 #include "segments/segment_file.h"
 #include "segments/segment_messages.h"
@@ -258,8 +259,11 @@ Result<std::vector<ClusterConsumer::Encoded>> ClusterConsumer::Encode(const std:
   size_t first = 0;
   while (first < records.size()) {
     OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<SegmentEncoder> enc, SegmentEncoder::Create(options, bytes));
+    // One image per placement bucket (holdings.h): a batch never crosses a bucket boundary.
+    const uint64_t bucket = PlacementBucket(*Ulid::ParseCanonical(records[first].data()), options_.bucket_ms);
     size_t i = first;
     for (; i < records.size(); ++i) {
+      if (i > first && PlacementBucket(*Ulid::ParseCanonical(records[i].data()), options_.bucket_ms) != bucket) break;
       Status s = enc->Append(records[i]);
       if (s.code() == Code::kResourceExhausted && i > first) break;  // full: the rest go into the next one
       if (!s.ok()) return s;

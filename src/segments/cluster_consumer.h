@@ -56,6 +56,8 @@ struct ClusterConsumerOptions {
   // This store's disk guard (may be null): while it says full, this node consumes nothing (its
   // batches would need a local copy or a long way round); other stores take the data.
   DiskGuard* store_guard = nullptr;
+  // Batches are cut at placement bucket boundaries (segments/holdings.h).
+  uint64_t bucket_ms = 60'000;
 };
 
 class ClusterConsumer {

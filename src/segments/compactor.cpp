@@ -61,6 +61,10 @@ Compactor::Compactor(StoreLog* store, CompactorOptions options, Registry* m)
   duplicates_ = m->NewCounter("oklog_store_compaction_duplicates_total", "Duplicate records dropped by compaction.");
   runs_ = m->NewCounterFamily("oklog_store_compaction_runs_total", "Compactions by result (ok, error, cancelled).",
                               {"result"});
+  range_drops_ = m->NewCounter("oklog_store_range_drops_total",
+                               "Ranges whose records were removed from the store (copies beyond N).");
+  range_dropped_records_ = m->NewCounter("oklog_store_range_dropped_records_total",
+                                         "Records removed from the store by range drops.");
   duration_ = m->NewHistogram("oklog_store_compact_duration_seconds", "Duration of one compaction.",
                               ExponentialBuckets(0.005, 2, 16));
 }
@@ -103,6 +107,9 @@ Result<bool> Compactor::RunOnce() {
   RetentionPlan plan = retention_.Decide();
   bool changed = retention_.Trash(plan.trash) > 0;
   changed |= retention_.Purge() > 0;
+  auto ranges = RunDrops();
+  if (!ranges.ok()) return ranges.status();
+  if (ranges.value() > 0) return true;
   auto dropped = DropContainedSegments();
   if (!dropped.ok()) return dropped.status();
   if (dropped.value() > 0) return true;
@@ -116,6 +123,89 @@ Result<bool> Compactor::RunOnce() {
   auto r = Compact(inputs, plan.cutoff_ms);
   if (!r.ok()) return r.status();
   return true;
+}
+
+void Compactor::RequestDrop(RangeDrop d) {
+  std::lock_guard<std::mutex> lock(drops_mu_);
+  drops_.push_back(std::move(d));
+}
+
+Result<size_t> Compactor::RunDrops(bool force) {
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<RangeDrop> due;
+  {
+    std::lock_guard<std::mutex> lock(drops_mu_);
+    if (drops_.empty()) return size_t{0};
+    auto oldest = std::min_element(drops_.begin(), drops_.end(), [](const RangeDrop& a, const RangeDrop& b) {
+                    return a.not_before < b.not_before;
+                  })->not_before;
+    if (!force && oldest + options_.drop_gather > now) return size_t{0};
+    for (auto it = drops_.begin(); it != drops_.end();) {
+      if (force || it->not_before <= now) {
+        due.push_back(std::move(*it));
+        it = drops_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  auto finish = [](RangeDrop& d, const Status& s) {
+    if (d.done) d.done(s);
+  };
+  std::sort(due.begin(), due.end(), [](const RangeDrop& a, const RangeDrop& b) { return a.low < b.low; });
+  std::vector<RangeDrop> go;
+  for (RangeDrop& d : due) {
+    if (!go.empty() && d.low <= go.back().high) {
+      RequestDrop(std::move(d));  // overlaps one made now: the next round
+      continue;
+    }
+    if (d.still_wanted && !d.still_wanted()) {
+      finish(d, Status::Cancelled("no longer held by enough other stores"));
+      continue;
+    }
+    go.push_back(std::move(d));
+  }
+  if (go.empty()) return size_t{0};
+  Drops drops;
+  std::vector<std::shared_ptr<const SegmentReader>> inputs;
+  for (const RangeDrop& d : go) {
+    drops.ranges.emplace_back(d.low.ToString(), d.high.ToString());
+    drops.max.push_back(d.max_records);
+    for (auto& seg : store_->Select(d.low, d.high))
+      if (std::find(inputs.begin(), inputs.end(), seg) == inputs.end()) inputs.push_back(std::move(seg));
+  }
+  std::sort(inputs.begin(), inputs.end(), [](const auto& a, const auto& b) { return a->low() < b->low(); });
+  drops.dropped.assign(go.size(), 0);
+  drops.over.assign(go.size(), false);
+  auto start = std::chrono::steady_clock::now();
+  Result<CompactionResult> r = inputs.empty() ? Result<CompactionResult>(CompactionResult{}) : DoCompact(inputs, 0, &drops);
+  duration_->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  runs_->With({r.ok() ? "ok" : r.status().code() == Code::kCancelled ? "cancelled" : "error"})->Inc();
+  auto log = Logger("store");
+  if (!r.ok()) {
+    const bool counted = std::find(drops.over.begin(), drops.over.end(), true) != drops.over.end();
+    for (size_t i = 0; i < go.size(); ++i) {
+      if (counted && !drops.over[i]) {
+        RequestDrop(std::move(go[i]));  // not the one at fault: again at the next round
+        continue;
+      }
+      finish(go[i], r.status());
+    }
+    if (r.status().code() != Code::kCancelled)
+      log->warn("range drop of {} range(s) over {} segment(s) not made: {}", go.size(), inputs.size(),
+                r.status().ToString());
+    return r.status().code() == Code::kCancelled ? r.status() : Result<size_t>(size_t{0});
+  }
+  uint64_t gone = 0;
+  for (size_t i = 0; i < go.size(); ++i) {
+    gone += drops.dropped[i];
+    finish(go[i], Status::Ok());
+  }
+  range_drops_->Inc(go.size());
+  range_dropped_records_->Inc(gone);
+  log->info("dropped {} range(s): {} records out of {} segment(s), {} records kept in {} output(s)", go.size(), gone,
+            inputs.size(), r->records, r->outputs);
+  return go.size();
 }
 
 Result<size_t> Compactor::DropContainedSegments() {
@@ -263,7 +353,7 @@ Result<CompactionResult> Compactor::Compact(const std::vector<std::shared_ptr<co
 }
 
 Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
-                                              uint64_t expire_before_ms) {
+                                              uint64_t expire_before_ms, Drops* drops) {
   CompactionResult res;
   res.inputs = inputs.size();
   if (inputs.empty()) return res;
@@ -330,6 +420,16 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
     return Status::Ok();
   };
 
+  // The drop range holding a record (its index), or -1.
+  auto in_drop = [drops](std::string_view rec) -> ssize_t {
+    if (drops == nullptr || drops->ranges.empty()) return -1;
+    std::string_view id = rec.substr(0, Ulid::kTextSize);
+    auto it = std::upper_bound(drops->ranges.begin(), drops->ranges.end(), id,
+                               [](std::string_view v, const auto& r) { return v < std::string_view(r.first); });
+    if (it == drops->ranges.begin() || id > std::string_view(std::prev(it)->second)) return -1;
+    return std::prev(it) - drops->ranges.begin();
+  };
+
   // The merge.
   std::vector<Cursor> cursors;
   cursors.reserve(inputs.size());
@@ -362,8 +462,13 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
     size_t c = merge.Pop().source;
     std::string_view rec = cursors[c].head();
     if (merge.Accept(rec)) {
-      Status s = emit(rec);
-      if (!s.ok()) return fail(s);
+      if (ssize_t d = in_drop(rec); d >= 0) {
+        ++drops->dropped[static_cast<size_t>(d)];
+        ++res.range_dropped;
+      } else {
+        Status s = emit(rec);
+        if (!s.ok()) return fail(s);
+      }
     }
     Status err;
     if (!offer_next(c, false, &err)) return err;
@@ -373,6 +478,13 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
     }
   }
   res.duplicates = merge.duplicates();
+  if (drops != nullptr) {
+    bool over = false;
+    for (size_t i = 0; i < drops->ranges.size(); ++i)
+      if (drops->dropped[i] > drops->max[i]) over = drops->over[i] = true;
+    if (over)
+      return fail(Status::InvalidArgument("a drop range holds more records than its batches account for"));
+  }
   if (writer && writer->records() > 0) {
     Status s = finish_output();
     if (!s.ok()) return fail(s);

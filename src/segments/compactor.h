@@ -26,6 +26,14 @@
 // merge drops and the next compaction (the overlap rule) removes. Nothing is lost at any step.
 // A failure (I/O, corrupt input) removes the finished outputs and keeps the inputs.
 //
+// Range drops (RequestDrop, from the holdings exchange: copies beyond N): every record in a
+// range goes. A drop waits for its not_before, then gathers with the others due for
+// drop_gather, so that one rewrite of a segment serves every drop in it; the segments
+// overlapping the ranges are then compacted as above with the ranges' records left out, after
+// each drop's still_wanted() agreed. A range that turns out to hold more distinct records than
+// its max_records fails the rewrite (InvalidArgument to its done(); nothing is removed) and the
+// others go again at the next round.
+//
 // Thread: Start/Stop from the owner; RunOnce/Compact are for tests and tools and must not run
 // while the thread is started.
 #pragma once
@@ -52,6 +60,7 @@ struct CompactorOptions {
   uint32_t fanout = 8;                   // size tiers are this factor apart (>= 2)
   std::chrono::milliseconds idle_interval{1000};  // between rounds that found nothing to do
   RetentionOptions retention;
+  std::chrono::milliseconds drop_gather{10000};  // range drops due are gathered this long
 };
 
 struct CompactionResult {
@@ -61,6 +70,7 @@ struct CompactionResult {
   uint64_t bytes_written = 0;  // file bytes of the outputs
   uint64_t records = 0;        // written
   uint64_t duplicates = 0;     // dropped
+  uint64_t range_dropped = 0;  // records left out because they lie in a drop range
 };
 
 class Compactor {
@@ -88,14 +98,26 @@ class Compactor {
   // hold no record to keep (they are then removed).
   Result<CompactionResult> Compact(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
                                    uint64_t expire_before_ms = 0);
+  // Queues a range drop (thread-safe); it is made by a later round.
+  void RequestDrop(RangeDrop d);
+  // Makes the drops that are due (every one, now, when `force`). Returns how many ranges were
+  // dropped. Part of RunOnce; for tests.
+  Result<size_t> RunDrops(bool force = false);
 
   Retention* retention() { return &retention_; }
 
  private:
   Compactor(StoreLog* store, CompactorOptions options, Registry* metrics);
   void Run();
+  // Records in `drop` (sorted, disjoint) are left out and counted in *dropped (one per range).
+  struct Drops {
+    std::vector<std::pair<std::string, std::string>> ranges;  // canonical ULID text, inclusive
+    std::vector<uint64_t> max;      // more dropped in a range fail the compaction, setting over
+    std::vector<uint64_t> dropped;
+    std::vector<bool> over;
+  };
   Result<CompactionResult> DoCompact(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,
-                                     uint64_t expire_before_ms);
+                                     uint64_t expire_before_ms, Drops* drops = nullptr);
 
   StoreLog* store_;
   CompactorOptions options_;
@@ -106,6 +128,10 @@ class Compactor {
   std::thread thread_;
   // Segments found not to be contained in others, with the number of overlapping blocks then.
   std::map<std::shared_ptr<const SegmentReader>, size_t> not_contained_;
+  std::mutex drops_mu_;
+  std::vector<RangeDrop> drops_;  // requested, not made yet
+  Counter* range_drops_;
+  Counter* range_dropped_records_;
   Counter* bytes_read_;
   Counter* bytes_written_;
   Counter* duplicates_;

@@ -132,6 +132,64 @@ Result<HoldingsDelta> DecodeHoldingsDelta(std::string_view body) {
   }
 }
 
+// ---- placement ----
+
+BatchId BucketRange(uint64_t bucket, uint64_t bucket_ms) {
+  return {Ulid::MinAt(bucket * bucket_ms), Ulid::MaxAt((bucket + 1) * bucket_ms - 1)};
+}
+
+uint64_t PlacementRank(std::string_view store, uint64_t bucket) {
+  auto mix = [](uint64_t x) {  // splitmix64's finaliser
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  };
+  uint64_t h = 1469598103934665603ull;  // FNV-1a of the name
+  for (unsigned char c : store) h = (h ^ c) * 1099511628211ull;
+  return mix(h ^ mix(bucket + 0x9e3779b97f4a7c15ull));
+}
+
+std::string EncodeSegmentCopy(const BatchClaims& claims, std::string_view file) {
+  msgpack::sbuffer buf(64 + 40 * claims.size());
+  Packer pk(buf);
+  pk.pack_array(2);
+  pk.pack_uint32(kHoldingsMessagesVersion);
+  pk.pack_array(static_cast<uint32_t>(claims.size()));
+  for (const auto& [b, n] : claims) {
+    pk.pack_array(3);
+    PackUlid(pk, b.low);
+    PackUlid(pk, b.high);
+    pk.pack_uint64(n);
+  }
+  std::string out;
+  out.reserve(buf.size() + file.size());
+  out.append(buf.data(), buf.size());
+  out.append(file);
+  return out;
+}
+
+Result<SegmentCopy> DecodeSegmentCopy(std::string_view body) {
+  try {
+    size_t off = 0;
+    msgpack::object_handle oh = msgpack::unpack(body.data(), body.size(), off, nullptr, nullptr, kLimit);
+    const msgpack::object* f = Fields(oh.get(), 2);
+    uint64_t v = 0;
+    if (f == nullptr || !ReadUint(f[0], UINT32_MAX, &v) || v != kHoldingsMessagesVersion)
+      return Status::Corruption("segment.copy: not a version 1 header");
+    if (f[1].type != msgpack::type::ARRAY) return Status::Corruption("segment.copy: claims");
+    SegmentCopy c;
+    c.claims.resize(f[1].via.array.size);
+    for (size_t i = 0; i < c.claims.size(); ++i)
+      if (!ReadBatch(f[1].via.array.ptr[i], 3, &c.claims[i].first, &c.claims[i].second))
+        return Status::Corruption("segment.copy: claim " + std::to_string(i));
+    c.file = body.substr(off);
+    if (c.file.empty()) return Status::Corruption("segment.copy: no segment file");
+    return c;
+  } catch (const std::exception& e) {
+    return Status::Corruption(std::string("segment.copy: ") + e.what());
+  }
+}
+
 // ---- Holdings ----
 
 Holdings::Holdings(Env* env, std::string path, Registry* m) : env_(env), path_(std::move(path)), epoch_(RandomEpoch()) {
@@ -244,6 +302,25 @@ void Holdings::Add(const BatchId& b, uint64_t records) {
   batches_gauge_->Set(static_cast<double>(batches_.size()));
 }
 
+void Holdings::AddAll(const BatchClaims& batches) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [b, n] : batches)
+    if (batches_.emplace(b, n).second) Record(true, b, n);
+  batches_gauge_->Set(static_cast<double>(batches_.size()));
+}
+
+size_t Holdings::Drop(const std::vector<BatchId>& batches) {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t n = 0;
+  for (const BatchId& b : batches)
+    if (batches_.erase(b)) {
+      Record(false, b, 0);
+      ++n;
+    }
+  batches_gauge_->Set(static_cast<double>(batches_.size()));
+  return n;
+}
+
 size_t Holdings::DropBelow(const Ulid& floor) {
   std::lock_guard<std::mutex> lock(mu_);
   size_t n = 0;
@@ -354,6 +431,16 @@ std::unique_ptr<HoldingsExchange> HoldingsExchange::Start(rpc::RpcBridge* bridge
   x->repair_errors_ = m->NewCounter("oklog_store_repair_errors_total", "Repair copies that failed (tried again later).");
   x->repair_lag_ = m->NewGauge("oklog_store_repair_lag_seconds",
                                "How long the oldest under-replicated batch of this store has been so (0: none).");
+  x->rebalanced_batches_ = m->NewCounter("oklog_store_rebalanced_batches_total",
+                                         "Batches this store copied to a store below the mean load (rebalance).");
+  x->rebalanced_bytes_ = m->NewCounter("oklog_store_rebalanced_bytes_total", "Segment file bytes sent by rebalance copies.");
+  x->dropped_batches_ = m->NewCounter("oklog_store_dropped_copies_total",
+                                      "Batches this store removed because N lower-ranked alive stores hold them.");
+  x->dropped_records_ = m->NewCounter("oklog_store_dropped_copy_records_total",
+                                      "Records of the batches in oklog_store_dropped_copies_total.");
+  x->drops_cancelled_ = m->NewCounter("oklog_store_copy_drops_cancelled_total",
+                                      "Drops of copies beyond N cancelled before the rewrite (the batches are held again).");
+  x->held_records_ = m->NewGauge("oklog_store_held_records", "Records of the replicated batches this store holds.");
   x->thread_ = std::thread([p = x.get()] { p->Run(); });
   return x;
 }
@@ -427,58 +514,236 @@ void HoldingsExchange::PullOnce() {
     for (const BatchId& b : d->drop) c.batches.erase(b);
     c.epoch = d->epoch;
     c.version = d->version;
+    c.pulled = true;
     pulls_->Inc();
   }
+  last_peers_ = peers;
   Refresh(peers);
   Repair();
 }
 
+bool HoldingsExchange::Buckets::Fixed(uint64_t bucket) const {
+  auto it = std::upper_bound(spans.begin(), spans.end(), std::make_pair(bucket, UINT64_MAX));
+  return it != spans.begin() && std::prev(it)->second >= bucket;
+}
+
 void HoldingsExchange::Refresh(const std::vector<HoldingsPeer>& peers) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (options_.retention.count() > 0) {
-    const uint64_t now = NowUnixMs(), age = static_cast<uint64_t>(options_.retention.count());
-    const Ulid floor = Ulid::MinAt(now > age ? now - age : 0);
-    for (auto& [name, c] : caches_)
-      for (auto it = c.batches.begin(); it != c.batches.end() && it->first.low < floor;)
-        it = it->first.high < floor ? c.batches.erase(it) : std::next(it);
+  std::vector<std::pair<uint64_t, BatchClaims>> drops;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (options_.retention.count() > 0) {
+      const uint64_t now = NowUnixMs(), age = static_cast<uint64_t>(options_.retention.count());
+      const Ulid floor = Ulid::MinAt(now > age ? now - age : 0);
+      for (auto& [name, c] : caches_)
+        for (auto it = c.batches.begin(); it != c.batches.end() && it->first.low < floor;)
+          it = it->first.high < floor ? c.batches.erase(it) : std::next(it);
+    }
+    known_stores_->Set(static_cast<double>(caches_.size()));
+    std::map<std::string, std::string> live;  // name -> addr, self excluded
+    alive_.clear();
+    for (const HoldingsPeer& p : peers) {
+      if (!p.live || p.is_self) continue;
+      live[p.name] = p.addr;
+      caches_[p.name].full = p.full;
+      if (!p.suspect) alive_.insert(p.name);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    uint64_t batches = 0, records = 0, held = 0;
+    std::map<BatchId, std::chrono::steady_clock::time_point> under;
+    due_.clear();
+    Buckets own;
+    const uint64_t bucket_ms = options_.bucket_ms;
+    const BatchClaims snapshot = own_->Snapshot();
+    for (const auto& [b, n] : snapshot) {
+      held += n;
+      const uint64_t lo = PlacementBucket(b.low, bucket_ms), hi = PlacementBucket(b.high, bucket_ms);
+      if (lo == hi) {
+        own.within[lo].emplace_back(b, n);
+      } else if (!own.spans.empty() && own.spans.back().second + 1 >= lo) {
+        own.spans.back().second = std::max(own.spans.back().second, hi);  // snapshot is sorted by low
+      } else {
+        own.spans.emplace_back(lo, hi);
+      }
+    }
+    held_records_->Set(static_cast<double>(held));
+    std::map<std::pair<BatchId, std::string>, size_t> unit_of;  // (range, target) -> index in due_
+    for (const auto& [b, n] : snapshot) {
+      std::vector<std::string> holders = {self_};
+      for (const auto& [name, c] : caches_)
+        if (live.count(name) && c.batches.count(b)) holders.push_back(name);
+      if (holders.size() >= options_.replication_factor) continue;
+      ++batches;
+      records += n;
+      auto it = under_since_.find(b);
+      const auto since = it == under_since_.end() ? now : it->second;
+      under[b] = since;
+      // One repairer per batch: the first live holder by name. Targets: live stores lacking it
+      // whose disk is not full, lowest rank in its bucket first (where rebalance would put it).
+      if (options_.repair_rate == 0 || now - since < options_.repair_delay ||
+          *std::min_element(holders.begin(), holders.end()) != self_)
+        continue;
+      const uint64_t bucket = PlacementBucket(b.low, bucket_ms);
+      const bool whole_bucket = bucket == PlacementBucket(b.high, bucket_ms) && !own.Fixed(bucket);
+      std::vector<std::pair<uint64_t, std::string>> targets;
+      for (const auto& [name, addr] : live)
+        if (std::find(holders.begin(), holders.end(), name) == holders.end() && !caches_[name].full)
+          targets.emplace_back(PlacementRank(name, bucket), name);
+      std::sort(targets.begin(), targets.end());
+      for (size_t i = 0; i < targets.size() && holders.size() + i < options_.replication_factor; ++i) {
+        Copy c;
+        c.range = whole_bucket ? BucketRange(bucket, bucket_ms) : b;
+        c.name = targets[i].second;
+        c.addr = live[c.name];
+        auto [slot, fresh] = unit_of.emplace(std::make_pair(c.range, c.name), due_.size());
+        if (!fresh) continue;  // another batch of the bucket already sends it there
+        c.claims = whole_bucket ? own.within[bucket] : BatchClaims{{b, n}};
+        due_.push_back(std::move(c));
+      }
+    }
+    under_since_ = std::move(under);
+    double lag = 0;
+    for (const auto& [b, t] : under_since_) lag = std::max(lag, std::chrono::duration<double>(now - t).count());
+    repair_lag_->Set(lag);
+    under_replicated_batches_->Set(static_cast<double>(batches));
+    under_replicated_records_->Set(static_cast<double>(records));
+    if (!self_.empty()) {
+      DecideDrops(own, &drops);
+      if (batches == 0 && due_.empty() && options_.rebalance && options_.repair_rate > 0) DecideRebalance(own);
+    }
   }
-  known_stores_->Set(static_cast<double>(caches_.size()));
-  std::map<std::string, std::string> live;  // name -> addr, self excluded
-  for (const HoldingsPeer& p : peers)
-    if (p.live && !p.is_self) live[p.name] = p.addr;
-  const auto now = std::chrono::steady_clock::now();
-  uint64_t batches = 0, records = 0;
-  std::map<BatchId, std::chrono::steady_clock::time_point> under;
-  due_.clear();
-  for (const auto& [b, n] : own_->Snapshot()) {
-    std::vector<std::string> holders = {self_};
-    for (const auto& [name, c] : caches_)
-      if (live.count(name) && c.batches.count(b)) holders.push_back(name);
-    if (holders.size() >= options_.replication_factor) continue;
-    ++batches;
-    records += n;
-    auto it = under_since_.find(b);
-    const auto since = it == under_since_.end() ? now : it->second;
-    under[b] = since;
-    // One repairer per batch: the first live holder by name. Targets: live stores lacking it,
-    // in an order of the batch's own (so that repairs spread over the stores).
-    if (options_.repair_rate == 0 || now - since < options_.repair_delay ||
-        *std::min_element(holders.begin(), holders.end()) != self_)
-      continue;
-    std::vector<std::pair<uint64_t, std::string>> targets;
-    for (const auto& [name, addr] : live)
-      if (std::find(holders.begin(), holders.end(), name) == holders.end())
-        targets.emplace_back(std::hash<std::string>{}(name + b.low.ToString()), name);
-    std::sort(targets.begin(), targets.end());
-    for (size_t i = 0; i < targets.size() && holders.size() + i < options_.replication_factor; ++i)
-      due_.push_back({b, targets[i].second, live[targets[i].second]});
+  StartDrops(std::move(drops));
+}
+
+size_t HoldingsExchange::LowerHolders(const BatchId& b, uint64_t bucket, const std::string& except) const {
+  const uint64_t mine = PlacementRank(self_, bucket);
+  size_t n = 0;
+  for (const std::string& name : alive_) {
+    if (name == except || PlacementRank(name, bucket) >= mine) continue;
+    auto it = caches_.find(name);
+    if (it != caches_.end() && it->second.pulled && it->second.batches.count(b)) ++n;
   }
-  under_since_ = std::move(under);
-  double lag = 0;
-  for (const auto& [b, t] : under_since_) lag = std::max(lag, std::chrono::duration<double>(now - t).count());
-  repair_lag_->Set(lag);
-  under_replicated_batches_->Set(static_cast<double>(batches));
-  under_replicated_records_->Set(static_cast<double>(records));
+  return n;
+}
+
+namespace {
+// Whether a bucket ended at least settle_age ago.
+bool Settled(uint64_t bucket, uint64_t bucket_ms, std::chrono::milliseconds settle_age) {
+  const uint64_t end_ms = (bucket + 1) * bucket_ms, now = NowUnixMs();
+  return now >= end_ms && now - end_ms >= static_cast<uint64_t>(settle_age.count());
+}
+}  // namespace
+
+void HoldingsExchange::DecideDrops(const Buckets& own,
+                                   std::vector<std::pair<uint64_t, BatchClaims>>* drops) {
+  if (!options_.drop) return;
+  for (const auto& [bucket, claims] : own.within) {
+    if (own.Fixed(bucket) || dropping_.count(bucket) || !Settled(bucket, options_.bucket_ms, options_.settle_age)) continue;
+    bool extra = true;
+    for (const auto& [b, n] : claims) extra = extra && LowerHolders(b, bucket, "") >= options_.replication_factor;
+    if (extra) drops->emplace_back(bucket, claims);
+  }
+}
+
+void HoldingsExchange::DecideRebalance(const Buckets& own) {
+  // Loads, in records, of this store and of the alive stores whose holdings are known.
+  uint64_t self_load = 0;
+  for (const auto& [bucket, claims] : own.within)
+    for (const auto& [b, n] : claims) self_load += n;
+  std::map<std::string, double> load;
+  double total = 0;
+  for (const std::string& name : alive_) {
+    const Cache& c = caches_.at(name);
+    if (!c.pulled) return;  // not known yet: wait for its first answer
+    uint64_t l = 0;
+    for (const auto& [b, n] : c.batches) l += n;
+    load[name] = static_cast<double>(l);
+    total += static_cast<double>(l);
+  }
+  if (load.empty()) return;
+  total += static_cast<double>(self_load);
+  const double mean = total / static_cast<double>(load.size() + 1);
+  if (static_cast<double>(self_load) <= mean * 1.05) return;
+  size_t movers = 1;
+  for (const auto& [name, l] : load) movers += l > mean * 1.05;
+  // Room at each store below the mean, shared among the movers.
+  std::map<std::string, double> room;
+  for (const auto& [name, l] : load)
+    if (l < mean * 0.95 && !caches_.at(name).full) room[name] = (mean - l) / static_cast<double>(movers);
+  if (room.empty()) return;
+  double excess = static_cast<double>(self_load) - mean;
+  for (auto it = own.within.rbegin(); it != own.within.rend() && excess > 0 && due_.size() < 64; ++it) {
+    const auto& [bucket, claims] = *it;
+    if (own.Fixed(bucket) || dropping_.count(bucket) || !Settled(bucket, options_.bucket_ms, options_.settle_age)) continue;
+    uint64_t recs = 0;
+    for (const auto& [b, n] : claims) recs += n;
+    const uint64_t mine = PlacementRank(self_, bucket);
+    std::string best;
+    for (const auto& [name, r] : room) {
+      if (r < static_cast<double>(recs) / 2 || PlacementRank(name, bucket) >= mine) continue;
+      bool fits = true;
+      for (const auto& [b, n] : claims)
+        fits = fits && !caches_.at(name).batches.count(b) &&
+               LowerHolders(b, bucket, name) + 1 >= options_.replication_factor;
+      if (fits && (best.empty() || r > room[best])) best = name;
+    }
+    if (best.empty()) continue;
+    Copy c;
+    c.range = BucketRange(bucket, options_.bucket_ms);
+    c.claims = claims;
+    c.name = best;
+    for (const HoldingsPeer& p : last_peers_)
+      if (p.name == best) c.addr = p.addr;
+    c.rebalance = true;
+    due_.push_back(std::move(c));
+    room[best] -= static_cast<double>(recs);
+    excess -= static_cast<double>(recs);
+  }
+}
+
+void HoldingsExchange::StartDrops(std::vector<std::pair<uint64_t, BatchClaims>> drops) {
+  auto log = Logger("store");
+  for (auto& [bucket, claims] : drops) {
+    std::vector<BatchId> ids;
+    uint64_t records = 0;
+    for (const auto& [b, n] : claims) {
+      ids.push_back(b);
+      records += n;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      dropping_.insert(bucket);
+    }
+    own_->Drop(ids);  // peers stop counting this copy from their next pull
+    const BatchId range = BucketRange(bucket, options_.bucket_ms);
+    log->info("dropping bucket {}..{}: {} batch(es), {} records, each on {} lower-ranked alive store(s)",
+              range.low.ToString(), range.high.ToString(), ids.size(), records, options_.replication_factor);
+    RangeDrop d;
+    d.low = range.low;
+    d.high = range.high;
+    d.max_records = records;
+    const auto grace = options_.drop_grace.count() > 0 ? options_.drop_grace : 3 * options_.interval;
+    d.not_before = std::chrono::steady_clock::now() + grace;
+    d.still_wanted = [this, bucket, ids] {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const BatchId& b : ids)
+        if (LowerHolders(b, bucket, "") < options_.replication_factor) return false;
+      return true;
+    };
+    d.done = [this, bucket, claims, records](const Status& s) {
+      if (s.ok()) {
+        dropped_batches_->Inc(claims.size());
+        dropped_records_->Inc(records);
+      } else {
+        own_->AddAll(claims);  // the records are all still here
+        drops_cancelled_->Inc();
+        Logger("store")->info("drop of bucket {} cancelled ({}); its {} batch(es) are held again", bucket,
+                              s.ToString(), claims.size());
+      }
+      std::lock_guard<std::mutex> lock(mu_);
+      dropping_.erase(bucket);
+    };
+    options_.drop(std::move(d));
+  }
 }
 
 void HoldingsExchange::Repair() {
@@ -497,27 +762,31 @@ void HoldingsExchange::Repair() {
   auto log = Logger("store");
   for (const Copy& c : due) {
     if (stop_ || budget <= 0) break;
-    Result<uint64_t> sent = CopyBatch(c.batch, c.addr);
+    const char* what = c.rebalance ? "rebalance" : "repair";
+    Result<uint64_t> sent = CopyUnit(c);
     if (!sent.ok()) {
       repair_errors_->Inc();
-      log->warn("repair: batch {}-{} to {}: {}", c.batch.low.ToString(), c.batch.high.ToString(), c.name,
+      log->warn("{}: {}..{} to {}: {}", what, c.range.low.ToString(), c.range.high.ToString(), c.name,
                 sent.status().ToString());
       continue;
     }
     budget -= static_cast<double>(*sent);
-    repaired_batches_->Inc();
-    repaired_bytes_->Inc(*sent);
-    log->info("repair: batch {}-{} copied to {} ({} bytes)", c.batch.low.ToString(), c.batch.high.ToString(), c.name,
-              *sent);
+    (c.rebalance ? rebalanced_batches_ : repaired_batches_)->Inc(c.claims.size());
+    (c.rebalance ? rebalanced_bytes_ : repaired_bytes_)->Inc(*sent);
+    log->info("{}: {}..{} ({} batch(es), {} bytes) copied to {}", what, c.range.low.ToString(), c.range.high.ToString(),
+              c.claims.size(), *sent, c.name);
     std::lock_guard<std::mutex> lock(mu_);
-    Cache& held = caches_[c.name];  // it holds it now (the next pull confirms)
-    held.batches[c.batch] = 0;
-    held.max_span_ms = std::max(held.max_span_ms, c.batch.high.unix_ms() - c.batch.low.unix_ms());
+    Cache& held = caches_[c.name];  // it holds them now (it answered once stored; the next pull confirms)
+    for (const auto& [b, n] : c.claims) {
+      held.batches[b] = n;
+      held.max_span_ms = std::max(held.max_span_ms, b.high.unix_ms() - b.low.unix_ms());
+    }
   }
 }
 
-Result<uint64_t> HoldingsExchange::CopyBatch(const BatchId& b, const std::string& addr) {
-  // The records LOW..HIGH of every segment of this store (the batch's, and others' in between).
+Result<uint64_t> HoldingsExchange::CopyUnit(const Copy& c) {
+  const BatchId& b = c.range;
+  // The records LOW..HIGH of every segment of this store.
   std::vector<std::string> blocks;
   std::vector<std::string_view> recs;
   for (const auto& seg : store_->Select(b.low, b.high)) {
@@ -539,13 +808,27 @@ Result<uint64_t> HoldingsExchange::CopyBatch(const BatchId& b, const std::string
   recs.erase(std::unique(recs.begin(), recs.end(),
                          [](std::string_view x, std::string_view y) { return x.substr(0, Ulid::kTextSize) == y.substr(0, Ulid::kTextSize); }),
              recs.end());
-  if (recs.empty()) return Status::NotFound("no records of the batch are left here");
-  OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<SegmentEncoder> enc, SegmentEncoder::Create(store_->writer_options()));
-  for (std::string_view r : recs) OKLOG_RETURN_IF_ERROR(enc->Append(r));
-  OKLOG_ASSIGN_OR_RETURN(SegmentImage image, enc->Finish());
-  const uint64_t bytes = image.bytes.size();
-  Result<std::string> r = bridge_->Call(addr, kSegmentReplicateFile, std::move(image.bytes), options_.rpc_timeout * 6);
-  if (!r.ok()) return r.status();
+  if (recs.empty()) return Status::NotFound("no records of the range are left here");
+  // One file per kCopyFileRawBytes of records (each fits an RPC message); the claims go with the
+  // last, once the others are stored.
+  constexpr uint64_t kCopyFileRawBytes = 24u << 20;
+  uint64_t bytes = 0;
+  for (size_t first = 0; first < recs.size();) {
+    OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<SegmentEncoder> enc, SegmentEncoder::Create(store_->writer_options()));
+    size_t i = first;
+    for (; i < recs.size() && (i == first || enc->raw_bytes() < kCopyFileRawBytes); ++i) {
+      Status s = enc->Append(recs[i]);
+      if (s.code() == Code::kResourceExhausted && i > first) break;
+      OKLOG_RETURN_IF_ERROR(s);
+    }
+    OKLOG_ASSIGN_OR_RETURN(SegmentImage image, enc->Finish());
+    bytes += image.bytes.size();
+    const bool last = i == recs.size();
+    Result<std::string> r = bridge_->Call(c.addr, kSegmentCopy, EncodeSegmentCopy(last ? c.claims : BatchClaims{}, image.bytes),
+                                          options_.rpc_timeout * 6);
+    if (!r.ok()) return r.status();
+    first = i;
+  }
   return bytes;
 }
 

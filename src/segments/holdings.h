@@ -20,13 +20,43 @@
 // Missing() names the batches that overlap the range, that some store not asked holds and that
 // neither this store nor any asked store is known to hold.
 //
+// Placement buckets: ULID time is cut into buckets of bucket_ms (-store.placement-bucket, the same
+// on every node of a cluster; 1 minute by default), and a consumer never
+// replicates a batch across a bucket boundary (ClusterConsumer::Encode splits there), so the
+// records a store holds in one bucket are exactly those of the batches it holds in it. The bucket
+// is the unit that repair and rebalance copy and that a store drops: every record of the bucket,
+// with the list of the batches they make up. Each bucket orders the stores by PlacementRank
+// (a hash of store name and bucket, the same on every node).
+//
+// Copies move with segment.copy: a segment file of the sender's records of the unit and the
+// batches it makes up, which the receiver notes (claims) once the file is stored. A unit too big
+// for one message goes as several files, the claims with the last.
+//
 // Repair: after each pull round, a batch of this store's that fewer than replication_factor live
 // stores are known to hold, continuously for repair_delay, is copied by the first of its live
-// holders (by name, so exactly one repairs it) to a live store that lacks it: its records (the
-// ULIDs LOW..HIGH of this store's segments; records of other batches in that span go along as
-// harmless duplicates) encoded once and sent with segment.replicate_file, whose receiver notes
-// the batch. At most repair_rate bytes a second; what is left waits for the next round. It runs
-// on the exchange's thread, never the loop; after a restart it starts again from the pulls.
+// holders (by name, so exactly one repairs it) to the live stores that lack it, lowest rank first,
+// skipping stores that gossip a full disk: its bucket (a batch that spans buckets, from before
+// the split, alone: the records LOW..HIGH). At most repair_rate bytes a second, shared with
+// rebalance; what is left waits for the next round. It runs on the exchange's thread, never the
+// loop; after a restart it starts again from the pulls.
+//
+// Copies beyond N: a store drops a bucket (every record of it) when each of the batches it holds
+// in it is held by at least N alive stores of lower rank in that bucket. The N lowest-ranked
+// holders of a batch therefore never drop it, whatever the others do at the same time, so N
+// copies stay. The bucket must have ended settle_age ago (its batches are complete) and hold no
+// batch that spans buckets. The batches leave the holdings at once (peers stop counting this
+// copy); the records go drop_grace later (peers have pulled the change meanwhile, so no query
+// counts on records that are gone), through options.drop (the Compactor rewrites the segments
+// without them). Right before the rewrite the decision is checked again against the current
+// holdings; the rewrite counts the records it removes and is cancelled, with the batches noted
+// again, when they are more than the batches account for (a batch that arrived meanwhile).
+//
+// Rebalance: a store holding more than 5 % above the mean records of the alive stores moves
+// buckets, newest first, to stores more than 5 % below it (each mover takes its share of a
+// target's room): a bucket whose batches all have N alive holders, that the target lacks, where
+// the target ranks before this store and the store would then have N lower-ranked holders. The
+// copy makes N+1 copies, and the rule above drops this store's. So a new store fills up to the
+// mean at repair_rate, and disks even out within about 10 %.
 //
 //   holdings.pull request  = [1, epoch, version]          what the caller has (0, 0: nothing)
 //                 response = [1, epoch, version, full, [[LOW, HIGH, records]*], [[LOW, HIGH]*]]
@@ -35,6 +65,11 @@
 //     version  uint, the answering store's change counter after this answer
 //     LOW HIGH bin16 ULIDs; added batches with their record count, then dropped batches
 //   At most kMaxHoldingsEntries entries in one answer.
+//
+//   segment.copy  request  = [1, [[LOW, HIGH, records]*]] followed by a store segment file
+//                 response = [1, records stored]
+//     the batches the records make up (claimed when the file is stored; they must lie within the
+//     file's range, or the file and they within one bucket); at most kMaxHoldingsEntries.
 //
 // Threads: Holdings and HoldingsExchange are thread-safe (one mutex each). The exchange's pulls
 // run on its own thread through an RpcBridge; Serve() registers the method on the loop's server.
@@ -66,6 +101,7 @@ namespace oklog {
 class StoreLog;
 
 inline constexpr const char* kHoldingsPull = "holdings.pull";
+inline constexpr const char* kSegmentCopy = "segment.copy";
 inline constexpr uint32_t kHoldingsMessagesVersion = 1;
 inline constexpr size_t kMaxHoldingsEntries = 1u << 20;
 
@@ -79,6 +115,31 @@ struct HoldingsDelta {
   bool full = false;
   std::vector<std::pair<BatchId, uint64_t>> add;  // batch, records
   std::vector<BatchId> drop;
+};
+
+inline constexpr uint64_t kDefaultPlacementBucketMs = 60'000;
+inline uint64_t PlacementBucket(const Ulid& u, uint64_t bucket_ms) { return u.unix_ms() / bucket_ms; }
+BatchId BucketRange(uint64_t bucket, uint64_t bucket_ms);  // its first and last possible ULID
+uint64_t PlacementRank(std::string_view store, uint64_t bucket);
+
+using BatchClaims = std::vector<std::pair<BatchId, uint64_t>>;  // batch, records
+
+struct SegmentCopy {
+  BatchClaims claims;
+  std::string_view file;  // into the decoded body
+};
+std::string EncodeSegmentCopy(const BatchClaims& claims, std::string_view file);
+Result<SegmentCopy> DecodeSegmentCopy(std::string_view body);
+
+// A drop of every record in [low, high] from the store's segment files, which the Compactor
+// makes (Compactor::RequestDrop). The callbacks run on the compactor's thread, and only while it
+// runs: whoever makes them stops the compactor before it goes.
+struct RangeDrop {
+  Ulid low, high;
+  uint64_t max_records = 0;  // distinct records the range may hold; more cancel it
+  std::chrono::steady_clock::time_point not_before;
+  std::function<bool()> still_wanted;       // asked right before the rewrite; false cancels it
+  std::function<void(const Status&)> done;  // OK: the records are gone; else none went
 };
 
 std::string EncodeHoldingsPull(uint64_t epoch, uint64_t version);
@@ -95,6 +156,10 @@ class Holdings {
   // Notes a batch stored here (again: a no-op). Never fails: a log append that fails is logged
   // and counted; the batch is held in memory all the same.
   void Add(const BatchId& b, uint64_t records);
+  // Notes batches stored here (a copy's claims), as Add each.
+  void AddAll(const BatchClaims& batches);
+  // Forgets these batches (a drop of copies beyond N); returns how many were held.
+  size_t Drop(const std::vector<BatchId>& batches);
   // Drops every batch whose records are all older than `floor` (retention removed them); returns
   // how many.
   size_t DropBelow(const Ulid& floor);
@@ -136,6 +201,8 @@ struct HoldingsPeer {
   std::string name, addr;
   bool live = false;  // alive or suspect: pulled from
   bool is_self = false;
+  bool suspect = false;  // (live) not counted as a holder when dropping copies
+  bool full = false;     // gossips a full store disk: no copy is sent to it
 };
 
 struct MissingBatch {
@@ -153,7 +220,17 @@ class HoldingsExchange {
     // Batches wholly older than now - retention are forgotten (0: kept until a holder drops them).
     std::chrono::milliseconds retention{0};
     std::chrono::milliseconds repair_delay{60000};
-    uint64_t repair_rate = 16 << 20;  // bytes per second; 0: no repair
+    uint64_t repair_rate = 16 << 20;  // bytes per second; 0: no repair (and no rebalance)
+    bool rebalance = true;
+    uint64_t bucket_ms = kDefaultPlacementBucketMs;
+    // Buckets that ended less than this ago are neither dropped nor moved (their batches may
+    // still come).
+    std::chrono::milliseconds settle_age{120000};
+    // Between a drop's decision (the batches leave the holdings) and the rewrite; 0: three
+    // intervals.
+    std::chrono::milliseconds drop_grace{0};
+    // Where drops go (the node's Compactor); none: copies beyond N are kept.
+    std::function<void(RangeDrop)> drop;
   };
   // peers runs on the loop thread (through the bridge); own is this store's Holdings.
   static std::unique_ptr<HoldingsExchange> Start(rpc::RpcBridge* bridge, std::function<std::vector<HoldingsPeer>()> peers,
@@ -172,9 +249,29 @@ class HoldingsExchange {
  private:
   HoldingsExchange() = default;
   void Run();
+  struct Copy {
+    BatchId range;       // the records sent: a bucket's, or an old spanning batch's
+    BatchClaims claims;  // the batches they make up
+    std::string name, addr;
+    bool rebalance = false;
+  };
+  // The batches of this store by bucket (those within one), and the buckets touched by batches
+  // that span several (never dropped or moved).
+  struct Buckets {
+    std::map<uint64_t, BatchClaims> within;
+    std::vector<std::pair<uint64_t, uint64_t>> spans;  // merged, sorted
+    bool Fixed(uint64_t bucket) const;
+  };
   void Refresh(const std::vector<HoldingsPeer>& peers);  // gauges, and what repair must copy
+  // mu_ held: the decisions of one round after the under-replicated ones.
+  void DecideDrops(const Buckets& own, std::vector<std::pair<uint64_t, BatchClaims>>* drops);
+  void DecideRebalance(const Buckets& own);
+  // mu_ held: how many alive stores other than self and `except`, ranked before self in
+  // `bucket`, hold b.
+  size_t LowerHolders(const BatchId& b, uint64_t bucket, const std::string& except) const;
+  void StartDrops(std::vector<std::pair<uint64_t, BatchClaims>> drops);  // without mu_
   void Repair();                                         // copies up to the rate's budget
-  Result<uint64_t> CopyBatch(const BatchId& b, const std::string& addr);  // bytes sent
+  Result<uint64_t> CopyUnit(const Copy& c);              // bytes sent
 
   rpc::RpcBridge* bridge_ = nullptr;
   std::function<std::vector<HoldingsPeer>()> peers_;
@@ -184,17 +281,18 @@ class HoldingsExchange {
   // Repair: since when each under-replicated batch has been so; the copies due (batch, target
   // name, target address), decided under mu_ by Refresh and made by Repair without it.
   std::map<BatchId, std::chrono::steady_clock::time_point> under_since_;
-  struct Copy {
-    BatchId batch;
-    std::string name, addr;
-  };
   std::vector<Copy> due_;
+  std::set<std::string> alive_;         // the last round's alive stores, self excluded
+  std::set<uint64_t> dropping_;         // buckets with a drop under way
+  std::vector<HoldingsPeer> last_peers_;  // the last round's view (the round's thread only)
   std::chrono::steady_clock::time_point last_repair_{};
   struct Cache {
     uint64_t epoch = 0, version = 0;
     bool live = false;
     std::map<BatchId, uint64_t> batches;
     uint64_t max_span_ms = 0;  // the longest batch seen (for range look-ups)
+    bool pulled = false;       // answered at least once in this process
+    bool full = false;
   };
   mutable std::mutex mu_;
   std::map<std::string, Cache> caches_;  // by store name, self excluded
@@ -213,6 +311,12 @@ class HoldingsExchange {
   Counter* repaired_bytes_ = nullptr;
   Counter* repair_errors_ = nullptr;
   Gauge* repair_lag_ = nullptr;
+  Counter* rebalanced_batches_ = nullptr;
+  Counter* rebalanced_bytes_ = nullptr;
+  Counter* dropped_batches_ = nullptr;
+  Counter* dropped_records_ = nullptr;
+  Counter* drops_cancelled_ = nullptr;
+  Gauge* held_records_ = nullptr;
 };
 
 // Registers holdings.pull for `own` on `server` (answered on the loop thread: a copy of the

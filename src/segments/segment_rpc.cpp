@@ -5,6 +5,7 @@
 #include "common/log.h"
 #include "common/ulid.h"
 #include "common/uv/check.h"
+#include "segments/holdings.h"
 #include "segments/record_merge.h"
 #include "segments/segment_messages.h"
 
@@ -177,6 +178,32 @@ void ServeReplicas(StoreLog* store, rpc::RpcServer* server, WorkPool* disk, Regi
             return c->Respond(out->status());
           }
           files->Inc();
+          received->Inc(out->value());
+          c->Respond(Status::Ok(), EncodeStoredRecords(out->value()));
+        });
+  });
+  server->Handle(kSegmentCopy, [disk, store, received, rejected, write_errors, refuse,
+                                guard](std::shared_ptr<rpc::ServerCall> c) {
+    if (refuse(c)) return;
+    auto copy = std::make_shared<Result<SegmentCopy>>(DecodeSegmentCopy(c->body()));
+    if (!copy->ok()) {
+      rejected->Inc();
+      return c->Respond(copy->status());
+    }
+    auto out = std::make_shared<Result<uint64_t>>(uint64_t{0});
+    RunDiskWork(
+        disk, [c, store, out, copy] { *out = store->InstallCopy((*copy)->file, (*copy)->claims); },
+        [c, out, received, rejected, write_errors, guard](Status ran) {
+          if (!ran.ok()) *out = ran;
+          if (!out->ok()) {
+            if (guard != nullptr) guard->NoteWriteError(out->status());
+            if (out->status().code() == Code::kCorruption || out->status().code() == Code::kInvalidArgument)
+              rejected->Inc();
+            if (IsWriteError(out->status())) write_errors->Inc();
+            Logger("store")->error("copy ({} bytes) from {} not stored: {}", c->body().size(), c->peer_name(),
+                                   out->status().ToString());
+            return c->Respond(out->status());
+          }
           received->Inc(out->value());
           c->Respond(Status::Ok(), EncodeStoredRecords(out->value()));
         });

@@ -256,22 +256,45 @@ Result<uint64_t> StoreLog::InstallReplica(const SegmentImage& image, std::span<c
 Result<uint64_t> StoreLog::InstallReplicaFile(std::string_view file) {
   Result<SegmentImageInfo> info = CheckSegmentImage(file);
   if (!info.ok()) return Status::Corruption("segment file rejected: " + info.status().message());
-  Result<std::string> path = Install(file, info->name);
+  return StoreCheckedFile(file, *info, /*note=*/true);
+}
+
+Result<uint64_t> StoreLog::InstallCopy(std::string_view file, const BatchClaims& claims) {
+  Result<SegmentImageInfo> info = CheckSegmentImage(file);
+  if (!info.ok()) return Status::Corruption("segment file rejected: " + info.status().message());
+  const SegmentName& n = info->name;
+  const uint64_t ms = options_.placement_bucket_ms;
+  const uint64_t bucket = PlacementBucket(n.low, ms);
+  bool one_bucket = PlacementBucket(n.high, ms) == bucket;
+  for (const auto& [b, records] : claims) {
+    const bool inside = b.low >= n.low && b.high <= n.high;
+    one_bucket = one_bucket && PlacementBucket(b.low, ms) == bucket && PlacementBucket(b.high, ms) == bucket;
+    if (!inside && !one_bucket)
+      return Status::InvalidArgument("segment.copy: batch " + b.low.ToString() + "-" + b.high.ToString() +
+                                     " lies neither in the file's range nor in its bucket");
+  }
+  OKLOG_ASSIGN_OR_RETURN(uint64_t stored, StoreCheckedFile(file, *info, /*note=*/false));
+  holdings_->AddAll(claims);
+  return stored;
+}
+
+Result<uint64_t> StoreLog::StoreCheckedFile(std::string_view file, const SegmentImageInfo& info, bool note) {
+  Result<std::string> path = Install(file, info.name);
   const bool stored = path.ok() || (path.status().code() == Code::kAlreadyExists &&
-                                    SameFile(options_.env, dir_ + "/" + info->name.FileName(), file));
+                                    SameFile(options_.env, dir_ + "/" + info.name.FileName(), file));
   if (!path.ok() && !stored && path.status().code() != Code::kAlreadyExists) return path.status();
   if (stored) {
-    holdings_->Add({info->name.low, info->name.high}, info->records);
-    return info->records;
+    if (note) holdings_->Add({info.name.low, info.name.high}, info.records);
+    return info.records;
   }
   // The name is taken by a different file: store these records around it, as WriteReplica does.
   std::string text;
-  OKLOG_RETURN_IF_ERROR(DecodeImageText(file, info->blocks, &text));
+  OKLOG_RETURN_IF_ERROR(DecodeImageText(file, info.blocks, &text));
   ParseStats ps;
   std::vector<std::string_view> recs = ParseRecords(text, &ps);
-  if (ps.invalid != 0 || recs.size() != info->records || SortRecords(&recs))
+  if (ps.invalid != 0 || recs.size() != info.records || SortRecords(&recs))
     return Status::Corruption("segment file rejected: its records do not match its index");
-  return WriteReplica(recs);
+  return note ? WriteReplica(recs) : WriteReplicaParts(recs);
 }
 
 Status StoreLog::Remove(const std::string& path) {

@@ -28,6 +28,7 @@ struct StoreLogOptions {
   SegmentWriterOptions writer;
   // Verify every block checksum at start (Open); off only for tools that open read-only.
   bool verify_on_open = true;
+  uint64_t placement_bucket_ms = kDefaultPlacementBucketMs;  // holdings.h (-store.placement-bucket)
   Env* env = Env::Default();  // every file operation of the store, its writers and readers; outlives the log
 };
 
@@ -67,6 +68,10 @@ class StoreLog {
   // written, when they fail it), then as InstallReplica, decoding the records only when the name
   // is taken by a different file.
   Result<uint64_t> InstallReplicaFile(std::string_view file);
+  // A copy from a peer's repair or rebalance (segment.copy): the file as InstallReplicaFile, but
+  // what is noted is `claims`, the batches the sender says its records make up (each within the
+  // file's range, or the file and all of them within one placement bucket: InvalidArgument else).
+  Result<uint64_t> InstallCopy(std::string_view file, const BatchClaims& claims);
   // Removes a segment from the set and unlinks its file (compaction, retention).
   Status Remove(const std::string& path);
   // Moves a segment aside into quarantine/ (a block failed to verify during a query).
@@ -90,6 +95,7 @@ class StoreLog {
  private:
   StoreLog(std::string dir, StoreLogOptions options, Registry* metrics);
   Result<uint64_t> WriteReplicaParts(std::span<const std::string_view> records);
+  Result<uint64_t> StoreCheckedFile(std::string_view file, const SegmentImageInfo& info, bool note);
   void DropExpiredHoldings();  // takes mu_ (callers must not hold it)
   std::string dir_;
   StoreLogOptions options_;

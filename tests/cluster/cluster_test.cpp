@@ -660,6 +660,70 @@ TEST_F(ClusterTest, AKilledStoresRecordsAreRepairedBackToTwoLiveCopies) {
   EXPECT_EQ(all.payloads.size(), total);
 }
 
+// Rebalance and copies beyond N: two stores hold every record (replication factor 2); a third
+// joins. The two move placement buckets (100 ms here) to it at -store.repair-rate, each making a
+// third copy that the mover then drops, until every store holds within 20 % of the mean, every
+// record is on exactly two stores again, and answers stay complete throughout.
+TEST_F(ClusterTest, ANewStoreTakesItsShareAndNoRecordKeepsAThirdCopy) {
+  const std::vector<std::pair<std::string, std::string>> flags = {
+      {"-store.placement-bucket", "100ms"}, {"-store.rebalance-settle", "1s"}, {"-store.repair-delay", "3s"}};
+  Node* in = Add("ingest1", "ingest", flags);
+  std::vector<Node*> st;
+  for (int i = 1; i <= 2; ++i) st.push_back(Add("store" + std::to_string(i), "store", flags));
+  ASSERT_TRUE(WaitFor([&] { return in->LiveMembers() == 3 && st[1]->LiveMembers() == 3; }, std::chrono::seconds(20)));
+  // More than 60 buckets of records. A store may move a bucket only where it ranks after the
+  // target and the other holder (a third of them), so a store's share is a binomial draw over
+  // the buckets: with about 60 or more it lands within 20 % of the mean.
+  size_t total = 0;
+  for (int i = 0; i < 60; ++i) {
+    Forward(WriteInput(dir_.path(), "beta" + std::to_string(i), 300), {in});
+    total += 300;
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+  }
+  ASSERT_EQ(WaitQueryable(in, total).ulids.size(), total);
+  st.push_back(Add("store3", "store", flags));
+  auto copies_on = [&] {
+    std::map<std::string, int> copies;
+    std::vector<size_t> held;
+    for (Node* s : st) {
+      Body b = ParseBody(s->Get("/store/_query").body);
+      held.push_back(b.ulids.size());
+      for (const std::string& u : b.ulids) copies[u]++;
+    }
+    return std::make_pair(copies, held);
+  };
+  size_t bad = 0;
+  std::vector<size_t> held;
+  int incomplete = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  const bool settled = WaitFor([&] {
+    auto r = in->Get("/store/query");
+    if (r.status != 200 || ParseBody(r.body).payloads.size() != total) ++incomplete;
+    auto [copies, h] = copies_on();
+    held = h;
+    bad = 0;
+    for (auto& [u, n] : copies) bad += n != 2;
+    const double mean = 2.0 * static_cast<double>(total) / 3.0;
+    bool even = true;
+    for (size_t n : held) even = even && std::abs(static_cast<double>(n) - mean) <= 0.2 * mean;
+    return copies.size() == total && bad == 0 && even;
+  }, std::chrono::seconds(120));
+  std::string figures;
+  for (size_t n : held) figures += " " + std::to_string(n);
+  ASSERT_TRUE(settled) << bad << " records not on exactly 2 stores; records per store:" << figures;
+  std::fprintf(stderr, "rebalanced in %.1f s; records per store:%s\n",
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), figures.c_str());
+  EXPECT_EQ(incomplete, 0) << "answers that were not a complete 200 during the rebalance";
+  double moved = 0, dropped = 0;
+  for (Node* s : st) {
+    moved += s->Metric("oklog_store_rebalanced_batches_total");
+    dropped += s->Metric("oklog_store_dropped_copies_total");
+  }
+  EXPECT_GT(moved, 0);
+  EXPECT_GT(dropped, 0);
+  EXPECT_GT(st[2]->Metric("oklog_store_held_records"), 0);
+}
+
 // A store whose disk is below -store.min-free-bytes (here a floor above any disk's size, so the
 // real statvfs says full) gossips it: the others see "disk_full":["store"] in /cluster, it
 // consumes nothing and is sent no replica, its /health is 503 naming the store disk, and the

@@ -120,9 +120,10 @@ class ClusterConsumerTest : public ::testing::Test {
     ASSERT_TRUE(ingest_->Flush(std::move(*seg), "test").ok());
   }
 
-  void StartConsumer(std::string remote_addr, size_t replication_factor = 2) {
+  void StartConsumer(std::string remote_addr, size_t replication_factor = 2, uint64_t bucket_ms = 60000) {
     ClusterConsumerOptions o;
     o.replication_factor = replication_factor;
+    o.bucket_ms = bucket_ms;
     o.idle_poll = std::chrono::milliseconds(20);
     o.rpc_timeout = std::chrono::milliseconds(3000);
     std::string ingest = ingest_addr_;
@@ -182,6 +183,24 @@ TEST_F(ClusterConsumerTest, EveryRecordEndsOnBothStoresOnceAndTheBatchIsCommitte
   EXPECT_EQ(Metric("oklog_store_written_records_total"), 400);
   EXPECT_EQ(Metric("oklog_store_duplicate_records_total"), 50);
   EXPECT_EQ(Metric("oklog_store_consume_failures_total"), 0);
+}
+
+// A batch never crosses a placement bucket boundary (segments/holdings.h): 400 records over
+// 400 ms with 100 ms buckets are replicated as four batches, one per bucket, on both stores.
+TEST_F(ClusterConsumerTest, BatchesAreCutAtPlacementBucketBoundaries) {
+  Flushed(Records(1700000000000, 0, 400));
+  StartConsumer(remote_addr_, 2, /*bucket_ms=*/100);
+  ASSERT_TRUE(WaitFor([&] { return Waiting() == 0; }, 10000)) << "flushed/pending left: " << Waiting();
+  for (StoreLog* s : {local_.get(), remote_.get()}) {
+    EXPECT_EQ(Read(s).distinct, Lines(Records(1700000000000, 0, 400)));
+    const BatchClaims held = s->holdings()->Snapshot();
+    ASSERT_EQ(held.size(), 4u);
+    for (size_t i = 0; i < held.size(); ++i) {
+      EXPECT_EQ(held[i].first.low.unix_ms(), 1700000000000 + 100 * i);
+      EXPECT_EQ(held[i].first.high.unix_ms(), 1700000000000 + 100 * i + 99);
+      EXPECT_EQ(held[i].second, 100u);
+    }
+  }
 }
 
 TEST_F(ClusterConsumerTest, UnreachableReplicaFailsTheBatchBackAndNothingIsCommitted) {

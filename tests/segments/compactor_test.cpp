@@ -8,6 +8,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <functional>
 #include <thread>
 
 #include <fcntl.h>
@@ -416,6 +417,123 @@ TEST_F(CompactorTest, CorruptInputFailsTheCompactionKeepsTheOthersAndIsQuarantin
 TEST_F(CompactorTest, RejectsBadOptions) {
   EXPECT_FALSE(Compactor::Create(store_.get(), {.fanout = 1}, metrics_.get()).ok());
   EXPECT_FALSE(Compactor::Create(store_.get(), {.target_bytes = 100}, metrics_.get()).ok());
+}
+
+
+// ---- range drops (copies beyond N, requested by the holdings exchange) ----
+
+struct DropOutcome {
+  int calls = 0;
+  Status status;
+};
+RangeDrop MakeDrop(uint64_t low_ms, uint64_t high_ms, uint64_t max_records, DropOutcome* out,
+                   std::function<bool()> still = nullptr) {
+  RangeDrop d;
+  d.low = Ulid::MinAt(low_ms);
+  d.high = Ulid::MaxAt(high_ms);
+  d.max_records = max_records;
+  d.not_before = std::chrono::steady_clock::now();
+  d.still_wanted = std::move(still);
+  d.done = [out](const Status& s) {
+    ++out->calls;
+    out->status = s;
+  };
+  return d;
+}
+
+// Two overlapping segments hold ms 1000..1099 (3 records a ms, some twice); dropping ms
+// 1020..1039 and 1060..1069 removes exactly those records, from both segments, in one rewrite;
+// everything else stays, once; each drop is told OK and the counters say how many went.
+TEST_F(CompactorTest, RangeDropsRemoveExactlyTheirRecordsFromEveryOverlappingSegment) {
+  MakeCompactor({});
+  std::vector<std::string> a, b, keep;
+  for (uint64_t ms = 1000; ms < 1100; ++ms)
+    for (uint64_t n = 0; n < 3; ++n) {
+      (n == 1 ? b : a).push_back(Rec(ms, n));
+      if (ms % 7 == 0) b.push_back(Rec(ms, n));  // in both segments
+      const bool dropped = (ms >= 1020 && ms <= 1039) || (ms >= 1060 && ms <= 1069);
+      if (!dropped) keep.push_back(Rec(ms, n));
+    }
+  AddSegment(a);
+  AddSegment(b);
+  std::sort(keep.begin(), keep.end());
+  DropOutcome d1, d2;
+  compactor_->RequestDrop(MakeDrop(1020, 1039, 60, &d1));
+  compactor_->RequestDrop(MakeDrop(1060, 1069, 30, &d2));
+  auto r = compactor_->RunDrops(/*force=*/true);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, 2u);
+  EXPECT_EQ(d1.calls, 1);
+  EXPECT_TRUE(d1.status.ok()) << d1.status.ToString();
+  EXPECT_EQ(d2.calls, 1);
+  EXPECT_TRUE(d2.status.ok());
+  EXPECT_EQ(ReadDistinct(), keep);
+  EXPECT_EQ(RawRecords(), keep);  // the duplicates went with the rewrite
+  EXPECT_EQ(Metric("oklog_store_range_drops_total"), 2u);
+  EXPECT_EQ(Metric("oklog_store_range_dropped_records_total"), 90u);
+}
+
+// A range holding more distinct records than its batches account for (a batch that arrived
+// after the decision) is not made: its done() gets InvalidArgument and every record stays; a
+// drop made in the same rewrite that was not at fault is made at the next round.
+TEST_F(CompactorTest, ARangeHoldingMoreRecordsThanAccountedForIsCancelledAndKeepsEverything) {
+  MakeCompactor({});
+  std::vector<std::string> all, keep;
+  for (uint64_t ms = 1000; ms < 1040; ++ms) {
+    all.push_back(Rec(ms, 0));
+    if (ms < 1030) keep.push_back(Rec(ms, 0));
+  }
+  AddSegment(all);
+  DropOutcome over, fine;
+  compactor_->RequestDrop(MakeDrop(1000, 1009, 9, &over));  // 10 there, 9 accounted for
+  compactor_->RequestDrop(MakeDrop(1030, 1039, 10, &fine));
+  auto r = compactor_->RunDrops(true);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, 0u);
+  EXPECT_EQ(over.calls, 1);
+  EXPECT_EQ(over.status.code(), Code::kInvalidArgument) << over.status.ToString();
+  EXPECT_EQ(fine.calls, 0);  // queued again
+  EXPECT_EQ(RawRecords(), all);
+  r = compactor_->RunDrops(true);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 1u);
+  EXPECT_EQ(fine.calls, 1);
+  EXPECT_TRUE(fine.status.ok());
+  EXPECT_EQ(RawRecords(), keep);
+}
+
+// A drop whose still_wanted() says no (the other holders died meanwhile) is Cancelled and
+// removes nothing; drops are gathered: none is made before the oldest due one has waited
+// drop_gather, then all due ones at once; one not due yet waits.
+TEST_F(CompactorTest, DropsAreGatheredAndOneNoLongerWantedIsCancelled) {
+  CompactorOptions o;
+  o.drop_gather = std::chrono::milliseconds(300);
+  MakeCompactor(o);
+  std::vector<std::string> all;
+  for (uint64_t ms = 1000; ms < 1030; ++ms) all.push_back(Rec(ms, 0));
+  AddSegment(all);
+  DropOutcome unwanted, wanted, later;
+  compactor_->RequestDrop(MakeDrop(1000, 1009, 10, &unwanted, [] { return false; }));
+  compactor_->RequestDrop(MakeDrop(1010, 1019, 10, &wanted, [] { return true; }));
+  RangeDrop future = MakeDrop(1020, 1029, 10, &later);
+  future.not_before += std::chrono::hours(1);
+  compactor_->RequestDrop(std::move(future));
+  auto r = compactor_->RunDrops();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 0u);  // gathering
+  EXPECT_EQ(wanted.calls + unwanted.calls, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  r = compactor_->RunDrops();
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(*r, 1u);
+  EXPECT_EQ(unwanted.calls, 1);
+  EXPECT_EQ(unwanted.status.code(), Code::kCancelled);
+  EXPECT_EQ(wanted.calls, 1);
+  EXPECT_TRUE(wanted.status.ok());
+  EXPECT_EQ(later.calls, 0);
+  std::vector<std::string> left(all.begin(), all.begin() + 10);
+  left.insert(left.end(), all.begin() + 20, all.end());
+  EXPECT_EQ(RawRecords(), left);
 }
 
 }  // namespace

@@ -166,5 +166,95 @@ TEST_F(HoldingsTest, MalformedMessagesAreCorruptionNeverACrash) {
   }
 }
 
+// A drop of copies beyond N (Drop) and a copy's claims (AddAll) are logged like Add: a reopen
+// reads the same holdings.
+TEST_F(HoldingsTest, ClaimsAndDropsOfCopiesSurviveAReopen) {
+  auto h = Open();
+  h->AddAll({{Batch(1000), 10}, {Batch(1005), 5}, {Batch(2000), 20}});
+  EXPECT_EQ(h->Drop({Batch(1000), Batch(1005), Batch(9000)}), 2u);  // 9000 was never held
+  h.reset();
+  h = Open();
+  EXPECT_EQ(h->Snapshot(), (BatchClaims{{Batch(2000), 20}}));
+}
+
+// Ranks are a pure function of store name and bucket (every node computes the same order), and
+// spread: over many buckets each of three stores ranks last in about a third of them.
+TEST(PlacementTest, RanksAreTheSameEverywhereAndSpreadTheLastPlaceEvenly) {
+  EXPECT_EQ(PlacementRank("127.0.0.1:7659", 12345), PlacementRank(std::string("127.0.0.1:") + "7659", 12345));
+  EXPECT_NE(PlacementRank("a", 1), PlacementRank("b", 1));
+  EXPECT_NE(PlacementRank("a", 1), PlacementRank("a", 2));
+  const std::vector<std::string> stores = {"10.99.0.21:7659", "10.99.0.22:7659", "10.99.0.23:7659"};
+  std::map<std::string, int> last;
+  const int buckets = 30000;
+  for (uint64_t k = 0; k < static_cast<uint64_t>(buckets); ++k) {
+    std::string worst;
+    for (const std::string& s : stores)
+      if (worst.empty() || PlacementRank(s, k) > PlacementRank(worst, k)) worst = s;
+    last[worst]++;
+  }
+  for (const std::string& s : stores) EXPECT_NEAR(last[s], buckets / 3, buckets / 30) << s;
+  const BatchId r = BucketRange(7, 60000);
+  EXPECT_EQ(r.low, Ulid::MinAt(420000));
+  EXPECT_EQ(r.high, Ulid::MaxAt(479999));
+  EXPECT_EQ(PlacementBucket(r.low, 60000), 7u);
+  EXPECT_EQ(PlacementBucket(r.high, 60000), 7u);
+}
+
+// segment.copy: claims then the file's bytes. Truncated claims, no file, or bytes of garbage are
+// Corruption, never a crash.
+TEST_F(HoldingsTest, SegmentCopyMessagesRoundTripAndMalformedOnesAreCorruption) {
+  const BatchClaims claims = {{Batch(1000), 3}, {Batch(1002), 4}};
+  const std::string body = EncodeSegmentCopy(claims, "FILEBYTES");
+  auto c = DecodeSegmentCopy(body);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->claims, claims);
+  EXPECT_EQ(c->file, "FILEBYTES");
+  EXPECT_EQ(DecodeSegmentCopy(EncodeSegmentCopy(claims, "")).status().code(), Code::kCorruption);  // no file
+  const size_t header = body.size() - 9;
+  for (size_t n = 0; n < header; ++n)
+    EXPECT_EQ(DecodeSegmentCopy(body.substr(0, n)).status().code(), Code::kCorruption) << n;
+  BatchClaims inverted = {{BatchId{Ulid::MaxAt(2000), Ulid::MinAt(1000)}, 1}};
+  EXPECT_EQ(DecodeSegmentCopy(EncodeSegmentCopy(inverted, "x")).status().code(), Code::kCorruption);
+  std::mt19937 rng(9);
+  for (int i = 0; i < 5000; ++i) {
+    std::string b = body;
+    b[rng() % header] = static_cast<char>(rng());
+    (void)DecodeSegmentCopy(b);
+  }
+}
+
+// A copy's receiver notes the claims it was sent, not the file's own name (a mix of batches is no
+// batch); claims lying neither within the file's range nor in its bucket are refused with nothing
+// stored or noted; a corrupt file is refused as a replica file is.
+TEST_F(HoldingsTest, ACopyNotesItsClaimsAndRefusesClaimsOutsideItsRangeAndBucket) {
+  StoreLogOptions o;
+  o.placement_bucket_ms = 1000;
+  auto store = StoreLog::Open(dir_.path(), o, metrics_.get());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  auto image_of = [](uint64_t ms, int n) {
+    auto enc = SegmentEncoder::Create(SegmentWriterOptions{});
+    for (int i = 0; i < n; ++i)
+      EXPECT_TRUE((*enc)->Append(Ulid::FromParts(ms + static_cast<uint64_t>(i), 0, 1).ToString() + " t x\n").ok());
+    return std::move((*enc)->Finish()).value();
+  };
+  SegmentImage img = image_of(5100, 20);  // ms 5100..5119, bucket 5
+  const BatchId a{Ulid::FromParts(5100, 0, 1), Ulid::FromParts(5109, 0, 1)};
+  const BatchId b{Ulid::FromParts(5110, 0, 1), Ulid::FromParts(5119, 0, 1)};
+  const BatchId elsewhere{Ulid::FromParts(7000, 0, 1), Ulid::FromParts(7005, 0, 1)};
+  const BatchId same_bucket{Ulid::FromParts(5500, 0, 1), Ulid::FromParts(5600, 0, 1)};  // bucket 5, outside the file
+  auto refused = (*store)->InstallCopy(img.bytes, {{a, 10}, {elsewhere, 6}});
+  EXPECT_EQ(refused.status().code(), Code::kInvalidArgument);
+  EXPECT_EQ((*store)->segment_count(), 0u);
+  EXPECT_EQ((*store)->holdings()->size(), 0u);
+  auto stored = (*store)->InstallCopy(img.bytes, {{a, 10}, {b, 10}, {same_bucket, 3}});
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_EQ(*stored, 20u);
+  EXPECT_EQ((*store)->holdings()->Snapshot(), (BatchClaims{{a, 10}, {b, 10}, {same_bucket, 3}}));
+  EXPECT_FALSE((*store)->holdings()->Has({img.name.low, img.name.high}));
+  std::string corrupt = img.bytes;
+  corrupt[corrupt.size() / 2] ^= 0x55;
+  EXPECT_EQ((*store)->InstallCopy(corrupt, {{a, 10}}).status().code(), Code::kCorruption);
+}
+
 }  // namespace
 }  // namespace oklog

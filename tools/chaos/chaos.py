@@ -34,6 +34,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 API, FAST, DURABLE, BULK, CLUSTER = 7650, 7651, 7652, 7653, 7659
 INGESTS = [("i1", "10.99.0.11"), ("i2", "10.99.0.12"), ("i3", "10.99.0.13")]
 STORES = [("s1", "10.99.0.21"), ("s2", "10.99.0.22"), ("s3", "10.99.0.23")]
+SPARES = [("s4", "10.99.0.24")]  # stores a scenario starts later (a join)
 CLIENT = ("cl", "10.99.0.2")
 SEED = INGESTS[0][1]
 QUERY_Q = "ack "  # matches the acknowledged writers' records only
@@ -66,6 +67,10 @@ def scenario(name, desc):
 
 class Fault:
     target = "s2"
+    flags = ()   # extra flags for every node of the scenario
+    gone = ()    # nodes the fault removes for good (left out of the final checks)
+    joins = ()   # spare stores the fault starts
+    repair_delay = 60.0  # the nodes' -store.repair-delay (the default unless flags say)
 
     def __init__(self, name, desc):
         self.name, self.desc = name, desc
@@ -202,9 +207,50 @@ class Kill9Two(Fault):
             cluster.nodes[n].start()
 
 
+@scenario("kill9-lost", "kill -9 one store for good: its copies are repaired onto the two others")
+class Kill9Lost(Fault):
+    repair_delay = 10.0
+    flags = ("-store.repair-delay", "10s")
+    gone = ("s2",)
+
+    def start(self, lab, cluster):
+        node = cluster.nodes[self.target]
+        self.bytes = store_bytes(node)
+        node.kill9()
+
+    def heal(self, lab, cluster):
+        pass  # it stays dead
+
+
+@scenario("join", "a fourth store joins the loaded cluster: it takes its share, no record keeps a third copy")
+class Join(Fault):
+    target = "s4"
+    repair_delay = 10.0
+    # Half-second placement buckets, so that a minute of records is enough buckets to even out.
+    flags = ("-store.repair-delay", "10s", "-store.placement-bucket", "500ms", "-store.rebalance-settle", "3s")
+    joins = ("s4",)
+
+    def start(self, lab, cluster):
+        self.bytes = max(store_bytes(cluster.nodes[n]) for n, _ in STORES)
+        cluster.join(self.target)
+
+    def heal(self, lab, cluster):
+        pass
+
+
+def store_bytes(node):
+    """Bytes of a store's segment files."""
+    total = 0
+    for root, _dirs, files in os.walk(os.path.join(node.dir, "store")):
+        total += sum(os.path.getsize(os.path.join(root, f)) for f in files if f.endswith(".seg"))
+    return total
+
+
+REPAIR_RATE = 16 << 20  # the nodes' -store.repair-rate (the default)
+
 SETS = {"short": ["kill9", "stop", "partition", "oneway", "restart"],
         "full": ["kill9", "stop", "partition", "oneway", "restart", "loss", "kill9-ingest", "bridge",
-                 "diskfull", "diskfull-ingest", "kill9-two"]}
+                 "diskfull", "diskfull-ingest", "kill9-two", "kill9-lost", "join"]}
 
 # ---------------------------------------------------------------------------------------------
 # HTTP from the client namespace.
@@ -333,12 +379,24 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, lab, oklog, data_dir, log_dir):
+    def __init__(self, lab, oklog, data_dir, log_dir, flags=()):
         self.nodes = {}
+        self.spares = {}
         for name, ip in INGESTS:
-            self.nodes[name] = Node(lab, oklog, name, ip, "ingest", data_dir, log_dir)
+            self.nodes[name] = Node(lab, oklog, name, ip, "ingest", data_dir, log_dir, flags)
         for name, ip in STORES:
-            self.nodes[name] = Node(lab, oklog, name, ip, "store", data_dir, log_dir)
+            self.nodes[name] = Node(lab, oklog, name, ip, "store", data_dir, log_dir, flags)
+        for name, ip in SPARES:
+            self.spares[name] = Node(lab, oklog, name, ip, "store", data_dir, log_dir, flags)
+
+    def join(self, name):
+        node = self.spares.pop(name)
+        node.start()
+        node.wait_healthy()
+        self.nodes[name] = node
+
+    def stores(self):
+        return [n for n in self.nodes.values() if n.mode == "store"]
 
     def start(self):
         first = self.nodes[INGESTS[0][0]]
@@ -537,17 +595,21 @@ class CopySampler(threading.Thread):
 
         def ask(name):
             answers[name] = http_get(self.run_.cluster.nodes[name].ip, query_path(local=True), timeout=timeout)
-        threads = [threading.Thread(target=ask, args=(name,), daemon=True) for name, _ in STORES]
+        names = [n.name for n in self.run_.cluster.stores()]
+        threads = [threading.Thread(target=ask, args=(name,), daemon=True) for name in names]
         for th in threads:
             th.start()
         for th in threads:
             th.join(timeout + 5)
         answering = 0
-        for a in list(answers.values()):
+        per_store = {}
+        for name, a in list(answers.items()):
             if a.status != 200 or a.error:
                 continue
             answering += 1
-            for k in set(parse_keys(a.body)):
+            keys = set(parse_keys(a.body))
+            per_store[name] = len(keys)
+            for k in keys:
                 counts[k] = counts.get(k, 0) + 1
         under = zero = total = over = 0
         for c in acked:
@@ -557,7 +619,7 @@ class CopySampler(threading.Thread):
                 under += n < 2
                 zero += n == 0
                 over += n > 2
-        s = (t, total, under, zero, answering, over)
+        s = (t, total, under, zero, answering, over, per_store)
         self.samples.append(s)
         return s
 
@@ -578,7 +640,7 @@ class Run:
         self.out = os.path.join(out_dir, fault.name)
         os.makedirs(os.path.join(self.out, "logs"), exist_ok=True)
         self.data = tempfile.mkdtemp(prefix=fault.name + "-", dir=data_root)
-        self.cluster = Cluster(lab, oklog, self.data, os.path.join(self.out, "logs"))
+        self.cluster = Cluster(lab, oklog, self.data, os.path.join(self.out, "logs"), fault.flags)
         self.mounts = []
         mb = getattr(fault, "tmpfs_mb", 0)
         if mb:
@@ -623,7 +685,7 @@ class Run:
         self.fault.heal(self.lab, self.cluster)
         for name in self.fault.target.split("+"):
             n = self.cluster.nodes[name]
-            if n.proc.poll() is None:
+            if n.proc.poll() is None and name not in self.fault.gone:
                 n.wait_healthy()
         time.sleep(t.post)
         self.events["writers_stop"] = self.now()
@@ -646,6 +708,8 @@ class Run:
         while True:
             final = {}
             for name, n in self.cluster.nodes.items():
+                if name in self.fault.gone:
+                    continue
                 a = http_get(n.ip, query_path(), timeout=15)
                 keys = parse_keys(a.body) if a.error is None else []
                 seen = set(keys)
@@ -653,13 +717,16 @@ class Run:
                                "dups": len(keys) - len(seen), "plain": None}
             copies = self.sampler.sample(timeout=5)
             complete = all(f["status"] == 200 and f["missing"] == 0 for f in final.values())
-            if complete and copies[2] == 0 or self.now() >= deadline:
+            # A store lost for good or joining: also no third copy left, and (a join) even disks.
+            settled = not (self.fault.gone or self.fault.joins) or \
+                copies[5] == 0 and (not self.fault.joins or balanced(copies[6]))
+            if complete and copies[2] == 0 and settled or self.now() >= deadline:
                 break
             time.sleep(2)
         self.events["settled"] = self.now()
         for n in self.cluster.nodes.values():
             n.check_running()
-        views = membership(self.cluster)
+        views = {k: v for k, v in membership(self.cluster).items() if k not in self.fault.gone}
         # Plain forwarder: figures only (fast mode acknowledges nothing).
         a = http_get(self.cluster.nodes["i1"].ip, "/store/query?q=fwd%20", timeout=15)
         plain_keys = [n for _, n in parse_tagged(a.body, b"fwd")]
@@ -700,7 +767,22 @@ class Run:
         r["backlog_after_heal"] = round(max(pending) - ev["heal"], 1) if pending else 0.0
         alive = [v for v in views.values()]
         r["membership_ok"] = all(v is not None for v in alive) and len(set(alive)) == 1 and \
-            len(alive[0]) == len(self.cluster.nodes)
+            len(alive[0]) == len(self.cluster.nodes) - len(self.fault.gone)
+        # Repair after a store lost for good, and a joining store's share, against the target
+        # repair-delay + bytes to copy / repair rate + 30 s (from the kill, from the join).
+        r["repair_s"] = r["repair_target_s"] = None
+        if self.fault.gone or self.fault.joins:
+            target = self.fault.repair_delay + getattr(self.fault, "bytes", 0) / REPAIR_RATE + 30
+            r["repair_target_s"] = round(target, 1)
+            for s in self.sampler.samples:
+                if s[0] < ev["fault"]:
+                    continue
+                ok = s[2] == 0 and (not self.fault.joins or
+                                    (all(j in s[6] for j in self.fault.joins) and balanced(s[6])))
+                if ok:
+                    r["repair_s"] = round(s[0] - ev["fault"], 1)
+                    break
+            r["per_store_end"] = copies[6]
         r["membership"] = {k: (sorted(v) if v is not None else None) for k, v in views.items()}
         r["plain_sent"] = self.plain.sent
         r["plain_found"] = len(set(plain_keys))
@@ -709,6 +791,13 @@ class Run:
         del NOTES[:]
         r["failures"] = [name for name, bad in (("lost", r["lost"]), ("duplicates", r["dups"]),
                                                  ("200-with-missing", r["bad_200"])) if bad]
+        if r["repair_target_s"] is not None:
+            if r["repair_s"] is None or r["repair_s"] > r["repair_target_s"]:
+                r["failures"].append("repair-slow" if self.fault.gone else "no-share")
+            if self.fault.joins and not balanced(copies[6]):
+                r["failures"].append("unbalanced")
+            if copies[5]:
+                r["failures"].append("copies-beyond-N")
         r["timeline"] = {
             "chunks": [(c.writer, c.count, c.t0, c.t1, c.rc) for w in self.writers for c in w.chunks],
             "probes": [(p.t0, p.t1, p.node, p.status, p.error, p.records, p.missing) for p in probes],
@@ -737,6 +826,14 @@ class Run:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
+def balanced(per_store, within=0.2):
+    """Whether every answering store holds within `within` of the mean of acknowledged records."""
+    if not per_store:
+        return False
+    mean = sum(per_store.values()) / len(per_store)
+    return all(abs(n - mean) <= within * mean for n in per_store.values())
+
+
 def rate(acked, t0, t1):
     """Acknowledged records per second whose chunk ended in [t0, t1)."""
     if t1 <= t0:
@@ -749,7 +846,8 @@ def rate(acked, t0, t1):
 
 COLUMNS = [("scenario", "scenario"), ("acked", "acked"), ("lost", "lost"), ("dups", "dups"),
            ("bad_200", "200-missing"), ("probe_206", "206"), ("probe_err", "errors"),
-           ("under_end", "under-repl end"), ("full_copies_after_heal", "full copies s"),
+           ("under_end", "under-repl end"), ("over_end", "over-repl end"), ("full_copies_after_heal", "full copies s"),
+           ("repair", "repair/share s (target)"),
            ("tput_ratio", "tput fault/ok"), ("backlog_after_heal", "backlog s"),
            ("membership_ok", "members ok"), ("plain", "plain sent/found/dups"), ("verdict", "verdict")]
 
@@ -758,6 +856,8 @@ def table(results):
     rows = [[h for _, h in COLUMNS]]
     for r in results:
         r["plain"] = "%d/%d/%d" % (r["plain_sent"], r["plain_found"], r["plain_dups"])
+        r["repair"] = None if r.get("repair_target_s") is None else "%s (%s)" % (
+            "never" if r["repair_s"] is None else r["repair_s"], r["repair_target_s"])
         r["verdict"] = "PASS" if not r["failures"] else "FAIL: " + ",".join(r["failures"])
         rows.append(["-" if r.get(k) is None else str(r.get(k)) for k, _ in COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
@@ -852,7 +952,7 @@ def main():
     rc = 0
     try:
         lab = netlab.Lab()
-        for name, ip in INGESTS + STORES + [CLIENT]:
+        for name, ip in INGESTS + STORES + SPARES + [CLIENT]:
             lab.add(name, ip)
         lab.enter_client(CLIENT[0])
         for name in names:
