@@ -608,7 +608,9 @@ void HoldingsExchange::Refresh(const std::vector<HoldingsPeer>& peers) {
     under_replicated_records_->Set(static_cast<double>(records));
     if (!self_.empty()) {
       DecideDrops(own, &drops);
-      if (batches == 0 && due_.empty() && options_.rebalance && options_.repair_rate > 0) DecideRebalance(own);
+      // Repairs first: no rebalance in a round that has copies to repair (a batch that is merely
+      // young, its other copy not pulled yet, does not count: ingest never stops).
+      if (due_.empty() && options_.rebalance && options_.repair_rate > 0) DecideRebalance(own);
     }
   }
   StartDrops(std::move(drops));
