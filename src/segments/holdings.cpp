@@ -728,11 +728,15 @@ void HoldingsExchange::StartDrops(std::vector<std::pair<uint64_t, BatchClaims>> 
     d.still_wanted = [this, bucket, ids] {
       std::lock_guard<std::mutex> lock(mu_);
       for (const BatchId& b : ids)
-        if (LowerHolders(b, bucket, "") < options_.replication_factor) return false;
+        if (own_->Has(b) || LowerHolders(b, bucket, "") < options_.replication_factor) return false;
       return true;
     };
-    d.done = [this, bucket, claims, records](const Status& s) {
+    d.done = [this, bucket, ids, claims, records](const Status& s) {
       if (s.ok()) {
+        // A copy of these batches that arrived during the rewrite noted them again, and its file
+        // may have been rewritten away with the rest: not claimed, to be safe (an unclaimed
+        // extra copy at worst).
+        own_->Drop(ids);
         dropped_batches_->Inc(claims.size());
         dropped_records_->Inc(records);
       } else {
