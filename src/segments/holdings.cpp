@@ -355,6 +355,14 @@ bool Holdings::Has(const BatchId& b) const {
   return batches_.count(b) != 0;
 }
 
+BatchClaims Holdings::Within(const Ulid& low, const Ulid& high) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  BatchClaims out;
+  for (auto it = batches_.lower_bound(BatchId{low, Ulid()}); it != batches_.end() && it->first.low <= high; ++it)
+    if (it->first.high <= high) out.emplace_back(it->first, it->second);
+  return out;
+}
+
 HoldingsDelta Holdings::Since(uint64_t epoch, uint64_t version) const {
   std::lock_guard<std::mutex> lock(mu_);
   HoldingsDelta d;
@@ -597,6 +605,7 @@ void HoldingsExchange::Refresh(const std::vector<HoldingsPeer>& peers) {
         auto [slot, fresh] = unit_of.emplace(std::make_pair(c.range, c.name), due_.size());
         if (!fresh) continue;  // another batch of the bucket already sends it there
         c.claims = whole_bucket ? own.within[bucket] : BatchClaims{{b, n}};
+        c.whole_bucket = whole_bucket;
         due_.push_back(std::move(c));
       }
     }
@@ -682,10 +691,14 @@ void HoldingsExchange::DecideRebalance(const Buckets& own) {
     std::string best;
     for (const auto& [name, r] : room) {
       if (r < static_cast<double>(recs) / 2 || PlacementRank(name, bucket) >= mine) continue;
-      bool fits = true;
-      for (const auto& [b, n] : claims)
-        fits = fits && !caches_.at(name).batches.count(b) &&
-               LowerHolders(b, bucket, name) + 1 >= options_.replication_factor;
+      // It lacks one batch at least (the whole bucket goes: what it has are duplicates), and
+      // every batch would then have N holders ranked before this store.
+      bool lacks = false, fits = true;
+      for (const auto& [b, n] : claims) {
+        lacks = lacks || !caches_.at(name).batches.count(b);
+        fits = fits && LowerHolders(b, bucket, name) + 1 >= options_.replication_factor;
+      }
+      fits = fits && lacks;
       if (fits && (best.empty() || r > room[best])) best = name;
     }
     if (best.empty()) continue;
@@ -696,6 +709,7 @@ void HoldingsExchange::DecideRebalance(const Buckets& own) {
     for (const HoldingsPeer& p : last_peers_)
       if (p.name == best) c.addr = p.addr;
     c.rebalance = true;
+    c.whole_bucket = true;
     due_.push_back(std::move(c));
     room[best] -= static_cast<double>(recs);
     excess -= static_cast<double>(recs);
@@ -766,8 +780,12 @@ void HoldingsExchange::Repair() {
   last_repair_ = now;
   double budget = std::max(1.0, secs) * static_cast<double>(options_.repair_rate);
   auto log = Logger("store");
-  for (const Copy& c : due) {
+  for (Copy& c : due) {
     if (stop_ || budget <= 0) break;
+    // The bucket's batches now, taken before its records are read: a batch that came since the
+    // decision goes along claimed (not as records the receiver could not account for).
+    if (c.whole_bucket) c.claims = own_->Within(c.range.low, c.range.high);
+    if (c.claims.empty()) continue;  // dropped meanwhile
     const char* what = c.rebalance ? "rebalance" : "repair";
     Result<uint64_t> sent = CopyUnit(c);
     if (!sent.ok()) {

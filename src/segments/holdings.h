@@ -166,6 +166,8 @@ class Holdings {
   // Keeps only batches `held` says are still here (start-up: against the segment files).
   void Retain(const std::function<bool(const BatchId&)>& held);
   bool Has(const BatchId& b) const;
+  // The batches lying wholly within [low, high].
+  BatchClaims Within(const Ulid& low, const Ulid& high) const;
   // Changes since (epoch, version), or everything when epoch is not this one's or the change
   // list no longer reaches back that far.
   HoldingsDelta Since(uint64_t epoch, uint64_t version) const;
@@ -254,6 +256,7 @@ class HoldingsExchange {
     BatchClaims claims;  // the batches they make up
     std::string name, addr;
     bool rebalance = false;
+    bool whole_bucket = false;  // claims are taken again right before the records are read
   };
   // The batches of this store by bucket (those within one), and the buckets touched by batches
   // that span several (never dropped or moved).

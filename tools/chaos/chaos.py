@@ -227,7 +227,7 @@ class Join(Fault):
     target = "s4"
     repair_delay = 10.0
     # Half-second placement buckets, so that a minute of records is enough buckets to even out.
-    flags = ("-store.repair-delay", "10s", "-store.placement-bucket", "500ms", "-store.rebalance-settle", "3s")
+    flags = ("-store.repair-delay", "10s", "-store.placement-bucket", "500ms", "-store.rebalance-settle", "10s")
     joins = ("s4",)
 
     def start(self, lab, cluster):
