@@ -431,6 +431,9 @@ std::unique_ptr<HoldingsExchange> HoldingsExchange::Start(rpc::RpcBridge* bridge
       "Batches this store holds that fewer live stores than the replication factor are known to hold.");
   x->under_replicated_records_ = m->NewGauge("oklog_store_under_replicated_records",
                                              "Records of the batches in oklog_store_under_replicated_batches.");
+  x->under_replicated_bytes_ = m->NewGauge(
+      "oklog_store_under_replicated_bytes",
+      "Segment file bytes of oklog_store_under_replicated_records, estimated at this store's file bytes per held record.");
   x->known_stores_ = m->NewGauge("oklog_store_holdings_known_stores",
                                  "Other stores whose holdings this store keeps (dead and left ones included).");
   x->repaired_batches_ = m->NewCounter("oklog_store_repaired_batches_total",
@@ -615,6 +618,9 @@ void HoldingsExchange::Refresh(const std::vector<HoldingsPeer>& peers) {
     repair_lag_->Set(lag);
     under_replicated_batches_->Set(static_cast<double>(batches));
     under_replicated_records_->Set(static_cast<double>(records));
+    under_replicated_bytes_->Set(held == 0 ? 0.0
+                                           : static_cast<double>(records) * static_cast<double>(store_->file_bytes()) /
+                                                 static_cast<double>(held));
     if (!self_.empty()) {
       DecideDrops(own, &drops);
       // Repairs first: no rebalance in a round that has copies to repair (a batch that is merely

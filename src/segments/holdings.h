@@ -309,6 +309,7 @@ class HoldingsExchange {
   Counter* pull_errors_ = nullptr;
   Gauge* under_replicated_batches_ = nullptr;
   Gauge* under_replicated_records_ = nullptr;
+  Gauge* under_replicated_bytes_ = nullptr;
   Gauge* known_stores_ = nullptr;
   Counter* repaired_batches_ = nullptr;
   Counter* repaired_bytes_ = nullptr;

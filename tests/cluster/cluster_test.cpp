@@ -639,6 +639,14 @@ TEST_F(ClusterTest, AKilledStoresRecordsAreRepairedBackToTwoLiveCopies) {
     if (s != victim) alive.push_back(s);
   victim->Kill9();
   const auto t0 = std::chrono::steady_clock::now();
+  // Before the repair delay is out, the survivors count what lacks a second live copy, in
+  // batches, records and (estimated) bytes.
+  EXPECT_TRUE(WaitFor([&] {
+    for (Node* s : alive)
+      if (s->Metric("oklog_store_under_replicated_records") > 0 && s->Metric("oklog_store_under_replicated_bytes") > 0)
+        return true;
+    return false;
+  }, std::chrono::seconds(15)));
   size_t below = 0;
   ASSERT_TRUE(WaitFor([&] {
     auto c = copies_on(alive);
