@@ -625,7 +625,10 @@ void HoldingsExchange::Refresh(const std::vector<HoldingsPeer>& peers) {
       DecideDrops(own, &drops);
       // Repairs first: no rebalance in a round that has copies to repair (a batch that is merely
       // young, its other copy not pulled yet, does not count: ingest never stops).
-      if (due_.empty() && options_.rebalance && options_.repair_rate > 0) DecideRebalance(own);
+      if (due_.empty() && options_.rebalance && options_.repair_rate > 0) {
+        DecideConsolidate(own);
+        DecideRebalance(own);
+      }
     }
   }
   StartDrops(std::move(drops));
@@ -693,32 +696,72 @@ void HoldingsExchange::DecideRebalance(const Buckets& own) {
     if (own.Fixed(bucket) || dropping_.count(bucket) || !Settled(bucket, options_.bucket_ms, options_.settle_age)) continue;
     uint64_t recs = 0;
     for (const auto& [b, n] : claims) recs += n;
-    const uint64_t mine = PlacementRank(self_, bucket);
-    std::string best;
-    for (const auto& [name, r] : room) {
-      if (r < static_cast<double>(recs) / 2 || PlacementRank(name, bucket) >= mine) continue;
-      // It lacks one batch at least (the whole bucket goes: what it has are duplicates), and
-      // every batch would then have N holders ranked before this store.
-      bool lacks = false, fits = true;
-      for (const auto& [b, n] : claims) {
-        lacks = lacks || !caches_.at(name).batches.count(b);
-        fits = fits && LowerHolders(b, bucket, name) + 1 >= options_.replication_factor;
-      }
-      fits = fits && lacks;
-      if (fits && (best.empty() || r > room[best])) best = name;
-    }
+    std::map<std::string, double> fits;  // room for half the bucket at least
+    for (const auto& [name, r] : room)
+      if (r >= static_cast<double>(recs) / 2) fits[name] = r;
+    const std::string best = CopyTarget(bucket, claims, fits);
     if (best.empty()) continue;
-    Copy c;
-    c.range = BucketRange(bucket, options_.bucket_ms);
-    c.claims = claims;
-    c.name = best;
-    for (const HoldingsPeer& p : last_peers_)
-      if (p.name == best) c.addr = p.addr;
-    c.rebalance = true;
-    c.whole_bucket = true;
-    due_.push_back(std::move(c));
+    AddBucketCopy(bucket, claims, best);
     room[best] -= static_cast<double>(recs);
     excess -= static_cast<double>(recs);
+  }
+}
+
+std::string HoldingsExchange::CopyTarget(uint64_t bucket, const BatchClaims& claims,
+                                        const std::map<std::string, double>& room) const {
+  const uint64_t mine = PlacementRank(self_, bucket);
+  std::string best;
+  for (const auto& [name, r] : room) {
+    if (PlacementRank(name, bucket) >= mine) continue;
+    // It lacks one batch at least (the whole bucket goes: what it has are duplicates), and
+    // every batch would then have N holders ranked before this store.
+    const Cache& c = caches_.at(name);
+    bool lacks = false, fits = true;
+    for (const auto& [b, n] : claims) {
+      lacks = lacks || !c.batches.count(b);
+      fits = fits && LowerHolders(b, bucket, name) + 1 >= options_.replication_factor;
+    }
+    if (fits && lacks && (best.empty() || r > room.at(best))) best = name;
+  }
+  return best;
+}
+
+void HoldingsExchange::AddBucketCopy(uint64_t bucket, const BatchClaims& claims, const std::string& target) {
+  Copy c;
+  c.range = BucketRange(bucket, options_.bucket_ms);
+  for (const Copy& d : due_)
+    if (d.range == c.range) return;  // one copy of a bucket a round
+  c.claims = claims;
+  c.name = target;
+  for (const HoldingsPeer& p : last_peers_)
+    if (p.name == target) c.addr = p.addr;
+  c.rebalance = true;
+  c.whole_bucket = true;
+  due_.push_back(std::move(c));
+}
+
+void HoldingsExchange::DecideConsolidate(const Buckets& own) {
+  std::map<std::string, double> room;  // any alive, known store with room on its disk; least held first
+  for (const std::string& name : alive_) {
+    const Cache& c = caches_.at(name);
+    if (!c.pulled || c.full) continue;
+    uint64_t l = 0;
+    for (const auto& [b, n] : c.batches) l += n;
+    room[name] = -static_cast<double>(l);
+  }
+  const uint64_t n_copies = options_.replication_factor;
+  for (const auto& [bucket, claims] : own.within) {
+    if (due_.size() >= 64) break;
+    if (own.Fixed(bucket) || dropping_.count(bucket) || !Settled(bucket, options_.bucket_ms, options_.settle_age)) continue;
+    bool extra = false, droppable = true;
+    for (const auto& [b, n] : claims) {
+      const size_t lower = LowerHolders(b, bucket, "");
+      droppable = droppable && lower >= n_copies;
+      extra = extra || lower >= n_copies;  // last of more than N alive holders
+    }
+    if (!extra || droppable) continue;  // nothing beyond N here, or the drop rule takes it
+    const std::string target = CopyTarget(bucket, claims, room);
+    if (!target.empty()) AddBucketCopy(bucket, claims, target);
   }
 }
 

@@ -269,6 +269,15 @@ class HoldingsExchange {
   // mu_ held: the decisions of one round after the under-replicated ones.
   void DecideDrops(const Buckets& own, std::vector<std::pair<uint64_t, BatchClaims>>* drops);
   void DecideRebalance(const Buckets& own);
+  // A bucket with a batch on more than N alive stores, of which this one is the last-ranked
+  // holder, that this store cannot drop because another of its batches there has fewer lower
+  // holders: copied to a lower-ranked store so that it can.
+  void DecideConsolidate(const Buckets& own);
+  // A lower-ranked alive store to copy `bucket` to after which every batch of `claims` has N
+  // holders ranked before this store, lacking one of them at least; the one with the most
+  // `room` (none: ""), among `room`'s keys.
+  std::string CopyTarget(uint64_t bucket, const BatchClaims& claims, const std::map<std::string, double>& room) const;
+  void AddBucketCopy(uint64_t bucket, const BatchClaims& claims, const std::string& target);
   // mu_ held: how many alive stores other than self and `except`, ranked before self in
   // `bucket`, hold b.
   size_t LowerHolders(const BatchId& b, uint64_t bucket, const std::string& except) const;

@@ -74,6 +74,7 @@ class Fault:
     # A partition: after the heal every backlog flows within 5 s and answers are full within
     # 10 s (judged in the full set; a figure in the short one, which CI runs on a loaded machine).
     heal_targets = False
+    exact_copies = False  # no record on more than N stores at the end (--exact-copies)
 
     def __init__(self, name, desc):
         self.name, self.desc = name, desc
@@ -728,7 +729,7 @@ class Run:
             copies = self.sampler.sample(timeout=5)
             complete = all(f["status"] == 200 and f["missing"] == 0 for f in final.values())
             # A store lost for good or joining: also no third copy left, and (a join) even disks.
-            settled = not (self.fault.gone or self.fault.joins) or \
+            settled = not (self.fault.gone or self.fault.joins or self.fault.exact_copies) or \
                 copies[5] == 0 and (not self.fault.joins or balanced(copies[6]))
             if complete and copies[2] == 0 and settled or self.now() >= deadline:
                 break
@@ -808,6 +809,8 @@ class Run:
             fa = r["full_answers_after_heal"]
             if r["backlog_after_heal"] > 5 or fa is None or fa > 10:
                 r["failures"].append("slow-heal")
+        if self.fault.exact_copies and copies[5] and r["repair_target_s"] is None:
+            r["failures"].append("copies-beyond-N")
         if r["repair_target_s"] is not None:
             if r["repair_s"] is None or r["repair_s"] > r["repair_target_s"]:
                 r["failures"].append("repair-slow" if self.fault.gone else "no-share")
@@ -924,6 +927,12 @@ def main():
                     help="short, full, or names joined by commas: " + ",".join(SCENARIOS))
     ap.add_argument("--out", default=None, help="directory for tables, JSON and PNGs (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the nodes' data directories")
+    ap.add_argument("--flags", default="",
+                    help="extra flags for every node, e.g. \"-store.placement-bucket 500ms -store.rebalance-settle 5s\"")
+    ap.add_argument("--exact-copies", action="store_true",
+                    help="every scenario must also end with no record on more than 2 stores (give the nodes short "
+                         "placement buckets and settle with --flags, and time with --settle)")
+    ap.add_argument("--settle", type=float, default=None, help="seconds the checker waits at most for convergence")
     ap.add_argument("--fault", type=float, default=None,
                     help="seconds of the fault window (default: 10 for short and named scenarios, 30 for full)")
     args = ap.parse_args()
@@ -933,8 +942,9 @@ def main():
     if unknown:
         ap.error("unknown scenario %s (known: %s)" % (",".join(unknown), ",".join(SCENARIOS)))
     timing = FULL if args.scenarios == "full" else SHORT
-    if args.fault is not None:
-        timing = Timing(timing.warm, args.fault, timing.post, timing.settle)
+    if args.fault is not None or args.settle is not None:
+        timing = Timing(timing.warm, timing.fault if args.fault is None else args.fault, timing.post,
+                        timing.settle if args.settle is None else args.settle)
     why = netlab.available()
     if why:
         print("chaos: SKIP: %s" % why, flush=True)
@@ -984,7 +994,11 @@ def main():
             lab.add(name, ip)
         lab.enter_client(CLIENT[0])
         for name in names:
-            run = Run(lab, oklog, SCENARIOS[name], timing, out, data_root, quick=args.scenarios != "full")
+            fault = SCENARIOS[name]
+            if args.flags:
+                fault.flags = tuple(fault.flags) + tuple(args.flags.split())
+            fault.exact_copies = fault.exact_copies or args.exact_copies
+            run = Run(lab, oklog, fault, timing, out, data_root, quick=args.scenarios != "full")
             try:
                 r = run.execute()
             finally:

@@ -9,7 +9,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 def timeline(r, path):
     tl, ev = r["timeline"], r["events"]
     end = ev.get("settled", ev.get("writers_done", 0))
-    fig, (a1, a2, a3) = plt.subplots(3, 1, figsize=(10, 8), sharex=True)
+    per_store = "per_store_end" in r  # a store lost or joining: how many records each store holds
+    axes = plt.subplots(4 if per_store else 3, 1, figsize=(10, 10 if per_store else 8), sharex=True)[1]
+    fig = axes[0].figure
+    a1, a2, a3 = axes[:3]
     fig.suptitle("%s: %s" % (r["scenario"], r["desc"]), fontsize=10)
 
     # Acknowledged records per second, by the second their chunk's forward exited 0.
@@ -46,9 +49,18 @@ def timeline(r, path):
         a3.plot(t, [s[3] for s in cp], "-", color="tab:red", label="0 reachable copies")
         a3.legend(loc="upper left", fontsize=8)
     a3.set_ylabel("acked records")
-    a3.set_xlabel("seconds since the cluster was up")
+    axes[-1].set_xlabel("seconds since the cluster was up")
 
-    for ax in (a1, a2, a3):
+    if per_store:
+        a4 = axes[3]
+        names = sorted({n for s in cp for n in (s[6] if len(s) > 6 else {})})
+        for n in names:
+            pts = [(s[0], s[6][n]) for s in cp if len(s) > 6 and n in s[6]]
+            a4.plot([p[0] for p in pts], [p[1] for p in pts], "-", label=n)
+        a4.legend(loc="upper left", fontsize=8)
+        a4.set_ylabel("acked records held")
+        a4.set_title("records held per store (each within 20 % of the mean at the end)", fontsize=8)
+    for ax in axes:
         ax.axvspan(ev["fault"], ev["heal"], color="grey", alpha=0.25)
         ax.axvline(ev["writers_stop"], color="grey", linestyle=":")
     fig.tight_layout()
