@@ -212,6 +212,22 @@ class ClusterTest : public ::testing::Test {
     return b;
   }
 
+  // Per record (ULID), how many of these stores hold it (their node-local /store/_query).
+  // *held (when given): how many records each store holds.
+  std::map<std::string, int> CopiesOn(const std::vector<Node*>& stores, std::vector<size_t>* held = nullptr) {
+    std::map<std::string, int> copies;
+    if (held) held->clear();
+    for (Node* s : stores) {
+      Body b = ParseBody(s->Get("/store/_query").body);
+      if (held) held->push_back(b.ulids.size());
+      for (const std::string& u : b.ulids) copies[u]++;
+    }
+    return copies;
+  }
+  // Short placement buckets and settle, so that moves and drops of copies happen within a test.
+  const std::vector<std::pair<std::string, std::string>> kShortBuckets = {
+      {"-store.placement-bucket", "100ms"}, {"-store.rebalance-settle", "1s"}, {"-store.repair-delay", "3s"}};
+
   TempDir dir_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<Node*> ingest_, store_;
@@ -621,12 +637,6 @@ TEST_F(ClusterTest, AKilledStoresRecordsAreRepairedBackToTwoLiveCopies) {
     total += 5000;
     ASSERT_EQ(WaitQueryable(in, total).ulids.size(), total);
   }
-  auto copies_on = [&](std::vector<Node*> stores) {
-    std::map<std::string, int> copies;
-    for (Node* s : stores)
-      for (const std::string& u : ParseBody(s->Get("/store/_query").body).ulids) copies[u]++;
-    return copies;
-  };
   // The victim: the store holding the most records (it holds some: 2 copies on 3 stores).
   Node* victim = st[0];
   size_t most = 0;
@@ -649,7 +659,7 @@ TEST_F(ClusterTest, AKilledStoresRecordsAreRepairedBackToTwoLiveCopies) {
   }, std::chrono::seconds(15)));
   size_t below = 0;
   ASSERT_TRUE(WaitFor([&] {
-    auto c = copies_on(alive);
+    auto c = CopiesOn(alive);
     below = 0;
     for (auto& [u, n] : c) below += n < 2;
     return c.size() == total && below == 0;
@@ -673,8 +683,7 @@ TEST_F(ClusterTest, AKilledStoresRecordsAreRepairedBackToTwoLiveCopies) {
 // third copy that the mover then drops, until every store holds within 20 % of the mean, every
 // record is on exactly two stores again, and answers stay complete throughout.
 TEST_F(ClusterTest, ANewStoreTakesItsShareAndNoRecordKeepsAThirdCopy) {
-  const std::vector<std::pair<std::string, std::string>> flags = {
-      {"-store.placement-bucket", "100ms"}, {"-store.rebalance-settle", "1s"}, {"-store.repair-delay", "3s"}};
+  const auto& flags = kShortBuckets;
   Node* in = Add("ingest1", "ingest", flags);
   std::vector<Node*> st;
   for (int i = 1; i <= 2; ++i) st.push_back(Add("store" + std::to_string(i), "store", flags));
@@ -690,16 +699,6 @@ TEST_F(ClusterTest, ANewStoreTakesItsShareAndNoRecordKeepsAThirdCopy) {
   }
   ASSERT_EQ(WaitQueryable(in, total).ulids.size(), total);
   st.push_back(Add("store3", "store", flags));
-  auto copies_on = [&] {
-    std::map<std::string, int> copies;
-    std::vector<size_t> held;
-    for (Node* s : st) {
-      Body b = ParseBody(s->Get("/store/_query").body);
-      held.push_back(b.ulids.size());
-      for (const std::string& u : b.ulids) copies[u]++;
-    }
-    return std::make_pair(copies, held);
-  };
   size_t bad = 0;
   std::vector<size_t> held;
   int incomplete = 0;
@@ -707,8 +706,7 @@ TEST_F(ClusterTest, ANewStoreTakesItsShareAndNoRecordKeepsAThirdCopy) {
   const bool settled = WaitFor([&] {
     auto r = in->Get("/store/query");
     if (r.status != 200 || ParseBody(r.body).payloads.size() != total) ++incomplete;
-    auto [copies, h] = copies_on();
-    held = h;
+    auto copies = CopiesOn(st, &held);
     bad = 0;
     for (auto& [u, n] : copies) bad += n != 2;
     const double mean = 2.0 * static_cast<double>(total) / 3.0;
@@ -739,8 +737,7 @@ TEST_F(ClusterTest, ANewStoreTakesItsShareAndNoRecordKeepsAThirdCopy) {
 // its copy, first copying the bucket to a lower-ranked store where only some of its batches are
 // beyond N), and every answer stays complete.
 TEST_F(ClusterTest, AFrozenStoreLeavesNoRecordOnAThirdStore) {
-  const std::vector<std::pair<std::string, std::string>> flags = {
-      {"-store.placement-bucket", "100ms"}, {"-store.rebalance-settle", "1s"}, {"-store.repair-delay", "3s"}};
+  const auto& flags = kShortBuckets;
   Node* in = Add("ingest1", "ingest", flags);
   std::vector<Node*> st;
   for (int i = 1; i <= 3; ++i) st.push_back(Add("store" + std::to_string(i), "store", flags));
@@ -756,9 +753,7 @@ TEST_F(ClusterTest, AFrozenStoreLeavesNoRecordOnAThirdStore) {
   ASSERT_EQ(WaitQueryable(in, total).ulids.size(), total);
   size_t over = 0, under = 0, most_over = 0;
   const bool exact = WaitFor([&] {
-    std::map<std::string, int> copies;
-    for (Node* s : st)
-      for (const std::string& u : ParseBody(s->Get("/store/_query").body).ulids) copies[u]++;
+    auto copies = CopiesOn(st);
     over = under = 0;
     for (auto& [u, n] : copies) {
       over += n > 2;
