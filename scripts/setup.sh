@@ -3,7 +3,7 @@
 # Idempotent and quiet: when everything is present it prints nothing and touches nothing.
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config libuv1-dev libmsgpack-cxx-dev liblz4-dev lz4 libspdlog-dev
-      libgtest-dev libre2-dev libhttp-parser-dev curl ripgrep
+      libgtest-dev libre2-dev libhttp-parser-dev libssl-dev curl ripgrep
       python3 python3-matplotlib nftables iproute2)
 missing=()
 for p in "${pkgs[@]}"; do

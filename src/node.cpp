@@ -14,6 +14,8 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/crypto/keyring.h"
+#include "common/crypto/seal.h"
 #include "common/fs/disk_guard.h"
 #include "common/http_server.h"
 #include "common/log.h"
@@ -204,7 +206,8 @@ class Node {
       for (DiskGuard* g : {ingest_guard_.get(), store_guard_.get()})
         if (g != nullptr && g->full()) reasons += g->reason() + "\n";
       if (!meta_.shedding.empty()) reasons += "shedding: " + meta_.shedding + "\n";
-      if (reasons.empty()) return w->Send(200, "OK\n");
+      const char* unkeyed = keyring_ ? "" : "unauthenticated cluster: no -cluster.key-file\n";
+      if (reasons.empty()) return w->Send(200, std::string("OK\n") + unkeyed);
       w->Send(503, "degraded\n" + reasons);
     });
     http_->Handle("/metrics", [this](const HttpRequest&, std::shared_ptr<HttpResponse> w) {
@@ -295,7 +298,7 @@ class Node {
 
     if (compactor_) compactor_->Start();
 
-    for (int sig : {SIGINT, SIGTERM}) {
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
       auto* h = new uv_signal_t;
       if (Status s = UvStatus(uv_signal_init(&loop_, h), "uv_signal_init"); !s.ok()) {
         delete h;
@@ -325,6 +328,19 @@ class Node {
   Status StartGossip() {
     const Address& cluster = c_.cluster;
     gossip::GossipNode::Options go;
+    if (!c_.key_file.empty()) {
+      Result<std::shared_ptr<const crypto::Keyring>> ring = crypto::Keyring::LoadFile(c_.key_file);
+      if (!ring.ok()) return Status::InvalidArgument("-cluster.key-file: " + ring.status().message());
+      keyring_ = std::move(ring).value();
+      packet_sealer_ = std::make_unique<crypto::PacketSealer>(keyring_, c_.cluster_name);
+      go.sealer = packet_sealer_.get();
+      Logger("node")->info("cluster keyring {}: {} key(s), primary {}", c_.key_file, keyring_->keys().size(),
+                           crypto::Keyring::Fingerprint(keyring_->primary()));
+    } else {
+      Logger("node")->warn(
+          "the cluster is unauthenticated: anyone who reaches the cluster port can join, read and write "
+          "(give every node -cluster.key-file; see the README's Security section)");
+    }
     go.advertise_addr = c_.advertise;
     go.seeds = c_.peers;
     go.cluster_name = c_.cluster_name;
@@ -346,9 +362,17 @@ class Node {
     go.streams = gossip_streams_.get();
     const gossip::NodeMeta announced = go.meta;
     OKLOG_ASSIGN_OR_RETURN(gossip_, gossip::GossipNode::Create(&loop_, std::move(go), &metrics_));
-    rpc_server_ = rpc::RpcServer::Create(&loop_, {c_.cluster_name, gossip_->name()}, &metrics_);
+    rpc::RpcServer::Options so;
+    so.cluster_name = c_.cluster_name;
+    so.node_name = gossip_->name();
+    so.keyring = keyring_;
+    rpc_server_ = rpc::RpcServer::Create(&loop_, so, &metrics_);
     OKLOG_RETURN_IF_ERROR(rpc_server_->Listen(port.TakeTcp()));
-    rpc_client_ = rpc::RpcClient::Create(&loop_, {c_.cluster_name, gossip_->name()}, &metrics_);
+    rpc::RpcClient::Options co;
+    co.cluster_name = c_.cluster_name;
+    co.node_name = gossip_->name();
+    co.keyring = keyring_;
+    rpc_client_ = rpc::RpcClient::Create(&loop_, co, &metrics_);
     gossip_streams_->SetClient(rpc_client_.get());
     // A peer gossip no longer trusts (suspect, dead, left) holds nothing up: its connection
     // closes and every call waiting on it (a replica copy, a query part, a claim) fails now, to
@@ -453,8 +477,31 @@ class Node {
 
   static void OnSignal(uv_signal_t* h, int signum) noexcept {
     auto* self = static_cast<Node*>(h->data);
+    if (signum == SIGHUP) return self->ReloadKeys();
     Logger("node")->info("received signal {}; shutting down", signum == SIGINT ? "interrupt" : "terminated");
     self->Shutdown();
+  }
+
+  // SIGHUP: rereads -cluster.key-file. New connections and packets use the new primary; every
+  // key in the file opens; connections sealed with a key no longer there close (and redial).
+  // A file that no longer parses keeps the keys in use, with an error in the log.
+  void ReloadKeys() {
+    auto logger = Logger("node");
+    if (!keyring_) {
+      logger->info("SIGHUP: no -cluster.key-file to reread");
+      return;
+    }
+    Result<std::shared_ptr<const crypto::Keyring>> ring = crypto::Keyring::LoadFile(c_.key_file);
+    if (!ring.ok()) {
+      logger->error("SIGHUP: keeping the keys in use: {}", ring.status().ToString());
+      return;
+    }
+    keyring_ = std::move(ring).value();
+    packet_sealer_->SetKeyring(keyring_);
+    rpc_server_->SetKeyring(keyring_);
+    rpc_client_->SetKeyring(keyring_);
+    logger->info("SIGHUP: cluster keyring {} reread: {} key(s), primary {}", c_.key_file, keyring_->keys().size(),
+                 crypto::Keyring::Fingerprint(keyring_->primary()));
   }
 
   // Stop accepting, flush every active segment, close every handle. The loop then ends.
@@ -540,6 +587,8 @@ class Node {
       std::chrono::duration_cast<std::chrono::milliseconds>(c_.placement_bucket).count());
   std::unique_ptr<WorkPool> rpc_disk_;  // the segment RPC's file work; closed after rpc_server_
   std::unique_ptr<gossip::GossipNode> gossip_;
+  std::shared_ptr<const crypto::Keyring> keyring_;  // null: an unauthenticated cluster
+  std::unique_ptr<crypto::PacketSealer> packet_sealer_;  // gossip's; outlives gossip_
   std::unique_ptr<rpc::RpcServer> rpc_server_;
   std::unique_ptr<RpcGossipStreams> gossip_streams_;  // gossip's transport, over rpc_client_
   std::unique_ptr<rpc::RpcClient> rpc_client_;
@@ -581,7 +630,8 @@ void Usage() {
                "  query        Querying commandline tool\n"
                "  stream       Streaming commandline tool\n"
                "  testsvc      Test service, emits log lines at a fixed rate\n"
-               "  segment      Inspect store segment files: cat, verify, stat\n\n"
+               "  segment      Inspect store segment files: cat, verify, stat\n"
+               "  keygen       Print a new cluster key (a line for -cluster.key-file)\n\n"
                "VERSION\n  "
             << kVersion << "\n";
 }
@@ -604,6 +654,15 @@ int main(int argc, char** argv) {
   if (mode == "stream") return RunStream(args);
   if (mode == "testsvc") return RunTestsvc(args);
   if (mode == "segment") return RunSegment(args);
+  if (mode == "keygen") {
+    Result<std::string> key = crypto::Keyring::Generate();
+    if (!key.ok()) {
+      std::cerr << "keygen: " << key.status().ToString() << "\n";
+      return 1;
+    }
+    std::cout << *key << "\n";
+    return 0;
+  }
   if (mode == "-h" || mode == "--help" || mode == "help") {
     Usage();
     return 0;

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/address.h"
+#include "common/crypto/seal.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/ulid.h"
@@ -85,6 +86,7 @@ struct GossipNode::Impl {
   Gauge* health = nullptr;
   Counter *probes = nullptr, *probes_failed = nullptr, *suspicions = nullptr, *refutes = nullptr;
   Counter *packets_in = nullptr, *packets_out = nullptr, *bytes_in = nullptr, *bytes_out = nullptr;
+  Family<Counter>* refused = nullptr;
   Counter *dropped = nullptr, *streams_out = nullptr, *stream_bytes_in = nullptr, *stream_bytes_out = nullptr;
   MembershipStats last_stats;
   bool initial_metrics_done = false;
@@ -160,6 +162,9 @@ Result<std::unique_ptr<GossipNode>> GossipNode::Create(uv_loop_t* loop, Options 
   // Wall-clock seconds: a restarted node outranks whatever its previous life said.
   impl->cfg.initial_incarnation = NowUnixMs() / 1000;
   if (impl->opt.tweak) impl->opt.tweak(impl->cfg);
+  // A sealed datagram carries 37 bytes more than its message: keep it within the same size.
+  if (impl->opt.sealer && impl->cfg.packet_budget_bytes > 2 * crypto::kPacketOverheadBytes)
+    impl->cfg.packet_budget_bytes -= crypto::kPacketOverheadBytes;
   Result<std::string> meta = EncodeNodeMeta(impl->opt.meta);
   if (!meta.ok()) {
     impl->CloseAll();
@@ -351,8 +356,22 @@ void GossipNode::Impl::OnUdpRecv(uv_udp_t* h, ssize_t nread, const uv_buf_t* buf
   }
   self->packets_in->Inc();
   self->bytes_in->Inc(static_cast<uint64_t>(nread));
-  self->m->OnPacket(SockaddrToString(addr), std::string_view(self->recv_buf.data(), static_cast<size_t>(nread)),
-                    self->Now());
+  std::string_view packet(self->recv_buf.data(), static_cast<size_t>(nread));
+  std::string opened;
+  if (self->opt.sealer) {
+    Result<std::string> r = self->opt.sealer->Open(packet, static_cast<int64_t>(NowUnixMs()));
+    if (!r.ok()) {
+      const char* reason = r.status().code() == Code::kInvalidArgument ? "stale"
+                           : r.status().code() == Code::kAlreadyExists ? "replayed"
+                                                                       : "unauthenticated";
+      self->refused->With({reason})->Inc();
+      self->log->debug("refusing a packet from {}: {}", SockaddrToString(addr), r.status().ToString());
+      return;
+    }
+    opened = std::move(r).value();
+    packet = opened;
+  }
+  self->m->OnPacket(SockaddrToString(addr), packet, self->Now());
   self->Pump();
 }
 
@@ -363,7 +382,12 @@ void GossipNode::Impl::SendUdp(const std::string& to, std::string bytes) {
     return;
   }
   auto* r = new UdpSendReq;
-  r->data = std::move(bytes);
+  r->data = opt.sealer ? opt.sealer->Seal(bytes, static_cast<int64_t>(NowUnixMs())) : std::move(bytes);
+  if (r->data.empty()) {  // sealing failed (no randomness): never sent in the clear
+    dropped->Inc();
+    delete r;
+    return;
+  }
   uv_buf_t b = uv_buf_init(r->data.data(), static_cast<unsigned>(r->data.size()));
   packets_out->Inc();
   bytes_out->Inc(r->data.size());
@@ -464,6 +488,10 @@ void GossipNode::Impl::RegisterMetrics() {
   bytes_out = r->NewCounter("oklog_gossip_bytes_sent_total", "UDP payload bytes sent.");
   dropped = r->NewCounter("oklog_gossip_packets_dropped_total",
                           "Packets and streams dropped: malformed, other cluster, oversize, unsendable.");
+  refused = r->NewCounterFamily("oklog_gossip_packets_refused_total",
+                                "Datagrams refused by the cluster keyring: unauthenticated (no key opens it), stale "
+                                "(sent over 60 s from our clock), replayed.",
+                                {"reason"});
   streams_out = r->NewCounter("oklog_gossip_streams_total",
                               "Gossip stream exchanges started (push/pull, fallback ping), over the cluster RPC.");
   stream_bytes_in = r->NewCounter("oklog_gossip_stream_bytes_received_total", "Gossip stream message bytes received.");

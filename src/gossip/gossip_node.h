@@ -25,7 +25,10 @@
 
 namespace oklog {
 class Registry;
+namespace crypto {
+class PacketSealer;
 }
+}  // namespace oklog
 
 namespace oklog::gossip {
 
@@ -51,6 +54,10 @@ class GossipNode {
     // A datagram socket already bound to bind_addr (the cluster port's owner binds UDP and TCP
     // together and hands UDP here); the node owns it. Invalid: the node binds bind_addr itself.
     UniqueFd udp_fd;
+    // Set (a cluster key file): every datagram is sealed with it, and one that does not open,
+    // is stale or is a replay is dropped and counted in
+    // oklog_gossip_packets_refused_total{reason}. Must outlive Close(). Null: the clear.
+    crypto::PacketSealer* sealer = nullptr;
   };
 
   // Binds the UDP socket, or adopts options.udp_fd (port 0 picks one; the TCP side of the same

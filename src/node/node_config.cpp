@@ -4,6 +4,7 @@
 #include <map>
 #include <utility>
 
+#include "common/crypto/keyring.h"
 #include "common/flags.h"
 
 namespace oklog {
@@ -27,6 +28,7 @@ struct NodeFlags {
   std::string cluster_name = "oklog";
   std::string cluster_preset = "lan";
   std::string ports_file;
+  std::string key_file;
   std::string ingest_path = kDefaults.ingest_path;
   int64_t flush_size = kDefaults.flush_size_bytes;
   Nanos flush_age = kDefaults.flush_age;
@@ -71,6 +73,9 @@ struct NodeFlags {
     fs->String("cluster.advertise-addr", &advertise, "address other nodes reach this one at (host[:port])");
     fs->String("cluster.name", &cluster_name, "cluster name; nodes of other clusters are ignored");
     fs->String("cluster.preset", &cluster_preset, "gossip timing preset: lan or local");
+    fs->String("cluster.key-file", &key_file,
+               "cluster keyring: base64 keys (oklog keygen), one per line, the first primary; seals gossip and "
+               "node-to-node traffic, and refuses nodes without a key (SIGHUP rereads it)");
     fs->String("ports.file", &ports_file,
                "once every listener is bound, write their addresses to this file as name=host:port lines");
     fs->String("ingest.path", &ingest_path, "directory of ingest segments");
@@ -228,6 +233,7 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   else return Status::InvalidArgument("-cluster.preset must be lan or local, not \"" + f.cluster_preset + "\"");
   c.peers = f.peers;
   c.ports_file = f.ports_file;
+  c.key_file = f.key_file;
   c.ingest_path = f.ingest_path;
   if (f.topic_mode == "static") c.topic_mode = TopicMode::kStatic;
   else if (f.topic_mode == "dynamic") c.topic_mode = TopicMode::kDynamic;
@@ -300,6 +306,10 @@ Status NodeConfig::Validate() const {
     return Status::InvalidArgument("-store.min-free-bytes must be 0 (off) or more, not " +
                                    std::to_string(store_min_free_bytes));
   if (cluster_name.empty()) return Status::InvalidArgument("-cluster.name is empty");
+  if (!key_file.empty()) {
+    Result<std::shared_ptr<const crypto::Keyring>> ring = crypto::Keyring::LoadFile(key_file);
+    if (!ring.ok()) return Status::InvalidArgument("-cluster.key-file: " + ring.status().message());
+  }
   if (!advertise.empty()) OKLOG_RETURN_IF_ERROR(FlagAddress("cluster.advertise-addr", advertise, 7659).status());
   for (const std::string& p : peers) OKLOG_RETURN_IF_ERROR(FlagAddress("peer", p, 7659).status());
 

@@ -45,6 +45,7 @@ struct NodeConfig {
   gossip::Preset preset = gossip::Preset::kLan;
   std::vector<std::string> peers;  // seeds, host[:port]; names are resolved at every exchange
   std::string ports_file;          // "": none; see node/ports_file.h
+  std::string key_file;            // "": an unauthenticated cluster; see common/crypto/keyring.h
 
   std::string ingest_path = "data/ingest";
   TopicMode topic_mode = TopicMode::kStatic;

@@ -102,7 +102,7 @@ class RpcClientImpl : public RpcConnOwner {
     auto* cc = new ClientConn;
     cc->addr = addr;
     cc->serial = next_serial++;
-    cc->rc = new RpcConn(loop, this, kMaxFrameBytes);
+    cc->rc = new RpcConn(loop, this, kMaxFrameBytes, opt.keyring, opt.cluster_name);
     cc->rc->peer = addr;
     cc->rc->user = cc;
     auto* r = new ConnectReq{{}, cc, this};
@@ -460,6 +460,15 @@ void RpcClient::Consume(uint64_t handle, size_t bytes) { impl_->Consumed(handle,
 void RpcClient::Cancel(uint64_t handle) { impl_->Cancel(handle, Status::Cancelled("rpc: cancelled by the caller")); }
 void RpcClient::Disconnect(const std::string& addr, const std::string& why) { impl_->Disconnect(addr, why); }
 void RpcClient::Close() { impl_->CloseAll(); }
+void RpcClient::SetKeyring(std::shared_ptr<const crypto::Keyring> ring) {
+  if (!ring) return;
+  RpcClientImpl& i = *impl_;
+  i.opt.keyring = std::move(ring);
+  std::vector<ClientConn*> stale;
+  for (auto& [addr, cc] : i.conns)
+    if (!cc->rc->KeyedWithin(*i.opt.keyring)) stale.push_back(cc);
+  for (ClientConn* cc : stale) i.BreakConn(cc, Status::Unavailable("its key left the keyring"), "rekeyed");
+}
 size_t RpcClient::connections() const { return impl_->conns.size(); }
 
 }  // namespace oklog::rpc

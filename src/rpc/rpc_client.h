@@ -14,6 +14,7 @@
 #include <memory>
 #include <string>
 
+#include "common/crypto/keyring.h"
 #include "common/status.h"
 #include "rpc/rpc.h"
 
@@ -36,6 +37,8 @@ class RpcClient {
     // client ping the server ("rpc.ping"); without an answer within this, the connection is
     // closed and its other calls fail with Unavailable (a frozen or cut-off peer holds nothing).
     Duration liveness_timeout{2000};
+    // As RpcServer::Options::keyring: set, every connection is sealed with it.
+    std::shared_ptr<const crypto::Keyring> keyring;
   };
   static std::unique_ptr<RpcClient> Create(uv_loop_t* loop, Options options, Registry* metrics);
   ~RpcClient();
@@ -77,6 +80,9 @@ class RpcClient {
   // oklog_rpc_connections_closed_total{reason="peer_down"}. No-op without a connection.
   void Disconnect(const std::string& addr, const std::string& why);
 
+  // As RpcServer::SetKeyring: connections sealed with a removed key are closed (their calls
+  // fail with Unavailable) and the next call redials with the new primary.
+  void SetKeyring(std::shared_ptr<const crypto::Keyring> ring);
   void Close();
   size_t connections() const;
 

@@ -65,8 +65,10 @@ namespace {
 constexpr size_t kReadBufferBytes = 256 << 10;
 }  // namespace
 
-RpcConn::RpcConn(uv_loop_t* loop, RpcConnOwner* owner, size_t max_frame_bytes)
+RpcConn::RpcConn(uv_loop_t* loop, RpcConnOwner* owner, size_t max_frame_bytes,
+                 std::shared_ptr<const crypto::Keyring> ring, std::string_view cluster)
     : owner_(owner), decoder_(max_frame_bytes) {
+  if (ring) seal_ = std::make_unique<crypto::StreamSeal>(std::move(ring), cluster);
   OKLOG_UV_CHECK(uv_tcp_init(loop, &tcp_));
   tcp_.data = this;
   created_ms = uv_now(loop);
@@ -78,9 +80,45 @@ void RpcConn::StartReading() {
   uv_tcp_nodelay(&tcp_, 1);
   uv_tcp_keepalive(&tcp_, 1, 30);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&tcp_), OnAlloc, OnRead);
+  if (seal_) WriteRaw(seal_->preamble());
 }
 
 bool RpcConn::WriteFrame(std::string payload) {
+  if (closing_) return false;
+  if (!seal_) return WriteRaw(std::move(payload));
+  if (!seal_->started()) {
+    queued_bytes_ += kFrameHeaderBytes + payload.size();
+    unsealed_.push_back(std::move(payload));
+    return true;
+  }
+  seal_->Seal(&payload);
+  return WriteRaw(std::move(payload));
+}
+
+bool RpcConn::Unseal(std::string* frame, bool* preamble) {
+  *preamble = false;
+  if (!seal_) return true;
+  if (seal_->started()) {
+    Status st = seal_->Open(frame);
+    if (!st.ok()) Broken(st, "unauthenticated");
+    return st.ok();
+  }
+  Status st = seal_->Start(*frame);
+  if (!st.ok()) {
+    Broken(st, "unauthenticated");
+    return false;
+  }
+  *preamble = true;
+  std::vector<std::string> waiting = std::move(unsealed_);
+  for (std::string& f : waiting) {
+    queued_bytes_ -= kFrameHeaderBytes + f.size();
+    seal_->Seal(&f);
+    if (!WriteRaw(std::move(f))) return false;
+  }
+  return true;
+}
+
+bool RpcConn::WriteRaw(std::string payload) {
   if (closing_) return false;
   auto* w = new WriteReq;
   const auto n32 = static_cast<uint32_t>(payload.size());
@@ -131,6 +169,9 @@ void RpcConn::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcep
       return;
     }
     if (!next.value()) break;
+    bool preamble = false;
+    if (!c->Unseal(&frame, &preamble)) return;
+    if (preamble) continue;
     if (!c->hello_seen_) {
       Result<Hello> h = DecodeHello(frame);
       if (!h.ok()) {

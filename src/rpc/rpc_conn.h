@@ -5,6 +5,11 @@
 // Thread: loop thread only. Lifetime: allocated with new by the owner, which calls Close()
 // exactly once; the memory is freed by the close callback (after every write callback ran).
 // After Close() no handler method is called.
+//
+// Sealed (a keyring given): the connection first sends its preamble and reads the peer's, then
+// seals every frame it writes and opens every frame it reads (common/crypto/seal.h); frames
+// written before the peer's preamble wait here. A frame that is not a preamble first, or does
+// not authenticate, breaks the connection with reason "unauthenticated".
 #pragma once
 
 #include <uv.h>
@@ -12,7 +17,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "common/crypto/seal.h"
 #include "common/status.h"
 #include "rpc/frame_codec.h"
 #include "rpc/rpc.h"
@@ -35,19 +43,23 @@ class RpcConnOwner {
 
 class RpcConn {
  public:
-  RpcConn(uv_loop_t* loop, RpcConnOwner* owner, size_t max_frame_bytes);
+  // `ring` null: frames travel in the clear (a cluster without a key file).
+  RpcConn(uv_loop_t* loop, RpcConnOwner* owner, size_t max_frame_bytes,
+          std::shared_ptr<const crypto::Keyring> ring = nullptr, std::string_view cluster = {});
   RpcConn(const RpcConn&) = delete;
   RpcConn& operator=(const RpcConn&) = delete;
 
   uv_tcp_t* tcp() { return &tcp_; }
   void StartReading();
-  // Queues one frame (length prefix added). Returns false once closed.
-  // Queues one frame: the length prefix and the payload go out as two buffers (no copy).
+  // Queues one frame: the length prefix and the payload go out as two buffers (no copy; sealed
+  // in place). Returns false once closed.
   bool WriteFrame(std::string payload);
   void Close();
   bool closed() const { return closing_; }
   bool hello_seen() const { return hello_seen_; }
   size_t write_queue_bytes() const { return queued_bytes_; }
+  // False when this connection is sealed with a key that `ring` no longer holds.
+  bool KeyedWithin(const crypto::Keyring& ring) const { return !seal_ || seal_->KeyedWithin(ring); }
 
   std::string peer;      // remote address, for logs and the gossip handler
   std::string peer_name; // from the hello
@@ -61,6 +73,9 @@ class RpcConn {
   static void OnWritten(uv_write_t* req, int status) noexcept;
   static void OnClosed(uv_handle_t* h) noexcept;
   void Broken(const Status& why, const char* reason);
+  bool WriteRaw(std::string payload);
+  // Takes one frame from the peer through the seal; false when the connection broke.
+  bool Unseal(std::string* frame, bool* preamble);
 
   uv_tcp_t tcp_;
   RpcConnOwner* owner_;
@@ -70,6 +85,8 @@ class RpcConn {
   bool hello_seen_ = false;
   bool reading_ = false;
   size_t queued_bytes_ = 0;
+  std::unique_ptr<crypto::StreamSeal> seal_;
+  std::vector<std::string> unsealed_;  // written before the peer's preamble came
 };
 
 }  // namespace oklog::rpc

@@ -179,7 +179,7 @@ class RpcServerImpl : public RpcConnOwner {
   }
 
   void NewConn(TcpListener* l) {
-    auto* c = new RpcConn(loop, this, kMaxFrameBytes);
+    auto* c = new RpcConn(loop, this, kMaxFrameBytes, opt.keyring, opt.cluster_name);
     if (l->Accept(reinterpret_cast<uv_stream_t*>(c->tcp())) != 0) {
       c->Close();
       return;
@@ -377,6 +377,17 @@ Status RpcServer::Listen(UniqueFd listening) {
 
 uint16_t RpcServer::port() const { return impl_->port; }
 void RpcServer::Close() { impl_->CloseAll(); }
+void RpcServer::SetKeyring(std::shared_ptr<const crypto::Keyring> ring) {
+  if (!ring) return;
+  RpcServerImpl& i = *impl_;
+  i.opt.keyring = std::move(ring);
+  for (RpcConn* c : std::vector<RpcConn*>(i.conns.begin(), i.conns.end())) {
+    if (c->KeyedWithin(*i.opt.keyring)) continue;
+    i.dropped->With({"rekeyed"})->Inc();
+    i.Drop(c);
+    c->Close();
+  }
+}
 bool RpcServer::done() const {
   return impl_->closed && impl_->open_boxes == 0 && (!impl_->listener || impl_->listener->done());
 }

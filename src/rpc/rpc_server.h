@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 
+#include "common/crypto/keyring.h"
 #include "common/status.h"
 #include "common/unique_fd.h"
 #include "rpc/rpc.h"
@@ -78,6 +79,9 @@ class RpcServer {
     std::string cluster_name = "oklog";
     std::string node_name;
     Duration hello_timeout{5000};
+    // Set: every connection is sealed with it (common/crypto/seal.h) and a peer without one of
+    // its keys is refused before its hello; null: frames travel in the clear.
+    std::shared_ptr<const crypto::Keyring> keyring;
   };
   static std::unique_ptr<RpcServer> Create(uv_loop_t* loop, Options options, Registry* metrics);
   ~RpcServer();
@@ -94,6 +98,9 @@ class RpcServer {
   // refuses it.
   Status Listen(UniqueFd listening);
   uint16_t port() const;
+  // A reread key file: new connections use `ring`; open ones sealed with a key it no longer
+  // holds are closed (counted as reason "rekeyed"). Only for a server created with a keyring.
+  void SetKeyring(std::shared_ptr<const crypto::Keyring> ring);
   void Close();
   bool done() const;
   size_t connections() const;

@@ -65,7 +65,7 @@ class ConfigNode {
     fast_ = ports["ingest.fast"];  // 0 on a store node: it has no ingest listener
     cluster_ = ports["cluster"];
     ASSERT_TRUE(api_ != 0 && cluster_ != 0) << name_ << ": " << ReadFile(ports_file_) << proc_->Stderr();
-    ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; },
+    ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == kHealthyUnkeyed; },
                         std::chrono::seconds(20)))
         << name_ << " did not answer /health: " << proc_->Stderr();
     ASSERT_TRUE(proc_->running()) << name_ << " exited: " << proc_->Stderr();

@@ -158,7 +158,7 @@ TEST_F(DiskFullTest, AFullStoreDiskPausesConsumingAndAFullIngestDiskRefusesProdu
   fs::remove(store_filler);
   ASSERT_TRUE(WaitFor([&] { return Complete(Records(), "a", 2000); }, std::chrono::seconds(30)))
       << Records().size() << " of 2000 after the store disk had room again";
-  EXPECT_EQ(Get("/health").body, "OK\n");
+  EXPECT_EQ(Get("/health").body, kHealthyUnkeyed);
 
   // ---- the ingest disk fills: producers are refused, a bulk forwarder waits ----
   Fill(ingest_filler, 2 * kMiB);
@@ -185,7 +185,7 @@ TEST_F(DiskFullTest, AFullStoreDiskPausesConsumingAndAFullIngestDiskRefusesProdu
   fs::remove(ingest_filler);
   EXPECT_EQ(b->Wait(std::chrono::seconds(60)), 0) << b->Stderr();
   ASSERT_TRUE(WaitFor([&] { return Complete(Records(), "b", 1000); }, std::chrono::seconds(30)));
-  EXPECT_EQ(Get("/health").body, "OK\n");
+  EXPECT_EQ(Get("/health").body, kHealthyUnkeyed);
   std::map<std::string, int> seen = Records();
   EXPECT_EQ(seen.count("df-refused-0"), 0u) << "a line of a refused connection was stored";
   EXPECT_TRUE(Complete(seen, "a", 2000));

@@ -38,7 +38,7 @@ class NodeProcess {
     fast_ = ports["ingest.fast"];
     durable_ = ports["ingest.durable"];
     bulk_ = ports["ingest.bulk"];
-    ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; },
+    ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == kHealthyUnkeyed; },
                         std::chrono::seconds(20)));
     ASSERT_TRUE(proc_->running()) << "oklog exited: " << proc_->Stderr();
   }
@@ -234,7 +234,7 @@ TEST_F(SingleNodeTest, PortZeroListenersAreReportedInOneLogLineAndThePortsFile) 
   // They are the ports the node serves on.
   auto health = HttpFetchAll("GET", "127.0.0.1:" + std::to_string(ports["api"]) + "/health");
   ASSERT_TRUE(health.ok()) << health.status().ToString();
-  EXPECT_EQ(health->body, "OK\n");
+  EXPECT_EQ(health->body, kHealthyUnkeyed);
   for (const char* name : {"ingest.fast", "ingest.durable", "ingest.bulk", "cluster"}) {
     int fd = ConnectLoopback(ports[name]);
     EXPECT_GE(fd, 0) << name;

@@ -44,7 +44,7 @@ class Node {
     fast_ = ports["ingest.fast"];
     cluster_ = ports["cluster"];
     if (api_ == 0 || fast_ == 0 || cluster_ == 0) return false;
-    return WaitFor([&] { return !proc_->running() || Get("/health").body == "OK\n"; }, std::chrono::seconds(20)) &&
+    return WaitFor([&] { return !proc_->running() || Get("/health").body == kHealthyUnkeyed; }, std::chrono::seconds(20)) &&
            proc_->running();
   }
   HttpClientResponse Get(const std::string& path_query) {

@@ -13,6 +13,8 @@
 #include <vector>
 #include <thread>
 
+#include "common/crypto/keyring.h"
+#include "common/crypto/seal.h"
 #include "common/metrics.h"
 #include "common/unique_fd.h"
 #include "rpc/frame_codec.h"
@@ -360,6 +362,104 @@ TEST_F(RpcTest, AStreamWithoutAFirstPartInTimeEndsTimedOutButASilentOneAfterItsF
   client_->Cancel(h);
   ASSERT_TRUE(one_end.has_value());
   EXPECT_EQ(one_end->code(), Code::kCancelled);
+}
+
+// ---- a keyed cluster port (common/crypto/seal.h) ----
+
+std::shared_ptr<const crypto::Keyring> Ring(const std::vector<std::string>& keys) {
+  std::string text;
+  for (const std::string& k : keys) text += k + "\n";
+  return crypto::Keyring::Parse(text).value();
+}
+
+class SealedRpcTest : public RpcTest {
+ protected:
+  void SetUp() override {
+    key_a_ = crypto::Keyring::Generate().value();
+    key_b_ = crypto::Keyring::Generate().value();
+    ASSERT_EQ(uv_loop_init(&loop_), 0);
+    server_ = RpcServer::Create(&loop_, {"test", "server", Duration(5000), Ring({key_a_})}, &metrics_);
+    ASSERT_TRUE(server_->Listen("127.0.0.1:0").ok());
+    addr_ = "127.0.0.1:" + std::to_string(server_->port());
+    client_ = Client(Ring({key_a_}));
+    server_->Handle("echo", [this](std::shared_ptr<ServerCall> c) {
+      ++handled_;
+      c->Respond(Status::Ok(), c->body());
+    });
+  }
+  std::unique_ptr<RpcClient> Client(std::shared_ptr<const crypto::Keyring> ring) {
+    RpcClient::Options o;
+    o.cluster_name = "test";
+    o.node_name = "client";
+    o.keyring = std::move(ring);
+    return RpcClient::Create(&loop_, o, nullptr);
+  }
+  std::string key_a_, key_b_;
+  int handled_ = 0;
+};
+
+TEST_F(SealedRpcTest, CallsRoundTripSealedWithLargeBodiesBothWays) {
+  EXPECT_EQ(CallSync(client_.get(), "echo", "hello").value(), "hello");
+  std::string big(3 * kRpcChunkBytes + 77, 'y');
+  for (size_t i = 0; i < big.size(); i += 999) big[i] = static_cast<char>('a' + i % 26);
+  Result<std::string> r = CallSync(client_.get(), "echo", big, Duration(10000));
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, big);
+  EXPECT_EQ(handled_, 2);
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"unauthenticated\"}"), 0);
+}
+
+TEST_F(SealedRpcTest, AClientWithoutAKeyOrWithAnotherKeyIsRefusedAndCallsNothing) {
+  auto keyless = RpcClient::Create(&loop_, {"test", "intruder"}, nullptr);
+  EXPECT_FALSE(CallSync(keyless.get(), "echo", "x").ok());
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"unauthenticated\"}"), 1);
+  auto other = Client(Ring({key_b_}));
+  EXPECT_FALSE(CallSync(other.get(), "echo", "x").ok());
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"unauthenticated\"}"), 2);
+  EXPECT_EQ(handled_, 0);
+  EXPECT_EQ(CallSync(client_.get(), "echo", "still here").value(), "still here");
+  keyless->Close();
+  other->Close();
+}
+
+TEST_F(SealedRpcTest, ACallerWithTheKeyButAnotherClusterNameIsRefused) {
+  RpcClient::Options o;
+  o.cluster_name = "other";
+  o.node_name = "x";
+  o.keyring = Ring({key_a_});
+  auto other = RpcClient::Create(&loop_, o, nullptr);
+  EXPECT_FALSE(CallSync(other.get(), "echo", "x").ok());
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"unauthenticated\"}"), 1);
+  EXPECT_EQ(handled_, 0);
+  other->Close();
+}
+
+TEST_F(SealedRpcTest, RawHellosAndForgedFramesAreRefused) {
+  // A plain hello and request, as a keyless process would send them.
+  SendRaw(EncodeFrame(EncodeHello({kClusterProtocolVersion, "test", "raw"})) + EncodeFrame("\x94\x00\x01\xa4" "echo\xc4\x00"));
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"unauthenticated\"}"), 1);
+  // A well-formed preamble, then a frame no key opens.
+  crypto::StreamSeal fake(Ring({key_b_}), "test");
+  SendRaw(EncodeFrame(fake.preamble()) + EncodeFrame(std::string(40, 'z')));
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"unauthenticated\"}"), 2);
+  EXPECT_EQ(handled_, 0);
+}
+
+TEST_F(SealedRpcTest, ARotationKeepsCallingAndARemovedKeyClosesItsConnections) {
+  server_->SetKeyring(Ring({key_a_, key_b_}));  // step 1: the new key is accepted everywhere
+  client_->SetKeyring(Ring({key_a_, key_b_}));
+  EXPECT_EQ(CallSync(client_.get(), "echo", "1").value(), "1");
+  client_->SetKeyring(Ring({key_b_, key_a_}));  // step 2: the new key is primary
+  EXPECT_EQ(CallSync(client_.get(), "echo", "2").value(), "2");  // the open connection keeps A
+  EXPECT_EQ(client_->connections(), 1u);
+  server_->SetKeyring(Ring({key_b_}));  // step 3: A removed; the server closes A's connection
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"rekeyed\"}"), 1);
+  Result<std::string> r = CallSync(client_.get(), "echo", "3");
+  if (!r.ok()) r = CallSync(client_.get(), "echo", "3");  // the first may meet the closing one
+  EXPECT_EQ(r.value(), "3");  // redialled, sealed with B
+  auto old = Client(Ring({key_a_}));
+  EXPECT_FALSE(CallSync(old.get(), "echo", "x").ok());
+  old->Close();
 }
 
 }  // namespace

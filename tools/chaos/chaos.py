@@ -359,7 +359,7 @@ class Node:
             if self.proc.poll() is not None:
                 raise RuntimeError("%s exited %s at start; see %s" % (self.name, self.proc.returncode, self.log_dir))
             a = http_get(self.ip, "/health", timeout=1)
-            if a.status == 200 and a.body == b"OK\n":
+            if a.status == 200 and a.body.startswith(b"OK\n"):
                 return
             time.sleep(0.1)
         raise RuntimeError("%s not healthy after %ds" % (self.name, timeout))
@@ -933,6 +933,8 @@ def main():
                     help="every scenario must also end with no record on more than 2 stores (give the nodes short "
                          "placement buckets and settle with --flags, and time with --settle)")
     ap.add_argument("--settle", type=float, default=None, help="seconds the checker waits at most for convergence")
+    ap.add_argument("--keyless", action="store_true",
+                    help="run the cluster without -cluster.key-file (by default every node shares a fresh key)")
     ap.add_argument("--fault", type=float, default=None,
                     help="seconds of the fault window (default: 10 for short and named scenarios, 30 for full)")
     args = ap.parse_args()
@@ -984,6 +986,15 @@ def main():
                 netlab.sh("umount", "-l", line.split()[1], check=False)
     shutil.rmtree(data_root, ignore_errors=True)
     os.makedirs(data_root)
+    # A keyed cluster, as operators should run one: every node shares one fresh key.
+    key_flags = ()
+    if not args.keyless:
+        key_file = os.path.join(data_root, "cluster.keys")
+        key = subprocess.run([oklog, "keygen"], check=True, capture_output=True).stdout
+        with open(key_file, "wb") as f:
+            f.write(key)
+        os.chmod(key_file, 0o600)
+        key_flags = ("-cluster.key-file", key_file)
     results, t_all = [], time.time()
     print("chaos: %s with %s; output in %s; load: %s" % (",".join(names), oklog, out,
                                                             open("/proc/loadavg").read().strip()), flush=True)
@@ -995,8 +1006,7 @@ def main():
         lab.enter_client(CLIENT[0])
         for name in names:
             fault = SCENARIOS[name]
-            if args.flags:
-                fault.flags = tuple(fault.flags) + tuple(args.flags.split())
+            fault.flags = tuple(fault.flags) + key_flags + tuple(args.flags.split())
             fault.exact_copies = fault.exact_copies or args.exact_copies
             run = Run(lab, oklog, fault, timing, out, data_root, quick=args.scenarios != "full")
             try:
