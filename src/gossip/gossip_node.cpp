@@ -88,6 +88,7 @@ struct GossipNode::Impl {
   Counter *packets_in = nullptr, *packets_out = nullptr, *bytes_in = nullptr, *bytes_out = nullptr;
   Family<Counter>* refused = nullptr;
   Counter *dropped = nullptr, *streams_out = nullptr, *stream_bytes_in = nullptr, *stream_bytes_out = nullptr;
+  std::array<Counter*, kRejectionKinds> rejected{};  // by Rejection
   MembershipStats last_stats;
   bool initial_metrics_done = false;
 
@@ -496,6 +497,11 @@ void GossipNode::Impl::RegisterMetrics() {
                               "Gossip stream exchanges started (push/pull, fallback ping), over the cluster RPC.");
   stream_bytes_in = r->NewCounter("oklog_gossip_stream_bytes_received_total", "Gossip stream message bytes received.");
   stream_bytes_out = r->NewCounter("oklog_gossip_stream_bytes_sent_total", "Gossip stream message bytes sent.");
+  Family<Counter>* rej = r->NewCounterFamily("oklog_gossip_messages_rejected_total",
+                                             "Gossip messages refused by the membership rules, by reason (dead_from_non_member: "
+                                             "taken as a suspicion instead).",
+                                             {"reason"});
+  for (size_t i = 0; i < kRejectionKinds; ++i) rejected[i] = rej->With({std::string(RejectionName(static_cast<Rejection>(i)))});
 }
 
 void GossipNode::Impl::SyncMetrics(bool members_changed) {
@@ -505,6 +511,7 @@ void GossipNode::Impl::SyncMetrics(bool members_changed) {
   suspicions->Inc(s.suspicions - last_stats.suspicions);
   refutes->Inc(s.refutes - last_stats.refutes);
   dropped->Inc(s.packets_malformed - last_stats.packets_malformed);
+  for (size_t i = 0; i < kRejectionKinds; ++i) rejected[i]->Inc(s.rejected[i] - last_stats.rejected[i]);
   last_stats = s;
   health->Set(m->awareness());
   if (!members_changed && initial_metrics_done) return;

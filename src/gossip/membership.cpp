@@ -2,11 +2,30 @@
 
 #include <algorithm>
 
+#include "common/log.h"
+
 namespace oklog::gossip {
 namespace {
 // A leaving node sends its leave directly to at most this many live members.
 constexpr size_t kLeaveDirectSends = 64;
+// Refusals are logged at debug each, and at warn at most this often per reason.
+constexpr Duration kRejectWarnInterval{60000};
+
+// One more than `i`, saturating at kMaxIncarnation (never wraps).
+Incarnation Bump(Incarnation i) { return i < kMaxIncarnation ? i + 1 : kMaxIncarnation; }
 }  // namespace
+
+std::string_view RejectionName(Rejection r) {
+  switch (r) {
+    case Rejection::kIncarnationOutOfRange: return "incarnation_out_of_range";
+    case Rejection::kAddressConflict: return "address_conflict";
+    case Rejection::kDeadFromNonMember: return "dead_from_non_member";
+    case Rejection::kConfirmationFromNonMember: return "confirmation_from_non_member";
+    case Rejection::kPingReqUnknownTarget: return "ping_req_unknown_target";
+    case Rejection::kPingReqWrongAddress: return "ping_req_wrong_address";
+  }
+  return "unknown";
+}
 
 Result<std::unique_ptr<Membership>> Membership::Create(Config config, std::string meta, Instant now) {
   if (config.name.empty() || config.name.size() > kMaxNameBytes)
@@ -18,11 +37,14 @@ Result<std::unique_ptr<Membership>> Membership::Create(Config config, std::strin
                                    std::to_string(kMaxMetaBytes));
   if (config.probe_timeout >= config.probe_interval || config.indirect_checks < 0 || config.gossip_nodes < 1)
     return Status::InvalidArgument("gossip: inconsistent timing configuration");
+  if (config.initial_incarnation >= kMaxIncarnation)
+    return Status::InvalidArgument("gossip: initial incarnation must be below 2^63");
   return std::unique_ptr<Membership>(new Membership(std::move(config), std::move(meta), now));
 }
 
 Membership::Membership(Config config, std::string meta, Instant now)
-    : cfg_(std::move(config)), cluster_hash_(ClusterHash(cfg_.cluster_name)), rng_(cfg_.random_seed) {
+    : cfg_(std::move(config)), cluster_hash_(ClusterHash(cfg_.cluster_name)), rng_(cfg_.random_seed),
+      log_(Logger("gossip")) {
   next_seq_ = static_cast<uint32_t>(rng_());
   Member self;
   self.info.name = cfg_.name;
@@ -68,7 +90,9 @@ void Membership::OnPacket(const std::string& from, std::string_view bytes, Insta
   }
   stats_.messages_unknown += pkt->unknown_skipped;
   stale_accusation_ = false;
+  input_from_ = from;
   for (Message& m : pkt->messages) HandleMessage(from, m, now);
+  input_from_.clear();
   // The sender holds an accusation we refuted long ago (it missed the refutation, which
   // was only gossiped a limited number of times): answer it directly with our alive.
   if (stale_accusation_ && !left_) {
@@ -91,7 +115,10 @@ std::string Membership::OnStream(const std::string& from, std::string_view bytes
     HandleAck(a->seq, now);
     return "";
   }
-  return HandleSync(from, std::get<Sync>(msg.value()), now);
+  input_from_ = from;
+  std::string reply = HandleSync(from, std::get<Sync>(msg.value()), now);
+  input_from_.clear();
+  return reply;
 }
 
 void Membership::HandleMessage(const std::string& from, Message& m, Instant now) {
@@ -100,10 +127,62 @@ void Membership::HandleMessage(const std::string& from, Message& m, Instant now)
     case MsgType::kPingReq: HandlePingReq(from, std::get<PingReq>(m), now); break;
     case MsgType::kAck: HandleAck(std::get<Ack>(m).seq, now); break;
     case MsgType::kNack: HandleNack(std::get<Nack>(m).seq); break;
-    case MsgType::kAlive: HandleAlive(std::get<Alive>(m), now); break;
-    case MsgType::kSuspect: HandleSuspect(std::get<Suspect>(m), now); break;
-    case MsgType::kDead: HandleDead(std::get<Dead>(m), now); break;
+    case MsgType::kAlive: {
+      const Alive& a = std::get<Alive>(m);
+      if (IncarnationInRange(a.node, a.incarnation, Claim::kAlive, now)) HandleAlive(a, now);
+      break;
+    }
+    case MsgType::kSuspect: {
+      const Suspect& s = std::get<Suspect>(m);
+      if (IncarnationInRange(s.node, s.incarnation, Claim::kAccusation, now)) HandleSuspect(s, now);
+      break;
+    }
+    case MsgType::kDead: {
+      const Dead& d = std::get<Dead>(m);
+      if (IncarnationInRange(d.node, d.incarnation, Claim::kAccusation, now)) HandleDead(d, now);
+      break;
+    }
     case MsgType::kSync: break;  // stream-only; the decoder already refuses it in packets
+  }
+}
+
+bool Membership::IncarnationInRange(const NodeName& node, Incarnation claimed, Claim claim, Instant now) {
+  // The accused must be able to outrank an accusation, so accusations stay below the ceiling.
+  const Incarnation ceiling = claim == Claim::kAccusation ? kMaxIncarnation - 1 : kMaxIncarnation;
+  bool ok = claimed <= ceiling;
+  auto it = members_.find(node);
+  if (ok && it != members_.end()) {
+    const Incarnation known = it->second.info.incarnation;
+    ok = claimed <= known || claimed - known <= kMaxIncarnationStep;
+  }
+  if (ok) return true;
+  Reject(Rejection::kIncarnationOutOfRange,
+         std::string(claim == Claim::kAlive ? "alive" : "accusation") + " about " + node + " at incarnation " +
+             std::to_string(claimed) +
+             (it != members_.end() ? ", known at " + std::to_string(it->second.info.incarnation) : ", unknown"),
+         now);
+  return false;
+}
+
+bool Membership::IsLiveMember(const NodeName& name) const {
+  if (name == cfg_.name) return true;
+  auto it = members_.find(name);
+  if (it == members_.end()) return false;
+  return it->second.info.state == MemberState::kAlive || it->second.info.state == MemberState::kSuspect;
+}
+
+void Membership::Reject(Rejection why, const std::string& what, Instant now) {
+  const size_t i = static_cast<size_t>(why);
+  ++stats_.rejected[i];
+  ++rejects_since_warn_[i];
+  const std::string_view from = input_from_.empty() ? std::string_view("-") : std::string_view(input_from_);
+  if (now >= next_reject_warn_[i]) {
+    log_->warn("node={} refused gossip reason={} count_since_last_warning={} latest: {} (from {})", cfg_.name,
+               RejectionName(why), rejects_since_warn_[i], what, from);
+    rejects_since_warn_[i] = 0;
+    next_reject_warn_[i] = now + kRejectWarnInterval;
+  } else {
+    log_->debug("node={} refused gossip reason={}: {} (from {})", cfg_.name, RejectionName(why), what, from);
   }
 }
 
@@ -120,7 +199,20 @@ void Membership::SetState(Member& m, MemberState s, Instant now) {
 void Membership::Refute(Incarnation accused, Instant now) {
   if (left_) return;
   Member& s = SelfMember();
-  s.info.incarnation = std::max(s.info.incarnation, accused) + 1;
+  // Accepted news is at most kMaxIncarnation (accusations below it), so this never wraps. At the
+  // ceiling we cannot outrank an alive claim made at it; we rebroadcast ours anyway (peers
+  // that hold us alive keep our address: they refuse an alive with another one).
+  const Incarnation base = std::max(s.info.incarnation, accused);
+  if (base >= kMaxIncarnation) {
+    ++stats_.incarnation_saturated;
+    if (now >= next_saturated_warn_) {
+      log_->error("node={} incarnation is at its maximum ({}): refutations can no longer outrank news about us; "
+                  "restart under a new name",
+                  cfg_.name, kMaxIncarnation);
+      next_saturated_warn_ = now + kRejectWarnInterval;
+    }
+  }
+  s.info.incarnation = Bump(std::min(base, kMaxIncarnation));
   s.info.state_change = now;
   ++stats_.refutes;
   AdjustAwareness(1);
@@ -153,6 +245,17 @@ void Membership::HandleAlive(const Alive& a, Instant now) {
   // since our stored incarnation only rises, a stale alive cannot resurrect anybody.
   if (a.incarnation <= m.info.incarnation) return;
   const MemberState prev = m.info.state;
+  // As memberlist: a member we hold alive or suspect keeps its address; only a dead or left one
+  // may come back elsewhere (a restart). Otherwise anyone could redirect a live node's traffic
+  // with one forged alive. (memberlist also waits DeadNodeReclaimTime for a dead one, by
+  // default for ever; we do not: death already took failure evidence, and tombstones live 1 h.)
+  if (m.info.addr != a.addr && (prev == MemberState::kAlive || prev == MemberState::kSuspect)) {
+    Reject(Rejection::kAddressConflict,
+           "alive about " + a.node + " at incarnation " + std::to_string(a.incarnation) + " with address " + a.addr +
+               ", held " + std::string(MemberStateName(prev)) + " at " + m.info.addr,
+           now);
+    return;
+  }
   const bool data_changed = m.info.meta != a.meta || m.info.addr != a.addr;
   m.info.incarnation = a.incarnation;
   m.info.addr = a.addr;
@@ -213,6 +316,12 @@ void Membership::HandleSuspect(const Suspect& s, Instant now) {
       if (s.from == sus.accuser || s.from == s.node || sus.confirmers.count(s.from) ||
           static_cast<int>(sus.confirmers.size()) >= sus.k)
         return;
+      // Made-up names must not shorten the timer: only live members confirm.
+      if (!IsLiveMember(s.from)) {
+        Reject(Rejection::kConfirmationFromNonMember,
+               "confirmation of the suspicion of " + s.node + " from " + s.from, now);
+        return;
+      }
       sus.confirmers.insert(s.from);
       Instant deadline = sus.start + SuspicionTimeout(sus.min, sus.max, sus.k, static_cast<int>(sus.confirmers.size()));
       suspicion_deadlines_.erase({sus.deadline, m.info.name});
@@ -256,6 +365,16 @@ void Membership::HandleDead(const Dead& d, Instant now) {
   Member& m = it->second;
   if (d.incarnation < m.info.incarnation) return;
   const MemberState next = d.from == d.node ? MemberState::kLeft : MemberState::kDead;
+  // A verdict from a sender that is not a live member (a made-up name, or one dead itself) is
+  // only grounds for our own suspicion, which the accused can refute (as push/pull's dead).
+  if (next == MemberState::kDead && !IsLiveMember(d.from)) {
+    if (m.info.state == MemberState::kAlive || m.info.state == MemberState::kSuspect) {
+      Reject(Rejection::kDeadFromNonMember,
+             "dead about " + d.node + " from " + d.from + ": taken as a suspicion", now);
+      HandleSuspect(Suspect{d.incarnation, d.node, d.from}, now);
+    }
+    return;
+  }
   if (m.info.state == MemberState::kDead || m.info.state == MemberState::kLeft) {
     m.info.incarnation = d.incarnation;  // only ever raises (checked above)
     // A graceful leave upgrades a death we inferred; nothing else is news.
@@ -319,8 +438,12 @@ Status Membership::UpdateMetadata(std::string meta, Instant now) {
     return Status::InvalidArgument("gossip: metadata is " + std::to_string(meta.size()) + " bytes, limit " +
                                    std::to_string(kMaxMetaBytes));
   Member& s = SelfMember();
+  if (s.info.incarnation >= kMaxIncarnation) {
+    ++stats_.incarnation_saturated;
+    return Status::ResourceExhausted("gossip: incarnation at its maximum, metadata cannot change");
+  }
   s.info.meta = std::move(meta);
-  s.info.incarnation += 1;
+  s.info.incarnation = Bump(s.info.incarnation);
   s.info.state_change = now;
   Broadcast(cfg_.name, SelfAlive());
   Changed();

@@ -20,11 +20,18 @@
 //    target rides in the ping (and in every packet to a node we think suspect or dead).
 //  * Incarnations: our stored incarnation of a node only rises; alive wins only when strictly
 //    newer, suspect/dead when at least as new; a node refutes news about itself.
+//  * Refusals (counted by Rejection, logged): news more than kMaxIncarnationStep ahead of what
+//    we know or above kMaxIncarnation (accusations: at it); an alive with another address for
+//    a member not dead or left (memberlist's "Conflicting address"); a dead from a sender that
+//    is not a live member is only a suspicion, and a confirmation from one does not count; a
+//    ping_req is relayed only to the stored address of a member (else nacked, never sent).
+//    Our own incarnation saturates at kMaxIncarnation.
 //  * Dissemination: BroadcastQueue, limit RetransmitLimit(N); gossip every gossip_interval to
 //    gossip_nodes members including recently dead ones.
 //  * Anti-entropy, joining, reconnecting: membership_sync.cpp.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <optional>
@@ -40,7 +47,26 @@
 #include "gossip/types.h"
 #include "gossip/wire.h"
 
+namespace spdlog {
+class logger;
+}
+
 namespace oklog::gossip {
+
+// Why a message from the network was refused. ONLY APPEND: the values index
+// MembershipStats::rejected and name the `reason` label of oklog_gossip_messages_rejected_total.
+enum class Rejection : uint8_t {
+  kIncarnationOutOfRange = 0,  // alive/suspect/dead beyond known + kMaxIncarnationStep or the max
+  kAddressConflict = 1,        // alive with another address for a member not dead or left
+  kDeadFromNonMember = 2,      // dead from a sender that is not a live member: taken as suspicion
+  kConfirmationFromNonMember = 3,  // a suspicion confirmation from a non-member: not counted
+  kPingReqUnknownTarget = 4,   // ping_req naming no member (or a left one): nacked, not sent
+  kPingReqWrongAddress = 5,    // ping_req whose address is not the target's: nacked, not sent
+};
+inline constexpr size_t kRejectionKinds = 6;
+// "incarnation_out_of_range", "address_conflict", "dead_from_non_member",
+// "confirmation_from_non_member", "ping_req_unknown_target", "ping_req_wrong_address".
+std::string_view RejectionName(Rejection r);
 
 struct OutPacket {
   std::string to;  // "host:port"
@@ -66,6 +92,8 @@ struct MembershipStats {
   uint64_t messages_unknown = 0;
   uint64_t syncs_started = 0;
   uint64_t syncs_full = 0;  // syncs that exchanged full state
+  std::array<uint64_t, kRejectionKinds> rejected{};  // indexed by Rejection
+  uint64_t incarnation_saturated = 0;  // refutes/updates that found us at kMaxIncarnation
 };
 
 class Membership {
@@ -83,7 +111,8 @@ class Membership {
   void Join(std::vector<std::string> seeds, Instant now);
   // Broadcasts our graceful leave; LeaveComplete() turns true once it has been sent enough.
   void Leave(Instant now);
-  // Returns InvalidArgument when meta exceeds kMaxMetaBytes.
+  // Returns InvalidArgument when meta exceeds kMaxMetaBytes, ResourceExhausted (nothing changed)
+  // when our incarnation is at kMaxIncarnation and cannot rise to carry the change.
   Status UpdateMetadata(std::string meta, Instant now);
 
   Outbox TakeOutbox();
@@ -129,8 +158,15 @@ class Membership {
 
   Membership(Config config, std::string meta, Instant now);
 
+  enum class Claim : uint8_t { kAlive, kAccusation };
+
   // membership.cpp: the rules.
   void HandleMessage(const std::string& from, Message& m, Instant now);
+  // Whether news at `claimed` about `node` is within the incarnation bounds; counts a refusal.
+  bool IncarnationInRange(const NodeName& node, Incarnation claimed, Claim claim, Instant now);
+  bool IsLiveMember(const NodeName& name) const;  // self, or alive or suspect here
+  // Counts and logs a refusal (debug each; warn at most once a minute per reason).
+  void Reject(Rejection why, const std::string& what, Instant now);
   void HandleAlive(const Alive& a, Instant now);
   void HandleSuspect(const Suspect& s, Instant now);
   void HandleDead(const Dead& d, Instant now);
@@ -202,6 +238,11 @@ class Membership {
   Instant last_unknown_sync_{};
   bool left_ = false;
   bool stale_accusation_ = false;  // set while handling a packet
+  std::string input_from_;         // the sender of the packet or stream being handled, for logs
+  std::shared_ptr<spdlog::logger> log_;
+  std::array<Instant, kRejectionKinds> next_reject_warn_{};
+  std::array<uint64_t, kRejectionKinds> rejects_since_warn_{};
+  Instant next_saturated_warn_{};
 
   // Derived views, rebuilt lazily after Changed().
   mutable bool caches_valid_ = false;

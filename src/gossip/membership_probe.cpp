@@ -117,10 +117,21 @@ void Membership::HandlePingReq(const std::string& from, const PingReq& r, Instan
     SendPacket(from, nullptr, {Ack{r.seq}});
     return;
   }
+  // Only a member, at the address we hold for it: otherwise anyone could make us send UDP to
+  // any address. The nack spares a requester whose view is ahead of ours the Lifeguard penalty.
+  auto it = members_.find(r.target);
+  if (it == members_.end() || it->second.info.state == MemberState::kLeft || it->second.info.addr != r.target_addr) {
+    const bool unknown = it == members_.end() || it->second.info.state == MemberState::kLeft;
+    Reject(unknown ? Rejection::kPingReqUnknownTarget : Rejection::kPingReqWrongAddress,
+           "ping_req for " + r.target + " at " + r.target_addr +
+               (unknown ? std::string(", not a member") : ", member's address is " + it->second.info.addr),
+           now);
+    SendPacket(from, nullptr, {Nack{r.seq}});
+    return;
+  }
   uint32_t seq = next_seq_++;
   relays_[seq] = Relay{from, r.seq, now + cfg_.probe_timeout};
-  const NodeName* about = members_.count(r.target) ? &r.target : nullptr;
-  SendPacket(r.target_addr, about, {Ping{seq, r.target, cfg_.name}});
+  SendPacket(it->second.info.addr, &r.target, {Ping{seq, r.target, cfg_.name}});
 }
 
 void Membership::HandleAck(uint32_t seq, Instant now) {

@@ -39,7 +39,8 @@ void Membership::Join(std::vector<std::string> seeds, Instant now) {
   if (left_) {  // joining again after a leave: a new life at a higher incarnation
     left_ = false;
     Member& s = SelfMember();
-    s.info.incarnation += 1;
+    if (s.info.incarnation >= kMaxIncarnation) ++stats_.incarnation_saturated;  // peers keep us left
+    s.info.incarnation = std::min(s.info.incarnation, kMaxIncarnation - 1) + 1;
     s.info.state = MemberState::kAlive;
     s.info.state_change = now;
     Broadcast(cfg_.name, SelfAlive());
@@ -88,6 +89,11 @@ std::string Membership::HandleSync(const std::string& from, const Sync& s, Insta
 
 void Membership::Merge(const NodeName& source, const std::vector<SyncState>& states, Instant now) {
   for (const SyncState& st : states) {
+    // Alive, and suspect about a node we do not know (learnt as alive), are claims of life; the
+    // rest accuse. Both within the incarnation bounds, as in packets.
+    const bool known = members_.count(st.node) > 0;
+    const bool claims_life = st.state == MemberState::kAlive || (st.state == MemberState::kSuspect && !known);
+    if (!IncarnationInRange(st.node, st.incarnation, claims_life ? Claim::kAlive : Claim::kAccusation, now)) continue;
     if (st.node == cfg_.name) {
       if (left_) continue;
       const Incarnation mine = self().incarnation;
@@ -98,7 +104,6 @@ void Membership::Merge(const NodeName& source, const std::vector<SyncState>& sta
       }
       continue;
     }
-    const bool known = members_.count(st.node) > 0;
     switch (st.state) {
       case MemberState::kAlive:
         HandleAlive(Alive{st.incarnation, st.node, st.addr, st.meta}, now);

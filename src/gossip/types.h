@@ -5,6 +5,7 @@
 // Incarnations are 64-bit and only the node itself raises its own; everybody else only ever
 // raises its stored copy on higher evidence (never lowers it), which is what stops a stale
 // `alive` from resurrecting a node that higher-incarnation failure evidence has killed.
+// Incarnations are bounded (kMaxIncarnation, kMaxIncarnationStep below), so none ever wraps.
 #pragma once
 
 #include <chrono>
@@ -18,6 +19,16 @@ namespace oklog::gossip {
 // them directly. The distinct spelling still says what a parameter is.
 using NodeName = std::string;
 using Incarnation = uint64_t;
+
+// No incarnation above kMaxIncarnation is accepted from the network or produced here; an
+// accusation (suspect, dead, leave) must be below it, so the accused can always outrank it
+// (refuting an accusation at kMaxIncarnation - 1 gives kMaxIncarnation). News about a known node
+// may raise what we know of it by at most kMaxIncarnationStep at once: a node starts at
+// wall-clock seconds (< 2^32 until 2106) and adds one per refutation or metadata change, so any
+// honest jump is far smaller, while a forger needs 2^31 accepted jumps to reach the ceiling.
+inline constexpr Incarnation kMaxIncarnation = Incarnation{1} << 63;
+inline constexpr Incarnation kMaxIncarnationStep = Incarnation{1} << 32;
+static_assert(kMaxIncarnation + kMaxIncarnationStep > kMaxIncarnation, "known + step never wraps");
 
 // Monotonic milliseconds from an arbitrary origin: uv_now() in the node, virtual in the simulator.
 using Duration = std::chrono::milliseconds;

@@ -230,5 +230,27 @@ TEST_F(GossipNodeTest, WithoutAStreamTransportStreamsAreDroppedAndCounted) {
   RunUntil([&] { return (*n)->done(); }, 2000);
 }
 
+// A ping_req from outside naming a non-member: nothing is sent to the named address, and the
+// refusal shows in the metric by reason (every reason is exported from the start, at 0).
+TEST_F(GossipNodeTest, RefusedPingReqIsCountedByReason) {
+  GossipNode* a = Add({}, "a");
+  const std::string metric = "oklog_gossip_messages_rejected_total{reason=\"ping_req_unknown_target\"} ";
+  ASSERT_NE(registries_[0]->Render().find(metric + "0"), std::string::npos);
+  EXPECT_NE(registries_[0]->Render().find("oklog_gossip_messages_rejected_total{reason=\"address_conflict\"} 0"),
+            std::string::npos);
+  PacketBuilder b(ClusterHash("test"));
+  ASSERT_TRUE(b.TryAdd(EncodeMessage(PingReq{1, "ghost", "192.0.2.1:7659"})));
+  const std::string bytes = std::move(b).Finish();
+  UniqueFd udp(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  to.sin_port = htons(a->port());
+  ASSERT_EQ(sendto(udp.get(), bytes.data(), bytes.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to),
+            static_cast<ssize_t>(bytes.size()));
+  ASSERT_TRUE(RunUntil([&] { return registries_[0]->Render().find(metric + "1") != std::string::npos; }, 3000));
+  EXPECT_EQ(a->membership().stats().rejected[static_cast<size_t>(Rejection::kPingReqUnknownTarget)], 1u);
+}
+
 }  // namespace
 }  // namespace oklog::gossip

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 #include <set>
 
 namespace oklog::gossip {
@@ -16,12 +17,12 @@ class MembershipTest : public ::testing::Test {
  protected:
   void SetUp() override { Make(Config::Lan()); }
 
-  void Make(Config c) {
+  void Make(Config c, Incarnation initial_incarnation = 10) {
     c.name = "me";
     c.advertise_addr = "10.0.0.1:7659";
     c.cluster_name = "test";
     c.random_seed = 3;
-    c.initial_incarnation = 10;
+    c.initial_incarnation = initial_incarnation;
     auto m = Membership::Create(c, "meta", now_);
     ASSERT_TRUE(m.ok());
     m_ = std::move(m).value();
@@ -84,6 +85,8 @@ class MembershipTest : public ::testing::Test {
     return out;
   }
   MemberState StateOf(const std::string& n) { return m_->Find(n)->state; }
+  std::string AddrOf(const std::string& n) { return m_->Find(n)->addr; }
+  uint64_t Rejected(Rejection r) { return m_->stats().rejected[static_cast<size_t>(r)]; }
   void Clear() {
     Collect();
     sent_.clear();
@@ -187,19 +190,20 @@ TEST_F(MembershipTest, NacksReduceTheAwarenessPenalty) {
 
 TEST_F(MembershipTest, PingReqIsRelayedAndAnsweredWithAckOrNack) {
   AddPeer("t");
+  const std::string t_addr = AddrOf("t");
   Clear();
-  Send({PingReq{5, "t", "10.0.0.77:7659"}}, "10.0.0.3:7659");
+  Send({PingReq{5, "t", t_addr}}, "10.0.0.3:7659");
   auto pings = Sent<Ping>();
   ASSERT_EQ(pings.size(), 1u);
-  EXPECT_EQ(pings[0].first, "10.0.0.77:7659");
-  Send({Ack{pings[0].second.seq}}, "10.0.0.77:7659");
+  EXPECT_EQ(pings[0].first, t_addr);
+  Send({Ack{pings[0].second.seq}}, t_addr);
   auto acks = Sent<Ack>();
   ASSERT_EQ(acks.size(), 1u);
   EXPECT_EQ(acks[0].first, "10.0.0.3:7659");
   EXPECT_EQ(acks[0].second.seq, 5u);
   Clear();
   silent_.insert("t");
-  Send({PingReq{6, "t", "10.0.0.77:7659"}}, "10.0.0.3:7659");
+  Send({PingReq{6, "t", t_addr}}, "10.0.0.3:7659");
   Advance(milliseconds(600));
   auto nacks = Sent<Nack>();
   ASSERT_EQ(nacks.size(), 1u);
@@ -248,14 +252,15 @@ TEST_F(MembershipTest, SuspicionAboutSelfIsRefutedWithHigherIncarnation) {
 TEST_F(MembershipTest, SuspectIsRefutedByHigherIncarnationAlive) {
   AddPeer("a", 5);
   Send({Suspect{5, "a", "b"}});
-  Send({Alive{5, "a", "x:1", ""}});  // equal: not a refutation
+  Send({Alive{5, "a", AddrOf("a"), ""}});  // equal: not a refutation
   EXPECT_EQ(StateOf("a"), MemberState::kSuspect);
-  Send({Alive{6, "a", "x:1", ""}});
+  Send({Alive{6, "a", AddrOf("a"), ""}});
   EXPECT_EQ(StateOf("a"), MemberState::kAlive);
 }
 
 TEST_F(MembershipTest, StaleAliveCannotResurrectAgainstHigherIncarnationDeath) {
   AddPeer("a", 3);
+  AddPeer("b");
   Send({Dead{7, "a", "b"}});  // failure evidence at a higher incarnation than we knew
   EXPECT_EQ(StateOf("a"), MemberState::kDead);
   EXPECT_EQ(m_->Find("a")->incarnation, 7u);
@@ -320,6 +325,7 @@ TEST_F(MembershipTest, AccusedHearsTheSuspicionInTheProbe) {
 
 TEST_F(MembershipTest, PingFromANodeWeHoldDeadCarriesTheVerdict) {
   AddPeer("a", 4);
+  AddPeer("b");
   Send({Dead{4, "a", "b"}});
   Clear();
   Send({Ping{1, "me", "a"}});
@@ -386,7 +392,10 @@ TEST_F(MembershipTest, AloneNodeRejoinsItsSeeds) {
   Sync reply{Sync::kReply, 0, "seed", std::vector<SyncState>{{"seed", "seed:7659", 1, MemberState::kAlive, ""}}};
   (void)m_->OnStream("seed:7659", EncodeMessage(reply), now_);
   ASSERT_FALSE(m_->joining());
-  Send({Dead{1, "seed", "x"}});
+  Send({Dead{1, "seed", "seed-peer"}});  // from a non-member: a suspicion, which times out
+  EXPECT_EQ(StateOf("seed"), MemberState::kSuspect);
+  silent_.insert("seed");
+  ASSERT_TRUE(AdvanceUntil([&] { return StateOf("seed") == MemberState::kDead; }, seconds(30)));
   Advance(seconds(1));
   EXPECT_TRUE(m_->joining());
 }
@@ -430,6 +439,186 @@ TEST_F(MembershipTest, UpdateMetadataBumpsIncarnationAndBroadcasts) {
   bool seen = false;
   for (auto& [to, a] : Sent<Alive>()) seen |= a.node == "me" && a.meta == "new";
   EXPECT_TRUE(seen);
+}
+
+
+// ---- Hardening: incarnation bounds, address conflicts, verdicts and ping_req from strangers ----
+
+constexpr Incarnation kTop = std::numeric_limits<Incarnation>::max();
+
+TEST_F(MembershipTest, CreateRejectsAnInitialIncarnationAtTheMaximum) {
+  Config c = Config::Lan();
+  c.name = "x";
+  c.advertise_addr = "a:1";
+  c.initial_incarnation = kMaxIncarnation;
+  EXPECT_FALSE(Membership::Create(c, "", now_).ok());
+  c.initial_incarnation = kMaxIncarnation - 1;
+  EXPECT_TRUE(Membership::Create(c, "", now_).ok());
+}
+
+TEST_F(MembershipTest, DeadAboutUsAtTheTopIsDroppedAndWeStayAlive) {
+  AddPeer("a");
+  Clear();
+  Send({Dead{kTop, "me", "a"}});
+  Send({Suspect{kTop, "me", "a"}});
+  Send({Dead{kMaxIncarnation, "me", "a"}});  // an accusation at the ceiling could not be refuted
+  EXPECT_EQ(m_->self().incarnation, 10u);
+  EXPECT_EQ(m_->self().state, MemberState::kAlive);
+  EXPECT_EQ(m_->stats().refutes, 0u);
+  EXPECT_EQ(Rejected(Rejection::kIncarnationOutOfRange), 3u);
+}
+
+TEST_F(MembershipTest, AccusationAboutUsBeyondTheStepIsDroppedWithinItRefuted) {
+  AddPeer("a");
+  Send({Dead{10 + kMaxIncarnationStep + 1, "me", "a"}});
+  EXPECT_EQ(m_->self().incarnation, 10u);
+  EXPECT_EQ(Rejected(Rejection::kIncarnationOutOfRange), 1u);
+  Send({Dead{10 + kMaxIncarnationStep, "me", "a"}});
+  EXPECT_EQ(m_->self().incarnation, 10 + kMaxIncarnationStep + 1);
+  EXPECT_EQ(m_->stats().refutes, 1u);
+}
+
+TEST_F(MembershipTest, AliveAboutUsAtTheTopWithAnotherAddressIsDropped) {
+  AddPeer("a");
+  Clear();
+  Send({Alive{kTop, "me", "203.0.113.66:7659", "evil"}});
+  EXPECT_EQ(m_->self().incarnation, 10u);
+  EXPECT_EQ(m_->self().addr, "10.0.0.1:7659");
+  EXPECT_EQ(m_->stats().refutes, 0u);
+  EXPECT_EQ(Rejected(Rejection::kIncarnationOutOfRange), 1u);
+}
+
+TEST_F(MembershipTest, RefuteAtTheMaximumSaturatesAndNeverWraps) {
+  Make(Config::Lan(), kMaxIncarnation - 1);
+  AddPeer("a");
+  Send({Suspect{kMaxIncarnation - 1, "me", "a"}});  // the highest refutable accusation
+  EXPECT_EQ(m_->self().incarnation, kMaxIncarnation);
+  EXPECT_EQ(m_->stats().incarnation_saturated, 0u);
+  // An alive claim at the ceiling cannot be outranked: we stay there and say so, never wrap.
+  Send({Alive{kMaxIncarnation, "me", "203.0.113.66:7659", ""}});
+  EXPECT_EQ(m_->self().incarnation, kMaxIncarnation);
+  EXPECT_EQ(m_->self().addr, "10.0.0.1:7659");
+  EXPECT_EQ(m_->stats().incarnation_saturated, 1u);
+  // Lower accusations are stale and answered with our alive at the ceiling.
+  Clear();
+  Send({Dead{kMaxIncarnation - 1, "me", "a"}}, "10.0.0.44:7659");
+  bool answered = false;
+  for (auto& [to, a] : Sent<Alive>()) answered |= a.node == "me" && a.incarnation == kMaxIncarnation;
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(m_->self().state, MemberState::kAlive);
+  // Metadata can no longer change (it would need a higher incarnation).
+  Status st = m_->UpdateMetadata("new", now_);
+  EXPECT_EQ(st.code(), Code::kResourceExhausted);
+  EXPECT_EQ(m_->self().incarnation, kMaxIncarnation);
+  EXPECT_EQ(m_->self().meta, "meta");
+}
+
+TEST_F(MembershipTest, NewsFarAheadOfAKnownMemberIsDropped) {
+  AddPeer("a", 5);
+  Send({Alive{5 + kMaxIncarnationStep + 1, "a", AddrOf("a"), "x"}});
+  Send({Dead{kTop, "a", "me"}});
+  EXPECT_EQ(m_->Find("a")->incarnation, 5u);
+  EXPECT_EQ(StateOf("a"), MemberState::kAlive);
+  EXPECT_EQ(Rejected(Rejection::kIncarnationOutOfRange), 2u);
+  Send({Alive{5 + kMaxIncarnationStep, "a", AddrOf("a"), "x"}});
+  EXPECT_EQ(m_->Find("a")->incarnation, 5 + kMaxIncarnationStep);
+  // An unknown node above the ceiling is not learnt at all.
+  Send({Alive{kTop, "b", "10.0.2.2:7659", ""}});
+  EXPECT_EQ(m_->Find("b"), nullptr);
+}
+
+TEST_F(MembershipTest, SyncStatesBeyondTheBoundsAreDropped) {
+  AddPeer("a", 2);
+  Sync push{Sync::kJoin, 0, "a",
+            std::vector<SyncState>{{"a", AddrOf("a"), kTop, MemberState::kDead, ""},
+                                   {"me", "y:1", kTop, MemberState::kDead, ""},
+                                   {"z", "10.0.3.3:7659", kTop, MemberState::kAlive, ""}}};
+  (void)m_->OnStream("10.0.0.9:7659", EncodeMessage(push), now_);
+  EXPECT_EQ(StateOf("a"), MemberState::kAlive);
+  EXPECT_EQ(m_->self().incarnation, 10u);
+  EXPECT_EQ(m_->Find("z"), nullptr);
+  EXPECT_EQ(Rejected(Rejection::kIncarnationOutOfRange), 3u);
+}
+
+TEST_F(MembershipTest, AddressChangeForALiveOrSuspectMemberIsIgnored) {
+  AddPeer("a", 5);
+  const std::string addr = AddrOf("a");
+  Clear();
+  Send({Alive{6, "a", "203.0.113.66:7659", "stolen"}});
+  EXPECT_EQ(AddrOf("a"), addr);
+  EXPECT_EQ(m_->Find("a")->incarnation, 5u);
+  EXPECT_EQ(m_->Find("a")->meta, "");
+  Send({Suspect{5, "a", "me"}});
+  Send({Alive{7, "a", "203.0.113.66:7659", "stolen"}});  // a suspect keeps its address too
+  EXPECT_EQ(AddrOf("a"), addr);
+  EXPECT_EQ(StateOf("a"), MemberState::kSuspect);
+  EXPECT_EQ(Rejected(Rejection::kAddressConflict), 2u);
+  Collect();
+  for (const MemberEvent& e : events_) EXPECT_NE(e.kind, MemberEvent::Kind::kUpdate);
+  // Not re-gossiped either.
+  Advance(seconds(2));
+  for (auto& [to, a] : Sent<Alive>()) EXPECT_NE(a.addr, "203.0.113.66:7659");
+}
+
+TEST_F(MembershipTest, DeadOrLeftMemberMayComeBackAtANewAddress) {
+  AddPeer("a", 5);
+  AddPeer("b", 5);
+  Send({Dead{5, "a", "me"}});
+  Send({Dead{5, "b", "b"}});
+  ASSERT_EQ(StateOf("a"), MemberState::kDead);
+  ASSERT_EQ(StateOf("b"), MemberState::kLeft);
+  Send({Alive{6, "a", "10.0.9.1:7659", ""}});
+  Send({Alive{6, "b", "10.0.9.2:7659", ""}});
+  EXPECT_EQ(StateOf("a"), MemberState::kAlive);
+  EXPECT_EQ(AddrOf("a"), "10.0.9.1:7659");
+  EXPECT_EQ(AddrOf("b"), "10.0.9.2:7659");
+  EXPECT_EQ(Rejected(Rejection::kAddressConflict), 0u);
+}
+
+TEST_F(MembershipTest, DeadFromANonMemberIsOnlyASuspicion) {
+  AddPeer("a");
+  Send({Dead{1, "a", "ghost"}});
+  EXPECT_EQ(StateOf("a"), MemberState::kSuspect);
+  EXPECT_EQ(Rejected(Rejection::kDeadFromNonMember), 1u);
+  AddPeer("b");
+  Send({Dead{1, "a", "b"}});  // a live member's verdict stands
+  EXPECT_EQ(StateOf("a"), MemberState::kDead);
+}
+
+TEST_F(MembershipTest, ConfirmationsFromNonMembersDoNotShortenTheSuspicion) {
+  for (auto n : {"a", "b", "c", "d"}) AddPeer(n);
+  Send({Suspect{1, "a", "b"}});
+  Send({Suspect{1, "a", "ghost1"}});
+  Send({Suspect{1, "a", "ghost2"}});
+  EXPECT_EQ(Rejected(Rejection::kConfirmationFromNonMember), 2u);
+  Advance(seconds(5));  // past the 4 s minimum two real confirmations would give
+  EXPECT_EQ(StateOf("a"), MemberState::kSuspect);
+}
+
+TEST_F(MembershipTest, PingReqForANonMemberIsNotSentAndIsCounted) {
+  AddPeer("t");
+  Clear();
+  Send({PingReq{5, "ghost", "203.0.113.9:53"}}, "10.0.0.3:7659");
+  Send({PingReq{6, "t", "203.0.113.9:53"}}, "10.0.0.3:7659");  // a member, not at its address
+  Collect();
+  for (auto& [to, m] : sent_) EXPECT_NE(to, "203.0.113.9:53");
+  EXPECT_TRUE(Sent<Ping>().empty());
+  EXPECT_EQ(Rejected(Rejection::kPingReqUnknownTarget), 1u);
+  EXPECT_EQ(Rejected(Rejection::kPingReqWrongAddress), 1u);
+  // The requester is told at once, so it is not blamed for a missing nack.
+  std::set<uint32_t> nacked;
+  for (auto& [to, n] : Sent<Nack>())
+    if (to == "10.0.0.3:7659") nacked.insert(n.seq);
+  EXPECT_EQ(nacked, (std::set<uint32_t>{5, 6}));
+}
+
+TEST_F(MembershipTest, RejectionNamesAreTheMetricLabels) {
+  EXPECT_EQ(RejectionName(Rejection::kIncarnationOutOfRange), "incarnation_out_of_range");
+  EXPECT_EQ(RejectionName(Rejection::kAddressConflict), "address_conflict");
+  EXPECT_EQ(RejectionName(Rejection::kDeadFromNonMember), "dead_from_non_member");
+  EXPECT_EQ(RejectionName(Rejection::kConfirmationFromNonMember), "confirmation_from_non_member");
+  EXPECT_EQ(RejectionName(Rejection::kPingReqUnknownTarget), "ping_req_unknown_target");
+  EXPECT_EQ(RejectionName(Rejection::kPingReqWrongAddress), "ping_req_wrong_address");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 
 namespace oklog::gossip::sim {
 namespace {
@@ -147,6 +148,46 @@ TEST(SimulatorTest, SameSeedSameRun) {
     return s.TotalTraffic().packet_bytes_sent;
   };
   EXPECT_EQ(run(), run());
+}
+
+// A forger outside the cluster sends every node an alive about n5 at the top incarnation with
+// its own address, and then one just ahead of n5's (within the step) but elsewhere, and a dead
+// about n5 at the top. Nobody believes any of it: n5 stays alive everywhere, at its address,
+// with an incarnation that did not wrap.
+TEST(SimulatorTest, ForgedNewsAboutANodeAtTheTopIncarnationChangesNoView) {
+  Simulator s({.seed = 37});
+  auto names = StartCluster(s, 8);
+  ASSERT_TRUE(s.RunUntil([&] { return s.Converged(); }, seconds(5)));
+  s.RunFor(seconds(2));
+  const NodeName victim = names[5];
+  const std::string addr = s.AddressOf(victim);
+  const Incarnation before = s.Get(victim)->self().incarnation;
+  const std::string forger = "203.0.113.66:7659";
+  const Incarnation top = std::numeric_limits<Incarnation>::max();
+  auto packet = [](const Message& m) {
+    PacketBuilder b(ClusterHash("oklog"));
+    EXPECT_TRUE(b.TryAdd(EncodeMessage(m)));
+    return std::move(b).Finish();
+  };
+  for (const NodeName& n : names) {
+    s.InjectPacket(n, forger, packet(Alive{top, victim, forger, "stolen"}));
+    s.InjectPacket(n, forger, packet(Alive{before + 1000, victim, forger, "stolen"}));
+    s.InjectPacket(n, forger, packet(Dead{top, victim, names[1]}));
+  }
+  s.RunFor(seconds(30));
+  EXPECT_TRUE(s.Converged());
+  EXPECT_EQ(s.false_deaths(), 0u);
+  const Incarnation now_at = s.Get(victim)->self().incarnation;
+  EXPECT_GE(now_at, before);
+  EXPECT_LE(now_at, before + 1001);  // at most one refutation of the in-step forgery
+  for (const NodeName& n : names) {
+    const MemberInfo* i = s.Get(n)->Find(victim);
+    ASSERT_NE(i, nullptr) << n;
+    EXPECT_EQ(i->state, MemberState::kAlive) << n;
+    EXPECT_EQ(i->addr, addr) << n;
+    EXPECT_NE(i->meta, "stolen") << n;
+    EXPECT_LE(i->incarnation, now_at) << n;
+  }
 }
 
 }  // namespace

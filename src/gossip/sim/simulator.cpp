@@ -128,6 +128,18 @@ void Simulator::UpdateMeta(const NodeName& node, const std::string& meta) {
   Drain(n);
 }
 
+void Simulator::InjectPacket(const NodeName& node, const std::string& from_addr, std::string bytes) {
+  Node* n = Find(node);
+  auto ev = std::make_unique<Event>();
+  ev->t = now_ + Latency();
+  ev->kind = Event::Kind::kPacket;
+  ev->to = n;
+  ev->generation = n->generation;
+  ev->from = from_addr;
+  ev->bytes = std::move(bytes);
+  Push(std::move(ev));
+}
+
 void Simulator::Partition(const std::vector<std::vector<NodeName>>& groups) {
   for (auto& n : nodes_) n->group = 0;
   for (size_t g = 0; g < groups.size(); ++g)

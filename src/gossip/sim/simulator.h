@@ -54,6 +54,9 @@ class Simulator {
   void Leave(const NodeName& node);
   void Stall(const NodeName& node, Duration d);
   void UpdateMeta(const NodeName& node, const std::string& meta);
+  // A datagram from outside the cluster (say, a forger at `from_addr`), delivered to `node` after
+  // the usual latency; never lost.
+  void InjectPacket(const NodeName& node, const std::string& from_addr, std::string bytes);
   // Nodes in different groups cannot reach each other; nodes in no group reach everyone.
   void Partition(const std::vector<std::vector<NodeName>>& groups);
   void Heal();
