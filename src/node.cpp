@@ -126,6 +126,18 @@ void RaiseFileLimit() {
   }
 }
 
+// A listener's connection cap when its flag is 0: an eighth of the descriptors (after 256 for
+// files), at least 16, so that the five listeners together leave room for segment files and
+// outgoing connections however one of them is flooded.
+size_t AutoConnectionCap() {
+  rlimit rl{};
+  uint64_t n = 1024;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) n = rl.rlim_cur == RLIM_INFINITY ? (1u << 20) : rl.rlim_cur;
+  return static_cast<size_t>(std::max<uint64_t>(16, n > 256 ? (n - 256) / 8 : 0));
+}
+
+size_t CapOr(int64_t flag) { return flag > 0 ? static_cast<size_t>(flag) : AutoConnectionCap(); }
+
 class Node {
  public:
   // The config has passed Validate().
@@ -171,6 +183,8 @@ class Node {
     io.flush_size_bytes = static_cast<uint64_t>(c_.flush_size_bytes);
     io.flush_age = std::chrono::duration_cast<std::chrono::milliseconds>(c_.flush_age);
     io.record_max_bytes = static_cast<size_t>(c_.record_max_bytes);
+    io.max_connections = CapOr(c_.ingest_max_connections);
+    io.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c_.ingest_idle_timeout);
 
     IngestLog::Options ilo;
     ilo.pending_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c_.pending_timeout);
@@ -198,7 +212,9 @@ class Node {
     }
     if (store_log_) store_guard_ = guard(c_.store_path, "store", c_.store_min_free_bytes);
 
-    OKLOG_ASSIGN_OR_RETURN(http_, HttpServer::Create(&loop_, c_.api, HttpServer::Options{}, &metrics_));
+    HttpServer::Options hso;
+    hso.max_connections = CapOr(c_.api_max_connections);
+    OKLOG_ASSIGN_OR_RETURN(http_, HttpServer::Create(&loop_, c_.api, hso, &metrics_));
     // 200 "OK" while the node can take and store data; 503 "degraded" with one reason per line
     // while a disk is full (a load balancer then sends producers elsewhere).
     http_->Handle("/health", [this](const HttpRequest&, std::shared_ptr<HttpResponse> w) {
@@ -366,6 +382,7 @@ class Node {
     so.cluster_name = c_.cluster_name;
     so.node_name = gossip_->name();
     so.keyring = keyring_;
+    so.max_connections = CapOr(c_.cluster_max_connections);
     rpc_server_ = rpc::RpcServer::Create(&loop_, so, &metrics_);
     OKLOG_RETURN_IF_ERROR(rpc_server_->Listen(port.TakeTcp()));
     rpc::RpcClient::Options co;

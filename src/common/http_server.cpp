@@ -274,6 +274,7 @@ class ServerImpl final : public HttpServer {
   uint16_t port_ = 0;
   Family<Histogram>* durations_ = nullptr;
   Counter* bad_requests_ = nullptr;
+  Counter* capped_ = nullptr;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -853,6 +854,8 @@ ServerImpl::ServerImpl(uv_loop_t* loop, Options options, Registry* metrics)
                                              {"method", "path", "status_code"}, DefaultLatencyBuckets());
     bad_requests_ = metrics->NewCounter("oklog_api_bad_requests_total",
                                         "API requests rejected as malformed or oversize.");
+    capped_ = metrics->NewCounter("oklog_api_connections_refused_total",
+                                  "API connections closed at once because max_connections were open.");
   }
 }
 
@@ -868,6 +871,9 @@ Status ServerImpl::Listen(const Address& addr) {
                          }));
   bound_ = listener_->bound();
   port_ = listener_->port();
+  listener_->SetCap(options_.max_connections, [this] { return conns_.size(); }, [this] {
+    if (capped_) capped_->Inc();
+  });
   return Status::Ok();
 }
 

@@ -93,6 +93,9 @@ class HttpServer {
     size_t max_header_bytes = 64 * 1024;
     size_t max_body_bytes = 64 * 1024 * 1024;
     uint64_t idle_timeout_ms = 120000;  // closes keep-alive connections idle this long
+    // At this many open connections a new one is closed at once (TcpListener::SetCap), counted
+    // in oklog_api_connections_refused_total; 0: no cap.
+    size_t max_connections = 0;
   };
   // Binds and listens. Requests whose path starts with a registered prefix go to that handler
   // (longest prefix wins); others get 404. Malformed requests get 400 and the connection closes;

@@ -56,6 +56,8 @@ struct NodeFlags {
   int64_t ingest_min_free = kDefaults.ingest_min_free_bytes;
   int64_t store_min_free = kDefaults.store_min_free_bytes;
   Nanos shed_after = kDefaults.shed_after;
+  Nanos ingest_idle_timeout = kDefaults.ingest_idle_timeout;
+  int64_t api_max_conns = 0, ingest_max_conns = 0, cluster_max_conns = 0;
   std::vector<std::string> peers;
   std::string config;
 
@@ -116,6 +118,15 @@ struct NodeFlags {
     fs->Duration("ingest.shed-after", &shed_after,
                  "when the stores consumed nothing this long while data waits, refuse new connections so producers "
                  "move (a minority of ingesters at most; 0: never)");
+    fs->Duration("ingest.idle-timeout", &ingest_idle_timeout,
+                 "an ingest connection that sent nothing this long is half-closed (its forwarder finishes and "
+                 "reconnects; nothing it sent is lost) or, for bulk, closed (0: never)");
+    fs->Int("api.max-connections", &api_max_conns,
+            "most open API connections; more are closed at once (0: a share of the descriptor limit)");
+    fs->Int("ingest.max-connections", &ingest_max_conns,
+            "most open connections on each ingest port; more are closed at once (0: a share of the descriptor limit)");
+    fs->Int("cluster.max-connections", &cluster_max_conns,
+            "most open cluster-port TCP connections; more are closed at once (0: a share of the descriptor limit)");
     fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
     fs->String("config", &config, "file of flag values, one \"name value\" per line");
   }
@@ -265,6 +276,10 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   c.ingest_min_free_bytes = f.ingest_min_free;
   c.store_min_free_bytes = f.store_min_free;
   c.shed_after = f.shed_after;
+  c.ingest_idle_timeout = f.ingest_idle_timeout;
+  c.api_max_connections = f.api_max_conns;
+  c.ingest_max_connections = f.ingest_max_conns;
+  c.cluster_max_connections = f.cluster_max_conns;
   return c;
 }
 
@@ -293,6 +308,11 @@ Status NodeConfig::Validate() const {
   OKLOG_RETURN_IF_ERROR(AtLeast("store.segment-purge", purge, Nanos(0)));
   OKLOG_RETURN_IF_ERROR(AtLeast("query.peer-answer-timeout", query_peer_answer_timeout, milliseconds(1)));
   OKLOG_RETURN_IF_ERROR(AtLeast("ingest.shed-after", shed_after, Nanos(0)));
+  OKLOG_RETURN_IF_ERROR(AtLeast("ingest.idle-timeout", ingest_idle_timeout, Nanos(0)));
+  for (auto [flag, v] : {std::pair<const char*, int64_t>{"api.max-connections", api_max_connections},
+                         {"ingest.max-connections", ingest_max_connections},
+                         {"cluster.max-connections", cluster_max_connections}})
+    if (v < 0) return Status::InvalidArgument(std::string("-") + flag + " must be 0 (automatic) or more, not " + std::to_string(v));
   OKLOG_RETURN_IF_ERROR(AtLeast("store.placement-bucket", placement_bucket, milliseconds(1)));
   OKLOG_RETURN_IF_ERROR(AtLeast("store.rebalance-settle", rebalance_settle, Nanos(0)));
   if (repair_rate < 0)

@@ -91,6 +91,12 @@ struct NodeConfig {
   // Shedding (segments/ingest/shedding.h): an ingester whose stores consumed nothing this long
   // while data waits refuses new connections (a minority of the ingesters at most; 0: never).
   Nanos shed_after = std::chrono::seconds(30);
+  // Limits against idle floods: an ingest connection silent this long is let go (0: never);
+  // each listener's connection cap (0: a share of the descriptor limit, see node.cpp).
+  Nanos ingest_idle_timeout = std::chrono::minutes(10);
+  int64_t api_max_connections = 0;
+  int64_t ingest_max_connections = 0;
+  int64_t cluster_max_connections = 0;
 
   // Reads the flags of `oklog MODE` from args (without the program and mode names), the file
   // of -config first and the command line winning over it. Each value is converted to its type

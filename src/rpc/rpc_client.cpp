@@ -1,5 +1,7 @@
 #include "rpc/rpc_client.h"
 
+#include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <map>
 #include <vector>
@@ -29,6 +31,7 @@ struct ClientConn {
   uint64_t last_rx_ms = 0;
   uint64_t probe = 0;        // handle of the liveness ping in flight, 0: none
   uint64_t serial = 0;       // tells this connection from a later one to the same address
+  uint64_t last_used_ms = 0; // uv_now of the last call started on it
 };
 
 struct ConnectReq {
@@ -273,6 +276,7 @@ class RpcClientImpl : public RpcConnOwner {
     c.conn = cc;
     c.wire_id = cc->next_id++;
     cc->calls[c.wire_id] = handle;
+    cc->last_used_ms = Now();
     bytes_out->Inc(body.size());
     size_t off = 0;
     while (body.size() - off > kRpcChunkBytes) {
@@ -344,7 +348,19 @@ class RpcClientImpl : public RpcConnOwner {
       ClientConn* cc = check ? self->Find(addr, serial) : nullptr;
       if (cc != nullptr && cc->last_rx_ms <= e.waited_since) self->CheckLife(cc);
     }
-    if (self->calls.empty()) {
+    // Connections idle this long (no call, nothing received) close here, before the server's
+    // longer idle timeout could close them under a call just sent.
+    const auto idle_ms = static_cast<uint64_t>(self->opt.idle_timeout.count());
+    if (idle_ms > 0) {
+      std::vector<ClientConn*> idle;
+      for (auto& [addr, cc] : self->conns)
+        if (cc->calls.empty() && now - std::max({cc->last_used_ms, cc->last_rx_ms}) >= idle_ms) idle.push_back(cc);
+      for (ClientConn* cc : idle) {
+        self->closed_conns->With({"idle"})->Inc();
+        self->BreakConn(cc, Status::Unavailable("idle"), "");
+      }
+    }
+    if (self->calls.empty() && (idle_ms == 0 || self->conns.empty())) {
       uv_timer_stop(&self->tick->h);
       self->ticking = false;
     }
@@ -411,6 +427,9 @@ class RpcClientImpl : public RpcConnOwner {
 // ---- RpcClient ----
 
 std::unique_ptr<RpcClient> RpcClient::Create(uv_loop_t* loop, Options options, Registry* metrics) {
+  // libuv writes with write(2): a peer that closed (a cap, an idle close) would otherwise kill
+  // the process with SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
   auto impl = std::make_unique<RpcClientImpl>();
   impl->loop = loop;
   impl->opt = std::move(options);
@@ -422,11 +441,13 @@ std::unique_ptr<RpcClient> RpcClient::Create(uv_loop_t* loop, Options options, R
   impl->bytes_out = r->NewCounter("oklog_rpc_client_bytes_sent_total", "RPC body bytes sent by clients.");
   impl->connects = r->NewCounter("oklog_rpc_connects_total", "Outgoing cluster-port connections opened.");
   impl->dropped = r->NewCounterFamily("oklog_rpc_streams_dropped_total",
-                                      "Cluster connections closed for bad input, by reason.", {"reason"});
+                                      "Cluster connections closed for bad input or by policy, by reason (oversize, malformed, "
+                                      "wrong_cluster, hello_timeout, unauthenticated, rekeyed, idle, cap).",
+                                      {"reason"});
   impl->closed_conns = r->NewCounterFamily(
       "oklog_rpc_connections_closed_total",
       "Outgoing cluster connections closed to free their calls: peer_down (gossip says the peer is "
-      "suspect, dead or gone), no_life (a call and then a ping timed out).",
+      "suspect, dead or gone), no_life (a call and then a ping timed out), idle (no call for the idle timeout).",
       {"reason"});
   impl->tick = new TickBox{{}, impl.get()};
   OKLOG_UV_CHECK(uv_timer_init(loop, &impl->tick->h));

@@ -37,6 +37,10 @@ class RpcClient {
     // client ping the server ("rpc.ping"); without an answer within this, the connection is
     // closed and its other calls fail with Unavailable (a frozen or cut-off peer holds nothing).
     Duration liveness_timeout{2000};
+    // A connection with no call that received nothing this long is closed (the next call
+    // redials; counted in oklog_rpc_connections_closed_total{reason="idle"}); 0: never. Keep
+    // it below the servers' RpcServer::Options::idle_timeout.
+    Duration idle_timeout{120000};
     // As RpcServer::Options::keyring: set, every connection is sealed with it.
     std::shared_ptr<const crypto::Keyring> keyring;
   };

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <csignal>
 #include <cstring>
 #include <set>
 
@@ -24,6 +25,7 @@ struct ServerConnState {
   std::map<uint64_t, std::string> partial;  // request bodies arriving in parts
   size_t partial_bytes = 0;
   std::map<uint64_t, std::shared_ptr<ServerCall>> calls;
+  uint64_t last_rx_ms = 0;  // uv_now of the last envelope from the client
 };
 
 struct TimerBox {
@@ -93,6 +95,7 @@ class RpcServerImpl : public RpcConnOwner {
 
   void OnEnvelope(RpcConn* c, Envelope e) override {
     auto* st = static_cast<ServerConnState*>(c->user);
+    st->last_rx_ms = uv_now(loop);
     bytes_in->Inc(e.body.size());
     switch (e.kind) {
       case Envelope::Kind::kRequest: {
@@ -175,7 +178,14 @@ class RpcServerImpl : public RpcConnOwner {
     if (!l.ok()) return Status::IOError("rpc: " + l.status().message());
     listener = std::move(l).value();
     port = listener->port();
+    Capped();
     return Status::Ok();
+  }
+
+  void Capped() {
+    if (!listener) return;
+    listener->SetCap(opt.max_connections, [this] { return conns.size(); },
+                     [this] { dropped->With({"cap"})->Inc(); });
   }
 
   void NewConn(TcpListener* l) {
@@ -199,18 +209,27 @@ class RpcServerImpl : public RpcConnOwner {
     c->StartReading();
   }
 
-  // Closes connections whose hello is late.
+  // Closes connections whose hello is late, and idle ones: no call in flight and nothing from
+  // the client for idle_timeout (clients close theirs sooner, so a live peer never races this).
   static void OnTick(uv_timer_t* t) noexcept {
     auto* box = static_cast<TimerBox*>(t->data);
     RpcServerImpl* self = box->owner;
     if (!self) return;
     const uint64_t now = uv_now(self->loop);
-    std::vector<RpcConn*> late;
-    for (RpcConn* c : self->conns)
-      if (!c->hello_seen() && now - c->created_ms > static_cast<uint64_t>(self->opt.hello_timeout.count()))
-        late.push_back(c);
-    for (RpcConn* c : late) {
-      self->dropped->With({"hello_timeout"})->Inc();
+    const auto idle_ms = static_cast<uint64_t>(self->opt.idle_timeout.count());
+    std::vector<std::pair<RpcConn*, const char*>> gone;
+    for (RpcConn* c : self->conns) {
+      auto* st = static_cast<ServerConnState*>(c->user);
+      if (!c->hello_seen()) {
+        if (now - c->created_ms > static_cast<uint64_t>(self->opt.hello_timeout.count()))
+          gone.emplace_back(c, "hello_timeout");
+      } else if (idle_ms > 0 && st != nullptr && st->calls.empty() && st->partial.empty() &&
+                 now - std::max(st->last_rx_ms, c->created_ms) >= idle_ms) {
+        gone.emplace_back(c, "idle");
+      }
+    }
+    for (auto& [c, why] : gone) {
+      self->dropped->With({why})->Inc();
       self->Drop(c);
       c->Close();
     }
@@ -336,6 +355,9 @@ void ServerCall::Finish() {
 // ---- RpcServer ----
 
 std::unique_ptr<RpcServer> RpcServer::Create(uv_loop_t* loop, Options options, Registry* metrics) {
+  // libuv writes with write(2): a peer that closed (a cap, an idle close) would otherwise kill
+  // the process with SIGPIPE.
+  signal(SIGPIPE, SIG_IGN);
   auto impl = std::make_unique<RpcServerImpl>();
   impl->loop = loop;
   impl->opt = std::move(options);
@@ -347,7 +369,9 @@ std::unique_ptr<RpcServer> RpcServer::Create(uv_loop_t* loop, Options options, R
   impl->accepted = r->NewCounter("oklog_rpc_connections_accepted_total", "Cluster-port TCP connections accepted.");
   impl->open_conns = r->NewGauge("oklog_rpc_server_connections", "Open incoming cluster-port connections.");
   impl->dropped = r->NewCounterFamily("oklog_rpc_streams_dropped_total",
-                                      "Cluster connections closed for bad input, by reason.", {"reason"});
+                                      "Cluster connections closed for bad input or by policy, by reason (oversize, malformed, "
+                                      "wrong_cluster, hello_timeout, unauthenticated, rekeyed, idle, cap).",
+                                      {"reason"});
   auto* t = new TimerBox{{}, impl.get()};
   OKLOG_UV_CHECK(uv_timer_init(loop, &t->h));
   t->h.data = t;

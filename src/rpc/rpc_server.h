@@ -79,6 +79,12 @@ class RpcServer {
     std::string cluster_name = "oklog";
     std::string node_name;
     Duration hello_timeout{5000};
+    // A connection with no call in flight that sent nothing this long is closed (counted as
+    // reason "idle"); 0: never. Longer than RpcClient's own idle close, so a live client closes
+    // first and never races it.
+    Duration idle_timeout{300000};
+    // At this many open connections a new one is closed at once (reason "cap"); 0: no cap.
+    size_t max_connections = 0;
     // Set: every connection is sealed with it (common/crypto/seal.h) and a peer without one of
     // its keys is refused before its hello; null: frames travel in the clear.
     std::shared_ptr<const crypto::Keyring> keyring;

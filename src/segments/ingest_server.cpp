@@ -117,6 +117,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
   // ---- IngestConn::Owner ----
 
   void OnData(IngestConn* c, const char* data, size_t n) override {
+    last_read_ms_[c->id()] = uv_now(loop_);
     if (c->modality() == Modality::kBulk) return IngestBulk(c, data, n);
     EncoderStats before = c->encoder().stats();
     const uint64_t now = NowUnixMs();
@@ -140,6 +141,8 @@ class IngestServer::Impl final : public IngestConn::Owner {
 
   void OnClosed(IngestConn* c) override {
     metrics_.clients[static_cast<int>(c->modality())]->Add(-1);
+    --open_[static_cast<int>(c->modality())];
+    last_read_ms_.erase(c->id());
     conns_.erase(c->id());  // destroys c
     if (closing_ && conns_.empty()) CloseHandle(drain_timer_);
     CheckDone();
@@ -147,9 +150,13 @@ class IngestServer::Impl final : public IngestConn::Owner {
 
  private:
   Result<std::unique_ptr<TcpListener>> OpenListener(const Address& addr, Modality mod) {
-    return TcpListener::Create(loop_, addr, [this, mod](TcpListener* self, int status) {
+    auto l = TcpListener::Create(loop_, addr, [this, mod](TcpListener* self, int status) {
       if (status == 0) Accept(self, mod);
     });
+    if (l.ok())
+      (*l)->SetCap(opts_.max_connections, [this, mod] { return open_[static_cast<int>(mod)]; },
+                   [this, mod] { metrics_.conns_closed->With({ModalityName(mod), "cap"})->Inc(); });
+    return l;
   }
 
   Status Listen(const Address& addr, Modality mod) {
@@ -171,6 +178,8 @@ class IngestServer::Impl final : public IngestConn::Owner {
     IngestConn* conn = c.get();
     conns_[id] = std::move(c);
     metrics_.clients[static_cast<int>(mod)]->Add(1);
+    ++open_[static_cast<int>(mod)];
+    last_read_ms_[id] = uv_now(loop_);
     conn->StartReading();
   }
 
@@ -247,6 +256,28 @@ class IngestServer::Impl final : public IngestConn::Owner {
       }
     }
     return all;
+  }
+
+  // Connections idle for the idle timeout: newline ones are handed over as at a refusal (half-
+  // closed, read until the forwarder closes, at most kHandOverMs), bulk ones with no segment
+  // awaiting its ack closed. A durable connection waiting for its group commit is not idle.
+  void LetIdleGo() {
+    const auto idle_ms = static_cast<uint64_t>(opts_.idle_timeout.count());
+    if (idle_ms == 0 || closing_) return;
+    const uint64_t now = uv_now(loop_);
+    std::vector<IngestConn*> idle;
+    for (auto& [id, c] : conns_) {
+      if (c->closing() || handing_over_.count(id)) continue;
+      if (c->modality() == Modality::kDurable && !c->reading()) continue;
+      if (c->modality() == Modality::kBulk && tracker_.unacked(id) > 0) continue;
+      auto it = last_read_ms_.find(id);
+      if (it != last_read_ms_.end() && now - it->second >= idle_ms) idle.push_back(c.get());
+    }
+    for (IngestConn* c : idle) {
+      metrics_.conns_closed->With({ModalityName(c->modality()), "idle"})->Inc();
+      if (c->modality() != Modality::kBulk && c->Shutdown()) handing_over_[c->id()] = now + kHandOverMs;
+      else CloseConn(c);
+    }
   }
 
   // Newline connections handed over at a refusal that did not close in time are closed.
@@ -549,6 +580,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
     if (self == nullptr) return;
     auto now = std::chrono::steady_clock::now();
     self->UpdateRefusal();
+    self->LetIdleGo();
     self->CloseLateHandOvers();
     for (auto& [id, c] : self->conns_) {
       std::unique_ptr<ActiveSegment>& seg = c->segment();
@@ -597,6 +629,8 @@ class IngestServer::Impl final : public IngestConn::Owner {
   bool refusing_ = false;              // listeners closed (UpdateRefusal)
   std::map<Modality, Address> bound_;  // each listener's address, to reopen it
   std::map<uint64_t, uint64_t> handing_over_;  // connection id -> loop time it must be closed by
+  size_t open_[kModalities] = {0, 0, 0};       // open connections per listener, for its cap
+  std::map<uint64_t, uint64_t> last_read_ms_;  // connection id -> loop time of its last bytes
   uint64_t last_relisten_log_ms_ = 0;
   // ~Impl closes the pool first, while everything its last after-callbacks touch is alive.
   std::unique_ptr<WorkPool> disk_;

@@ -57,6 +57,14 @@ struct IngestServerOptions {
   // they reach a segment file): live tails subscribe here. The view is valid during the call.
   std::function<void(std::string_view records)> on_records;
   DiskGuard* disk_guard = nullptr;  // the ingest disk's; null: never full. Must outlive the server.
+  // Each listener takes at most this many open connections; one more is closed at once
+  // (oklog_ingest_connections_closed_total{reason="cap"}). 0: no cap.
+  size_t max_connections = 0;
+  // A connection that sent nothing this long is let go: a newline connection is half-closed
+  // and read until its forwarder finishes and closes (as at a refusal: nothing it sent is
+  // lost), a bulk connection with no segment awaiting its ack is closed (the forwarder
+  // redials). 0: never.
+  std::chrono::milliseconds idle_timeout{0};
 };
 
 class IngestServer {

@@ -60,6 +60,41 @@ TEST(TcpListenerTest, PortZeroBindsAFreePortReportsItAndAcceptsConnections) {
   EXPECT_EQ(uv_loop_close(&loop), 0);
 }
 
+TEST(TcpListenerTest, AtItsCapAConnectionIsClosedAtOnceUntilOneOfTheOpenOnesCloses) {
+  uv_loop_t loop;
+  ASSERT_EQ(uv_loop_init(&loop), 0);
+  Accepted acc;
+  int shed = 0;
+  auto l = TcpListener::Create(&loop, *ParseAddress("127.0.0.1:0", 0), [&](TcpListener* self, int status) {
+    if (status < 0) return void(++acc.errors);
+    auto c = std::make_unique<UvHandle<uv_tcp_t>>();
+    ASSERT_EQ(c->Init(nullptr, [&](uv_tcp_t* t) { return uv_tcp_init(&loop, t); }), 0);
+    ASSERT_EQ(self->Accept(c->stream()), 0);
+    acc.clients.push_back(std::move(c));
+  });
+  ASSERT_TRUE(l.ok()) << l.status().ToString();
+  (*l)->SetCap(2, [&] { return acc.clients.size(); }, [&] { ++shed; });
+  const uint16_t port = (*l)->port();
+  int a = ConnectLoopback(port), b = ConnectLoopback(port), c = ConnectLoopback(port);
+  ASSERT_TRUE(RunUntil(&loop, [&] { return acc.clients.size() == 2 && shed == 1; }));
+  // The third is closed by the listener: its reader sees EOF.
+  char byte;
+  EXPECT_EQ(::recv(c, &byte, 1, 0), 0);
+  ::close(c);
+  // One of the two closes; a new connection is taken again.
+  acc.clients.back()->Close();
+  acc.clients.pop_back();
+  int d = ConnectLoopback(port);
+  ASSERT_TRUE(RunUntil(&loop, [&] { return acc.clients.size() == 2; }));
+  EXPECT_EQ(shed, 1);
+  EXPECT_EQ(acc.errors, 0);
+  for (int fd : {a, b, d}) ::close(fd);
+  (*l)->Close();
+  for (auto& h : acc.clients) h->Close();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+}
+
 TEST(TcpListenerTest, APortInUseIsAnIOErrorNamingTheAddressAndLeavesNothingOpen) {
   uv_loop_t loop;
   ASSERT_EQ(uv_loop_init(&loop), 0);

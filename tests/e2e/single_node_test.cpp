@@ -9,6 +9,11 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/http_client.h"
 #include "test_util.h"
@@ -27,6 +32,23 @@ class NodeProcess {
              "-ports.file", ports_file_, "-ingest.path", dir + "/data/ingest", "-store.path", dir + "/data/store"};
     args_.insert(args_.end(), extra.begin(), extra.end());
   }
+  // Runs the node under `sh -c 'ulimit -n N; exec oklog ...'` (a descriptor limit of N).
+  void LimitDescriptors(int n) {
+    args_.insert(args_.begin(), {"/bin/sh", "-c", "ulimit -n " + std::to_string(n) + " && exec \"$0\" \"$@\""});
+  }
+  uint16_t cluster_port() const { return cluster_; }
+  uint16_t api_port() const { return api_; }
+  uint16_t fast_port() const { return fast_; }
+  // The node's CPU seconds so far (utime + stime from /proc).
+  double CpuSeconds() const {
+    std::string stat = ReadFile("/proc/" + std::to_string(proc_->pid()) + "/stat");
+    std::istringstream in(stat.substr(stat.rfind(')') + 2));
+    std::string f;
+    double ticks = 0;
+    for (int i = 3; i <= 15 && in >> f; ++i)
+      if (i == 14 || i == 15) ticks += std::stod(f);
+    return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
   // Every start binds new ports (nothing here needs the old ones) and reads them back.
   void Start() {
     fs::remove(ports_file_);
@@ -38,6 +60,7 @@ class NodeProcess {
     fast_ = ports["ingest.fast"];
     durable_ = ports["ingest.durable"];
     bulk_ = ports["ingest.bulk"];
+    cluster_ = ports["cluster"];
     ASSERT_TRUE(WaitFor([&] { return !proc_->running() || Get("/health").body == kHealthyUnkeyed; },
                         std::chrono::seconds(20)));
     ASSERT_TRUE(proc_->running()) << "oklog exited: " << proc_->Stderr();
@@ -72,7 +95,7 @@ class NodeProcess {
 
  private:
   std::string dir_, ports_file_;
-  uint16_t api_ = 0, fast_ = 0, durable_ = 0, bulk_ = 0;  // of the current run
+  uint16_t api_ = 0, fast_ = 0, durable_ = 0, bulk_ = 0, cluster_ = 0;  // of the current run
   std::vector<std::string> args_;
   std::unique_ptr<Process> proc_;
   int starts_ = 0;
@@ -395,6 +418,82 @@ TEST_F(SingleNodeTest, CorruptAndTruncatedSegmentsAreReportedAndMovedAside) {
   EXPECT_NE(err.find("quarantine"), std::string::npos);
   // The rest is still served.
   EXPECT_FALSE(Query(node, "-from 1h -q seg2").empty());
+  node.Stop();
+}
+
+// Idle floods. With 256 descriptors each listener takes at most 16 connections (the automatic
+// cap); a flood of idle connections on one port is closed at the cap, and the other ports keep
+// serving meanwhile; once the flood ends nothing spins. What each gets: the ingest port's
+// extra connections are closed at once and counted in
+// oklog_ingest_connections_closed_total{reason="cap"}, the cluster port's in
+// oklog_rpc_streams_dropped_total{reason="cap"}, the API's in oklog_api_connections_refused_total.
+TEST_F(SingleNodeTest, AnIdleConnectionFloodOnOnePortIsCappedAndTheOthersKeepServing) {
+  NodeProcess node(dir_.path());
+  node.LimitDescriptors(256);
+  node.Start();
+  auto flood = [](uint16_t port, int n) {
+    std::vector<int> fds;
+    for (int i = 0; i < n; ++i) {
+      int fd = ConnectLoopback(port);
+      if (fd >= 0) fds.push_back(fd);
+    }
+    return fds;
+  };
+  auto close_all = [](std::vector<int>& fds) {
+    for (int fd : fds) ::close(fd);
+    fds.clear();
+  };
+  std::vector<int> fast = flood(node.fast_port(), 300);
+  EXPECT_EQ(node.Get("/health").status, 200);  // the API still answers
+  std::vector<int> cluster = flood(node.cluster_port(), 300);
+  EXPECT_EQ(node.Get("/health").status, 200);
+  ASSERT_TRUE(WaitFor([&] {
+    return SeriesValue(node.Get("/metrics").body, "oklog_ingest_connections_closed_total{modality=\"fast\",reason=\"cap\"}") > 0 &&
+           SeriesValue(node.Get("/metrics").body, "oklog_rpc_streams_dropped_total{reason=\"cap\"}") > 0;
+  }, std::chrono::seconds(10))) << node.Get("/metrics").body;
+  // A flood of the API itself: the ingest ports still take records.
+  std::vector<int> api = flood(node.api_port(), 300);
+  WriteFile(dir_.path() + "/l.txt", "during the api flood\n");
+  Process f({OklogBinary(), "forward", "127.0.0.1:" + std::to_string(node.durable_port())}, dir_.path(), "fwd",
+            dir_.path() + "/l.txt");
+  EXPECT_EQ(f.Wait(std::chrono::seconds(30)), 0) << f.Stderr();
+  close_all(api);
+  close_all(fast);
+  close_all(cluster);
+  ASSERT_TRUE(node.WaitStored(1));
+  EXPECT_GT(SeriesValue(node.Get("/metrics").body, "oklog_api_connections_refused_total"), 0);
+  // Nothing spins once the flood is gone: under a tenth of a CPU over 2 s.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  const double before = node.CpuSeconds();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_LT(node.CpuSeconds() - before, 0.2);
+  EXPECT_NE(Query(node, "-from 1h").find("during the api flood"), std::string::npos);
+  node.Stop();
+}
+
+// -ingest.idle-timeout: a newline connection that sent nothing for it is half-closed; the
+// forwarder, told by the EOF, reconnects, and no line it sent before or after is lost.
+TEST_F(SingleNodeTest, AnIdleIngestConnectionIsLetGoAndTheForwarderLosesNothing) {
+  NodeProcess node(dir_.path(), {"-ingest.idle-timeout", "1s"});
+  node.Start();
+  const std::string fifo = dir_.path() + "/in.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  Process f({OklogBinary(), "forward", "127.0.0.1:" + std::to_string(node.fast_port())}, dir_.path(), "fwd", fifo);
+  int w = ::open(fifo.c_str(), O_WRONLY);
+  ASSERT_GE(w, 0);
+  auto put = [&](const std::string& line) { ASSERT_EQ(::write(w, line.data(), line.size()), static_cast<ssize_t>(line.size())); };
+  put("before the idle close\n");
+  ASSERT_TRUE(WaitFor([&] {
+    return SeriesValue(node.Get("/metrics").body, "oklog_ingest_connections_closed_total{modality=\"fast\",reason=\"idle\"}") >= 1;
+  }, std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  put("after the idle close\n");
+  ::close(w);
+  EXPECT_EQ(f.Wait(std::chrono::seconds(30)), 0) << f.Stderr();
+  ASSERT_TRUE(node.WaitStored(2));
+  const std::string out = Query(node, "-from 1h");
+  EXPECT_NE(out.find("before the idle close"), std::string::npos) << out;
+  EXPECT_NE(out.find("after the idle close"), std::string::npos) << out;
   node.Stop();
 }
 

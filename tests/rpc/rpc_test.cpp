@@ -378,7 +378,11 @@ class SealedRpcTest : public RpcTest {
     key_a_ = crypto::Keyring::Generate().value();
     key_b_ = crypto::Keyring::Generate().value();
     ASSERT_EQ(uv_loop_init(&loop_), 0);
-    server_ = RpcServer::Create(&loop_, {"test", "server", Duration(5000), Ring({key_a_})}, &metrics_);
+    RpcServer::Options so;
+    so.cluster_name = "test";
+    so.node_name = "server";
+    so.keyring = Ring({key_a_});
+    server_ = RpcServer::Create(&loop_, so, &metrics_);
     ASSERT_TRUE(server_->Listen("127.0.0.1:0").ok());
     addr_ = "127.0.0.1:" + std::to_string(server_->port());
     client_ = Client(Ring({key_a_}));
@@ -460,6 +464,64 @@ TEST_F(SealedRpcTest, ARotationKeepsCallingAndARemovedKeyClosesItsConnections) {
   auto old = Client(Ring({key_a_}));
   EXPECT_FALSE(CallSync(old.get(), "echo", "x").ok());
   old->Close();
+}
+
+TEST_F(RpcTest, AnIdleConnectionIsClosedByTheClientFirstAndTheNextCallRedials) {
+  RpcClient::Options o;
+  o.cluster_name = "test";
+  o.node_name = "idler";
+  o.idle_timeout = Duration(300);
+  auto idler = RpcClient::Create(&loop_, o, &metrics_);
+  EXPECT_EQ(CallSync(idler.get(), "echo", "1").value(), "1");
+  EXPECT_EQ(idler->connections(), 1u);
+  ASSERT_TRUE(RunUntil([&] { return idler->connections() == 0; }, 3000));
+  EXPECT_EQ(Metric("oklog_rpc_connections_closed_total{reason=\"idle\"}"), 1);
+  EXPECT_EQ(CallSync(idler.get(), "echo", "2").value(), "2");
+  idler->Close();
+}
+
+TEST_F(RpcTest, TheServerClosesAConnectionIdleWithNoCallButNotOneWithACallInFlight) {
+  server_->Close();
+  RunUntil([&] { return server_->done(); }, 2000);
+  RpcServer::Options so;
+  so.cluster_name = "test";
+  so.node_name = "server";
+  so.idle_timeout = Duration(400);
+  server_ = RpcServer::Create(&loop_, so, &metrics_);
+  ASSERT_TRUE(server_->Listen("127.0.0.1:0").ok());
+  addr_ = "127.0.0.1:" + std::to_string(server_->port());
+  server_->Handle("echo", [](std::shared_ptr<ServerCall> c) { c->Respond(Status::Ok(), c->body()); });
+  std::shared_ptr<ServerCall> held;
+  server_->Handle("hold", [&](std::shared_ptr<ServerCall> c) { held = c; });
+  std::optional<Result<std::string>> slow;
+  client_->Call(addr_, "hold", "", Duration(5000), [&](Result<std::string> r) { slow = std::move(r); });
+  RunUntil([&] { return false; }, 1200);  // three idle timeouts with a call in flight
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"idle\"}"), 0);
+  ASSERT_TRUE(held);
+  held->Respond(Status::Ok(), "done");
+  ASSERT_TRUE(RunUntil([&] { return slow.has_value(); }, 2000));
+  EXPECT_EQ(slow->value(), "done");
+  ASSERT_TRUE(RunUntil([&] { return Metric("oklog_rpc_streams_dropped_total{reason=\"idle\"}") == 1; }, 3000));
+  EXPECT_EQ(CallSync(client_.get(), "echo", "again").value(), "again");
+}
+
+TEST_F(RpcTest, ConnectionsBeyondTheCapAreClosedAtOnceAndCounted) {
+  server_->Close();
+  RunUntil([&] { return server_->done(); }, 2000);
+  RpcServer::Options so;
+  so.cluster_name = "test";
+  so.node_name = "server";
+  so.max_connections = 1;
+  server_ = RpcServer::Create(&loop_, so, &metrics_);
+  ASSERT_TRUE(server_->Listen("127.0.0.1:0").ok());
+  addr_ = "127.0.0.1:" + std::to_string(server_->port());
+  server_->Handle("echo", [](std::shared_ptr<ServerCall> c) { c->Respond(Status::Ok(), c->body()); });
+  EXPECT_EQ(CallSync(client_.get(), "echo", "first").value(), "first");
+  auto second = RpcClient::Create(&loop_, {"test", "second"}, nullptr);
+  EXPECT_FALSE(CallSync(second.get(), "echo", "x").ok());
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"cap\"}"), 1);
+  EXPECT_EQ(CallSync(client_.get(), "echo", "still").value(), "still");
+  second->Close();
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "common/uv/tcp_listener.h"
 
+#include "common/log.h"
 #include "common/uv/check.h"
 
 namespace oklog {
@@ -49,9 +50,37 @@ Status TcpListener::ListenAndName(int backlog, const std::string& what) {
 
 int TcpListener::Accept(uv_stream_t* client) { return uv_accept(tcp_.stream(), client); }
 
+void TcpListener::SetCap(size_t max_connections, std::function<size_t()> open_now, std::function<void()> on_shed) {
+  cap_ = max_connections;
+  open_now_ = std::move(open_now);
+  on_shed_ = std::move(on_shed);
+}
+
+// Accepted into a handle of its own and closed: libuv has already taken the connection off the
+// queue, and only uv_accept hands it over (then it watches the listener again).
+void TcpListener::ShedOne() {
+  auto* client = new uv_tcp_t;
+  if (uv_tcp_init(tcp_.get()->loop, client) != 0) {
+    delete client;
+    return;
+  }
+  uv_accept(tcp_.stream(), reinterpret_cast<uv_stream_t*>(client));
+  uv_close(reinterpret_cast<uv_handle_t*>(client), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+  if (on_shed_) on_shed_();
+  ++shed_since_log_;
+  const uint64_t now = uv_now(tcp_.get()->loop);
+  if (last_shed_log_ms_ == 0 || now - last_shed_log_ms_ >= 10000) {
+    Logger("net")->warn("listener {}: {} connection(s) refused at the cap of {} open connections", bound_,
+                        shed_since_log_, cap_);
+    last_shed_log_ms_ = now;
+    shed_since_log_ = 0;
+  }
+}
+
 void TcpListener::OnConnectionCb(uv_stream_t* server, int status) noexcept {
   auto* self = UvHandle<uv_tcp_t>::Data<TcpListener>(reinterpret_cast<uv_tcp_t*>(server));
   if (self == nullptr || !self->on_connection_) return;
+  if (status == 0 && self->cap_ > 0 && self->open_now_ && self->open_now_() >= self->cap_) return self->ShedOne();
   self->on_connection_(self, status);
 }
 

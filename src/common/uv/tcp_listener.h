@@ -48,6 +48,11 @@ class TcpListener {
 
   // uv_accept into client (initialised on the same loop): 0 or a libuv error.
   int Accept(uv_stream_t* client);
+  // A connection cap: while open_now() (the owner's count of its open connections) is at least
+  // max_connections, a new connection is accepted and closed at once, without on_connection
+  // (counted by on_shed, and logged at most every 10 s), so that a flood of idle connections
+  // on one port cannot take every descriptor of the process. 0: no cap.
+  void SetCap(size_t max_connections, std::function<size_t()> open_now, std::function<void()> on_shed);
   uint16_t port() const { return port_; }
   const std::string& bound() const { return bound_; }  // "ip:port" actually bound
   // Stops accepting; on_closed (optional) runs when the handle's close callback has run.
@@ -60,7 +65,14 @@ class TcpListener {
   // After bind: uv_listen, then the bound address from getsockname.
   Status ListenAndName(int backlog, const std::string& what);
 
+  void ShedOne();
+
   OnConnection on_connection_;
+  size_t cap_ = 0;
+  std::function<size_t()> open_now_;
+  std::function<void()> on_shed_;
+  uint64_t last_shed_log_ms_ = 0;
+  uint64_t shed_since_log_ = 0;
   UvHandle<uv_tcp_t> tcp_;
   uint16_t port_ = 0;
   std::string bound_;

@@ -23,6 +23,11 @@ IngestMetrics::IngestMetrics(Registry* m) {
   refusing = m->NewGauge("oklog_ingest_refusing",
                          "1 while the ingest listeners are closed: the ingest disk is full or this ingester sheds "
                          "(/health says why).");
+  conns_closed = m->NewCounterFamily(
+      "oklog_ingest_connections_closed_total",
+      "Ingest connections closed by policy: cap (refused at once, the listener had max_connections open), "
+      "idle (nothing read for the idle timeout; newline connections are half-closed and handed over).",
+      {"modality", "reason"});
   refused_writes = m->NewCounterFamily(
       "oklog_ingest_refused_writes_total",
       "Bulk segments not written (nor acknowledged) because the ingester refuses producers (disk full, shedding).",

@@ -26,6 +26,7 @@ struct IngestMetrics {
   // written (nor acknowledged) meanwhile.
   Gauge* refusing;
   Family<Counter>* refused_writes;
+  Family<Counter>* conns_closed;  // {modality, reason="cap"|"idle"}
 };
 
 }  // namespace oklog

@@ -61,7 +61,8 @@ struct Options {
   bool perf = false;        // perf record -g the nodes during each throughput phase
   // Layout indexes in run order; the single node runs first and last, so that a burst of other
   // load on the shared machine shows as two different single-node figures.
-  std::vector<int> layouts = {0, 1, 2, 0};
+  // 3 (1 + 2 with -cluster.key-file) runs right after 1, for the keyring's cost (issue 11).
+  std::vector<int> layouts = {0, 1, 3, 2, 0};
 };
 
 // The count query: a regex with a required literal matching ~0.2 % of the corpus lines, so
@@ -490,12 +491,28 @@ int Run(const Options& opt) {
   struct Layout {
     std::string name;
     std::vector<std::string> modes;
+    bool keyed = false;  // every node given -cluster.key-file (one fresh key)
   };
   const std::vector<Layout> layouts = {
       {"1 ingeststore (RF 1)", {"ingeststore"}},
       {"1 ingest + 2 store (RF 2)", {"ingest", "store", "store"}},
       {"3 ingest + 3 store (RF 2)", {"ingest", "ingest", "ingest", "store", "store", "store"}},
+      {"1 ingest + 2 store, keyed", {"ingest", "store", "store"}, true},
   };
+  // The keyed layout's key file: one line from `oklog keygen`.
+  const std::string key_file = dir + "/cluster.keys";
+  {
+    std::string key;
+    if (FILE* p = popen((opt.oklog + " keygen").c_str(), "r")) {
+      char buf[128];
+      while (std::fgets(buf, sizeof buf, p)) key += buf;
+      pclose(p);
+    }
+    if (FILE* f = std::fopen(key_file.c_str(), "w")) {
+      std::fputs(key.c_str(), f);
+      std::fclose(f);
+    }
+  }
   std::vector<bool> layout_ran(layouts.size(), false);
   for (size_t run = 0; run < opt.layouts.size(); ++run) {
     const int li_int = opt.layouts[run];
@@ -507,7 +524,9 @@ int Run(const Options& opt) {
     if (again) l.name += " again";
     const std::string ldir = dir + "/run" + std::to_string(run) + "-layout" + std::to_string(li);
     step("starting " + l.name);
-    auto cluster = Cluster::Start(opt.oklog, ldir, l.modes, {}, seconds(30));
+    std::vector<std::string> extra;
+    if (l.keyed) extra = {"-cluster.key-file", key_file};
+    auto cluster = Cluster::Start(opt.oklog, ldir, l.modes, extra, seconds(30));
     if (!cluster) {
       failures++;
       continue;
@@ -678,6 +697,19 @@ int Run(const Options& opt) {
   const double added = p50_3 - p50_1;
   std::printf("  %-50s %9.2f ms %12s  %s\n", "fan-out added p50 (3 stores vs 1)", added, "<= 5 ms",
               PassMiss(empty.errors == 0 && added <= 5));
+  const Throughput* plain12 = nullptr;
+  const Throughput* keyed12 = nullptr;
+  for (const auto& t : tput) {
+    if (t.name.rfind("1 ingest + 2 store (RF 2)", 0) == 0 && !plain12) plain12 = &t;
+    if (t.name.rfind("1 ingest + 2 store, keyed", 0) == 0 && !keyed12) keyed12 = &t;
+  }
+  if (plain12 && keyed12) {
+    std::printf("\nTargets (issue 11)                                         measured       target  result\n");
+    const double ratio = keyed12->rps / plain12->rps;
+    std::printf("  %-50s %10.2f x %12s  %s   (%s vs %s r/s)\n", "1 + 2 ingest with the cluster keyring vs without",
+                ratio, ">= 0.8 x", PassMiss(keyed12->ok && plain12->ok && ratio >= 0.8), Mrps(keyed12->rps).c_str(),
+                Mrps(plain12->rps).c_str());
+  }
   if (broad_ran) {
     std::printf("\nTargets (issue 9)                                          measured       target  result\n");
     std::printf("  %-50s %10.2f x %12s  %s\n", "broad query fanned out over 3 vs 1 store, per record",
@@ -716,7 +748,7 @@ bool ParseArgs(int argc, char** argv, Options* opt) {
       opt->records = 200'000;
       opt->marker_seconds = 4;
       opt->fanout_reps = 50;
-      opt->layouts = {0, 1, 2};
+      opt->layouts = {0, 1, 3, 2};
     } else if (a == "--keep") {
       opt->keep = true;
     } else if (auto v7 = value("--layouts")) {
@@ -730,7 +762,7 @@ bool ParseArgs(int argc, char** argv, Options* opt) {
     } else {
       std::fprintf(stderr,
                    "usage: oklog_bench_cluster [--oklog=PATH] [--quick] [--records=N] [--marker-seconds=S] "
-                   "[--load-rps=R] [--fanout-reps=N] [--broad-reps=N] [--no-full-count] [--layouts=0120] [--perf] [--tmp=DIR] [--keep]\n");
+                   "[--load-rps=R] [--fanout-reps=N] [--broad-reps=N] [--no-full-count] [--layouts=01320] [--perf] [--tmp=DIR] [--keep]\n");
       return false;
     }
   }
