@@ -13,11 +13,15 @@
 #include "query/query_params.h"
 #include "query/record_sink.h"
 #include "segments/record_merge.h"
+#include "segments/segment_format.h"
 
 namespace oklog {
 namespace {
 
 constexpr size_t kOutChunkBytes = 64 << 10;
+// No stored record is longer, LF included (segment_file.cpp refuses to read one that is): a
+// peer sending this many bytes without a LF is not sending records.
+constexpr size_t kMaxPeerRecordBytes = segment_format::kMaxRecordBytes;
 
 }  // namespace
 
@@ -30,7 +34,13 @@ struct QueryFanout::Fan {
     std::string buf;
     size_t pos = 0;
     size_t head_len = 0;  // > 0 while the line at pos is this peer's head in the merge
+    size_t scan = 0;      // no LF in buf between pos and here
+    size_t tail = 0;      // bytes after the last LF received: the record still arriving
+    // Record bytes as offsets from this peer's first: dropped from the front of buf, and
+    // credited to the RPC (merged, or credited ahead for a record longer than what came).
+    uint64_t erased = 0, credited = 0;
     bool stats = false, ended = false, failed = false, exhausted = false;
+    Status rejected;  // set when we end the peer's answer for breaking query.run's format
     QueryRunStats st;
   };
   QueryFanout* owner;
@@ -48,6 +58,24 @@ struct QueryFanout::Fan {
   std::chrono::steady_clock::time_point t0;
   Ulid from, to;
   std::vector<std::string> dead_stores;  // store members dead in the view when the query began
+
+  // Credits peer p's record bytes up to `offset` (from its first record byte). Memory per peer
+  // stays within the RPC window of uncredited bytes plus the one record being received,
+  // which on_chunk bounds by kMaxPeerRecordBytes.
+  void CreditTo(PeerStream& p, uint64_t offset) {
+    if (offset <= p.credited) return;
+    if (p.handle && !p.ended && !p.failed) owner->client_->Consume(p.handle, offset - p.credited);
+    p.credited = offset;
+  }
+
+  // Peer i's answer breaks query.run's format: it ends here, counted as this peer's error (the
+  // answer is a 206 when its headers have not gone out yet, else it is cut off).
+  void Reject(size_t i, const Status& why) {
+    PeerStream& p = peers[i];
+    Logger("query")->warn("query.run on {}: {}", p.name, why.ToString());
+    p.rejected = why;
+    owner->client_->Cancel(p.handle);  // on_end runs now, and reports `why`
+  }
 
   void CancelAll() {
     for (auto& p : peers)
@@ -68,10 +96,10 @@ struct QueryFanout::Fan {
     std::string content_type =
         format == OutputFormat::kJson ? "application/x-ndjson" : "text/plain; charset=utf-8";
     for (auto& p : peers) {
-      if (p.failed && !p.stats) {
-        ++errors;
-        continue;
-      }
+      // A peer that failed after its stats (before these headers) sent only part of its
+      // records: an error too, or the answer would claim to be whole.
+      if (p.failed) ++errors;
+      if (!p.stats) continue;
       nodes += std::max<uint64_t>(1, p.st.nodes);
       segments += p.st.segments;
       max_size = std::max(max_size, p.st.max_data_set_size);
@@ -149,20 +177,28 @@ struct QueryFanout::Fan {
     // here at the edge, as records leave the merge.
     for (;;) {
       if (limit && emitted >= *limit) return Finish();
+      bool waiting = false;
       for (size_t i = 0; i < peers.size(); ++i) {
         PeerStream& p = peers[i];
         if (p.exhausted || p.head_len) continue;
-        size_t nl = p.buf.find('\n', p.pos);
+        size_t nl = p.buf.find('\n', std::max(p.pos, p.scan));
         if (nl == std::string::npos) {
           if (p.ended || p.failed) {
             p.exhausted = true;
             continue;
           }
-          return;  // wait for this peer: its next line may come first
+          // Wait for this peer: its next line may come first. Everything it sent is that one
+          // line, which the merge needs whole: credit it now, or a record longer than the
+          // window would stall the answer (the store waiting for credit, we for its LF).
+          p.scan = p.buf.size();
+          CreditTo(p, p.erased + p.buf.size());
+          waiting = true;
+          continue;
         }
         p.head_len = nl + 1 - p.pos;
         merge.Offer(i, std::string_view(p.buf).substr(p.pos, p.head_len));
       }
+      if (waiting) return;
       if (merge.empty()) return Finish();
       PeerStream& p = peers[merge.Pop().source];
       std::string_view line(p.buf.data() + p.pos, p.head_len);
@@ -172,9 +208,11 @@ struct QueryFanout::Fan {
         ++emitted;
       }
       p.pos += line.size();
-      if (p.handle && !p.ended && !p.failed) owner->client_->Consume(p.handle, line.size());
+      CreditTo(p, p.erased + p.pos);
       if (p.pos >= (1u << 20)) {
         p.buf.erase(0, p.pos);
+        p.erased += p.pos;
+        p.scan = p.scan > p.pos ? p.scan - p.pos : 0;
         p.pos = 0;
       }
       if (out.size() >= kOutChunkBytes) {
@@ -326,21 +364,23 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
       if (!ps.stats) {
         fan->owner->client_->Consume(ps.handle, part.size());
         Result<QueryRunStats> st = DecodeQueryRunStats(part);
-        if (!st.ok()) {
-          // A peer that does not speak query.run v1: an error for this answer, not a crash.
-          Logger("query")->warn("query.run on {}: {}", ps.name, st.status().ToString());
-          fan->owner->client_->Cancel(ps.handle);
-          return;
-        }
+        // A peer that does not speak query.run v1: an error for this answer, not a crash.
+        if (!st.ok()) return fan->Reject(i, st.status());
         ps.stats = true;
         ps.st = *st;
       } else {
+        const size_t lf = part.rfind('\n');
+        ps.tail = lf == std::string::npos ? ps.tail + part.size() : part.size() - lf - 1;
+        if (ps.tail >= kMaxPeerRecordBytes)
+          return fan->Reject(i, Status::Corruption("a record longer than " + std::to_string(kMaxPeerRecordBytes) +
+                                                   " bytes (no LF)"));
         ps.buf.append(part);
       }
       if (!fan->waiting_drain) fan->PumpAndFlush();
     };
-    h.on_end = [fan, i](const Status& s) {
+    h.on_end = [fan, i](const Status& end) {
       auto& ps = fan->peers[i];
+      const Status s = ps.rejected.ok() ? end : ps.rejected;
       ps.ended = true;
       if (fan->finished) return;  // we cancelled it (limit reached, client gone)
       if (!s.ok() || !ps.stats) {

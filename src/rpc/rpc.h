@@ -10,13 +10,17 @@
 //     error(id)        cancel (deadline passed, or the caller lost interest)
 //   server -> client:
 //     response(id, status, body)          a whole answer (body <= kRpcChunkBytes)
-//     chunk(id, part)* end(id, status, message)   a streamed answer (large or server-streaming)
+//     chunk(id, part)* end(id, status, message)   a streamed answer (large or server-streaming);
+//                      at any point the chunks' bytes minus the credits the client sent are at
+//                      most kRpcStreamWindowBytes (the client checks it)
 //     error(id, status, message)          failure before any chunk (unknown method, ...)
 //   status: 0 = OK, else an oklog::Code value; the body of a failure is its message.
 //
 // Any frame that does not fit this grammar (a bad hello, a wrong cluster or version, an oversize
-// frame or message, an undecodable envelope, a reused id) closes that connection and is counted
-// in oklog_rpc_streams_dropped_total{reason}; the node keeps serving every other connection.
+// frame or message, an undecodable envelope, a reused id, response chunks past the window)
+// closes that connection and is counted in oklog_rpc_streams_dropped_total{reason}; the node
+// keeps serving every other connection. There is one connection per pair of nodes, so a peer's
+// violation on one call ends its own calls only (Unavailable), never another peer's.
 // The gossip push/pull (method "gossip") is a client of the same grammar with one request per
 // connection. Method "rpc.ping" (empty body, empty OK answer) is every server's own: a client
 // asks it on a connection that showed no life while a call timed out, and closes the connection

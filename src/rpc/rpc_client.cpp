@@ -63,7 +63,13 @@ struct ClientCall {
   uint64_t last_ms = 0;
   bool got_part = false;
   bool probe = false;  // a liveness ping: its own timeout never starts another
-  uint64_t unacked = 0;  // consumed but not yet credited
+  // Response bytes of this call: chunks received, credits sent to the server, bytes consumed
+  // but not yet credited (sent in batches). received - credited <= kRpcStreamWindowBytes, or the
+  // server broke the window.
+  uint64_t received = 0;
+  uint64_t credited = 0;
+  uint64_t unacked = 0;
+  uint64_t max_bytes = 0;  // streams: 0 unlimited, else ResourceExhausted past it
 };
 
 class RpcClientImpl : public RpcConnOwner {
@@ -201,6 +207,10 @@ class RpcClientImpl : public RpcConnOwner {
     call.got_part = true;
     switch (e.kind) {
       case Envelope::Kind::kResponse:
+        if (!call.unary && call.max_bytes != 0 && call.received + e.body.size() > call.max_bytes) {
+          Finish(handle, OverMaxBytes(call));  // a whole answer: nothing to cancel
+          return;
+        }
         if (!call.unary && !e.body.empty() && call.handlers.on_chunk) {
           auto cb = call.handlers.on_chunk;  // a copy: the callback may end the call (and free it)
           cb(std::move(e.body));
@@ -211,6 +221,12 @@ class RpcClientImpl : public RpcConnOwner {
         return;
       case Envelope::Kind::kChunk: {
         const size_t n = e.body.size();
+        call.received += n;
+        // ServerCall::Pump keeps sent - credited <= the window, and what we have credited is
+        // never behind what the server has heard, so an honest server cannot get past this
+        // check (no slack is due). Past it the peer ignores credits (a fake or broken store):
+        // its bytes must not pile up here.
+        if (call.received - call.credited > kRpcStreamWindowBytes) return WindowBroken(cc, handle);
         if (call.unary) {
           if (call.body.size() + n > kRpcMaxMessageBytes) {
             Cancel(handle, Status::ResourceExhausted("rpc: response exceeds the message limit"));
@@ -218,6 +234,10 @@ class RpcClientImpl : public RpcConnOwner {
           }
           call.body.append(e.body);
           Consumed(handle, n);
+          return;
+        }
+        if (call.max_bytes != 0 && call.received > call.max_bytes) {
+          Cancel(handle, OverMaxBytes(call));
           return;
         }
         if (call.handlers.on_chunk) {
@@ -241,11 +261,36 @@ class RpcClientImpl : public RpcConnOwner {
     auto it = calls.find(handle);
     if (it == calls.end() || !it->second.conn) return;
     ClientCall& call = it->second;
-    call.unacked += n;
+    // Never credit bytes that did not arrive: a caller's slip must not widen the window.
+    call.unacked += std::min<uint64_t>(n, call.received - call.credited - call.unacked);
     if (call.unacked >= kRpcStreamWindowBytes / 4) {
       Write(call.conn, EncodeEnvelope({Envelope::Kind::kChunk, call.wire_id, "", 0, EncodeCredit(call.unacked)}));
+      call.credited += call.unacked;
       call.unacked = 0;
     }
+  }
+
+  static Status OverMaxBytes(const ClientCall& call) {
+    return Status::ResourceExhausted("rpc: answer exceeds its bound of " + std::to_string(call.max_bytes) + " bytes");
+  }
+
+  // The server sent past the credit window. That breaks the grammar, and a sender that ignores
+  // credits would ignore a cancel as well, so the whole connection goes (counted as "window"):
+  // it carries only calls to this one peer, which fail with Unavailable; connections to other
+  // peers are untouched. This call ends with Corruption, naming the peer; it is taken out
+  // first, so that the other calls' callbacks cannot end it with another status.
+  void WindowBroken(ClientConn* cc, uint64_t handle) {
+    auto it = calls.find(handle);
+    ClientCall call = std::move(it->second);
+    calls.erase(it);
+    cc->calls.erase(call.wire_id);
+    call.conn = nullptr;
+    const std::string addr = cc->addr;
+    const Status why = Status::Corruption("sent " + std::to_string(call.received - call.credited) +
+                                          " uncredited response bytes, over the credit window of " +
+                                          std::to_string(kRpcStreamWindowBytes));
+    BreakConn(cc, why, "window");  // frees cc
+    Report(std::move(call), Status::Corruption("rpc: " + addr + ": " + why.message()));
   }
 
   // ---- calls ----
@@ -303,6 +348,11 @@ class RpcClientImpl : public RpcConnOwner {
     ClientCall call = std::move(it->second);
     calls.erase(it);
     if (call.conn) call.conn->calls.erase(call.wire_id);
+    Report(std::move(call), st);
+  }
+
+  // Runs the callback of a call already removed.
+  void Report(ClientCall call, const Status& st) {
     if (!st.ok()) call_errors->Inc();
     if (call.unary) {
       if (!call.done) return;
@@ -472,6 +522,7 @@ uint64_t RpcClient::Stream(const std::string& addr, const std::string& method, s
   c.unary = false;
   c.handlers = std::move(handlers);
   c.credit = options.credit;
+  c.max_bytes = options.max_bytes;
   c.idle_ms = static_cast<uint64_t>(std::max<int64_t>(0, options.idle_timeout.count()));
   c.first_ms = static_cast<uint64_t>(std::max<int64_t>(0, options.first_part_timeout.count()));
   return impl_->Start(addr, method, std::move(body), std::move(c), options.timeout);

@@ -51,7 +51,8 @@ class RpcClient {
 
   // Unary call: `done` gets the whole response body, or Unavailable (no connection),
   // TimedOut (deadline), Cancelled (Close), ResourceExhausted (response over the message
-  // limit), or the remote handler's status.
+  // limit, kRpcMaxMessageBytes: the rest is cancelled, never buffered), Corruption (the server
+  // broke the credit window, as for Stream), or the remote handler's status.
   using UnaryCallback = std::function<void(Result<std::string>)>;
   void Call(const std::string& addr, const std::string& method, std::string body, Duration timeout,
             UnaryCallback done);
@@ -60,6 +61,11 @@ class RpcClient {
   // Flow control: with kAuto, a part counts as consumed when on_chunk returns; with kManual the
   // caller reports consumption with Consume(), and the server stops sending when
   // kRpcStreamWindowBytes are unconsumed (so buffering is bounded on both sides).
+  // The client enforces the window: a server that sends more than kRpcStreamWindowBytes past
+  // what this client credited breaks the grammar; its connection closes (counted as
+  // oklog_rpc_streams_dropped_total{reason="window"}), the call ends with Corruption and the
+  // other calls to that peer with Unavailable. So the parts a kManual caller holds unconsumed
+  // never exceed the window, whatever the server does.
   // `timeout` bounds the whole call; `idle_timeout` (0: none) the gap between parts.
   enum class Credit { kAuto, kManual };
   struct StreamOptions {
@@ -67,12 +73,16 @@ class RpcClient {
     Duration idle_timeout{0};
     Duration first_part_timeout{0};  // 0: none; else TimedOut when no part came within it
     Credit credit = Credit::kAuto;
+    // 0: unlimited. Else the answer's bound: the part that would take it past max_bytes is not
+    // delivered, the call ends ResourceExhausted and the server gets a cancel.
+    uint64_t max_bytes = 0;
   };
   struct StreamHandlers {
     std::function<void(std::string part)> on_chunk;
     std::function<void(const Status&)> on_end;
   };
   // Returns a handle for Consume()/Cancel(); 0 when the call failed at once (on_end ran).
+  // Consume() credits at most the bytes the call has delivered and not yet been credited for.
   uint64_t Stream(const std::string& addr, const std::string& method, std::string body, StreamOptions options,
                   StreamHandlers handlers);
   void Consume(uint64_t handle, size_t bytes);

@@ -21,6 +21,7 @@
 #include "test_util.h"
 #include "rpc/rpc_client.h"
 #include "rpc/rpc_server.h"
+#include "segments/segment_format.h"
 
 namespace oklog {
 namespace {
@@ -480,6 +481,114 @@ TEST_F(QueryRunTest, AnUnreachablePeerOrOneAnsweringGarbageMakesTheAnswerPartial
   EXPECT_EQ(Metric("oklog_query_fanout_peer_errors_total"), 2);
   Post([&] { liar->Close(); });
   ASSERT_TRUE(WaitFor([&] { return OnLoop<bool>([&] { return liar->done() && gone->done(); }); }));
+}
+
+
+// A store of the test's own making: an RpcServer whose query.run handler is `handler`.
+std::unique_ptr<rpc::RpcServer> FakeStore(uv_loop_t* loop, Registry* metrics, rpc::RpcServer::Handler handler,
+                                          std::string* addr) {
+  auto s = rpc::RpcServer::Create(loop, {"test", "fake"}, metrics);
+  EXPECT_TRUE(s->Listen("127.0.0.1:0").ok());
+  s->Handle(kQueryRun, std::move(handler));
+  *addr = "127.0.0.1:" + std::to_string(s->port());
+  return s;
+}
+
+TEST_F(QueryRunTest, ARecordLongerThanTheCreditWindowStillReachesTheAnswer) {
+  StoreNode* a = AddStore();
+  auto recs = Records(0, 20);
+  WriteSegment(a->store.get(), recs);
+  const TestRecord big = MakeRecord(kBaseMs + 500, 1, "api", std::string(6 << 20, 'b'));
+  ASSERT_GT(big.text.size(), rpc::kRpcStreamWindowBytes);
+  std::string big_addr;
+  auto big_store = FakeStore(loop_.loop(), &metrics_, [&big](std::shared_ptr<rpc::ServerCall> c) {
+    c->Send(EncodeQueryRunStats({}));
+    c->Send(big.text);  // queued in the call; its window paces it
+    c->End(Status::Ok());
+  }, &big_addr);
+  Start({big_addr});
+  HttpResult r = Get("/store/query?from=2023-11-14T22:13:20Z&to=now");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(Header(r, "x-oklog-error-count"), "0");
+  EXPECT_TRUE(r.body == Text(recs, [](size_t) { return true; }) + big.text) << r.body.size() << " bytes";
+  Post([&] { big_store->Close(); });
+  ASSERT_TRUE(WaitFor([&] { return OnLoop<bool>([&] { return big_store->done(); }); }));
+}
+
+TEST_F(QueryRunTest, ARecordRunningPastTheRecordLimitEndsThatPeerAsCorruptionInBoundedMemory) {
+  StoreNode* a = AddStore();
+  auto recs = Records(0, 20);
+  WriteSegment(a->store.get(), recs);
+  // A store sending its stats, then bytes without a LF for as long as it is credited.
+  const uint64_t kCap = uint64_t{512} << 20;
+  std::atomic<uint64_t> produced{0};
+  std::atomic<bool> cancelled{false};
+  std::shared_ptr<rpc::ServerCall> call;
+  std::function<void()> produce = [&] {
+    while (call->writable() && produced < kCap) {
+      call->Send(std::string(rpc::kRpcChunkBytes, 'x'));
+      produced += rpc::kRpcChunkBytes;
+    }
+  };
+  std::string liar_addr;
+  auto liar = FakeStore(loop_.loop(), &metrics_, [&](std::shared_ptr<rpc::ServerCall> c) {
+    call = c;
+    c->OnCancel([&] { cancelled = true; });
+    c->OnWritable(produce);
+    c->Send(EncodeQueryRunStats({}));
+    produce();
+  }, &liar_addr);
+  Start({liar_addr});
+  // Both stats came, so a 200 went out; the liar's failure then cuts the body off.
+  const std::string cmd = "curl -sS -g --max-time 60 -o " + dir_.path() + "/cut '" + base_ +
+                          "/store/query?from=2023-11-14T22:13:20Z&to=now' 2>/dev/null";
+  EXPECT_NE(std::system(cmd.c_str()), 0) << "a cut-off answer is a transfer error";
+  ASSERT_TRUE(WaitFor([&] { return cancelled.load(); }));
+  EXPECT_EQ(Metric("oklog_query_fanout_peer_errors_total"), 1);
+  EXPECT_EQ(Metric("oklog_query_fanout_queries_total{result=\"cut_off\"}"), 1);
+  // Held here: at most the one would-be record plus a window, not what the liar would send.
+  EXPECT_LE(Metric("oklog_rpc_client_bytes_received_total"),
+            static_cast<double>(segment_format::kMaxRecordBytes + rpc::kRpcStreamWindowBytes));
+  // It was credited up to the record limit (the record in progress), and cut off there.
+  EXPECT_GE(produced.load(), segment_format::kMaxRecordBytes);
+  EXPECT_LT(produced.load(), kCap);
+  Post([&] {
+    call.reset();
+    liar->Close();
+  });
+  ASSERT_TRUE(WaitFor([&] { return OnLoop<bool>([&] { return liar->done(); }); }));
+}
+
+TEST_F(QueryRunTest, APeerFailingAfterItsStatsButBeforeTheHeadersMakesTheAnswerPartial) {
+  auto recs = Records(0, 20);
+  std::shared_ptr<rpc::ServerCall> late_call;  // loop thread
+  std::string late_addr, failing_addr;
+  auto late = FakeStore(loop_.loop(), &metrics_, [&](std::shared_ptr<rpc::ServerCall> c) { late_call = c; },
+                        &late_addr);
+  auto failing = FakeStore(loop_.loop(), &metrics_, [](std::shared_ptr<rpc::ServerCall> c) {
+    c->Send(EncodeQueryRunStats({}));
+    c->End(Status::IOError("the disk went away"));
+  }, &failing_addr);
+  Start({late_addr, failing_addr});
+  auto answer = std::async(std::launch::async, [&] { return Get("/store/query?from=2023-11-14T22:13:20Z&to=now"); });
+  ASSERT_TRUE(WaitFor([&] { return Metric("oklog_query_fanout_peer_errors_total") == 1; }));
+  ASSERT_TRUE(WaitFor([&] { return OnLoop<bool>([&] { return late_call != nullptr; }); }));
+  Post([&] {
+    late_call->Send(EncodeQueryRunStats({}));
+    late_call->Send(Text(recs, [](size_t) { return true; }));
+    late_call->End(Status::Ok());
+  });
+  HttpResult r = answer.get();
+  EXPECT_EQ(r.status, 206);
+  EXPECT_EQ(Header(r, "x-oklog-error-count"), "1");
+  EXPECT_EQ(Header(r, "x-oklog-nodes-queried"), "2");
+  EXPECT_EQ(r.body, Text(recs, [](size_t) { return true; }));
+  Post([&] {
+    late_call.reset();
+    late->Close();
+    failing->Close();
+  });
+  ASSERT_TRUE(WaitFor([&] { return OnLoop<bool>([&] { return late->done() && failing->done(); }); }));
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -362,6 +363,206 @@ TEST_F(RpcTest, AStreamWithoutAFirstPartInTimeEndsTimedOutButASilentOneAfterItsF
   client_->Cancel(h);
   ASSERT_TRUE(one_end.has_value());
   EXPECT_EQ(one_end->code(), Code::kCancelled);
+}
+
+// ---- bounds on what a peer's answer may make us hold ----
+
+// Writes all of bytes; false once the peer is gone (no SIGPIPE).
+bool SendFully(int fd, const std::string& bytes) {
+  for (size_t off = 0; off < bytes.size();) {
+    ssize_t n = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// A fake store speaking the framing by hand on its own thread: it accepts one connection,
+// reads the client's hello and first request, sends its hello, then answers that request with
+// kRpcChunkBytes chunks as fast as TCP takes them, ignoring every credit, until the client
+// closes the connection or cap_bytes went out. (The store of issue 11 streamed 1 GiB so.)
+class CreditIgnoringPeer {
+ public:
+  explicit CreditIgnoringPeer(uint64_t cap_bytes) : listen_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(listen_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(listen(listen_.get(), 4), 0);
+    socklen_t len = sizeof a;
+    EXPECT_EQ(getsockname(listen_.get(), reinterpret_cast<sockaddr*>(&a), &len), 0);
+    addr_ = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+    thread_ = std::thread([this, cap_bytes] {
+      Serve(cap_bytes);
+      done_ = true;
+    });
+  }
+  ~CreditIgnoringPeer() { thread_.join(); }
+
+  const std::string& addr() const { return addr_; }
+  uint64_t sent_bytes() const { return sent_; }
+  bool done() const { return done_; }
+
+ private:
+  void Serve(uint64_t cap_bytes) {
+    pollfd p{listen_.get(), POLLIN, 0};
+    if (poll(&p, 1, 10000) != 1) return;
+    UniqueFd c(accept(listen_.get(), nullptr, nullptr));
+    if (c.get() < 0) return;
+    timeval tv{10, 0};  // a test gone wrong must not hang here
+    setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(c.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    FrameDecoder frames;
+    std::vector<std::string> got;  // the client's hello, then its request
+    char buf[4096];
+    while (got.size() < 2) {
+      std::string f;
+      Result<bool> next = frames.Next(&f);
+      if (!next.ok()) return;
+      if (*next) {
+        got.push_back(std::move(f));
+        continue;
+      }
+      ssize_t n = ::read(c.get(), buf, sizeof buf);
+      if (n <= 0) return;
+      frames.Feed(buf, static_cast<size_t>(n));
+    }
+    Result<Envelope> request = DecodeEnvelope(got[1]);
+    if (!request.ok() || request->kind != Envelope::Kind::kRequest) return;
+    if (!SendFully(c.get(), EncodeFrame(EncodeHello({kClusterProtocolVersion, "test", "liar"})))) return;
+    const std::string chunk = EncodeFrame(EncodeEnvelope(
+        {Envelope::Kind::kChunk, request->request_id, "", 0, std::string(kRpcChunkBytes, 'r')}));
+    while (sent_ < cap_bytes && SendFully(c.get(), chunk)) sent_ += kRpcChunkBytes;
+  }
+
+  UniqueFd listen_;
+  std::string addr_;
+  std::atomic<uint64_t> sent_{0};
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+TEST_F(RpcTest, AServerIgnoringCreditsIsCutOffAtTheWindowAndOtherPeersStreamsGoOn) {
+  const uint64_t kCap = uint64_t{256} << 20;
+  CreditIgnoringPeer liar(kCap);
+  // An honest stream of 10 MiB from another server, running alongside.
+  const size_t kPart = 256 << 10, kParts = 40;
+  size_t produced = 0;
+  std::shared_ptr<ServerCall> honest;
+  std::function<void()> produce = [&] {
+    while (honest->writable() && produced < kParts) {
+      honest->Send(std::string(kPart, 'h'));
+      ++produced;
+    }
+    if (produced == kParts) honest->End(Status::Ok());
+  };
+  server_->Handle("tail", [&](std::shared_ptr<ServerCall> c) {
+    honest = c;
+    c->OnWritable(produce);
+    produce();
+  });
+  size_t honest_bytes = 0;
+  std::optional<Status> honest_end;
+  client_->Stream(addr_, "tail", "", {}, {[&](std::string p) { honest_bytes += p.size(); },
+                                          [&](const Status& s) { honest_end = s; }});
+  // The caller holds everything (kManual, never consumed), as the query fan-out may.
+  RpcClient::StreamOptions so;
+  so.credit = RpcClient::Credit::kManual;
+  size_t held = 0;
+  std::optional<Status> liar_end;
+  client_->Stream(liar.addr(), "query.run", "", so, {[&](std::string p) { held += p.size(); },
+                                                      [&](const Status& s) { liar_end = s; }});
+  // A second call to the same peer shares its connection, and its fate.
+  std::optional<Result<std::string>> liar_unary;
+  client_->Call(liar.addr(), "echo", "x", Duration(10000), [&](Result<std::string> r) { liar_unary = std::move(r); });
+  ASSERT_TRUE(RunUntil([&] { return liar_end && liar_unary && honest_end && liar.done(); }, 10000));
+  EXPECT_EQ(liar_end->code(), Code::kCorruption) << liar_end->ToString();
+  EXPECT_NE(liar_end->message().find("over the credit window"), std::string::npos) << liar_end->ToString();
+  EXPECT_NE(liar_end->message().find(liar.addr()), std::string::npos) << liar_end->ToString();
+  // What the caller was handed never exceeds the window it credited (nothing).
+  EXPECT_LE(held, kRpcStreamWindowBytes);
+  EXPECT_GE(held, kRpcStreamWindowBytes - kRpcChunkBytes);
+  EXPECT_EQ(liar_unary->status().code(), Code::kUnavailable) << liar_unary->status().ToString();
+  EXPECT_LT(liar.sent_bytes(), kCap);  // cut off, not drained
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"window\"}"), 1);
+  ASSERT_TRUE(honest_end->ok()) << honest_end->ToString();
+  EXPECT_EQ(honest_bytes, kPart * kParts);
+  EXPECT_EQ(client_->connections(), 1u);  // the honest server's
+  EXPECT_TRUE(CallSync(client_.get(), "echo", "still here").ok());
+}
+
+TEST_F(RpcTest, AStreamOverItsMaxBytesEndsResourceExhaustedAndTheServerHearsTheCancel) {
+  const size_t kPart = 256 << 10;
+  bool cancelled = false;
+  size_t produced = 0;
+  std::shared_ptr<ServerCall> call;
+  std::function<void()> produce = [&] {
+    while (call->writable() && produced < 40) {
+      call->Send(std::string(kPart, 'p'));
+      ++produced;
+    }
+    if (produced == 40) call->End(Status::Ok());
+  };
+  server_->Handle("tail", [&](std::shared_ptr<ServerCall> c) {
+    call = c;
+    c->OnCancel([&] { cancelled = true; });
+    c->OnWritable(produce);
+    produce();
+  });
+  RpcClient::StreamOptions so;
+  so.max_bytes = 3 * kPart + 100;
+  size_t received = 0;
+  std::optional<Status> end;
+  client_->Stream(addr_, "tail", "", so, {[&](std::string p) { received += p.size(); },
+                                          [&](const Status& s) { end = s; }});
+  ASSERT_TRUE(RunUntil([&] { return end.has_value() && cancelled; }, 5000));
+  EXPECT_EQ(end->code(), Code::kResourceExhausted) << end->ToString();
+  EXPECT_EQ(received, 3 * kPart);  // the part that would pass the bound is not delivered
+  EXPECT_FALSE(call->Send("more"));
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"window\"}"), 0);
+  EXPECT_TRUE(CallSync(client_.get(), "echo", "the connection stays").ok());
+}
+
+TEST_F(RpcTest, AUnaryAnswerOverTheMessageLimitEndsResourceExhausted) {
+  bool cancelled = false;
+  server_->Handle("huge", [&](std::shared_ptr<ServerCall> c) {
+    c->OnCancel([&] { cancelled = true; });
+    // Two windows over: the server still holds some when the client gives up, so it hears it.
+    c->Respond(Status::Ok(), std::string(kRpcMaxMessageBytes + 2 * kRpcStreamWindowBytes, 'u'));
+  });
+  Result<std::string> r = CallSync(client_.get(), "huge", "", Duration(10000));
+  EXPECT_EQ(r.status().code(), Code::kResourceExhausted) << r.status().ToString();
+  EXPECT_TRUE(RunUntil([&] { return cancelled; }, 5000));
+  EXPECT_TRUE(CallSync(client_.get(), "echo", "x").ok());
+}
+
+TEST_F(RpcTest, ARequestInPartsPastTheMessageLimitClosesThatConnectionOnly) {
+  std::string raw = EncodeFrame(EncodeHello({kClusterProtocolVersion, "test", "raw"}));
+  const std::string part = EncodeFrame(
+      EncodeEnvelope({Envelope::Kind::kChunk, 7, "", 0, std::string(kRpcChunkBytes, 'q')}));
+  for (size_t sent = 0; sent <= kRpcMaxMessageBytes; sent += kRpcChunkBytes) raw += part;
+  std::atomic<bool> closed{false};
+  std::thread t([&] {
+    int fd = ConnectLoopback(server_->port());
+    SendFully(fd, raw);
+    timeval tv{5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[256];
+    while (::read(fd, buf, sizeof buf) > 0) {
+    }
+    ::close(fd);
+    closed = true;
+  });
+  // A client's call on its own connection meanwhile.
+  std::optional<Result<std::string>> echo;
+  client_->Call(addr_, "echo", std::string(3 * kRpcChunkBytes, 'e'), Duration(10000),
+                [&](Result<std::string> r) { echo = std::move(r); });
+  EXPECT_TRUE(RunUntil([&] { return closed.load() && echo.has_value(); }, 10000));
+  t.join();
+  EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"malformed\"}"), 1);
+  ASSERT_TRUE(echo.has_value());
+  EXPECT_TRUE(echo->ok()) << echo->status().ToString();
+  EXPECT_EQ(server_->connections(), 1u);
 }
 
 // ---- a keyed cluster port (common/crypto/seal.h) ----
