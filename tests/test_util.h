@@ -12,12 +12,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -124,6 +126,29 @@ inline bool WaitFor(const std::function<bool()>& cond, std::chrono::milliseconds
 
 // A child process with stdout and stderr in files; killed (SIGKILL) if still running at
 // destruction, so a failing test never leaves processes behind.
+// Runs fn on its own thread and reports whether it returned within `limit`. A call stuck
+// opening one of `fifos` for reading (a FIFO without a writer blocks that open forever) is then
+// released by opening the FIFO for writing, so a test fails instead of hanging.
+inline bool ReturnsWithin(std::chrono::milliseconds limit, const std::function<void()>& fn,
+                          const std::vector<std::string>& fifos) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread t([fn, done] {
+    fn();
+    done->store(true);
+  });
+  const bool in_time = WaitFor([&] { return done->load(); }, limit);
+  for (int i = 0; !done->load() && i < 1000; ++i) {
+    for (const std::string& f : fifos) {
+      int fd = ::open(f.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);  // ENXIO while nobody reads
+      if (fd >= 0) ::close(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (done->load()) t.join();
+  else t.detach();  // still stuck: leak it rather than hang the suite
+  return in_time;
+}
+
 class Process {
  public:
   Process(const std::vector<std::string>& argv, const std::string& log_dir, const std::string& name,

@@ -2,6 +2,7 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -39,6 +40,7 @@ void ToHalves(const std::array<uint8_t, 16>& b, uint64_t* hi, uint64_t* lo) {
 }  // namespace
 
 Ulid Ulid::FromParts(uint64_t unix_ms, uint16_t entropy_hi, uint64_t entropy_lo) {
+  if (unix_ms > kMaxUnixMs) unix_ms = kMaxUnixMs;  // the bytes below keep 48 bits: never wrap
   Ulid u;
   for (int i = 0; i < 6; ++i) u.b_[i] = static_cast<uint8_t>(unix_ms >> (40 - 8 * i));
   u.b_[6] = static_cast<uint8_t>(entropy_hi >> 8);
@@ -106,19 +108,46 @@ UlidStream::UlidStream() {
 UlidStream::UlidStream(uint16_t tag, uint64_t counter_start) : tag_(tag), counter_(counter_start) {}
 
 Ulid UlidStream::Next(uint64_t now_ms) {
-  if (now_ms > last_ms_) last_ms_ = now_ms;  // never step back: order beats wall-clock truth
-  uint64_t c = counter_++;
-  if (counter_ == 0) {
-    // 2^64 records in one millisecond cannot happen; wrapping would break order, so move time on.
-    ++last_ms_;
+  if (exhausted_) {
+    saturated_ = true;
+    return Ulid::FromParts(Ulid::kMaxUnixMs, tag_, ~uint64_t{0});
   }
-  return Ulid::FromParts(last_ms_, tag_, c);
+  now_ms = std::min(now_ms, Ulid::kMaxUnixMs);
+  if (now_ms > last_ms_) last_ms_ = now_ms;  // never step back: order beats wall-clock truth
+  const Ulid u = Ulid::FromParts(last_ms_, tag_, counter_);
+  Skip(1);
+  return u;
+}
+
+void UlidStream::Skip(uint64_t k) {
+  if (k == 0 || exhausted_) return;
+  const uint64_t before = counter_;
+  counter_ += k;  // modulo 2^64; k < 2^64, so it carries at most once
+  if (counter_ >= before) return;
+  // The counter passed 2^64-1: carry into the millisecond, which keeps the order (2^64 ULIDs
+  // in one millisecond do not happen on a wall clock). At the last millisecond there is no
+  // carry: every ULID of the stream has been issued.
+  if (last_ms_ < Ulid::kMaxUnixMs) {
+    ++last_ms_;
+  } else {
+    exhausted_ = true;
+    if (counter_ != 0) saturated_ = true;  // the skipped run went past the last ULID
+  }
 }
 
 Ulid UlidStream::NextRun(uint64_t now_ms, uint64_t n) {
   Ulid first = Next(now_ms);
-  for (uint64_t i = 1; i < n; ++i) Next(last_ms_);  // the same steps a stream At(first) takes
+  if (n > 1) Skip(n - 1);  // the same steps a stream At(first) takes
   return first;
+}
+
+bool UlidStream::RunFits(const Ulid& first, uint64_t n) {
+  if (n == 0) return false;
+  if (first.unix_ms() < Ulid::kMaxUnixMs) return true;  // one carry at most, into a millisecond that exists
+  const auto& b = first.bytes();
+  uint64_t counter = 0;
+  for (int i = 8; i < 16; ++i) counter = (counter << 8) | b[i];
+  return n - 1 <= ~uint64_t{0} - counter;
 }
 
 UlidStream UlidStream::At(const Ulid& first) {

@@ -10,8 +10,16 @@
 // issue), so a segment resent after a lost ack gets the same ULIDs on any ingester, and the
 // copies are removed as duplicates by queries and compaction. The forwarder reserves one ULID
 // per line (UlidStream::NextRun) so segments never share ULIDs.
+//
+// The ingester refuses (an "err", then the close) a segment whose id leaves no room for its
+// records' ULIDs (UlidStream::RunFits: an id at or near the maximum ULID; its records would
+// otherwise wrap to 1970) or lies more than kBulkMaxIdAhead ahead of the ingester's clock (no
+// clock skew explains it; its records would escape every query window and age retention). A
+// forwarder takes ids from its own wall clock, so only a wrong clock or a hostile client sees
+// either. Ids in the past are accepted (a resend after a long outage).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -23,6 +31,7 @@ namespace oklog::rpc {
 
 inline constexpr size_t kBulkMaxFrameBytes = 64u << 20;
 inline constexpr size_t kBulkMaxSegmentBytes = kBulkMaxFrameBytes - 64;  // room for the envelope
+inline constexpr std::chrono::hours kBulkMaxIdAhead{24};
 
 struct BulkMessage {
   enum class Kind { kSegment, kAck, kError };

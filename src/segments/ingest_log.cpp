@@ -97,6 +97,9 @@ IngestLog::IngestLog(std::string dir, Options options, Registry* m) : dir_(std::
                                  {"reason"});
   committed_segments_ = m->NewCounter("oklog_ingest_committed_segments", "Segments committed by consumers.");
   committed_bytes_ = m->NewCounter("oklog_ingest_committed_bytes", "Bytes of segments committed by consumers.");
+  skipped_files_ = m->NewCounter("oklog_ingest_skipped_files_total",
+                                 "Entries of the ingest directory with a segment's name skipped at start: not regular "
+                                 "files (FIFOs, sockets, devices, directories).");
   failed_segments_ = m->NewCounter("oklog_ingest_failed_segments", "Segments failed back (explicitly or timed out).");
   flush_size_ = m->NewHistogram("oklog_ingest_segment_flush_size_bytes", "Size of flushed segments.",
                                 ExponentialBuckets(16384, 2, 11));
@@ -134,13 +137,16 @@ Status IngestLog::Recover() {
     for (std::string_view ext : {kActive, kPending, kFlushed}) {
       if (!EndsWith(file, ext)) continue;
       std::string name = file.substr(0, file.size() - ext.size());
-      uint64_t size = 0;
-      if (ext == kActive) {
-        OKLOG_RETURN_IF_ERROR(TruncateToLastRecord(env, path, &size));
-      } else {
-        OKLOG_ASSIGN_OR_RETURN(FileInfo info, env->GetFileInfo(path));
-        size = info.size;
+      // Only regular files are segments: a FIFO (whose open would block), socket, device or
+      // directory under a segment's name is left alone, logged and counted.
+      OKLOG_ASSIGN_OR_RETURN(FileInfo info, env->GetFileInfo(path));
+      if (!info.regular) {
+        skipped_files_->Inc();
+        logger->warn("skipping file={} in ingest directory: not a regular file", path);
+        break;
       }
+      uint64_t size = info.size;
+      if (ext == kActive) OKLOG_RETURN_IF_ERROR(TruncateToLastRecord(env, path, &size));
       if (size == 0) {
         (void)env->RemoveFile(path);  // best effort: an empty file is skipped again next time
         break;

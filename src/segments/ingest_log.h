@@ -7,6 +7,9 @@
 // "oldest flushed" needs no mtime. A LOCK file (flock) keeps a second process off the directory.
 // At Open, every .active is cut back to its last complete record and renamed .flushed (an empty
 // one is deleted), and every .pending goes back to .flushed: nothing acknowledged is lost.
+// Only regular files are opened: an entry under a segment's name that is a FIFO, socket, device
+// or directory (or a symlink to one) is left alone, logged and counted
+// (oklog_ingest_skipped_files_total); a non-regular LOCK fails Open (InvalidArgument).
 //
 // Thread-safe: the loop thread creates and flushes active segments while consumers claim,
 // commit and fail on their own threads.
@@ -118,6 +121,8 @@ class IngestLog {
   size_t flushed_count() const;
   size_t pending_count() const;
   uint64_t flushed_bytes() const;
+  // Directory entries Open skipped because they are not regular files.
+  uint64_t skipped_files() const { return skipped_files_->Value(); }
 
   // What the stores have not consumed yet (flushed and claimed segments), for the node's load
   // report and shedding (segments/ingest/shedding.h).
@@ -152,6 +157,7 @@ class IngestLog {
   Counter* committed_segments_;
   Counter* committed_bytes_;
   Counter* failed_segments_;
+  Counter* skipped_files_;
   Histogram* flush_size_;
   Histogram* flush_age_;
 };

@@ -439,6 +439,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
   }
 
   void HandleBulkSegment(IngestConn* c, const rpc::BulkMessage& m) {
+    if (const std::string why = BulkIdProblem(m); !why.empty()) return RejectBulk(c, why);
     switch (tracker_.Received(c->id(), m.id)) {
       case BulkAckTracker::Arrival::kHeld:  // a resend of a segment still here
         metrics_.bulk_segments->With({"resent"})->Inc();
@@ -499,6 +500,26 @@ class IngestServer::Impl final : public IngestConn::Owner {
       job->seg.reset();  // an empty .active: removed at the next start
       BulkStoreFailed(c->id(), m.id, Status::Unavailable("ingest: disk pool closed"));
     }
+  }
+
+  // Why a bulk segment's id cannot name its records (bulk_protocol.h), or "" when it can: its
+  // records would run past the last ULID (an id at or near the maximum would otherwise wrap
+  // them to 1970, where retention trashes them), or it lies further in the future than any
+  // clock skew explains (records nobody's query window reaches and retention never ages).
+  static std::string BulkIdProblem(const rpc::BulkMessage& m) {
+    const uint64_t now_ms = NowUnixMs();
+    const uint64_t ahead_ms = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(rpc::kBulkMaxIdAhead).count());
+    if (m.id.unix_ms() > now_ms + ahead_ms)
+      return "bulk segment id " + m.id.ToString() + " is more than " + std::to_string(rpc::kBulkMaxIdAhead.count()) +
+             "h ahead of this ingester's clock";
+    // Each line becomes one record at most (a last line without LF too).
+    const uint64_t lines = static_cast<uint64_t>(std::count(m.text.begin(), m.text.end(), '\n')) +
+                           (!m.text.empty() && m.text.back() != '\n' ? 1 : 0);
+    if (lines > 0 && !UlidStream::RunFits(m.id, lines))
+      return "bulk segment id " + m.id.ToString() + " leaves no room for its " + std::to_string(lines) +
+             " records' ULIDs";
+    return "";
   }
 
   // One bulk segment on its way to disk: its encoded records and ingest file.

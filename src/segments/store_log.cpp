@@ -66,6 +66,9 @@ StoreLog::StoreLog(std::string dir, StoreLogOptions options, Registry* m)
     : dir_(std::move(dir)), options_(options) {
   quarantined_ = m->NewCounter("oklog_store_quarantined_segments_total",
                                "Segment files that failed verification and were moved to quarantine/.");
+  skipped_files_ = m->NewCounter("oklog_store_skipped_files_total",
+                                 "Entries of the store directory skipped at start: not regular files (FIFOs, sockets, "
+                                 "devices, directories).");
   segments_gauge_ = m->NewGauge("oklog_store_segments", "Store segments queryable on this node.");
   bytes_gauge_ = m->NewGauge("oklog_store_segment_bytes", "Bytes on disk of queryable store segments.");
 }
@@ -80,6 +83,17 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
   auto logger = Logger("store");
   std::vector<std::string> names;
   OKLOG_RETURN_IF_ERROR(env->GetChildren(dir, &names));
+  // Only regular files are opened: a FIFO, socket, device or directory under a segment's name
+  // is left where it is, logged and counted (a FIFO would block an open for reading forever).
+  // The two subdirectories we make are expected.
+  std::erase_if(names, [&](const std::string& file) {
+    if (file == "quarantine" || file == "trash") return false;
+    Result<FileInfo> info = env->GetFileInfo(dir + "/" + file);
+    if (!info.ok() || info->regular) return false;  // gone, or its open reports the error
+    log->skipped_files_->Inc();
+    logger->warn("skipping file={}/{} in store directory: not a regular file", dir, file);
+    return true;
+  });
   std::sort(names.begin(), names.end());
   const std::vector<std::string> listed = names;
   for (std::string& file : names) {
@@ -157,8 +171,8 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
   });
   log->segments_gauge_->Set(static_cast<double>(log->segments_.size()));
   log->bytes_gauge_->Set(static_cast<double>(log->file_bytes()));
-  logger->info("store dir={} segments={} bytes={} quarantined={}", dir, log->segments_.size(), log->file_bytes(),
-               log->quarantined());
+  logger->info("store dir={} segments={} bytes={} quarantined={} skipped={}", dir, log->segments_.size(),
+               log->file_bytes(), log->quarantined(), log->skipped_files());
   return log;
 }
 

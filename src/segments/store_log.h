@@ -8,6 +8,9 @@
 // Start-up: every *.seg is opened and verified (footer, index, block checksums); a segment that
 // fails is moved to `quarantine/` beside the data, logged and counted, never deleted. Leftover
 // temporary files from a crash are removed (they were never renamed, so never acknowledged).
+// Only regular files are opened: anything else under any name (a FIFO, socket, device,
+// directory, or a symlink to one) is left alone, logged and counted
+// (oklog_store_skipped_files_total); a non-regular holdings.log fails Open (InvalidArgument).
 #pragma once
 
 #include <memory>
@@ -91,6 +94,8 @@ class StoreLog {
   size_t segment_count() const;
   uint64_t file_bytes() const;
   uint64_t quarantined() const { return quarantined_->Value(); }
+  // Directory entries Open skipped because they are not regular files.
+  uint64_t skipped_files() const { return skipped_files_->Value(); }
 
  private:
   StoreLog(std::string dir, StoreLogOptions options, Registry* metrics);
@@ -103,6 +108,7 @@ class StoreLog {
   std::vector<std::shared_ptr<const SegmentReader>> segments_;  // sorted by low
   std::unique_ptr<Holdings> holdings_;
   Counter* quarantined_;
+  Counter* skipped_files_;
   Gauge* segments_gauge_;
   Gauge* bytes_gauge_;
 };

@@ -1,7 +1,11 @@
 #include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 
 #include "common/fs/env.h"
@@ -87,6 +91,55 @@ TEST(PosixEnvTest, ASecondLockOnTheSameFileIsUnavailableUntilReleased) {
   EXPECT_EQ(env->LockFile(tmp.path() + "/LOCK").status().code(), Code::kUnavailable);
   a.value().reset();
   EXPECT_TRUE(env->LockFile(tmp.path() + "/LOCK").ok());
+}
+
+TEST(PosixEnvTest, OnlyRegularFilesAreOpenedAndAFifoNeverBlocks) {
+  TempDir tmp;
+  Env* env = Env::Default();
+  const std::string fifo = tmp.path() + "/fifo", dir = tmp.path() + "/dir", sock = tmp.path() + "/sock";
+  const std::string file = tmp.path() + "/file", to_fifo = tmp.path() + "/to_fifo", to_file = tmp.path() + "/to_file";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  ASSERT_TRUE(env->CreateDirs(dir).ok());
+  const int s = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(sock.size(), sizeof addr.sun_path);
+  std::memcpy(addr.sun_path, sock.c_str(), sock.size() + 1);
+  ASSERT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  Create(env, file, "data", Durability::kUnsynced);
+  std::filesystem::create_symlink(fifo, to_fifo);
+  std::filesystem::create_symlink(file, to_file);
+
+  std::vector<Code> codes;
+  std::string appended;
+  Code append_code = Code::kOk, lock_code = Code::kOk;
+  ASSERT_TRUE(ReturnsWithin(
+      std::chrono::seconds(5),
+      [&] {
+        for (const std::string& p : {fifo, to_fifo, dir, sock, std::string("/dev/null")})
+          codes.push_back(env->NewRandomAccessFile(p).status().code());
+        append_code = AppendFileContents(env, fifo, &appended).code();
+        lock_code = env->LockFile(fifo).status().code();
+      },
+      {fifo}))
+      << "opening a FIFO blocked";
+  ::close(s);
+  EXPECT_EQ(codes, std::vector<Code>(5, Code::kInvalidArgument));
+  EXPECT_EQ(append_code, Code::kInvalidArgument);
+  EXPECT_TRUE(appended.empty());
+  EXPECT_EQ(lock_code, Code::kInvalidArgument);
+  EXPECT_FALSE(env->GetFileInfo(fifo)->regular);
+  EXPECT_FALSE(env->GetFileInfo(to_fifo)->regular);
+  EXPECT_FALSE(env->GetFileInfo(sock)->regular);
+
+  // A regular file, directly or through a symlink, reads as before (blocking reads restored).
+  auto r = env->NewRandomAccessFile(to_file);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  char buf[8];
+  size_t got = 0;
+  ASSERT_TRUE((*r)->Read(0, sizeof buf, buf, &got).ok());
+  EXPECT_EQ(std::string(buf, got), "data");
+  EXPECT_TRUE(env->GetFileInfo(to_file)->regular);
 }
 
 TEST(FaultInjectionEnvTest, WriteFaultReportsTheErrnoAndWritesNothing) {

@@ -2,6 +2,7 @@
 // itself (port 0, read back from its -ports.file), the real `oklog forward` and `oklog query`
 // commands, and curl.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -387,6 +388,29 @@ TEST_F(SingleNodeTest, SizeRetentionKeepsTheNewestRecords) {
   EXPECT_TRUE(out.ends_with("\nsized 1199999 the quick brown fox\n"));
   std::fprintf(stderr, "kept the newest %zu of %zu records in %llu bytes of segments\n", lines, kN,
                static_cast<unsigned long long>(store_bytes));
+  node.Stop();
+}
+
+// FIFOs named like segments in the store and ingest directories: the node starts at once (an
+// open for reading would wait for a writer forever), skips and counts them, and serves.
+TEST_F(SingleNodeTest, FifosNamedLikeSegmentsNeitherHangTheStartNorStopTheNode) {
+  const std::string store = dir_.path() + "/data/store", ingest = dir_.path() + "/data/ingest";
+  fs::create_directories(store);
+  fs::create_directories(ingest);
+  const std::vector<std::string> fifos = {
+      store + "/01AAAAAAAAAAAAAAAAAAAAAAAA-01AAAAAAAAAAAAAAAAAAAAAAAB.seg",
+      ingest + "/01AAAAAAAAAAAAAAAAAAAAAAAC.active", ingest + "/01AAAAAAAAAAAAAAAAAAAAAAAD.flushed"};
+  for (const std::string& f : fifos) ASSERT_EQ(::mkfifo(f.c_str(), 0644), 0) << f;
+  NodeProcess node(dir_.path());
+  node.Start();  // bounded: the ports file and /health within 20 s each
+  EXPECT_EQ(node.Metric("oklog_store_skipped_files_total"), 1u);
+  EXPECT_EQ(node.Metric("oklog_ingest_skipped_files_total"), 2u);
+  EXPECT_NE(node.proc().Stderr().find("not a regular file"), std::string::npos) << node.proc().Stderr();
+  WriteFile(dir_.path() + "/f.txt", "after fifo one\nafter fifo two\n");
+  node.Forward(dir_.path() + "/f.txt");
+  ASSERT_TRUE(node.WaitStored(2));
+  EXPECT_NE(Query(node, "-from 1h -q after").find("after fifo two"), std::string::npos) << LastQueryError();
+  for (const std::string& f : fifos) EXPECT_TRUE(fs::is_fifo(f)) << f << " was moved or removed";
   node.Stop();
 }
 

@@ -100,5 +100,41 @@ TEST(IngestLogTest, RecoveryCutsTornActiveAndReturnsPending) {
   EXPECT_EQ((*log)->flushed_count(), 2u);
 }
 
+TEST(IngestLogTest, NonRegularFilesNamedLikeSegmentsAreSkippedAndCountedWithoutBlocking) {
+  TempDir dir;
+  const std::string active = dir.path() + "/01AAAAAAAAAAAAAAAAAAAAAAAA.active";
+  const std::string flushed = dir.path() + "/01AAAAAAAAAAAAAAAAAAAAAAAB.flushed";
+  const std::string pending = dir.path() + "/01AAAAAAAAAAAAAAAAAAAAAAAC.pending";
+  ASSERT_EQ(::mkfifo(active.c_str(), 0644), 0);
+  ASSERT_EQ(::mkfifo(flushed.c_str(), 0644), 0);
+  fs::create_directory(pending);
+  std::ofstream(dir.path() + "/01AAAAAAAAAAAAAAAAAAAAAAAD.pending") << "rec\n";
+  Registry m;
+  Result<std::unique_ptr<IngestLog>> log = Status::Cancelled("not opened");
+  ASSERT_TRUE(ReturnsWithin(std::chrono::seconds(5), [&] { log = IngestLog::Open(dir.path(), {}, &m); },
+                            {active, flushed}))
+      << "IngestLog::Open blocked on a FIFO";
+  ASSERT_TRUE(log.ok()) << log.status().ToString();
+  EXPECT_EQ((*log)->skipped_files(), 3u);
+  EXPECT_EQ(SeriesValue("\n" + m.Render(), "oklog_ingest_skipped_files_total"), 3);
+  EXPECT_EQ((*log)->flushed_count(), 1u);
+  // Left alone under their names: never renamed into the pipeline, never removed.
+  for (const std::string& p : {active, flushed, pending}) EXPECT_TRUE(fs::exists(p)) << p;
+  auto claimed = (*log)->Claim(1 << 20);
+  ASSERT_EQ(claimed.size(), 1u);
+  EXPECT_EQ(claimed[0].id, "01AAAAAAAAAAAAAAAAAAAAAAAD");
+}
+
+TEST(IngestLogTest, ALockThatIsAFifoFailsOpenInsteadOfBlocking) {
+  TempDir dir;
+  const std::string lock = dir.path() + "/LOCK";
+  ASSERT_EQ(::mkfifo(lock.c_str(), 0644), 0);
+  Registry m;
+  Result<std::unique_ptr<IngestLog>> log = Status::Cancelled("not opened");
+  ASSERT_TRUE(ReturnsWithin(std::chrono::seconds(5), [&] { log = IngestLog::Open(dir.path(), {}, &m); }, {lock}));
+  EXPECT_EQ(log.status().code(), Code::kInvalidArgument) << log.status().ToString();
+  EXPECT_TRUE(fs::exists(lock));
+}
+
 }  // namespace
 }  // namespace oklog

@@ -368,6 +368,49 @@ TEST_F(IngestServerTest, BulkGarbageOversizeAndWrongMessagesAreRejectedAndCounte
   EXPECT_EQ(FlushedPayloads(), std::vector<std::string>{"default fine"});
 }
 
+// A bulk id names its records' ULIDs: one at the maximum ULID (whose records would wrap to
+// 1970, where retention trashes them) or further ahead than any clock skew is refused with an
+// error frame; an id a little ahead of this clock is stored with exactly its ULIDs.
+TEST_F(IngestServerTest, BulkSegmentIdsAtTheMaximumOrFarAheadAreRejectedNeverWrapped) {
+  Start({});
+  const uint64_t day_ms = 24 * 3600 * 1000;
+  const std::vector<Ulid> bad = {Ulid::Max(), Ulid::FromParts(Ulid::kMaxUnixMs, 0xFFFF, ~uint64_t{0} - 1),
+                                 Ulid::FromParts(NowUnixMs() + 2 * day_ms, 1, 1)};
+  std::atomic<int> rejected_ok{0};
+  std::vector<std::string> errors(bad.size());
+  std::thread client([&] {
+    for (size_t i = 0; i < bad.size(); ++i) {
+      int fd = ConnectLoopback(server_->bulk_port());
+      SendAll(fd, rpc::EncodeBulkSegment(bad[i], "one\ntwo\nthree\n"));
+      BulkRead r = ReadBulk(fd, 2);  // an error, then the close
+      if (r.closed && r.msgs.size() == 1 && r.msgs[0].kind == rpc::BulkMessage::Kind::kError) {
+        ++rejected_ok;
+        errors[i] = r.msgs[0].text;
+      }
+      ::close(fd);
+    }
+  });
+  RunUntil([&] { return Metric("oklog_ingest_bulk_rejected_total") == bad.size(); });
+  client.join();
+  EXPECT_EQ(rejected_ok.load(), static_cast<int>(bad.size()));
+  for (const std::string& e : errors) EXPECT_NE(e.find("bulk segment id"), std::string::npos) << e;
+  EXPECT_EQ(log_->flushed_count(), 0u);
+
+  const Ulid ahead = Ulid::FromParts(NowUnixMs() + 3600 * 1000, 2, 7);  // an hour of clock skew
+  std::thread good([&] {
+    int fd = ConnectLoopback(server_->bulk_port());
+    SendAll(fd, rpc::EncodeBulkSegment(ahead, "fine\n"));
+    ::usleep(200000);
+    ::close(fd);
+  });
+  RunUntil([&] { return log_->flushed_count() == 1; });
+  good.join();
+  std::string data;
+  for (auto& e : std::filesystem::directory_iterator(dir_.path()))
+    if (e.path().extension() == ".flushed") data = ReadFile(e.path());
+  EXPECT_EQ(data, ahead.ToString() + " default fine\n");
+}
+
 TEST(BulkProtocolTest, MessagesRoundTripAndMalformedOnesAreErrors) {
   const Ulid id = UlidStream().Next(NowUnixMs());
   rpc::FrameDecoder d(rpc::kBulkMaxFrameBytes);

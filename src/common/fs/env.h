@@ -56,7 +56,7 @@ class FileLock {
 struct FileInfo {
   uint64_t size = 0;
   std::chrono::system_clock::time_point mtime;
-  bool regular = false;  // a regular file (not a directory, socket, ...)
+  bool regular = false;  // a regular file, or a symlink to one (not a directory, FIFO, socket, device)
 };
 
 class Env {
@@ -67,7 +67,9 @@ class Env {
 
   // Creates path, which must not exist (AlreadyExists otherwise), for appending.
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) = 0;
-  // NotFound when path does not exist.
+  // NotFound when path does not exist. InvalidArgument when it is not a regular file (a FIFO,
+  // socket, device or directory, or a symlink to one): such a file is never opened in a way that
+  // can block (a FIFO without a writer) and a device is not opened at all.
   virtual Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) = 0;
   // Renames, replacing `to` if it exists.
   virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
@@ -88,7 +90,7 @@ class Env {
   // Creates dir and its missing parents; OK when it exists.
   virtual Status CreateDirs(const std::string& dir) = 0;
   // Creates path if needed and takes an exclusive lock on it: Unavailable when another process
-  // (or another FileLock in this one) holds it.
+  // (or another FileLock in this one) holds it; InvalidArgument when path is not a regular file.
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) = 0;
   // Bytes an unprivileged writer may still use on the filesystem holding path (statvfs
   // f_bavail * f_frsize): what the disk guards (common/fs/disk_guard.h) compare to their floor.

@@ -1,6 +1,7 @@
 // Env::Default(): the POSIX calls the storage modules made directly before the seam existed,
 // with the same flags (O_CLOEXEC everywhere, O_EXCL creation, fdatasync for files, fsync for
-// directories, flock for the ingest LOCK).
+// directories, flock for the ingest LOCK). Files are opened for reading (and the LOCK) only
+// when they are regular files, with O_NONBLOCK, so a FIFO in a data directory never blocks.
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -96,6 +97,30 @@ class PosixFileLock final : public FileLock {
   const int fd_;
 };
 
+const char* FileKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+Status NotRegular(const std::string& path, mode_t mode) {
+  return Status::InvalidArgument("not a regular file (" + std::string(FileKind(mode)) + "): " + path);
+}
+
+// After an O_NONBLOCK open: InvalidArgument unless fd is a regular file, which then gets
+// blocking reads back (O_NONBLOCK was only there to keep open() from waiting on a FIFO).
+Status CheckRegularAndBlock(int fd, const std::string& path) {
+  struct stat st;
+  if (::fstat(fd, &st) != 0) return Status::FromErrno("fstat", path, errno);
+  if (!S_ISREG(st.st_mode)) return NotRegular(path, st.st_mode);
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0 || ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) != 0) return Status::FromErrno("fcntl", path, errno);
+  return Status::Ok();
+}
+
 class PosixEnv final : public Env {
  public:
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path) override {
@@ -108,10 +133,23 @@ class PosixEnv final : public Env {
   }
 
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // stat first, so a device is never opened at all (opening one may have effects); then
+    // O_NONBLOCK, so a FIFO swapped in after the stat cannot make open() wait for a writer,
+    // and fstat to judge what was really opened.
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) {
+      if (errno == ENOENT) return Status::NotFound("no file " + path);
+      return Status::FromErrno("stat", path, errno);
+    }
+    if (!S_ISREG(st.st_mode)) return NotRegular(path, st.st_mode);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
       if (errno == ENOENT) return Status::NotFound("no file " + path);
       return Status::FromErrno("open", path, errno);
+    }
+    if (Status s = CheckRegularAndBlock(fd, path); !s.ok()) {
+      ::close(fd);
+      return s;
     }
     return std::unique_ptr<RandomAccessFile>(new PosixRandomAccessFile(path, fd));
   }
@@ -211,8 +249,12 @@ class PosixEnv final : public Env {
   }
 
   Result<std::unique_ptr<FileLock>> LockFile(const std::string& path) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
     if (fd < 0) return Status::FromErrno("open", path, errno);
+    if (Status s = CheckRegularAndBlock(fd, path); !s.ok()) {
+      ::close(fd);
+      return s;
+    }
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       ::close(fd);
       return Status::Unavailable(path + " is locked by another process");

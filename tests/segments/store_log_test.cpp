@@ -1,0 +1,118 @@
+#include "segments/store_log.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "test_util.h"
+
+namespace oklog {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Rec(uint64_t ms, uint64_t n, const std::string& text) {
+  return Ulid::FromParts(ms, 0, n).ToString() + " t " + text + "\n";
+}
+
+std::string SegName(uint64_t low_ms, uint64_t high_ms) {
+  return Ulid::MinAt(low_ms).ToString() + "-" + Ulid::MaxAt(high_ms).ToString() + ".seg";
+}
+
+TEST(StoreLogTest, CorruptOrTruncatedSegmentsAreQuarantinedNotDeleted) {
+  TempDir dir;
+  Registry m;
+  std::string good_path, bad_path, short_path;
+  {
+    auto store = std::move(StoreLog::Open(dir.path(), {}, &m)).value();
+    for (int k = 0; k < 3; ++k) {
+      auto w = std::move(store->NewWriter()).value();
+      for (int i = 0; i < 1000; ++i) ASSERT_TRUE(w->Append(Rec(100 * k + 1, static_cast<uint64_t>(i), "x" + std::to_string(i))).ok());
+      auto p = w->Finish();
+      ASSERT_TRUE(p.ok());
+      (k == 0 ? good_path : k == 1 ? bad_path : short_path) = p.value();
+    }
+  }
+  std::string data = ReadFile(bad_path);
+  data[data.size() / 3] ^= 0x40;  // a byte inside a block
+  WriteFile(bad_path, data);
+  std::string s = ReadFile(short_path);
+  WriteFile(short_path, s.substr(0, s.size() - 7));
+  WriteFile(dir.path() + "/.01ARYZ6S41TSV4RRFFQ69G5FAV-01ARYZ6S41TSV4RRFFQ69G5FAV.seg.tmp", "partial");
+  WriteFile(dir.path() + "/README.txt", "not ours");
+  auto store = StoreLog::Open(dir.path(), {}, &m);
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ((*store)->segment_count(), 1u);
+  EXPECT_EQ((*store)->quarantined(), 2u);
+  namespace fs = std::filesystem;
+  EXPECT_TRUE(fs::exists(dir.path() + "/quarantine/" + fs::path(bad_path).filename().string()));
+  EXPECT_TRUE(fs::exists(dir.path() + "/quarantine/" + fs::path(short_path).filename().string()));
+  EXPECT_FALSE(fs::exists(dir.path() + "/.01ARYZ6S41TSV4RRFFQ69G5FAV-01ARYZ6S41TSV4RRFFQ69G5FAV.seg.tmp"));
+  EXPECT_TRUE(fs::exists(dir.path() + "/README.txt"));
+}
+
+TEST(StoreLogTest, SelectReturnsOverlappingSegmentsInOrder) {
+  TempDir dir;
+  Registry m;
+  auto store = std::move(StoreLog::Open(dir.path(), {}, &m)).value();
+  for (auto [lo, hi] : std::vector<std::pair<int, int>>{{30, 40}, {10, 20}, {15, 35}}) {
+    auto w = std::move(store->NewWriter()).value();
+    ASSERT_TRUE(w->Append(Rec(static_cast<uint64_t>(lo), 0, "a")).ok());
+    ASSERT_TRUE(w->Append(Rec(static_cast<uint64_t>(hi), 0, "b")).ok());
+    ASSERT_TRUE(store->Add(w->Finish().value()).ok());
+  }
+  auto sel = store->Select(Ulid::MinAt(21), Ulid::MaxAt(29));
+  ASSERT_EQ(sel.size(), 1u);
+  EXPECT_EQ(sel[0]->low().unix_ms(), 15u);
+  sel = store->Select(Ulid::MinAt(0), Ulid::MaxAt(100));
+  ASSERT_EQ(sel.size(), 3u);
+  EXPECT_EQ(sel[0]->low().unix_ms(), 10u);
+  EXPECT_EQ(sel[2]->low().unix_ms(), 30u);
+}
+
+TEST(StoreLogTest, NonRegularFilesNamedLikeSegmentsAreSkippedAndCountedWithoutBlocking) {
+  TempDir dir;
+  {
+    Registry m;
+    auto store = std::move(StoreLog::Open(dir.path(), {}, &m)).value();
+    auto w = std::move(store->NewWriter()).value();
+    ASSERT_TRUE(w->Append(Rec(10, 0, "kept")).ok());
+    ASSERT_TRUE(w->Finish().ok());
+  }
+  const std::string fifo = dir.path() + "/" + SegName(20, 30);
+  const std::string replaced = dir.path() + "/" + SegName(40, 50) + ".replaced";
+  const std::string subdir = dir.path() + "/" + SegName(60, 70);
+  const std::string link = dir.path() + "/" + SegName(80, 90);
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  ASSERT_EQ(::mkfifo(replaced.c_str(), 0644), 0);
+  fs::create_directory(subdir);
+  fs::create_symlink(fifo, link);
+
+  Registry m;
+  Result<std::unique_ptr<StoreLog>> store = Status::Cancelled("not opened");
+  ASSERT_TRUE(ReturnsWithin(std::chrono::seconds(5), [&] { store = StoreLog::Open(dir.path(), {}, &m); },
+                            {fifo, replaced}))
+      << "StoreLog::Open blocked on a FIFO";
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  EXPECT_EQ((*store)->segment_count(), 1u);
+  EXPECT_EQ((*store)->skipped_files(), 4u);
+  EXPECT_EQ((*store)->quarantined(), 0u);  // not ours to move: left where it is
+  EXPECT_EQ(SeriesValue("\n" + m.Render(), "oklog_store_skipped_files_total"), 4);
+  for (const std::string& p : {fifo, replaced, subdir, link}) EXPECT_TRUE(fs::exists(fs::symlink_status(p))) << p;
+  EXPECT_FALSE(fs::exists(dir.path() + "/quarantine/" + fs::path(fifo).filename().string()));
+}
+
+TEST(StoreLogTest, AHoldingsLogThatIsAFifoFailsOpenInsteadOfBlocking) {
+  TempDir dir;
+  const std::string fifo = dir.path() + "/holdings.log";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  Registry m;
+  Result<std::unique_ptr<StoreLog>> store = Status::Cancelled("not opened");
+  ASSERT_TRUE(ReturnsWithin(std::chrono::seconds(5), [&] { store = StoreLog::Open(dir.path(), {}, &m); }, {fifo}))
+      << "StoreLog::Open blocked on a FIFO";
+  EXPECT_EQ(store.status().code(), Code::kInvalidArgument) << store.status().ToString();
+}
+
+}  // namespace
+}  // namespace oklog
