@@ -4,6 +4,7 @@
 // and validated before anything here binds or starts.
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include <algorithm>
@@ -352,6 +353,10 @@ class Node {
       go.sealer = packet_sealer_.get();
       Logger("node")->info("cluster keyring {}: {} key(s), primary {}", c_.key_file, keyring_->keys().size(),
                            crypto::Keyring::Fingerprint(keyring_->primary()));
+      struct stat st {};
+      if (::stat(c_.key_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+        Logger("node")->warn("cluster key file {} is readable by group or others (mode {:o}); chmod 600 it",
+                             c_.key_file, st.st_mode & 0777);
     } else {
       Logger("node")->warn(
           "the cluster is unauthenticated: anyone who reaches the cluster port can join, read and write "

@@ -492,7 +492,7 @@ std::unique_ptr<RpcClient> RpcClient::Create(uv_loop_t* loop, Options options, R
   impl->connects = r->NewCounter("oklog_rpc_connects_total", "Outgoing cluster-port connections opened.");
   impl->dropped = r->NewCounterFamily("oklog_rpc_streams_dropped_total",
                                       "Cluster connections closed for bad input or by policy, by reason (oversize, malformed, "
-                                      "wrong_cluster, hello_timeout, unauthenticated, rekeyed, idle, cap).",
+                                      "wrong_cluster, hello_timeout, unauthenticated, rekeyed, idle, cap, window).",
                                       {"reason"});
   impl->closed_conns = r->NewCounterFamily(
       "oklog_rpc_connections_closed_total",

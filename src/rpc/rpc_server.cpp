@@ -370,7 +370,7 @@ std::unique_ptr<RpcServer> RpcServer::Create(uv_loop_t* loop, Options options, R
   impl->open_conns = r->NewGauge("oklog_rpc_server_connections", "Open incoming cluster-port connections.");
   impl->dropped = r->NewCounterFamily("oklog_rpc_streams_dropped_total",
                                       "Cluster connections closed for bad input or by policy, by reason (oversize, malformed, "
-                                      "wrong_cluster, hello_timeout, unauthenticated, rekeyed, idle, cap).",
+                                      "wrong_cluster, hello_timeout, unauthenticated, rekeyed, idle, cap, window).",
                                       {"reason"});
   auto* t = new TimerBox{{}, impl.get()};
   OKLOG_UV_CHECK(uv_timer_init(loop, &t->h));

@@ -697,18 +697,22 @@ int Run(const Options& opt) {
   const double added = p50_3 - p50_1;
   std::printf("  %-50s %9.2f ms %12s  %s\n", "fan-out added p50 (3 stores vs 1)", added, "<= 5 ms",
               PassMiss(empty.errors == 0 && added <= 5));
+  // The keyring's cost: the best keyed 1 + 2 run against the best unkeyed one (noise on a
+  // shared machine only slows a run; alternate them with --layouts=13131 for several of each).
   const Throughput* plain12 = nullptr;
   const Throughput* keyed12 = nullptr;
   for (const auto& t : tput) {
-    if (t.name.rfind("1 ingest + 2 store (RF 2)", 0) == 0 && !plain12) plain12 = &t;
-    if (t.name.rfind("1 ingest + 2 store, keyed", 0) == 0 && !keyed12) keyed12 = &t;
+    const Throughput** best = nullptr;
+    if (t.name.rfind("1 ingest + 2 store (RF 2)", 0) == 0) best = &plain12;
+    else if (t.name.rfind("1 ingest + 2 store, keyed", 0) == 0) best = &keyed12;
+    if (t.ok && best && (!*best || t.rps > (*best)->rps)) *best = &t;
   }
   if (plain12 && keyed12) {
     std::printf("\nTargets (issue 11)                                         measured       target  result\n");
     const double ratio = keyed12->rps / plain12->rps;
-    std::printf("  %-50s %10.2f x %12s  %s   (%s vs %s r/s)\n", "1 + 2 ingest with the cluster keyring vs without",
-                ratio, ">= 0.8 x", PassMiss(keyed12->ok && plain12->ok && ratio >= 0.8), Mrps(keyed12->rps).c_str(),
-                Mrps(plain12->rps).c_str());
+    std::printf("  %-50s %10.2f x %12s  %s   (best %s vs best %s r/s)\n",
+                "1 + 2 ingest with the cluster keyring vs without", ratio, ">= 0.8 x", PassMiss(ratio >= 0.8),
+                Mrps(keyed12->rps).c_str(), Mrps(plain12->rps).c_str());
   }
   if (broad_ran) {
     std::printf("\nTargets (issue 9)                                          measured       target  result\n");
