@@ -28,17 +28,22 @@ struct Accepted {
   int errors = 0;
 };
 
+// An on_connection that accepts every connection into acc (failed accepts counted).
+TcpListener::OnConnection AcceptInto(uv_loop_t* loop, Accepted* acc) {
+  return [loop, acc](TcpListener* self, int status) {
+    if (status < 0) return void(++acc->errors);
+    auto c = std::make_unique<UvHandle<uv_tcp_t>>();
+    ASSERT_EQ(c->Init(nullptr, [loop](uv_tcp_t* t) { return uv_tcp_init(loop, t); }), 0);
+    ASSERT_EQ(self->Accept(c->stream()), 0);
+    acc->clients.push_back(std::move(c));
+  };
+}
+
 TEST(TcpListenerTest, PortZeroBindsAFreePortReportsItAndAcceptsConnections) {
   uv_loop_t loop;
   ASSERT_EQ(uv_loop_init(&loop), 0);
   Accepted acc;
-  auto l = TcpListener::Create(&loop, *ParseAddress("127.0.0.1:0", 0), [&](TcpListener* self, int status) {
-    if (status < 0) return void(++acc.errors);
-    auto c = std::make_unique<UvHandle<uv_tcp_t>>();
-    ASSERT_EQ(c->Init(nullptr, [&](uv_tcp_t* t) { return uv_tcp_init(&loop, t); }), 0);
-    ASSERT_EQ(self->Accept(c->stream()), 0);
-    acc.clients.push_back(std::move(c));
-  });
+  auto l = TcpListener::Create(&loop, *ParseAddress("127.0.0.1:0", 0), AcceptInto(&loop, &acc));
   ASSERT_TRUE(l.ok()) << l.status().ToString();
   const uint16_t port = (*l)->port();
   EXPECT_NE(port, 0);
@@ -65,13 +70,7 @@ TEST(TcpListenerTest, AtItsCapAConnectionIsClosedAtOnceUntilOneOfTheOpenOnesClos
   ASSERT_EQ(uv_loop_init(&loop), 0);
   Accepted acc;
   int shed = 0;
-  auto l = TcpListener::Create(&loop, *ParseAddress("127.0.0.1:0", 0), [&](TcpListener* self, int status) {
-    if (status < 0) return void(++acc.errors);
-    auto c = std::make_unique<UvHandle<uv_tcp_t>>();
-    ASSERT_EQ(c->Init(nullptr, [&](uv_tcp_t* t) { return uv_tcp_init(&loop, t); }), 0);
-    ASSERT_EQ(self->Accept(c->stream()), 0);
-    acc.clients.push_back(std::move(c));
-  });
+  auto l = TcpListener::Create(&loop, *ParseAddress("127.0.0.1:0", 0), AcceptInto(&loop, &acc));
   ASSERT_TRUE(l.ok()) << l.status().ToString();
   (*l)->SetCap(2, [&] { return acc.clients.size(); }, [&] { ++shed; });
   const uint16_t port = (*l)->port();

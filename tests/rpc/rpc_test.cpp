@@ -73,6 +73,30 @@ class RpcTest : public ::testing::Test {
     t.join();
   }
 
+  // The server side of a streaming method: `parts` parts of `part_bytes` bytes of `fill`, sent as
+  // fast as the window lets them, then End(OK). Lives as long as the test that serves it.
+  struct Producer {
+    size_t part_bytes = 0, parts = 0, produced = 0;
+    char fill = 'p';
+    bool cancelled = false;
+    std::shared_ptr<ServerCall> call;
+    void Produce() {
+      while (call->writable() && produced < parts) {
+        call->Send(std::string(part_bytes, fill));
+        ++produced;
+      }
+      if (produced == parts) call->End(Status::Ok());
+    }
+  };
+  void Serve(const std::string& method, Producer* p) {
+    server_->Handle(method, [p](std::shared_ptr<ServerCall> c) {
+      p->call = c;
+      c->OnCancel([p] { p->cancelled = true; });
+      c->OnWritable([p] { p->Produce(); });
+      p->Produce();
+    });
+  }
+
   double Metric(const std::string& line_prefix) {
     std::string text = "\n" + metrics_.Render();
     size_t p = text.find("\n" + line_prefix + " ");  // a sample line, not "# HELP name ..."
@@ -147,20 +171,8 @@ TEST_F(RpcTest, DeadlinePassesAndTheServerHearsTheCancel) {
 TEST_F(RpcTest, ServerStreamStopsAtTheWindowUntilTheClientConsumes) {
   const size_t kPart = 256 << 10;
   const size_t kTotal = 40;  // 10 MiB: more than two windows
-  size_t produced = 0;
-  std::shared_ptr<ServerCall> call;
-  std::function<void()> produce = [&] {
-    while (call->writable() && produced < kTotal) {
-      call->Send(std::string(kPart, 'p'));
-      ++produced;
-    }
-    if (produced == kTotal) call->End(Status::Ok());
-  };
-  server_->Handle("tail", [&](std::shared_ptr<ServerCall> c) {
-    call = c;
-    c->OnWritable(produce);
-    produce();
-  });
+  Producer tail{kPart, kTotal};
+  Serve("tail", &tail);
   size_t received = 0;
   std::optional<Status> end;
   RpcClient::StreamOptions so;
@@ -172,7 +184,7 @@ TEST_F(RpcTest, ServerStreamStopsAtTheWindowUntilTheClientConsumes) {
   RunUntil([] { return false; }, 300);
   // Nothing consumed: the server holds at one window.
   EXPECT_LE(received, kRpcStreamWindowBytes);
-  EXPECT_LE(produced * kPart, 2 * kRpcStreamWindowBytes);
+  EXPECT_LE(tail.produced * kPart, 2 * kRpcStreamWindowBytes);
   EXPECT_FALSE(end.has_value());
   size_t consumed = 0;
   ASSERT_TRUE(RunUntil([&] {
@@ -447,20 +459,8 @@ TEST_F(RpcTest, AServerIgnoringCreditsIsCutOffAtTheWindowAndOtherPeersStreamsGoO
   CreditIgnoringPeer liar(kCap);
   // An honest stream of 10 MiB from another server, running alongside.
   const size_t kPart = 256 << 10, kParts = 40;
-  size_t produced = 0;
-  std::shared_ptr<ServerCall> honest;
-  std::function<void()> produce = [&] {
-    while (honest->writable() && produced < kParts) {
-      honest->Send(std::string(kPart, 'h'));
-      ++produced;
-    }
-    if (produced == kParts) honest->End(Status::Ok());
-  };
-  server_->Handle("tail", [&](std::shared_ptr<ServerCall> c) {
-    honest = c;
-    c->OnWritable(produce);
-    produce();
-  });
+  Producer honest{kPart, kParts, 0, 'h'};
+  Serve("tail", &honest);
   size_t honest_bytes = 0;
   std::optional<Status> honest_end;
   client_->Stream(addr_, "tail", "", {}, {[&](std::string p) { honest_bytes += p.size(); },
@@ -493,32 +493,18 @@ TEST_F(RpcTest, AServerIgnoringCreditsIsCutOffAtTheWindowAndOtherPeersStreamsGoO
 
 TEST_F(RpcTest, AStreamOverItsMaxBytesEndsResourceExhaustedAndTheServerHearsTheCancel) {
   const size_t kPart = 256 << 10;
-  bool cancelled = false;
-  size_t produced = 0;
-  std::shared_ptr<ServerCall> call;
-  std::function<void()> produce = [&] {
-    while (call->writable() && produced < 40) {
-      call->Send(std::string(kPart, 'p'));
-      ++produced;
-    }
-    if (produced == 40) call->End(Status::Ok());
-  };
-  server_->Handle("tail", [&](std::shared_ptr<ServerCall> c) {
-    call = c;
-    c->OnCancel([&] { cancelled = true; });
-    c->OnWritable(produce);
-    produce();
-  });
+  Producer tail{kPart, 40};
+  Serve("tail", &tail);
   RpcClient::StreamOptions so;
   so.max_bytes = 3 * kPart + 100;
   size_t received = 0;
   std::optional<Status> end;
   client_->Stream(addr_, "tail", "", so, {[&](std::string p) { received += p.size(); },
                                           [&](const Status& s) { end = s; }});
-  ASSERT_TRUE(RunUntil([&] { return end.has_value() && cancelled; }, 5000));
+  ASSERT_TRUE(RunUntil([&] { return end.has_value() && tail.cancelled; }, 5000));
   EXPECT_EQ(end->code(), Code::kResourceExhausted) << end->ToString();
   EXPECT_EQ(received, 3 * kPart);  // the part that would pass the bound is not delivered
-  EXPECT_FALSE(call->Send("more"));
+  EXPECT_FALSE(tail.call->Send("more"));
   EXPECT_EQ(Metric("oklog_rpc_streams_dropped_total{reason=\"window\"}"), 0);
   EXPECT_TRUE(CallSync(client_.get(), "echo", "the connection stays").ok());
 }
