@@ -40,6 +40,7 @@ struct QueryFanout::Fan {
     // credited to the RPC (merged, or credited ahead for a record longer than what came).
     uint64_t erased = 0, credited = 0;
     bool stats = false, ended = false, failed = false, exhausted = false;
+    bool avoided = false;  // asked with the short answer timeout of an avoided peer
     Status rejected;  // set when we end the peer's answer for breaking query.run's format
     QueryRunStats st;
   };
@@ -254,6 +255,8 @@ QueryFanout::QueryFanout(gossip::PeerView* view, rpc::RpcClient* client, Options
     : view_(view), client_(client), options_(options) {
   queries_ = metrics->NewCounterFamily("oklog_query_fanout_queries_total", "Fanned-out queries by result.", {"result"});
   peer_errors_ = metrics->NewCounter("oklog_query_fanout_peer_errors_total", "Store peers that failed a fanned-out query.");
+  peers_avoided_ = metrics->NewCounter("oklog_query_fanout_peers_avoided_total",
+                                       "Store peers that sent no stats within the answer timeout, then avoided a while.");
 }
 
 QueryFanout::~QueryFanout() { Close(); }
@@ -351,12 +354,14 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
     fan->waiting_drain = false;
     fan->PumpAndFlush();
   });
+  const auto now = std::chrono::steady_clock::now();
   for (size_t i = 0; i < stores.size(); ++i) {
     fan->peers[i].name = stores[i].name;
     rpc::RpcClient::StreamOptions so;
     so.timeout = options_.peer_timeout;
     so.idle_timeout = options_.peer_idle_timeout;
-    so.first_part_timeout = options_.peer_answer_timeout;
+    fan->peers[i].avoided = Avoided(stores[i].name, now);
+    so.first_part_timeout = fan->peers[i].avoided ? options_.avoided_answer_timeout : options_.peer_answer_timeout;
     so.credit = rpc::RpcClient::Credit::kManual;
     rpc::RpcClient::StreamHandlers h;
     h.on_chunk = [fan, i](std::string part) {
@@ -368,6 +373,7 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
         if (!st.ok()) return fan->Reject(i, st.status());
         ps.stats = true;
         ps.st = *st;
+        fan->owner->Trust(ps.name);
       } else {
         const size_t lf = part.rfind('\n');
         ps.tail = lf == std::string::npos ? ps.tail + part.size() : part.size() - lf - 1;
@@ -386,6 +392,9 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
       if (!s.ok() || !ps.stats) {
         ps.failed = true;
         fan->owner->peer_errors_->Inc();
+        // Only a full wait starts an avoidance: its end brings the full wait back, so a peer
+        // that is slow rather than gone is not left out for good.
+        if (!ps.stats && !ps.avoided && s.code() == Code::kTimedOut) fan->owner->Avoid(ps.name);
         Logger("query")->warn("query.run on {} failed: {}", ps.name, s.ok() ? "no stats" : s.ToString());
         if (fan->headers_sent && !fan->partial && !fan->head)
           return fan->AbortAnswer(ps.name, s.ok() ? Status::Corruption("no stats") : s);
@@ -397,6 +406,18 @@ void QueryFanout::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> r
   }
   queries_->With({head ? "stats" : "ok"})->Inc();
   if (!fan->waiting_drain) fan->PumpAndFlush();
+}
+
+bool QueryFanout::Avoided(const std::string& peer, std::chrono::steady_clock::time_point now) const {
+  auto it = avoided_.find(peer);
+  return it != avoided_.end() && now < it->second;
+}
+
+void QueryFanout::Avoid(const std::string& peer) {
+  peers_avoided_->Inc();
+  Logger("query")->warn("{} sent no stats within the answer timeout: queries wait {} ms for it for the next {} s", peer,
+                        options_.avoided_answer_timeout.count(), options_.avoid_for.count() / 1000);
+  avoided_[peer] = std::chrono::steady_clock::now() + options_.avoid_for;
 }
 
 }  // namespace oklog

@@ -18,6 +18,8 @@
 // Threads: loop thread only. Lifetime: Close() on the loop cancels every peer stream.
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +39,12 @@ class QueryFanout {
     // answer goes on without that peer, as a 206.
     std::chrono::milliseconds peer_answer_timeout{5000};
     std::chrono::milliseconds peer_idle_timeout{30000};  // between parts of one peer
+    // A peer that let peer_answer_timeout pass without its stats (a blackhole: alive in gossip,
+    // silent to queries) is avoided for this long: later queries give it only avoided_answer_timeout
+    // for its stats, so it costs one query the full wait, not every query; its first answer in
+    // time ends the avoidance. Counted in oklog_query_fanout_peers_avoided_total.
+    std::chrono::milliseconds avoid_for{60000};
+    std::chrono::milliseconds avoided_answer_timeout{250};
     size_t high_water_bytes = 4 << 20;  // response bytes buffered before merging pauses
     // Stores not reached (dead in the view) that could together hold every copy of a batch
     // written since anyone last saw their holdings: at least this many make the answer a 206.
@@ -52,6 +60,12 @@ class QueryFanout {
 
  private:
   void Handle(const HttpRequest& req, std::shared_ptr<HttpResponse> resp);
+  // Blackholes (see Options::avoid_for), by peer name: steady-clock time the avoidance ends.
+  bool Avoided(const std::string& peer, std::chrono::steady_clock::time_point now) const;
+  void Avoid(const std::string& peer);
+  void Trust(const std::string& peer) { avoided_.erase(peer); }
+  std::map<std::string, std::chrono::steady_clock::time_point> avoided_;
+  Counter* peers_avoided_ = nullptr;
   gossip::PeerView* view_;
   rpc::RpcClient* client_;
   Options options_;

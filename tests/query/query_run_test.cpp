@@ -204,7 +204,7 @@ class QueryRunTest : public ::testing::Test {
       e.member.meta = *gossip::EncodeNodeMeta(meta);
       view_.Apply(e);
     }
-    fanout_ = std::make_unique<QueryFanout>(&view_, client_.get(), QueryFanout::Options{}, &metrics_);
+    fanout_ = std::make_unique<QueryFanout>(&view_, client_.get(), fanout_options_, &metrics_);
     fanout_->Register(http_.get());
     base_ = "http://127.0.0.1:" + std::to_string(http_->port());
     loop_.Start();
@@ -296,6 +296,7 @@ class QueryRunTest : public ::testing::Test {
   std::unique_ptr<rpc::RpcClient> client_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<QueryFanout> fanout_;
+  QueryFanout::Options fanout_options_;
   std::string base_;
 };
 
@@ -589,6 +590,47 @@ TEST_F(QueryRunTest, APeerFailingAfterItsStatsButBeforeTheHeadersMakesTheAnswerP
     failing->Close();
   });
   ASSERT_TRUE(WaitFor([&] { return OnLoop<bool>([&] { return late->done() && failing->done(); }); }));
+}
+
+
+// A blackhole: a member that takes query.run and never answers. The first query waits its
+// answer timeout for it and is a 206; the next ones give it the short timeout (a 206 at once,
+// here within the 3 s that curl is given, against a 4 s answer timeout); once it answers in time
+// it is asked with the full wait again.
+TEST_F(QueryRunTest, APeerThatNeverAnswersCostsOneQueryTheFullWaitThenIsAvoided) {
+  StoreNode* a = AddStore();
+  auto recs = Records(0, 20);
+  WriteSegment(a->store.get(), recs);
+  bool answering = false;
+  std::vector<std::shared_ptr<rpc::ServerCall>> held;
+  std::string hole_addr;
+  auto hole = FakeStore(loop_.loop(), &metrics_, [&](std::shared_ptr<rpc::ServerCall> c) {
+    if (!answering) return held.push_back(c);  // never answered
+    QueryRunStats st;
+    c->Send(EncodeQueryRunStats(st));
+    c->End(Status::Ok());
+  }, &hole_addr);
+  fanout_options_.peer_answer_timeout = std::chrono::milliseconds(4000);
+  Start({hole_addr});
+  HttpResult first = Get("/store/query?from=2023-11-14T22:13:20Z&to=now");
+  EXPECT_EQ(first.status, 206);
+  EXPECT_EQ(first.body, Text(recs, [](size_t) { return true; }));
+  EXPECT_EQ(Metric("oklog_query_fanout_peers_avoided_total"), 1);
+  for (int i = 0; i < 3; ++i) {
+    HttpResult r = Curl(dir_.path(), "--max-time 3 '" + base_ + "/store/query?from=2023-11-14T22:13:20Z&to=now'");
+    EXPECT_EQ(r.status, 206) << "query " << i << " waited for the blackhole";
+    EXPECT_EQ(r.body, Text(recs, [](size_t) { return true; }));
+  }
+  EXPECT_EQ(Metric("oklog_query_fanout_peers_avoided_total"), 1);  // short waits do not extend it
+  // It answers again: trusted at once, and the answer is whole.
+  Post([&] { answering = true; });
+  HttpResult back = Get("/store/query?from=2023-11-14T22:13:20Z&to=now");
+  EXPECT_EQ(back.status, 200);
+  Post([&] {
+    held.clear();
+    hole->Close();
+  });
+  ASSERT_TRUE(WaitFor([&] { return OnLoop<bool>([&] { return hole->done(); }); }));
 }
 
 }  // namespace
