@@ -22,6 +22,10 @@ constexpr size_t kReadBufferBytes = 64 * 1024;
 // While a response is in progress the next request is not parsed, but reading goes on (so a
 // client that hangs up is noticed even when the response is quiet) until this much is queued.
 constexpr size_t kMaxReadAheadBytes = 64 * 1024;
+// Pipelined requests are parsed only while less than this is queued for the client: one that
+// sends requests and never reads their answers holds at most this (plus one answer), then its
+// connection stops being read until the answers drain (or the idle timeout closes it).
+constexpr size_t kPipelineHighWaterBytes = 1024 * 1024;
 // After "Connection: close" responses: how long unread input is drained before closing, so the
 // client is not sent a reset that could destroy the response it has not read yet.
 constexpr uint64_t kMaxLingerMs = 2000;
@@ -502,7 +506,7 @@ void Connection::HandleRead(ssize_t nread, const uv_buf_t* buf) {
   if (nread < 0) return CloseNow();  // reset, ENOBUFS, ...
   if (state_ != State::kOpen) return;  // shutting down or lingering: input is discarded
   input_.append(buf->base, static_cast<size_t>(nread));
-  if (current_ != nullptr) {
+  if (current_ != nullptr || pending_write_bytes_ >= kPipelineHighWaterBytes) {
     if (input_.size() - input_pos_ > kMaxReadAheadBytes) StopReading();
     return;
   }
@@ -582,6 +586,8 @@ void Connection::HandleWriteDone(WriteReq* w, int status) {
   if (current_ != nullptr && pending_write_bytes_ < kLowWaterBytes) {
     auto resp = current_;  // the drain callback may finish it
     resp->MaybeFireDrain();
+  } else if (current_ == nullptr && state_ == State::kOpen && pending_write_bytes_ < kLowWaterBytes) {
+    ProcessInput();  // pipelined requests held back while answers were queued
   }
 }
 
@@ -635,7 +641,8 @@ const http_parser_settings& Connection::Settings() {
 void Connection::ProcessInput() {
   if (processing_) return;  // re-entered through a handler that finished at once: the loop below goes on
   processing_ = true;
-  while (state_ == State::kOpen && current_ == nullptr && input_pos_ < input_.size()) {
+  while (state_ == State::kOpen && current_ == nullptr && input_pos_ < input_.size() &&
+         pending_write_bytes_ < kPipelineHighWaterBytes) {
     http_parser_pause(&parser_, 0);
     size_t len = input_.size() - input_pos_;
     size_t n = http_parser_execute(&parser_, &Settings(), input_.data() + input_pos_, len);
@@ -660,7 +667,9 @@ void Connection::ProcessInput() {
     input_pos_ = 0;
   }
   processing_ = false;
-  if (state_ == State::kOpen && current_ == nullptr) StartReading();
+  if (state_ != State::kOpen || current_ != nullptr) return;
+  if (pending_write_bytes_ < kPipelineHighWaterBytes) StartReading();
+  else StopReading();  // answers pile up unread: read again once they drain (HandleWriteDone)
 }
 
 void Connection::Fail(int status) {

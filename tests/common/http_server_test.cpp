@@ -123,6 +123,33 @@ TEST_F(HttpServerTest, KeepAliveServesPipelinedRequestsInOrderOnOneConnection) {
   EXPECT_EQ(r.output, "1 0 ") << "curl should reuse the connection";
 }
 
+// A client that pipelines requests and never reads the answers: the server parses more only
+// while less than about 1 MiB of answers is queued (the rest waits in the kernel's buffers),
+// so memory stays bounded; once the client reads, every answer comes, in order.
+TEST_F(HttpServerTest, PipelinedRequestsWhoseAnswersAreNotReadStopBeingParsed) {
+  std::atomic<int> n{0};
+  StartServer([&](HttpServer* s) {
+    s->Handle("/n", [&](const HttpRequest& req, std::shared_ptr<HttpResponse> resp) {
+      ++n;
+      resp->Send(200, std::string(4096 - 8, '.') + "[" + req.Param("i") + "]");
+    });
+  });
+  RawClient c(port());
+  int small = 32 << 10;
+  setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  const int kRequests = 5000;  // 20 MB of answers
+  std::string reqs;
+  for (int i = 0; i < kRequests; ++i) reqs += "GET /n?i=" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_TRUE(c.Send(reqs));
+  std::this_thread::sleep_for(1s);
+  EXPECT_LT(n.load(), 2500) << "answers pile up without bound";
+  std::string out = c.Read(30s, "[" + std::to_string(kRequests - 1) + "]");
+  EXPECT_EQ(n.load(), kRequests);
+  size_t got = 0;
+  for (size_t p = out.find("HTTP/1.1 200"); p != std::string::npos; p = out.find("HTTP/1.1 200", p + 1)) ++got;
+  EXPECT_EQ(got, static_cast<size_t>(kRequests));
+}
+
 TEST_F(HttpServerTest, Http10GetsCloseDelimitedBodyWithoutChunking) {
   StartServer([](HttpServer* s) {
     s->Handle("/s", [](const HttpRequest&, std::shared_ptr<HttpResponse> resp) {
