@@ -54,7 +54,8 @@ constexpr size_t kReadChunk = 1 << 20;
 constexpr size_t kSendSlice = 256 << 10;
 // A line this long without LF is given up piecewise (the ingester cuts it far sooner).
 constexpr size_t kMaxHeldLine = 16 << 20;
-// Without -durable, how long a new connection waits for the durable hello.
+// Without -durable, how long a new connection holds what it sent (as if durable) for the durable
+// port's hello; without one by then it is a fast port.
 constexpr auto kHelloWait = std::chrono::milliseconds(250);
 // How long a leaving ingester may take to close after we half-closed.
 constexpr auto kHandOverWait = std::chrono::seconds(10);
@@ -81,6 +82,11 @@ class Forwarder {
       if (eof_ && buf_.empty() && (fd_ < 0 || durable_)) break;  // all confirmed (fast: see below)
       const auto now = Clock::now();
       if (eof_ && now >= finish_deadline_) break;
+      if (fd_ >= 0 && detecting_ && now >= hello_deadline_) {  // no hello: a fast port
+        detecting_ = false;
+        Logger("forward")->info("connected to {} (fast port)", targets_[current_].HostPort());
+        DropUpTo(sent_);
+      }
       if (fd_ < 0) {
         if (buf_.empty() && eof_) break;
         if (!buf_.empty()) Connect();  // stdin is read on between attempts
@@ -127,6 +133,7 @@ class Forwarder {
       if (eof_) bound(finish_deadline_);
       if (fd_ < 0 && !buf_.empty()) timeout = 0;  // Connect just waited its backoff: try again
       if (fd_ >= 0 && wr_shut_ && leaving_) bound(handover_deadline_);
+      if (fd_ >= 0 && detecting_) bound(hello_deadline_);
       int r = ::poll(p, static_cast<nfds_t>(n), timeout);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) {
@@ -215,7 +222,7 @@ class Forwarder {
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
       backoff_ms_ = 16;
-      if (!durable_) DropUpTo(sent_);  // fast: nothing to wait for
+      if (!durable_ && !detecting_) DropUpTo(sent_);  // fast: nothing to wait for
       return;
     }
     if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -259,11 +266,13 @@ class Forwarder {
     switch (m.kind) {
       case IngestAckParser::Message::Kind::kHello:
         if (!durable_) {
-          if (sent_on_conn_) {
+          if (!detecting_) {
             Logger("forward")->warn("{} greeted as a durable port late; its acks are ignored (use -durable)",
                                     targets_[current_].HostPort());
           } else {
             durable_ = true;
+            detecting_ = false;
+            Logger("forward")->info("connected to {} (durable port)", targets_[current_].HostPort());
           }
         }
         break;
@@ -279,6 +288,10 @@ class Forwarder {
 
   void OnPeerEof() {
     peer_eof_ = true;
+    if (detecting_) {  // closed without a greeting: a fast port that read what we sent
+      detecting_ = false;
+      DropUpTo(sent_);
+    }
     if (durable_) {
       // The ingester closes after reading our half-close: everything it acked is safe, and
       // whatever is still unacknowledged goes again to the next one.
@@ -323,24 +336,16 @@ class Forwarder {
     setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
     parser_ = IngestAckParser();
     durable_ = opts_.kind == PortKind::kDurable;
-    leaving_ = wr_shut_ = peer_eof_ = sent_on_conn_ = false;
+    leaving_ = wr_shut_ = peer_eof_ = false;
     sent_ = 0;
     conn_start_ = base_;
     lines_on_conn_ = 0;
     warned_full_ = false;
-    // The durable port greets at once; without -durable wait a moment for it.
-    const auto until = Clock::now() + kHelloWait;
-    while (fd_ >= 0 && !durable_ && !leaving_ && !peer_eof_ && Clock::now() < until) {
-      pollfd p{fd_, POLLIN, 0};
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
-      int r = ::poll(&p, 1, static_cast<int>(std::max<int64_t>(left, 0)));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) break;
-      ReadServer();
-    }
-    if (fd_ >= 0)
-      Logger("forward")->info("connected to {} ({} port)", targets_[current_].HostPort(), durable_ ? "durable" : "fast");
-    sent_on_conn_ = true;  // from here on, a late hello is too late
+    // The durable port greets at once. Without -durable, sending starts at once too, but what is
+    // sent stays held (as on a durable port) until the hello comes or kHelloWait passes.
+    detecting_ = !durable_;
+    hello_deadline_ = Clock::now() + kHelloWait;
+    if (durable_) Logger("forward")->info("connected to {} (durable port)", targets_[current_].HostPort());
     return true;
   }
 
@@ -386,7 +391,8 @@ class Forwarder {
   bool leaving_ = false;   // the ingester said "leave"
   bool wr_shut_ = false;   // we half-closed
   bool peer_eof_ = false;  // the ingester half-closed
-  bool sent_on_conn_ = false;
+  bool detecting_ = false;  // no -durable: waiting (while sending) for a durable hello
+  Clock::time_point hello_deadline_{};
   size_t lines_on_conn_ = 0;  // fast: lines written on this connection
   uint64_t possibly_lost_ = 0;
 };
