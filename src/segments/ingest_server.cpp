@@ -1,7 +1,6 @@
 #include "segments/ingest_server.h"
 
 #include <algorithm>
-#include <csignal>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -18,7 +17,6 @@
 #include "segments/ingest/group_committer.h"
 #include "segments/ingest/ingest_conn.h"
 #include "segments/ingest/ingest_metrics.h"
-#include "segments/ingest_acks.h"
 
 namespace oklog {
 namespace {
@@ -56,9 +54,6 @@ class IngestServer::Impl final : public IngestConn::Owner {
   }
 
   Status Start() {
-    // Acks and "leave" go to producers that may have gone (libuv writes with write(2)): an
-    // EPIPE must be an error on that connection, not the end of the process.
-    signal(SIGPIPE, SIG_IGN);
     OKLOG_RETURN_IF_ERROR(Listen(opts_.fast, Modality::kFast));
     OKLOG_RETURN_IF_ERROR(Listen(opts_.durable, Modality::kDurable));
     OKLOG_RETURN_IF_ERROR(Listen(opts_.bulk, Modality::kBulk));
@@ -110,7 +105,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
     // finishes its line and closes too (bounded by kDrainConnMs): nothing it sent is lost.
     // Bulk connections close at once: the forwarder resends what has no ack.
     for (IngestConn* c : AllConns()) {
-      if (c->modality() == Modality::kBulk || !c->HandOver()) CloseConn(c);
+      if (c->modality() == Modality::kBulk || !c->Shutdown()) CloseConn(c);
     }
     if (!conns_.empty()) {
       OKLOG_UV_CHECK(drain_timer_.Init(this, [this](uv_timer_t* t) { return uv_timer_init(loop_, t); }));
@@ -185,7 +180,6 @@ class IngestServer::Impl final : public IngestConn::Owner {
     metrics_.clients[static_cast<int>(mod)]->Add(1);
     ++open_[static_cast<int>(mod)];
     last_read_ms_[id] = uv_now(loop_);
-    if (mod == Modality::kDurable) conn->Send(std::string(kDurableHello));  // ingest_acks.h
     conn->StartReading();
   }
 
@@ -230,7 +224,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
         if (c->modality() == Modality::kBulk) {
           c->Send(rpc::EncodeBulkError("ingest refused: " + why));
           CloseConn(c);
-        } else if (c->HandOver()) {
+        } else if (c->Shutdown()) {
           handing_over_[c->id()] = deadline;
         } else {
           CloseConn(c);
@@ -281,7 +275,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
     }
     for (IngestConn* c : idle) {
       metrics_.conns_closed->With({ModalityName(c->modality()), "idle"})->Inc();
-      if (c->modality() != Modality::kBulk && c->HandOver()) handing_over_[c->id()] = now + kHandOverMs;
+      if (c->modality() != Modality::kBulk && c->Shutdown()) handing_over_[c->id()] = now + kHandOverMs;
       else CloseConn(c);
     }
   }
@@ -404,17 +398,10 @@ class IngestServer::Impl final : public IngestConn::Owner {
 
   // ---- durable: the group committer's outcomes ----
 
-  // The batch is durable: each of its connections is told how many of its bytes are done (all
-  // it sent but a partial last line, which the encoder still holds: ingest_acks.h), then read
-  // again. The connection read nothing since it joined the batch, so the count is exact.
   void ResumeDurable(const GroupCommitter::ConnIds& ids) {
     if (destroying_) return;
-    for (uint64_t id : ids) {
-      if (IngestConn* c = Find(id)) {
-        c->SendAck(c->bytes_read() - c->encoder().partial_bytes());
-        c->StartReading();
-      }
-    }
+    for (uint64_t id : ids)
+      if (IngestConn* c = Find(id)) c->StartReading();
   }
 
   // The batch is not durable: its connections are closed, so the producer sees the connection

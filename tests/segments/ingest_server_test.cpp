@@ -182,12 +182,8 @@ TEST_F(IngestServerTest, FailedGroupCommitClosesItsConnectionsAndLaterCommitsAre
     SendAll(fd, "b0\nb1\n");
     timeval tv{10, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    std::string got;
-    char c[64];
-    ssize_t n;
-    while ((n = ::recv(fd, c, sizeof c, 0)) > 0) got.append(c, static_cast<size_t>(n));
-    // Greeted, never acknowledged, then closed.
-    b_closed = n == 0 && got == "oklog-durable 1\n" ? 1 : -1;
+    char c;
+    b_closed = ::recv(fd, &c, 1, 0) <= 0 && errno != EAGAIN ? 1 : -1;
     ::close(fd);
   });
   RunUntil([&] { return b_closed != 0; });
@@ -448,8 +444,7 @@ TEST_F(IngestServerTest, CloseHalfClosesAndReadsUntilTheClientFinishesItsLine) {
     char b;
     timeval tv{10, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    char leave[6];
-    saw_eof = ::recv(fd, leave, 6, MSG_WAITALL) == 6 && std::string(leave, 6) == "leave\n" && ::recv(fd, &b, 1, 0) == 0;
+    saw_eof = ::recv(fd, &b, 1, 0) == 0;
     SendAll(fd, "ial\n");
     ::shutdown(fd, SHUT_WR);
   });

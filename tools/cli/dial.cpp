@@ -14,10 +14,8 @@
 
 namespace oklog {
 
-int DialWithBackoff(const std::vector<Address>& targets, size_t* current, int* backoff_ms,
-                    std::optional<std::chrono::steady_clock::time_point> deadline) {
+int DialWithBackoff(const std::vector<Address>& targets, size_t* current, int* backoff_ms) {
   for (;;) {
-    if (deadline && std::chrono::steady_clock::now() >= *deadline) return -1;
     const Address& a = targets[*current];
     auto addrs = Resolve(a);
     if (addrs.ok()) {

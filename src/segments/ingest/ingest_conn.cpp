@@ -2,7 +2,6 @@
 
 #include "common/uv/check.h"
 #include "rpc/bulk_protocol.h"
-#include "segments/ingest_acks.h"
 
 namespace oklog {
 namespace {
@@ -60,7 +59,6 @@ void IngestConn::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept
   if (c == nullptr || c->closing_) return;
   if (nread == 0) return;  // EAGAIN: not EOF
   if (nread < 0) return c->owner_->OnEnd(c);  // EOF or error
-  c->bytes_read_ += static_cast<uint64_t>(nread);
   c->owner_->OnData(c, c->rbuf_.get(), static_cast<size_t>(nread));
 }
 
@@ -87,58 +85,6 @@ bool IngestConn::Shutdown() {
   }
   shut_ = true;
   return true;
-}
-
-bool IngestConn::HandOver() {
-  if (mod_ == Modality::kBulk) return false;
-  if (!told_leave_) {
-    Send(std::string(kLeaveMessage));
-    told_leave_ = true;
-  }
-  return mod_ == Modality::kDurable ? true : Shutdown();
-}
-
-void IngestConn::SendAck(uint64_t count) {
-  if (closing_ || count <= ack_wanted_) return;
-  ack_wanted_ = count;
-  if (!ack_in_flight_) WriteAck();
-}
-
-// Writes "ack ack_wanted_"; what uv_try_write could not take is queued, and its callback writes
-// the newest count if it grew meanwhile.
-void IngestConn::WriteAck() {
-  if (closing_ || ack_written_ == ack_wanted_) return;
-  std::string bytes = EncodeAck(ack_wanted_);
-  ack_written_ = ack_wanted_;
-  uv_buf_t now = uv_buf_init(bytes.data(), bytes.size());
-  int sent = uv_try_write(tcp_.stream(), &now, 1);
-  if (sent == static_cast<int>(bytes.size())) return;
-  if (sent > 0) bytes.erase(0, static_cast<size_t>(sent));
-  struct AckReq {
-    uv_write_t req;
-    std::string data;
-    IngestConn* conn;
-  };
-  auto* w = new AckReq;
-  w->data = std::move(bytes);
-  w->conn = this;
-  w->req.data = w;
-  uv_buf_t b = uv_buf_init(w->data.data(), w->data.size());
-  const int rc = uv_write(&w->req, tcp_.stream(), &b, 1, [](uv_write_t* r, int status) {
-    auto* req = static_cast<AckReq*>(r->data);
-    // Write callbacks run before the socket's close callback, so the connection is alive here;
-    // after a failure or cancel nothing more is written.
-    if (status == 0) {
-      req->conn->ack_in_flight_ = false;
-      req->conn->WriteAck();
-    }
-    delete req;
-  });
-  if (rc != 0) {
-    delete w;
-    return;
-  }
-  ack_in_flight_ = true;
 }
 
 void IngestConn::Close() {

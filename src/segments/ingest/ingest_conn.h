@@ -61,18 +61,6 @@ class IngestConn {
   // Half-closes (shutdown(2) after queued writes): the peer sees EOF and reading continues.
   // False when it could not be started (then Close()); true again when already half-closed.
   bool Shutdown();
-  // Tells a newline producer to move on (segments/ingest_acks.h): "leave", then on the fast
-  // port a half-close; a durable connection stays open both ways, so its acks still go out,
-  // until its producer half-closes. Reading continues. False when it could not be started
-  // (then Close()); true again when already told.
-  bool HandOver();
-  // Durable: acknowledges the first `count` bytes read (ingest_acks.h). Acks are cumulative, so
-  // at most one is queued: while one is being written, a later count replaces the waiting one
-  // (a client that never reads costs one small buffer, not one per commit).
-  void SendAck(uint64_t count);
-  // Bytes read from the socket so far.
-  uint64_t bytes_read() const { return bytes_read_; }
-  uint64_t acked() const { return ack_wanted_; }
   // Stops reading and closes the socket; Owner::OnClosed follows from the close callback.
   void Close();
 
@@ -96,12 +84,6 @@ class IngestConn {
   bool reading_ = false;
   bool closing_ = false;
   bool shut_ = false;  // Shutdown() done
-  bool told_leave_ = false;  // HandOver() done
-  uint64_t bytes_read_ = 0;
-  uint64_t ack_wanted_ = 0;   // the latest count to acknowledge
-  uint64_t ack_written_ = 0;  // the count of the last ack fully written or queued
-  bool ack_in_flight_ = false;
-  void WriteAck();
 };
 
 }  // namespace oklog
