@@ -404,7 +404,7 @@ class RpcClientImpl : public RpcConnOwner {
     if (idle_ms > 0) {
       std::vector<ClientConn*> idle;
       for (auto& [addr, cc] : self->conns)
-        if (cc->calls.empty() && now - std::max({cc->last_used_ms, cc->last_rx_ms}) >= idle_ms) idle.push_back(cc);
+        if (cc->calls.empty() && now - std::max(cc->last_used_ms, cc->last_rx_ms) >= idle_ms) idle.push_back(cc);
       for (ClientConn* cc : idle) {
         self->closed_conns->With({"idle"})->Inc();
         self->BreakConn(cc, Status::Unavailable("idle"), "");

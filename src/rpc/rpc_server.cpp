@@ -178,14 +178,16 @@ class RpcServerImpl : public RpcConnOwner {
     if (!l.ok()) return Status::IOError("rpc: " + l.status().message());
     listener = std::move(l).value();
     port = listener->port();
-    Capped();
+    listener->SetCap(opt.max_connections, [this] { return conns.size(); },
+                     [this] { dropped->With({"cap"})->Inc(); });
     return Status::Ok();
   }
 
-  void Capped() {
-    if (!listener) return;
-    listener->SetCap(opt.max_connections, [this] { return conns.size(); },
-                     [this] { dropped->With({"cap"})->Inc(); });
+  // Closes a connection by policy (hello timeout, idle, a removed key), counted as `reason`.
+  void Shed(RpcConn* c, const char* reason) {
+    dropped->With({reason})->Inc();
+    Drop(c);
+    c->Close();
   }
 
   void NewConn(TcpListener* l) {
@@ -228,11 +230,7 @@ class RpcServerImpl : public RpcConnOwner {
         gone.emplace_back(c, "idle");
       }
     }
-    for (auto& [c, why] : gone) {
-      self->dropped->With({why})->Inc();
-      self->Drop(c);
-      c->Close();
-    }
+    for (auto& [c, why] : gone) self->Shed(c, why);
   }
 
   static void OnBoxClosed(uv_handle_t* h) noexcept {
@@ -405,12 +403,8 @@ void RpcServer::SetKeyring(std::shared_ptr<const crypto::Keyring> ring) {
   if (!ring) return;
   RpcServerImpl& i = *impl_;
   i.opt.keyring = std::move(ring);
-  for (RpcConn* c : std::vector<RpcConn*>(i.conns.begin(), i.conns.end())) {
-    if (c->KeyedWithin(*i.opt.keyring)) continue;
-    i.dropped->With({"rekeyed"})->Inc();
-    i.Drop(c);
-    c->Close();
-  }
+  for (RpcConn* c : std::vector<RpcConn*>(i.conns.begin(), i.conns.end()))
+    if (!c->KeyedWithin(*i.opt.keyring)) i.Shed(c, "rekeyed");
 }
 bool RpcServer::done() const {
   return impl_->closed && impl_->open_boxes == 0 && (!impl_->listener || impl_->listener->done());

@@ -117,7 +117,6 @@ class IngestServer::Impl final : public IngestConn::Owner {
   // ---- IngestConn::Owner ----
 
   void OnData(IngestConn* c, const char* data, size_t n) override {
-    last_read_ms_[c->id()] = uv_now(loop_);
     if (c->modality() == Modality::kBulk) return IngestBulk(c, data, n);
     EncoderStats before = c->encoder().stats();
     const uint64_t now = NowUnixMs();
@@ -142,7 +141,6 @@ class IngestServer::Impl final : public IngestConn::Owner {
   void OnClosed(IngestConn* c) override {
     metrics_.clients[static_cast<int>(c->modality())]->Add(-1);
     --open_[static_cast<int>(c->modality())];
-    last_read_ms_.erase(c->id());
     conns_.erase(c->id());  // destroys c
     if (closing_ && conns_.empty()) CloseHandle(drain_timer_);
     CheckDone();
@@ -179,7 +177,6 @@ class IngestServer::Impl final : public IngestConn::Owner {
     conns_[id] = std::move(c);
     metrics_.clients[static_cast<int>(mod)]->Add(1);
     ++open_[static_cast<int>(mod)];
-    last_read_ms_[id] = uv_now(loop_);
     conn->StartReading();
   }
 
@@ -224,10 +221,8 @@ class IngestServer::Impl final : public IngestConn::Owner {
         if (c->modality() == Modality::kBulk) {
           c->Send(rpc::EncodeBulkError("ingest refused: " + why));
           CloseConn(c);
-        } else if (c->Shutdown()) {
-          handing_over_[c->id()] = deadline;
         } else {
-          CloseConn(c);
+          HandOver(c, deadline);
         }
       }
     } else if (refusing_) {
@@ -270,14 +265,20 @@ class IngestServer::Impl final : public IngestConn::Owner {
       if (c->closing() || handing_over_.count(id)) continue;
       if (c->modality() == Modality::kDurable && !c->reading()) continue;
       if (c->modality() == Modality::kBulk && tracker_.unacked(id) > 0) continue;
-      auto it = last_read_ms_.find(id);
-      if (it != last_read_ms_.end() && now - it->second >= idle_ms) idle.push_back(c.get());
+      if (now - c->last_read_ms() >= idle_ms) idle.push_back(c.get());
     }
     for (IngestConn* c : idle) {
       metrics_.conns_closed->With({ModalityName(c->modality()), "idle"})->Inc();
-      if (c->modality() != Modality::kBulk && c->Shutdown()) handing_over_[c->id()] = now + kHandOverMs;
-      else CloseConn(c);
+      if (c->modality() == Modality::kBulk) CloseConn(c);
+      else HandOver(c, now + kHandOverMs);
     }
+  }
+
+  // A newline connection is half-closed and read until its forwarder, told by the EOF,
+  // finishes its line and closes (by `deadline`, else CloseLateHandOvers closes it).
+  void HandOver(IngestConn* c, uint64_t deadline) {
+    if (c->Shutdown()) handing_over_[c->id()] = deadline;
+    else CloseConn(c);
   }
 
   // Newline connections handed over at a refusal that did not close in time are closed.
@@ -651,7 +652,6 @@ class IngestServer::Impl final : public IngestConn::Owner {
   std::map<Modality, Address> bound_;  // each listener's address, to reopen it
   std::map<uint64_t, uint64_t> handing_over_;  // connection id -> loop time it must be closed by
   size_t open_[kModalities] = {0, 0, 0};       // open connections per listener, for its cap
-  std::map<uint64_t, uint64_t> last_read_ms_;  // connection id -> loop time of its last bytes
   uint64_t last_relisten_log_ms_ = 0;
   // ~Impl closes the pool first, while everything its last after-callbacks touch is alive.
   std::unique_ptr<WorkPool> disk_;

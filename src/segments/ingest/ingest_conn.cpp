@@ -34,6 +34,7 @@ std::unique_ptr<IngestConn> IngestConn::Accept(uv_loop_t* loop, TcpListener* lis
   std::unique_ptr<IngestConn> c(new IngestConn(owner, id, mod, std::move(encoder)));
   OKLOG_UV_CHECK(c->tcp_.Init(c.get(), [loop](uv_tcp_t* t) { return uv_tcp_init(loop, t); }));
   if (listener->Accept(c->tcp_.stream()) != 0) return nullptr;  // ~IngestConn closes the socket
+  c->last_read_ms_ = uv_now(loop);
   return c;
 }
 
@@ -59,6 +60,7 @@ void IngestConn::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept
   if (c == nullptr || c->closing_) return;
   if (nread == 0) return;  // EAGAIN: not EOF
   if (nread < 0) return c->owner_->OnEnd(c);  // EOF or error
+  c->last_read_ms_ = uv_now(s->loop);
   c->owner_->OnData(c, c->rbuf_.get(), static_cast<size_t>(nread));
 }
 

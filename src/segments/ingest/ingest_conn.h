@@ -52,6 +52,8 @@ class IngestConn {
   Modality modality() const { return mod_; }
   bool reading() const { return reading_; }
   bool closing() const { return closing_; }
+  // uv_now when bytes last arrived (or the connection was accepted): its idle time.
+  uint64_t last_read_ms() const { return last_read_ms_; }
 
   void StartReading();
   void StopReading();
@@ -84,6 +86,7 @@ class IngestConn {
   bool reading_ = false;
   bool closing_ = false;
   bool shut_ = false;  // Shutdown() done
+  uint64_t last_read_ms_ = 0;
 };
 
 }  // namespace oklog
