@@ -46,11 +46,11 @@ class TempDir {
   std::string path_;
 };
 
-// The value of one series ("name" or "name{labels}") in a rendered /metrics text, or -1 when
-// the series is not there.
 // What GET /health answers on a healthy node without -cluster.key-file.
 inline constexpr std::string_view kHealthyUnkeyed = "OK\nunauthenticated cluster: no -cluster.key-file\n";
 
+// The value of one series ("name" or "name{labels}") in a rendered /metrics text, or -1 when
+// the series is not there.
 inline double SeriesValue(const std::string& rendered, const std::string& series) {
   size_t at = rendered.find("\n" + series + " ");
   if (at == std::string::npos) return -1;

@@ -1,6 +1,7 @@
 #include "segments/ingest_server.h"
 
 #include <algorithm>
+#include <csignal>
 #include <map>
 #include <mutex>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "segments/ingest/group_committer.h"
 #include "segments/ingest/ingest_conn.h"
 #include "segments/ingest/ingest_metrics.h"
+#include "segments/ingest_acks.h"
 
 namespace oklog {
 namespace {
@@ -54,6 +56,9 @@ class IngestServer::Impl final : public IngestConn::Owner {
   }
 
   Status Start() {
+    // Acks and "leave" go to producers that may have gone (libuv writes with write(2)): an
+    // EPIPE must be an error on that connection, not the end of the process.
+    signal(SIGPIPE, SIG_IGN);
     OKLOG_RETURN_IF_ERROR(Listen(opts_.fast, Modality::kFast));
     OKLOG_RETURN_IF_ERROR(Listen(opts_.durable, Modality::kDurable));
     OKLOG_RETURN_IF_ERROR(Listen(opts_.bulk, Modality::kBulk));
@@ -105,7 +110,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
     // finishes its line and closes too (bounded by kDrainConnMs): nothing it sent is lost.
     // Bulk connections close at once: the forwarder resends what has no ack.
     for (IngestConn* c : AllConns()) {
-      if (c->modality() == Modality::kBulk || !c->Shutdown()) CloseConn(c);
+      if (c->modality() == Modality::kBulk || !c->HandOver()) CloseConn(c);
     }
     if (!conns_.empty()) {
       OKLOG_UV_CHECK(drain_timer_.Init(this, [this](uv_timer_t* t) { return uv_timer_init(loop_, t); }));
@@ -136,7 +141,9 @@ class IngestServer::Impl final : public IngestConn::Owner {
     WriteFast(c);
   }
 
-  void OnEnd(IngestConn* c) override { CloseConn(c); }  // the encoder's last partial line is kept
+  // The encoder's last partial line is kept. A client with the back channel is reading its
+  // acks: the last one queued still goes out before the close.
+  void OnEnd(IngestConn* c) override { CloseConn(c, c->acks_requested() ? CloseWhen::kAfterAcks : CloseWhen::kNow); }
 
   void OnClosed(IngestConn* c) override {
     metrics_.clients[static_cast<int>(c->modality())]->Add(-1);
@@ -277,7 +284,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
   // A newline connection is half-closed and read until its forwarder, told by the EOF,
   // finishes its line and closes (by `deadline`, else CloseLateHandOvers closes it).
   void HandOver(IngestConn* c, uint64_t deadline) {
-    if (c->Shutdown()) handing_over_[c->id()] = deadline;
+    if (c->HandOver()) handing_over_[c->id()] = deadline;
     else CloseConn(c);
   }
 
@@ -399,10 +406,17 @@ class IngestServer::Impl final : public IngestConn::Owner {
 
   // ---- durable: the group committer's outcomes ----
 
+  // The batch is durable: each of its connections is told how many of its bytes are done (all
+  // it sent but a partial last line, which the encoder still holds: ingest_acks.h), then read
+  // again. The connection read nothing since it joined the batch, so the count is exact.
   void ResumeDurable(const GroupCommitter::ConnIds& ids) {
     if (destroying_) return;
-    for (uint64_t id : ids)
-      if (IngestConn* c = Find(id)) c->StartReading();
+    for (uint64_t id : ids) {
+      if (IngestConn* c = Find(id)) {
+        c->SendAck(c->bytes_read() - c->encoder().partial_bytes());
+        c->StartReading();
+      }
+    }
   }
 
   // The batch is not durable: its connections are closed, so the producer sees the connection
@@ -574,7 +588,8 @@ class IngestServer::Impl final : public IngestConn::Owner {
     metrics_.bulk_unacked->Set(static_cast<double>(tracker_.held()));
   }
 
-  void CloseConn(IngestConn* c) {
+  enum class CloseWhen { kNow, kAfterAcks };
+  void CloseConn(IngestConn* c, CloseWhen when = CloseWhen::kNow) {
     if (c->closing()) return;
     c->StopReading();
     const uint64_t now = NowUnixMs();
@@ -594,7 +609,8 @@ class IngestServer::Impl final : public IngestConn::Owner {
     } else {
       tracker_.ForgetConn(c->id());
     }
-    c->Close();
+    if (when == CloseWhen::kAfterAcks) c->CloseAfterAcks();
+    else c->Close();
   }
 
   static void OnTimer(uv_timer_t* t) noexcept {

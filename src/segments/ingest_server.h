@@ -7,8 +7,10 @@
 // from any durable connection join the next batch, that connection stops reading, and one
 // write+fdatasync on the server's disk pool (a WorkPool of its own, not libuv's) makes the whole
 // batch durable before any of its connections is read again. One fsync per batch, however many
-// connections. A batch that fails to reach the disk closes its connections (durable producers
-// get no ack but the open connection, so the close is what tells them).
+// connections. Each connection of a durable batch that asked for the back channel
+// (segments/ingest_acks.h: the opt-in request and the grammar) is then sent "ack N", N the
+// bytes it sent that are now on disk; a batch that fails to reach the disk is never
+// acknowledged and closes its connections. Plain connections are never written to.
 // Bulk (rpc/bulk_protocol.h): whole segments from `oklog forward -bulk`, each written as a
 // flushed ingest segment with ULIDs derived from its id, and acknowledged on that connection
 // when a store commits it (after replicating it N times); written on the disk pool. A resend of
@@ -19,8 +21,10 @@
 // common/fs/disk_guard.h; writes that fail for lack of space tell it) or the node sheds
 // (SetShedding, segments/ingest/shedding.h), the three listeners are closed, so a producer's
 // connect is refused and `oklog forward` tries its next ingester. Open newline connections are
-// half-closed, as at a draining leave: the forwarder finishes its line, closes, and moves on,
-// and what it sent is read and stored (into the headroom the floor keeps); one that has not
+// told "leave" when they asked for the back channel (ingest_acks.h; fast ones are half-closed
+// too, durable ones stay open for their acks) and half-closed otherwise, as at a draining
+// leave: the forwarder finishes its line, half-closes, and moves on, and what it sent is read
+// and stored (into the headroom the floor keeps); one that has not
 // closed after 10 s is closed. Bulk connections get ["error", "ingest refused: REASON"] and are
 // closed; a bulk segment that arrives meanwhile is neither stored nor acknowledged (counted in
 // oklog_ingest_refused_writes_total): the forwarder resends what has no ack elsewhere. When
@@ -69,6 +73,7 @@ struct IngestServerOptions {
 
 class IngestServer {
  public:
+  // Ignores SIGPIPE for the process (acks go to producers that may have gone).
   static Result<std::unique_ptr<IngestServer>> Create(uv_loop_t* loop, IngestLog* log, IngestServerOptions options,
                                                       Registry* metrics);
   ~IngestServer();

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 
 #include <filesystem>
 #include <random>
@@ -50,7 +51,16 @@ class NodeProcess {
       if (i == 14 || i == 15) ticks += std::stod(f);
     return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
   }
-  // Every start binds new ports (nothing here needs the old ones) and reads them back.
+  // From now on every start binds the ports of the current run again (a forwarder reconnects
+  // to the restarted node).
+  void KeepPorts() {
+    const std::pair<const char*, uint16_t> flags[] = {
+        {"-api", api_}, {"-ingest.fast", fast_}, {"-ingest.durable", durable_}, {"-ingest.bulk", bulk_}, {"-cluster", cluster_}};
+    for (size_t i = 0; i + 1 < args_.size(); ++i)
+      for (const auto& [flag, port] : flags)
+        if (args_[i] == flag) args_[i + 1] = "127.0.0.1:" + std::to_string(port);
+  }
+  // Every start binds new ports (unless KeepPorts) and reads them back.
   void Start() {
     fs::remove(ports_file_);
     proc_ = std::make_unique<Process>(args_, dir_, "node" + std::to_string(++starts_));
@@ -524,6 +534,215 @@ TEST_F(SingleNodeTest, AnIdleIngestConnectionIsLetGoAndTheForwarderLosesNothing)
   EXPECT_NE(out.find("before the idle close"), std::string::npos) << out;
   EXPECT_NE(out.find("after the idle close"), std::string::npos) << out;
   node.Stop();
+}
+
+// ---- acknowledged ingest (segments/ingest_acks.h) ----
+
+// Feeds lines to a forwarder's stdin (a FIFO) from a thread, as fast as it takes them.
+class FifoFeeder {
+ public:
+  explicit FifoFeeder(const std::string& path) : path_(path) { EXPECT_EQ(::mkfifo(path.c_str(), 0600), 0); }
+  ~FifoFeeder() { Close(); }
+  // Opens the FIFO (blocks until the reader opened it) and writes lines in the background.
+  void Start(const std::vector<std::string>& lines, size_t from, size_t to) {
+    if (fd_ < 0) fd_ = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);  // not inherited by a node started later
+    ASSERT_GE(fd_, 0);
+    Join();
+    t_ = std::thread([this, &lines, from, to] {
+      std::string chunk;
+      for (size_t i = from; i < to; ++i) {
+        chunk += lines[i] + "\n";
+        if (chunk.size() >= 64 * 1024 || i + 1 == to) {
+          for (size_t off = 0; off < chunk.size();) {
+            ssize_t n = ::write(fd_, chunk.data() + off, chunk.size() - off);
+            if (n <= 0) return;
+            off += static_cast<size_t>(n);
+          }
+          chunk.clear();
+          written_ = i + 1;
+        }
+      }
+    });
+  }
+  size_t written() const { return written_.load(); }
+  void Join() {
+    if (t_.joinable()) t_.join();
+  }
+  void Close() {
+    Join();
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::thread t_;
+  std::atomic<size_t> written_{0};
+};
+
+std::vector<std::string> NumberedLines(size_t n, const std::string& tag) {
+  std::vector<std::string> lines;
+  for (size_t i = 0; i < n; ++i) lines.push_back(tag + " " + std::to_string(i) + " " + std::string(40, 'x'));
+  return lines;
+}
+
+std::set<std::string> LineSet(const std::string& text, size_t* count = nullptr) {
+  std::set<std::string> s;
+  std::istringstream in(text);
+  size_t n = 0;
+  for (std::string l; std::getline(in, l);) s.insert(l), ++n;
+  if (count) *count = n;
+  return s;
+}
+
+// kill -9 of the node mid-stream, then a restart on the same ports: the forwarder resends all
+// it had no ack for, exits 0, and every line is stored (at least once: a line whose ack the
+// crash lost comes twice).
+TEST_F(SingleNodeTest, DurableForwardResendsEverythingUnacknowledgedAcrossKill9) {
+  NodeProcess node(dir_.path());
+  node.Start();
+  node.KeepPorts();
+  const auto lines = NumberedLines(400000, "dur");
+  FifoFeeder feed(dir_.path() + "/in.fifo");
+  Process f({OklogBinary(), "forward", "127.0.0.1:" + std::to_string(node.durable_port())}, dir_.path(), "fwd",
+            dir_.path() + "/in.fifo");
+  feed.Start(lines, 0, lines.size());
+  ASSERT_TRUE(WaitFor([&] { return feed.written() >= 100000; }, std::chrono::seconds(60)));
+  node.proc().Signal(SIGKILL);
+  EXPECT_EQ(node.proc().Wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  node.Start();
+  feed.Close();
+  EXPECT_EQ(f.Wait(std::chrono::seconds(120)), 0) << f.Stderr();
+  const std::string want = Join(lines);
+  std::string out;
+  size_t got_lines = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    out = Query(node, "-from 1h");
+    return LineSet(out, &got_lines).size() >= lines.size();
+  }, std::chrono::seconds(60))) << LineSet(out).size() << " distinct lines of " << lines.size();
+  EXPECT_EQ(LineSet(out), LineSet(want));
+  EXPECT_GE(got_lines, lines.size());
+  node.Stop();
+}
+
+// The node dies and never comes back: forward cannot confirm the lines it holds, says how many,
+// and exits 1 once -confirm-timeout has passed after the end of its input.
+TEST_F(SingleNodeTest, DurableForwardExitsOneAndCountsTheUnconfirmedLinesWhenTheNodeNeverReturns) {
+  NodeProcess node(dir_.path());
+  node.Start();
+  const auto lines = NumberedLines(2000, "gone");
+  FifoFeeder feed(dir_.path() + "/in.fifo");
+  Process f({OklogBinary(), "forward", "-durable", "-confirm-timeout", "2s",
+             "127.0.0.1:" + std::to_string(node.durable_port())}, dir_.path(), "fwd", dir_.path() + "/in.fifo");
+  feed.Start(lines, 0, 1000);
+  feed.Join();
+  ASSERT_TRUE(node.WaitStored(1000));
+  node.proc().Signal(SIGKILL);
+  EXPECT_EQ(node.proc().Wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  feed.Start(lines, 1000, 2000);
+  feed.Close();
+  EXPECT_EQ(f.Wait(std::chrono::seconds(30)), 1) << f.Stderr();
+  EXPECT_NE(f.Stderr().find("forward: 1000 line(s) could not be confirmed"), std::string::npos) << f.Stderr();
+}
+
+// A client that asks for the back channel (ingest_acks.h) on the durable port: greeted,
+// acknowledged after each group commit; the request itself is never stored.
+TEST_F(SingleNodeTest, AClientThatAsksForAcksIsGreetedAcknowledgedAndItsRequestIsNotStored) {
+  NodeProcess node(dir_.path());
+  node.Start();
+  int fd = ConnectLoopback(node.durable_port());
+  ASSERT_GE(fd, 0);
+  timeval tv{10, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  // The request split across two writes: it is still recognised.
+  SendAll(fd, "oklog-a");
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  SendAll(fd, "cks 1\nplain one\nplain two\npartial");
+  std::string got;
+  char b[256];
+  while (got.find("ack 20\n") == std::string::npos) {
+    ssize_t n = ::recv(fd, b, sizeof b, 0);
+    ASSERT_GT(n, 0) << got;
+    got.append(b, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got.substr(0, 16), "oklog-durable 1\n") << got;
+  SendAll(fd, " line\n");
+  ::shutdown(fd, SHUT_WR);
+  for (;;) {
+    ssize_t n = ::recv(fd, b, sizeof b, 0);
+    if (n <= 0) break;
+    got.append(b, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  EXPECT_NE(got.find("ack 33\n"), std::string::npos) << "the last ack did not go out before the close: " << got;
+  // The fast port answers the request with its kind, and acknowledges nothing.
+  int fast = ConnectLoopback(node.fast_port());
+  ::setsockopt(fast, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  SendAll(fast, "oklog-acks 1\nfast one\n");
+  char hello[13];
+  ASSERT_EQ(::recv(fast, hello, sizeof hello, MSG_WAITALL), 13);
+  EXPECT_EQ(std::string(hello, 13), "oklog-fast 1\n");
+  ::shutdown(fast, SHUT_WR);
+  EXPECT_EQ(::recv(fast, b, sizeof b, 0), 0) << "the fast port wrote more than its hello";
+  ::close(fast);
+  ASSERT_TRUE(node.WaitStored(4));
+  std::string out = Query(node, "-from 1h");
+  EXPECT_EQ(LineSet(out), (std::set<std::string>{"plain one", "plain two", "partial line", "fast one"})) << out;
+  node.Stop();
+}
+
+// Plain clients (nc, rsyslog, OK Log's forwarder) are never written a byte on either newline
+// port, so one that closes without reading loses nothing; first lines that merely begin like
+// the request, even split across writes, are stored whole.
+TEST_F(SingleNodeTest, PlainClientsAreNeverWrittenAByteAndLinesLikeTheRequestAreStoredWhole) {
+  NodeProcess node(dir_.path());
+  node.Start();
+  std::vector<int> fds;
+  for (uint16_t port : {node.durable_port(), node.fast_port()}) {
+    int fd = ConnectLoopback(port);
+    ASSERT_GE(fd, 0);
+    const std::string tag = port == node.fast_port() ? "fast" : "durable";
+    SendAll(fd, "oklog-ac");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    SendAll(fd, "ks 2 " + tag + "\n" + tag + " second\n");
+    fds.push_back(fd);
+  }
+  int prefix_only = ConnectLoopback(node.durable_port());  // a whole stream that is a prefix
+  SendAll(prefix_only, "oklog-acks");
+  ::shutdown(prefix_only, SHUT_WR);
+  ASSERT_TRUE(node.WaitStored(5));
+  char b[64];
+  for (int fd : fds) {
+    EXPECT_EQ(::recv(fd, b, sizeof b, MSG_DONTWAIT), -1) << "a plain client was written to";
+    EXPECT_EQ(errno, EAGAIN);
+    ::close(fd);  // without reading: nothing is lost
+  }
+  ::close(prefix_only);
+  std::string out = Query(node, "-from 1h");
+  EXPECT_EQ(LineSet(out), (std::set<std::string>{"oklog-acks 2 durable", "durable second", "oklog-acks 2 fast",
+                                                 "fast second", "oklog-acks"}))
+      << out;
+  node.Stop();
+}
+
+// The fast port cannot acknowledge: when the node is killed mid-stream, forward reports the
+// lines it wrote to the dead connection as possibly lost and exits 1.
+TEST_F(SingleNodeTest, FastForwardReportsPossiblyLostLinesWhenTheNodeIsKilledMidStream) {
+  NodeProcess node(dir_.path());
+  node.Start();
+  const auto lines = NumberedLines(400000, "fast");
+  FifoFeeder feed(dir_.path() + "/in.fifo");
+  Process f({OklogBinary(), "forward", "-confirm-timeout", "2s", "127.0.0.1:" + std::to_string(node.fast_port())},
+            dir_.path(), "fwd", dir_.path() + "/in.fifo");
+  feed.Start(lines, 0, lines.size());
+  ASSERT_TRUE(WaitFor([&] { return feed.written() >= 100000; }, std::chrono::seconds(60)));
+  node.proc().Signal(SIGKILL);
+  EXPECT_EQ(node.proc().Wait(std::chrono::seconds(10)), 128 + SIGKILL);
+  feed.Close();
+  EXPECT_EQ(f.Wait(std::chrono::seconds(60)), 1) << f.Stderr();
+  EXPECT_NE(f.Stderr().find("line(s) possibly lost"), std::string::npos) << f.Stderr();
 }
 
 }  // namespace

@@ -442,6 +442,50 @@ TEST_F(DiskFullTest, OpenNewlineConnectionsAreHandedOverLosingNothingAndBulkOnes
   EXPECT_EQ(Metric("oklog_ingest_bulk_acks_total"), 0u);
 }
 
+// The same refusal for clients with the back channel (segments/ingest_acks.h): both are told
+// "leave"; the fast one is half-closed too, the durable one stays open and its last lines are
+// still acknowledged after the leave, until the client half-closes and the server closes.
+TEST_F(DiskFullTest, ClientsWithTheBackChannelAreToldToLeaveAndTheDurableOneGetsItsLastAcks) {
+  int fast = ConnectLoopback(server_->fast_port());
+  int durable = ConnectLoopback(server_->durable_port());
+  SendAll(fast, "oklog-acks 1\nbefore fast\n");
+  SendAll(durable, "oklog-acks 1\nbefore durable\n");
+  RunUntil([&] { return server_->connections() == 2 && Metric("oklog_ingest_writer_records_written_total") == 2; });
+  SetFree(1 << 20);
+  for (int fd : {fast, durable}) {
+    std::atomic<bool> told{false};
+    std::string got;
+    std::thread t([&] {
+      char c;
+      while (got.find("leave\n") == std::string::npos && ::recv(fd, &c, 1, 0) == 1) got += c;
+      told = got.find("leave\n") != std::string::npos && (fd == durable || ::recv(fd, &c, 1, 0) == 0);
+    });
+    RunUntil([&] { return told.load(); });
+    t.join();
+    EXPECT_EQ(got, fd == fast ? "oklog-fast 1\nleave\n" : "oklog-durable 1\nack 15\nleave\n");
+    SendAll(fd, fd == fast ? "after fast\n" : "after durable\n");
+    ::shutdown(fd, SHUT_WR);
+  }
+  std::string rest;
+  std::atomic<bool> closed{false};
+  std::thread t([&] {
+    char c[64];
+    ssize_t n;
+    while ((n = ::recv(durable, c, sizeof c, 0)) > 0) rest.append(c, static_cast<size_t>(n));
+    closed = n == 0;
+  });
+  RunUntil([&] { return closed.load(); });
+  t.join();
+  EXPECT_EQ(rest, "ack 29\n") << "the durable line sent after the leave was not acknowledged before the close";
+  ::close(fast);
+  ::close(durable);
+  RunUntil([&] { return server_->connections() == 0; });
+  RunUntil([&] { return log_->flushed_count() >= 2; });
+  CloseServer();
+  EXPECT_EQ(Flushed(), (std::multiset<std::string>{"default before fast", "default before durable",
+                                                    "default after fast", "default after durable"}));
+}
+
 // ---- shedding (the node decides; the server refuses and hands over) ----
 
 class SheddingTest : public DiskFullTest {};

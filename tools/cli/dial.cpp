@@ -14,8 +14,10 @@
 
 namespace oklog {
 
-int DialWithBackoff(const std::vector<Address>& targets, size_t* current, int* backoff_ms) {
+int DialWithBackoff(const std::vector<Address>& targets, size_t* current, int* backoff_ms,
+                    std::optional<std::chrono::steady_clock::time_point> deadline) {
   for (;;) {
+    if (deadline && std::chrono::steady_clock::now() >= *deadline) return -1;
     const Address& a = targets[*current];
     auto addrs = Resolve(a);
     if (addrs.ok()) {

@@ -2,6 +2,7 @@
 
 #include "common/uv/check.h"
 #include "rpc/bulk_protocol.h"
+#include "segments/ingest_acks.h"
 
 namespace oklog {
 namespace {
@@ -26,7 +27,10 @@ const char* ModalityName(Modality m) {
 
 IngestConn::IngestConn(Owner* owner, uint64_t id, Modality mod, RecordEncoder encoder)
     : owner_(owner), id_(id), mod_(mod), enc_(std::move(encoder)) {
-  if (mod == Modality::kBulk) frames_ = std::make_unique<rpc::FrameDecoder>(rpc::kBulkMaxFrameBytes);
+  if (mod == Modality::kBulk) {
+    frames_ = std::make_unique<rpc::FrameDecoder>(rpc::kBulkMaxFrameBytes);
+    channel_ = Channel::kPlain;
+  }
 }
 
 std::unique_ptr<IngestConn> IngestConn::Accept(uv_loop_t* loop, TcpListener* listener, Owner* owner, uint64_t id,
@@ -59,9 +63,55 @@ void IngestConn::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept
   auto* c = UvHandle<uv_tcp_t>::Data<IngestConn>(reinterpret_cast<uv_tcp_t*>(s));
   if (c == nullptr || c->closing_) return;
   if (nread == 0) return;  // EAGAIN: not EOF
-  if (nread < 0) return c->owner_->OnEnd(c);  // EOF or error
+  if (nread < 0) return c->OnEof();  // EOF or error
   c->last_read_ms_ = uv_now(s->loop);
-  c->owner_->OnData(c, c->rbuf_.get(), static_cast<size_t>(nread));
+  c->Deliver(c->rbuf_.get(), static_cast<size_t>(nread));
+}
+
+// Newline ports: the first bytes decide whether the client asked for the back channel. While
+// they match a prefix of kAckRequest they are held (at most its length); a mismatch makes the
+// connection plain and hands the held bytes on with the rest, so a plain client loses nothing.
+void IngestConn::Deliver(const char* data, size_t n) {
+  if (channel_ == Channel::kUndecided) {
+    const size_t held = request_matched_;
+    size_t i = 0;
+    while (i < n && request_matched_ < kAckRequest.size() && data[i] == kAckRequest[request_matched_]) {
+      ++i;
+      ++request_matched_;
+    }
+    if (request_matched_ == kAckRequest.size()) {
+      channel_ = Channel::kAcks;
+      Send(std::string(mod_ == Modality::kDurable ? kDurableHello : kFastHello));
+      data += i;
+      n -= i;
+    } else if (i == n) {
+      return;  // all a prefix so far: held
+    } else {
+      channel_ = Channel::kPlain;
+      if (held > 0) {  // the held prefix came in earlier reads: hand it on in front
+        std::string joined(kAckRequest.substr(0, held));
+        joined.append(data, n);
+        bytes_read_ += joined.size();
+        return owner_->OnData(this, joined.data(), joined.size());
+      }
+    }
+  }
+  if (n == 0) return;
+  bytes_read_ += n;
+  owner_->OnData(this, data, n);
+}
+
+void IngestConn::OnEof() {
+  if (channel_ == Channel::kUndecided) {
+    channel_ = Channel::kPlain;
+    if (request_matched_ > 0) {  // a client whose whole stream was a prefix of the request
+      std::string held(kAckRequest.substr(0, request_matched_));
+      bytes_read_ += held.size();
+      owner_->OnData(this, held.data(), held.size());
+      if (closing_) return;
+    }
+  }
+  owner_->OnEnd(this);
 }
 
 void IngestConn::Send(std::string bytes) {
@@ -87,6 +137,65 @@ bool IngestConn::Shutdown() {
   }
   shut_ = true;
   return true;
+}
+
+bool IngestConn::HandOver() {
+  if (mod_ == Modality::kBulk) return false;
+  if (channel_ != Channel::kAcks) return Shutdown();
+  if (!told_leave_) {
+    Send(std::string(kLeaveMessage));
+    told_leave_ = true;
+  }
+  return mod_ == Modality::kDurable ? true : Shutdown();
+}
+
+void IngestConn::SendAck(uint64_t count) {
+  if (closing_ || channel_ != Channel::kAcks || count <= ack_wanted_) return;
+  ack_wanted_ = count;
+  if (!ack_in_flight_) WriteAck();
+}
+
+// Writes "ack ack_wanted_"; what uv_try_write could not take is queued, and its callback writes
+// the newest count if it grew meanwhile.
+void IngestConn::WriteAck() {
+  if (closing_ || ack_written_ == ack_wanted_) return;
+  std::string bytes = EncodeAck(ack_wanted_);
+  ack_written_ = ack_wanted_;
+  uv_buf_t now = uv_buf_init(bytes.data(), bytes.size());
+  int sent = uv_try_write(tcp_.stream(), &now, 1);
+  if (sent == static_cast<int>(bytes.size())) return;
+  if (sent > 0) bytes.erase(0, static_cast<size_t>(sent));
+  struct AckReq {
+    uv_write_t req;
+    std::string data;
+    IngestConn* conn;
+  };
+  auto* w = new AckReq;
+  w->data = std::move(bytes);
+  w->conn = this;
+  w->req.data = w;
+  uv_buf_t b = uv_buf_init(w->data.data(), w->data.size());
+  const int rc = uv_write(&w->req, tcp_.stream(), &b, 1, [](uv_write_t* r, int status) {
+    auto* req = static_cast<AckReq*>(r->data);
+    // Write callbacks run before the socket's close callback, so the connection is alive here;
+    // after a failure or cancel nothing more is written.
+    IngestConn* c = req->conn;
+    c->ack_in_flight_ = false;
+    if (status == 0) c->WriteAck();
+    if (c->close_after_acks_ && !c->ack_in_flight_) c->Close();
+    delete req;
+  });
+  if (rc != 0) {
+    delete w;
+    return;
+  }
+  ack_in_flight_ = true;
+}
+
+void IngestConn::CloseAfterAcks() {
+  if (!ack_in_flight_) return Close();
+  close_after_acks_ = true;
+  StopReading();
 }
 
 void IngestConn::Close() {

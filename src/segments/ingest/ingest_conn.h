@@ -63,6 +63,23 @@ class IngestConn {
   // Half-closes (shutdown(2) after queued writes): the peer sees EOF and reading continues.
   // False when it could not be started (then Close()); true again when already half-closed.
   bool Shutdown();
+  // Tells a newline producer to move on. A plain one (no back channel) is half-closed; one with
+  // the back channel (segments/ingest_acks.h) is told "leave", then on the fast port
+  // half-closed, while a durable one stays open both ways, so its acks still go out, until its
+  // producer half-closes. Reading continues. False when it could not be started (then
+  // Close()); true again when already told.
+  bool HandOver();
+  // Durable with the back channel: acknowledges the first `count` bytes read after the request
+  // (ingest_acks.h); nothing for a plain connection. Acks are cumulative, so at most one is
+  // queued: while one is being written, a later count replaces the waiting one (a client that
+  // never reads costs one small buffer, not one per commit).
+  void SendAck(uint64_t count);
+  // The client's records ended (EOF): closes now, or once the last ack queued is written.
+  void CloseAfterAcks();
+  // Record bytes read from the socket so far (a back-channel request is not counted).
+  uint64_t bytes_read() const { return bytes_read_; }
+  uint64_t acked() const { return ack_wanted_; }
+  bool acks_requested() const { return channel_ == Channel::kAcks; }
   // Stops reading and closes the socket; Owner::OnClosed follows from the close callback.
   void Close();
 
@@ -87,6 +104,20 @@ class IngestConn {
   bool closing_ = false;
   bool shut_ = false;  // Shutdown() done
   uint64_t last_read_ms_ = 0;
+  // Newline ports: whether the client asked for the back channel (ingest_acks.h). Undecided
+  // while the first bytes read so far are a prefix of the request; they are held meanwhile.
+  enum class Channel { kUndecided, kPlain, kAcks };
+  Channel channel_ = Channel::kUndecided;
+  size_t request_matched_ = 0;  // bytes of kAckRequest matched (and held) so far
+  bool close_after_acks_ = false;
+  void Deliver(const char* data, size_t n);
+  void OnEof();
+  bool told_leave_ = false;  // HandOver() done
+  uint64_t bytes_read_ = 0;
+  uint64_t ack_wanted_ = 0;   // the latest count to acknowledge
+  uint64_t ack_written_ = 0;  // the count of the last ack fully written or queued
+  bool ack_in_flight_ = false;
+  void WriteAck();
 };
 
 }  // namespace oklog
