@@ -17,20 +17,36 @@ uint64_t SatMul(uint64_t a, uint64_t b) {
   return __builtin_mul_overflow(a, b, &r) ? UINT64_MAX : r;
 }
 
-// One input of the merge: the records of one block at a time.
+// One input of the merge: the records of one block at a time. A bad block (marked, or found
+// now: then marked through the store, which records its gap) is stepped over, so the output
+// keeps every good record and the gap stays on record in the store's gaps.log.
 class Cursor {
  public:
-  Cursor(const SegmentReader* seg, size_t first_block) : seg_(seg), next_block_(first_block) {}
-  // Loads the next block with records; false at the end. Corruption from a bad block.
-  Result<bool> Advance(uint64_t* bytes_read) {
+  Cursor(StoreLog* store, const SegmentReader* seg, size_t first_block)
+      : store_(store), seg_(seg), next_block_(first_block) {}
+  // Loads the next block with records; false at the end. Errors other than a bad block (I/O).
+  Result<bool> Advance(uint64_t* bytes_read, uint64_t* bad_blocks) {
     while (next_block_ < seg_->blocks().size()) {
       size_t b = next_block_++;
-      OKLOG_RETURN_IF_ERROR(seg_->ReadBlock(b, &buf_));
+      if (seg_->BlockBad(b)) {
+        ++*bad_blocks;
+        continue;
+      }
+      Status read = seg_->ReadBlock(b, &buf_);
       *bytes_read += seg_->blocks()[b].compressed_size;
       ParseStats ps;
-      recs_ = ParseRecords(buf_, &ps);
-      if (ps.invalid != 0)
-        return Status::Corruption(seg_->path() + ": block " + std::to_string(b) + " holds invalid records");
+      if (read.ok()) {
+        recs_ = ParseRecords(buf_, &ps);
+        if (ps.invalid != 0)
+          read = Status::Corruption(seg_->path() + ": block " + std::to_string(b) + " holds invalid records");
+      }
+      if (read.code() == Code::kCorruption) {
+        store_->MarkBlockBad(*seg_, b, read);
+        ++*bad_blocks;
+        recs_.clear();
+        continue;
+      }
+      OKLOG_RETURN_IF_ERROR(read);
       pos_ = 0;
       if (!recs_.empty()) return true;
     }
@@ -43,6 +59,7 @@ class Cursor {
   bool Next() { return ++pos_ < recs_.size(); }
 
  private:
+  StoreLog* store_;
   const SegmentReader* seg_;
   size_t next_block_;
   std::string buf_;
@@ -106,6 +123,8 @@ void Compactor::Run() {
 Result<bool> Compactor::RunOnce() {
   RetentionPlan plan = retention_.Decide();
   bool changed = retention_.Trash(plan.trash) > 0;
+  // Gaps of expired records are no longer gaps: retention would have removed the records anyway.
+  if (plan.cutoff_ms > 0) store_->gaps()->DropBelow(Ulid::MinAt(plan.cutoff_ms));
   changed |= retention_.Purge() > 0;
   auto ranges = RunDrops();
   if (!ranges.ok()) return ranges.status();
@@ -344,8 +363,10 @@ Result<CompactionResult> Compactor::Compact(const std::vector<std::shared_ptr<co
   const char* result = r.ok() ? "ok" : r.status().code() == Code::kCancelled ? "cancelled" : "error";
   runs_->With({result})->Inc();
   if (r.ok()) {
-    Logger("store")->info("compacted {} segment(s) into {}: read {} bytes, wrote {} bytes, {} records, {} duplicates",
-                          r->inputs, r->outputs, r->bytes_read, r->bytes_written, r->records, r->duplicates);
+    Logger("store")->info(
+        "compacted {} segment(s) into {}: read {} bytes, wrote {} bytes, {} records, {} duplicates, {} bad block(s) "
+        "stepped over",
+        r->inputs, r->outputs, r->bytes_read, r->bytes_written, r->records, r->duplicates, r->bad_blocks);
   } else if (r.status().code() != Code::kCancelled) {
     Logger("store")->error("compaction of {} segment(s) failed: {}", inputs.size(), r.status().ToString());
   }
@@ -436,7 +457,7 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
   MergeByUlid merge;
   for (size_t i = 0; i < inputs.size(); ++i) {
     size_t from = expire_before_ms ? Retention::FirstLiveBlock(*inputs[i], expire_before_ms) : 0;
-    cursors.emplace_back(inputs[i].get(), from);
+    cursors.emplace_back(store_, inputs[i].get(), from);
   }
   // Offers input c's next record, if it has one; false with *err set when its block is unreadable.
   auto offer_next = [&](size_t c, bool first, Status* err) {
@@ -444,10 +465,9 @@ Result<CompactionResult> Compactor::DoCompact(const std::vector<std::shared_ptr<
       merge.Offer(c, cursors[c].head());
       return true;
     }
-    auto more = cursors[c].Advance(&res.bytes_read);
+    auto more = cursors[c].Advance(&res.bytes_read, &res.bad_blocks);
     if (!more.ok()) {
       *err = fail(more.status());
-      if (err->code() == Code::kCorruption) store_->Quarantine(inputs[c]->path(), *err);
       return false;
     }
     if (more.value()) merge.Offer(c, cursors[c].head());

@@ -24,7 +24,10 @@
 //   unlink the inputs' files
 // A crash before the swap leaves inputs and outputs both on disk: duplicates, which the query
 // merge drops and the next compaction (the overlap rule) removes. Nothing is lost at any step.
-// A failure (I/O, corrupt input) removes the finished outputs and keeps the inputs.
+// A failure (I/O) removes the finished outputs and keeps the inputs. A bad input block (marked,
+// or failing its checksum, LZ4 frame or records now: StoreLog::MarkBlockBad) is stepped over:
+// the outputs hold every good record, and the block's range stays a gap (gaps.h), so no answer
+// and no holdings claim its records after the inputs are gone.
 //
 // Range drops (RequestDrop, from the holdings exchange: copies beyond N): every record in a
 // range goes. A drop waits for its not_before, then gathers with the others due for
@@ -71,6 +74,7 @@ struct CompactionResult {
   uint64_t records = 0;        // written
   uint64_t duplicates = 0;     // dropped
   uint64_t range_dropped = 0;  // records left out because they lie in a drop range
+  uint64_t bad_blocks = 0;     // input blocks stepped over as bad (their gaps stay in gaps.log)
 };
 
 class Compactor {

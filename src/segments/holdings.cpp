@@ -363,6 +363,14 @@ BatchClaims Holdings::Within(const Ulid& low, const Ulid& high) const {
   return out;
 }
 
+std::vector<BatchId> Holdings::Overlapping(const Ulid& low, const Ulid& high) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<BatchId> out;
+  for (auto it = batches_.begin(); it != batches_.end() && it->first.low <= high; ++it)
+    if (it->first.high >= low) out.push_back(it->first);
+  return out;
+}
+
 HoldingsDelta Holdings::Since(uint64_t epoch, uint64_t version) const {
   std::lock_guard<std::mutex> lock(mu_);
   HoldingsDelta d;
@@ -865,9 +873,16 @@ Result<uint64_t> HoldingsExchange::CopyUnit(const Copy& c) {
   for (const auto& seg : store_->Select(b.low, b.high)) {
     for (size_t i = 0; i < seg->blocks().size(); ++i) {
       const BlockInfo& bi = seg->blocks()[i];
-      if (bi.last < b.low || bi.first > b.high) continue;
+      if (bi.last < b.low || bi.first > b.high || seg->BlockBad(i)) continue;  // a bad block's batches are not claimed
       blocks.emplace_back();
-      OKLOG_RETURN_IF_ERROR(seg->ReadBlock(i, &blocks.back()));
+      Status read = seg->ReadBlock(i, &blocks.back());
+      if (read.code() == Code::kCorruption) {
+        // Found now: marked (its batches leave the holdings), and this copy's claims, decided
+        // before, may name them; the next round decides again without them.
+        store_->MarkBlockBad(*seg, i, read);
+        return read;
+      }
+      OKLOG_RETURN_IF_ERROR(read);
     }
   }
   for (const std::string& text : blocks) {
@@ -903,6 +918,15 @@ Result<uint64_t> HoldingsExchange::CopyUnit(const Copy& c) {
     first = i;
   }
   return bytes;
+}
+
+bool HoldingsExchange::HeldByAny(const BatchId& b, const std::set<std::string>& stores) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const std::string& name : stores) {
+    auto it = caches_.find(name);  // this store has no cache: it is never counted here
+    if (it != caches_.end() && it->second.batches.count(b)) return true;
+  }
+  return false;
 }
 
 std::vector<MissingBatch> HoldingsExchange::Missing(const Ulid& from, const Ulid& to, const std::set<std::string>& asked,

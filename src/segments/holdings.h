@@ -168,6 +168,9 @@ class Holdings {
   bool Has(const BatchId& b) const;
   // The batches lying wholly within [low, high].
   BatchClaims Within(const Ulid& low, const Ulid& high) const;
+  // The batches with a record ULID range overlapping [low, high] (a linear walk: for the rare
+  // bad block, never per query).
+  std::vector<BatchId> Overlapping(const Ulid& low, const Ulid& high) const;
   // Changes since (epoch, version), or everything when epoch is not this one's or the change
   // list no longer reaches back that far.
   HoldingsDelta Since(uint64_t epoch, uint64_t version) const;
@@ -245,6 +248,8 @@ class HoldingsExchange {
   // nor any store in `asked` is known to hold; at most `max` listed, *total counts them all.
   std::vector<MissingBatch> Missing(const Ulid& from, const Ulid& to, const std::set<std::string>& asked, size_t max,
                                     uint64_t* total) const;
+  // Whether some store of `stores` (not this one) is known to hold b, by its last pull.
+  bool HeldByAny(const BatchId& b, const std::set<std::string>& stores) const;
   // One pull round now (tests; the thread does it every interval).
   void PullOnce();
 

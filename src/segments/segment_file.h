@@ -155,10 +155,23 @@ class SegmentReader {
   // False when the block's filter proves no record can match q (a filter never causes a miss).
   virtual bool BlockMayMatch(size_t block, const BlockFilterQuery& q) const = 0;
   // Reads, checksums and decompresses block i into *out (replacing its contents).
-  // Corruption when the checksum or the LZ4 frame is bad.
+  // Corruption when the checksum or the LZ4 frame is bad, or when the block is marked bad
+  // (then without reading it).
   virtual Status ReadBlock(size_t block, std::string* out) const = 0;
-  // Reads every block and checks checksums, LZ4 frames, record syntax, order and counts.
+  // Reads block i (into *scratch) and checks it against the index: checksum, LZ4 frame, record
+  // syntax and order, first/last ULID, count, topic set and filter. Corruption names the block
+  // and the reason; IOError when the read itself fails. Ignores the bad mark.
+  virtual Status VerifyBlock(size_t block, std::string* scratch) const = 0;
+  // Every block as VerifyBlock, stopping at the first failure.
   virtual Status Verify() const = 0;
+
+  // Bad blocks: a block found corrupt (its checksum, LZ4 frame or records) is marked, and every
+  // reader of the store steps over it (StoreLog::MarkBlockBad marks, counts and reports it);
+  // the other blocks stay readable. Marks live in memory with this reader. Thread-safe.
+  // MarkBlockBad returns true when the block was not marked before.
+  virtual bool MarkBlockBad(size_t block) const = 0;
+  virtual bool BlockBad(size_t block) const = 0;
+  virtual size_t bad_blocks() const = 0;
 };
 
 }  // namespace oklog

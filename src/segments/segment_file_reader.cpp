@@ -4,6 +4,7 @@
 #include <lz4frame.h>
 
 #include <algorithm>
+#include <atomic>
 #include <memory>
 
 #include "segments/crc32c.h"
@@ -57,7 +58,11 @@ class SegmentReaderImpl final : public SegmentReader {
  public:
   SegmentReaderImpl(std::string path, std::unique_ptr<RandomAccessFile> file, uint64_t file_bytes,
                     std::vector<BlockInfo> blocks)
-      : path_(std::move(path)), file_(std::move(file)), file_bytes_(file_bytes), blocks_(std::move(blocks)) {
+      : path_(std::move(path)),
+        file_(std::move(file)),
+        file_bytes_(file_bytes),
+        blocks_(std::move(blocks)),
+        bad_(new std::atomic<bool>[blocks_.size()]()) {
     for (const auto& b : blocks_) {
       records_ += b.records;
       raw_bytes_ += b.raw_size;
@@ -73,10 +78,22 @@ class SegmentReaderImpl final : public SegmentReader {
   uint64_t file_bytes() const override { return file_bytes_; }
   bool BlockMayMatch(size_t block, const BlockFilterQuery& q) const override;
   Status ReadBlock(size_t block, std::string* out) const override;
+  Status VerifyBlock(size_t block, std::string* scratch) const override;
   Status Verify() const override;
+  bool MarkBlockBad(size_t block) const override {
+    OKLOG_CHECK(block < blocks_.size());
+    if (bad_[block].exchange(true)) return false;
+    bad_count_.fetch_add(1);
+    return true;
+  }
+  bool BlockBad(size_t block) const override {
+    return block < blocks_.size() && bad_[block].load(std::memory_order_relaxed);
+  }
+  size_t bad_blocks() const override { return bad_count_.load(); }
 
  private:
-  Status VerifyRecords(size_t i, std::string_view text, Ulid* prev_last) const;
+  Status Read(size_t block, std::string* out) const;
+  Status VerifyRecords(size_t i, std::string_view text) const;
 
   const std::string path_;
   const std::unique_ptr<RandomAccessFile> file_;
@@ -84,6 +101,8 @@ class SegmentReaderImpl final : public SegmentReader {
   const std::vector<BlockInfo> blocks_;
   uint64_t records_ = 0;
   uint64_t raw_bytes_ = 0;
+  const std::unique_ptr<std::atomic<bool>[]> bad_;  // one mark per block
+  mutable std::atomic<size_t> bad_count_{0};
 };
 
 bool SegmentReaderImpl::BlockMayMatch(size_t block, const BlockFilterQuery& q) const {
@@ -102,6 +121,14 @@ bool SegmentReaderImpl::BlockMayMatch(size_t block, const BlockFilterQuery& q) c
 
 Status SegmentReaderImpl::ReadBlock(size_t block, std::string* out) const {
   if (block >= blocks_.size()) return Status::InvalidArgument("block index out of range");
+  if (BlockBad(block)) {
+    out->clear();
+    return Status::Corruption(path_ + " block " + std::to_string(block) + ": marked bad");
+  }
+  return Read(block, out);
+}
+
+Status SegmentReaderImpl::Read(size_t block, std::string* out) const {
   const BlockInfo& b = blocks_[block];
   const std::string where = path_ + " block " + std::to_string(block);
   ThreadScratch& scratch = Scratch();
@@ -133,12 +160,15 @@ Status SegmentReaderImpl::ReadBlock(size_t block, std::string* out) const {
   return Status::Ok();
 }
 
-Status SegmentReaderImpl::VerifyRecords(size_t i, std::string_view text, Ulid* prev_last) const {
+// Cross-block order needs no state: the index (DecodeIndex) orders the blocks' ranges strictly,
+// and each block's records are checked against its own first and last ULID.
+Status SegmentReaderImpl::VerifyRecords(size_t i, std::string_view text) const {
   const BlockInfo& b = blocks_[i];
   const std::string where = path_ + " block " + std::to_string(i);
   size_t pos = 0;
   uint32_t n = 0;
   const char* prev = nullptr;
+  Ulid last;
   std::vector<bool> topic_seen(b.topics.size());
   while (pos < text.size()) {
     const void* lf = std::memchr(text.data() + pos, '\n', text.size() - pos);
@@ -151,7 +181,6 @@ Status SegmentReaderImpl::VerifyRecords(size_t i, std::string_view text, Ulid* p
       return Status::Corruption(where + ": ULIDs not increasing at byte " + std::to_string(pos));
     const Ulid u = *Ulid::Parse(rec.substr(0, sf::kUlidTextSize));
     if (n == 0 && u != b.first) return Status::Corruption(where + ": first ULID differs from the index");
-    if (n == 0 && i > 0 && !(*prev_last < u)) return Status::Corruption(where + ": ULIDs not increasing across blocks");
     auto it = std::lower_bound(b.topics.begin(), b.topics.end(), topic);
     if (it != b.topics.end() && *it == topic) {
       topic_seen[static_cast<size_t>(it - b.topics.begin())] = true;
@@ -165,24 +194,26 @@ Status SegmentReaderImpl::VerifyRecords(size_t i, std::string_view text, Ulid* p
       if (missing) return Status::Corruption(where + ": filter misses a gram of a record");
     }
     prev = rec.data();
-    *prev_last = u;
+    last = u;
     ++n;
     pos = end;
   }
   if (n != b.records) return Status::Corruption(where + ": record count differs from the index");
-  if (*prev_last != b.last) return Status::Corruption(where + ": last ULID differs from the index");
+  if (last != b.last) return Status::Corruption(where + ": last ULID differs from the index");
   if (std::find(topic_seen.begin(), topic_seen.end(), false) != topic_seen.end())
     return Status::Corruption(where + ": topic set lists a topic no record has");
   return Status::Ok();
 }
 
+Status SegmentReaderImpl::VerifyBlock(size_t block, std::string* scratch) const {
+  if (block >= blocks_.size()) return Status::InvalidArgument("block index out of range");
+  OKLOG_RETURN_IF_ERROR(Read(block, scratch));
+  return VerifyRecords(block, *scratch);
+}
+
 Status SegmentReaderImpl::Verify() const {
   std::string text;
-  Ulid prev_last;
-  for (size_t i = 0; i < blocks_.size(); ++i) {
-    OKLOG_RETURN_IF_ERROR(ReadBlock(i, &text));
-    OKLOG_RETURN_IF_ERROR(VerifyRecords(i, text, &prev_last));
-  }
+  for (size_t i = 0; i < blocks_.size(); ++i) OKLOG_RETURN_IF_ERROR(VerifyBlock(i, &text));
   return Status::Ok();
 }
 

@@ -66,6 +66,9 @@ StoreLog::StoreLog(std::string dir, StoreLogOptions options, Registry* m)
     : dir_(std::move(dir)), options_(options) {
   quarantined_ = m->NewCounter("oklog_store_quarantined_segments_total",
                                "Segment files that failed verification and were moved to quarantine/.");
+  blocks_quarantined_ = m->NewCounter("oklog_store_blocks_quarantined_total",
+                                      "Segment blocks found corrupt (checksum, LZ4 frame, records) and stepped over; "
+                                      "the rest of their segments stays queryable.");
   skipped_files_ = m->NewCounter("oklog_store_skipped_files_total",
                                  "Entries of the store directory skipped at start: not regular files (FIFOs, sockets, "
                                  "devices, directories).");
@@ -114,10 +117,11 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
     }
   }
   std::sort(names.begin(), names.end());
+  std::vector<std::pair<std::shared_ptr<const SegmentReader>, std::vector<std::pair<size_t, Status>>>> found_bad;
   for (const std::string& file : names) {
     std::string path = dir + "/" + file;
     if (file.empty() || file == "." || file == ".." || file == "quarantine" || file == "trash" ||
-        file.starts_with("holdings.log"))
+        file.starts_with("holdings.log") || file.starts_with("gaps.log"))
       continue;
     if (file.size() > 4 && file[0] == '.' && file.compare(file.size() - 4, 4, ".tmp") == 0) {
       // Never renamed into place, so never acknowledged: its records are still upstream.
@@ -142,14 +146,28 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
       log->Quarantine(path, Status::Corruption("ULID range in the index does not match the file name"));
       continue;
     }
+    std::shared_ptr<const SegmentReader> seg = std::move(reader).value();
     if (options.verify_on_open) {
-      Status s = (*reader)->Verify();
-      if (!s.ok()) {
-        log->Quarantine(path, s);
+      // Block by block: a corrupt block is marked (below, once the holdings are open) and the
+      // rest of the segment stays; a read that fails otherwise (EIO) sets the file aside.
+      std::string scratch;
+      Status file_error;
+      std::vector<std::pair<size_t, Status>> bad;
+      for (size_t i = 0; i < seg->blocks().size() && file_error.ok(); ++i) {
+        Status s = seg->VerifyBlock(i, &scratch);
+        if (s.code() == Code::kCorruption) {
+          bad.emplace_back(i, s);
+        } else if (!s.ok()) {
+          file_error = s;
+        }
+      }
+      if (!file_error.ok()) {
+        log->Quarantine(path, file_error);
         continue;
       }
+      if (!bad.empty()) found_bad.emplace_back(seg, std::move(bad));
     }
-    log->segments_.push_back(std::move(reader).value());
+    log->segments_.push_back(std::move(seg));
   }
   std::sort(log->segments_.begin(), log->segments_.end(), ByRange);
   OKLOG_ASSIGN_OR_RETURN(log->holdings_, Holdings::Open(env, dir, metrics));
@@ -169,10 +187,14 @@ Result<std::unique_ptr<StoreLog>> StoreLog::Open(const std::string& dir, StoreLo
     };
     return inside(b.low) && inside(b.high);
   });
+  OKLOG_ASSIGN_OR_RETURN(log->gaps_, Gaps::Open(env, dir, metrics));
+  for (const auto& [seg, bad] : found_bad)
+    for (const auto& [block, why] : bad) log->MarkBlockBad(*seg, block, why);
   log->segments_gauge_->Set(static_cast<double>(log->segments_.size()));
   log->bytes_gauge_->Set(static_cast<double>(log->file_bytes()));
-  logger->info("store dir={} segments={} bytes={} quarantined={} skipped={}", dir, log->segments_.size(),
-               log->file_bytes(), log->quarantined(), log->skipped_files());
+  logger->info("store dir={} segments={} bytes={} quarantined={} bad_blocks={} gaps={} skipped={}", dir,
+               log->segments_.size(), log->file_bytes(), log->quarantined(), log->blocks_quarantined(),
+               log->gaps_->unhealed(), log->skipped_files());
   return log;
 }
 
@@ -341,6 +363,34 @@ void StoreLog::Quarantine(const std::string& path, const Status& why) {
   }
   quarantined_->Inc();
   Logger("store")->error("segment file={} failed verification: {}; moved to {}", path, why.ToString(), to);
+}
+
+void StoreLog::MarkBlockBad(const SegmentReader& segment, size_t block, const Status& why) {
+  if (block >= segment.blocks().size() || !segment.MarkBlockBad(block)) return;  // reported already
+  const BlockInfo& b = segment.blocks()[block];
+  blocks_quarantined_->Inc();
+  Gap gap{b.first, b.last, b.records, {}, false};
+  const bool known = gaps_->Has(gap.low, gap.high);  // found before this start, or healed since
+  if (!known) {
+    // The store no longer holds these batches whole: peers count one copy fewer and repair
+    // copies them back (holdings.h); their return heals the gap.
+    gap.batches = holdings_->Overlapping(gap.low, gap.high);
+    holdings_->Drop(gap.batches);
+    gaps_->Add(gap);
+  }
+  Logger("store")->error(
+      "segment file={} block={} bytes={}..{} ulids={}..{} records={} is bad: {}; skipped (the rest of the segment stays "
+      "queryable){}",
+      segment.path(), block, b.offset, b.offset + b.compressed_size, b.first.ToString(), b.last.ToString(), b.records,
+      why.ToString(),
+      known ? "; its gap was known" : "; " + std::to_string(gap.batches.size()) + " batch(es) left the holdings for repair");
+}
+
+std::vector<Gap> StoreLog::UnhealedGaps(const Ulid& from, const Ulid& to) const {
+  std::vector<Gap> gaps = gaps_->Unhealed(from, to);
+  if (gaps.empty()) return gaps;
+  if (gaps_->Heal([&](const BatchId& b) { return holdings_->Has(b); }) == 0) return gaps;
+  return gaps_->Unhealed(from, to);
 }
 
 Status StoreLog::Swap(const std::vector<std::shared_ptr<const SegmentReader>>& inputs,

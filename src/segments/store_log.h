@@ -5,8 +5,10 @@
 // Lifetime: Select returns shared_ptrs, so a query keeps reading a segment that compaction or
 // retention removes meanwhile (the file is unlinked; the open descriptor stays valid).
 //
-// Start-up: every *.seg is opened and verified (footer, index, block checksums); a segment that
-// fails is moved to `quarantine/` beside the data, logged and counted, never deleted. Leftover
+// Start-up: every *.seg is opened and verified. A segment whose footer, index or name fails (or
+// whose read fails) is moved whole to `quarantine/` beside the data, logged and counted, never
+// deleted. A block that fails alone (checksum, LZ4 frame, records) is marked bad (MarkBlockBad):
+// the segment stays, its other blocks queryable; the block's range is a gap (gaps.h). Leftover
 // temporary files from a crash are removed (they were never renamed, so never acknowledged).
 // Only regular files are opened: anything else under any name (a FIFO, socket, device,
 // directory, or a symlink to one) is left alone, logged and counted
@@ -22,6 +24,7 @@
 
 #include "common/metrics.h"
 #include "common/status.h"
+#include "segments/gaps.h"
 #include "segments/holdings.h"
 #include "segments/segment_file.h"
 
@@ -77,8 +80,17 @@ class StoreLog {
   Result<uint64_t> InstallCopy(std::string_view file, const BatchClaims& claims);
   // Removes a segment from the set and unlinks its file (compaction, retention).
   Status Remove(const std::string& path);
-  // Moves a segment aside into quarantine/ (a block failed to verify during a query).
+  // Moves a segment aside into quarantine/ (whole-file failures: footer, index, name).
   void Quarantine(const std::string& path, const Status& why);
+  // A block of `segment` (one of this store's) failed with Corruption `why`: marks it bad in the
+  // reader (every reader steps over it), and the first time counts it
+  // (oklog_store_blocks_quarantined_total) and logs file, block, byte range, ULIDs and reason.
+  // A range not known as a gap becomes one: the batches overlapping it leave the holdings (so
+  // repair brings them back from a store with a good copy) and gaps.log notes it. Any thread.
+  void MarkBlockBad(const SegmentReader& segment, size_t block, const Status& why);
+  // The gaps overlapping [from, to] this store has not got back (healing first those whose
+  // batches are all held again): a query over them is incomplete.
+  std::vector<Gap> UnhealedGaps(const Ulid& from, const Ulid& to) const;
   // Compaction and retention: opens the finished segment files `outputs` and, in one step under
   // the lock, removes `inputs` (by identity; ones already gone are ignored) and adds the outputs,
   // so a Select sees either all the inputs or all the outputs, never both or neither. Files are
@@ -94,6 +106,8 @@ class StoreLog {
   size_t segment_count() const;
   uint64_t file_bytes() const;
   uint64_t quarantined() const { return quarantined_->Value(); }
+  uint64_t blocks_quarantined() const { return blocks_quarantined_->Value(); }
+  Gaps* gaps() const { return gaps_.get(); }
   // Directory entries Open skipped because they are not regular files.
   uint64_t skipped_files() const { return skipped_files_->Value(); }
 
@@ -107,7 +121,9 @@ class StoreLog {
   mutable std::mutex mu_;
   std::vector<std::shared_ptr<const SegmentReader>> segments_;  // sorted by low
   std::unique_ptr<Holdings> holdings_;
+  std::unique_ptr<Gaps> gaps_;
   Counter* quarantined_;
+  Counter* blocks_quarantined_;
   Counter* skipped_files_;
   Gauge* segments_gauge_;
   Gauge* bytes_gauge_;

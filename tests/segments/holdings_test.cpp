@@ -77,7 +77,11 @@ TEST_F(HoldingsTest, AReopenedStoreForgetsBatchesWhoseSegmentFilesAreGoneOrCorru
     auto segs = (*store)->All();
     ASSERT_EQ(segs.size(), 3u);
     std::filesystem::remove(segs[1]->path());  // a lost file
-    std::ofstream(segs[2]->path(), std::ios::binary | std::ios::in | std::ios::out).write("garbage!", 8);  // corrupt
+    // A corrupt footer (a whole-file failure: quarantined; a bad block alone keeps the file and
+    // drops its batches too, store_log_test.cpp).
+    std::fstream f(segs[2]->path(), std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(-8, std::ios::end);
+    f.write("garbage!", 8);
   }
   metrics_ = std::make_unique<Registry>();
   auto store = StoreLog::Open(dir_.path(), StoreLogOptions{}, metrics_.get());

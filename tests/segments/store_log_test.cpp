@@ -20,6 +20,8 @@ std::string SegName(uint64_t low_ms, uint64_t high_ms) {
   return Ulid::MinAt(low_ms).ToString() + "-" + Ulid::MaxAt(high_ms).ToString() + ".seg";
 }
 
+// Whole-file failures (a bad footer, a truncated file) quarantine the whole segment, as before
+// bad blocks were told apart.
 TEST(StoreLogTest, CorruptOrTruncatedSegmentsAreQuarantinedNotDeleted) {
   TempDir dir;
   Registry m;
@@ -35,7 +37,7 @@ TEST(StoreLogTest, CorruptOrTruncatedSegmentsAreQuarantinedNotDeleted) {
     }
   }
   std::string data = ReadFile(bad_path);
-  data[data.size() / 3] ^= 0x40;  // a byte inside a block
+  data[data.size() - 20] ^= 0x40;  // a byte of the footer: the index cannot be trusted, nor the file
   WriteFile(bad_path, data);
   std::string s = ReadFile(short_path);
   WriteFile(short_path, s.substr(0, s.size() - 7));
@@ -50,6 +52,82 @@ TEST(StoreLogTest, CorruptOrTruncatedSegmentsAreQuarantinedNotDeleted) {
   EXPECT_TRUE(fs::exists(dir.path() + "/quarantine/" + fs::path(short_path).filename().string()));
   EXPECT_FALSE(fs::exists(dir.path() + "/.01ARYZ6S41TSV4RRFFQ69G5FAV-01ARYZ6S41TSV4RRFFQ69G5FAV.seg.tmp"));
   EXPECT_TRUE(fs::exists(dir.path() + "/README.txt"));
+}
+
+// A flipped byte inside block k of a multi-block segment: the segment stays (its other blocks are
+// queryable), block k is marked bad and counted once, and its range becomes a gap that lists
+// the batch it overlapped; that batch leaves the holdings (repair brings it back) while a batch
+// elsewhere stays. The gap survives restarts without being noted twice, and heals, for good,
+// once the batch is held again.
+TEST(StoreLogTest, AFlippedByteInOneBlockMarksThatBlockAndKeepsTheSegment) {
+  TempDir dir;
+  StoreLogOptions opts;
+  opts.writer.block_target_bytes = 4096;
+  std::string victim;
+  BatchId hit, other;
+  {
+    Registry m;
+    auto store = std::move(StoreLog::Open(dir.path(), opts, &m)).value();
+    for (int k = 0; k < 2; ++k) {
+      auto w = std::move(store->NewWriter()).value();
+      for (int i = 0; i < 1000; ++i)
+        ASSERT_TRUE(w->Append(Rec(10000 * k + 1, static_cast<uint64_t>(i), "x" + std::to_string(i))).ok());
+      auto p = w->Finish();
+      ASSERT_TRUE(p.ok());
+      ASSERT_TRUE(store->Add(*p).ok());
+      if (k == 0) victim = *p;
+    }
+    auto segs = store->All();
+    hit = {segs[0]->low(), segs[0]->high()};
+    other = {segs[1]->low(), segs[1]->high()};
+    store->holdings()->Add(hit, 1000);
+    store->holdings()->Add(other, 1000);
+  }
+  auto reader = std::move(SegmentReader::Open(victim)).value();
+  ASSERT_GE(reader->blocks().size(), 5u);
+  const BlockInfo b2 = reader->blocks()[2];
+  std::string data = ReadFile(victim);
+  data[b2.offset + b2.compressed_size / 2] ^= 0x40;
+  WriteFile(victim, data);
+
+  {
+    Registry m;
+    auto store = std::move(StoreLog::Open(dir.path(), opts, &m)).value();
+    EXPECT_EQ(store->segment_count(), 2u);
+    EXPECT_EQ(store->quarantined(), 0u);
+    EXPECT_FALSE(fs::exists(dir.path() + "/quarantine/" + fs::path(victim).filename().string()));
+    EXPECT_EQ(store->blocks_quarantined(), 1u);
+    EXPECT_EQ(SeriesValue(m.Render(), "oklog_store_blocks_quarantined_total"), 1);
+    const auto seg = store->All()[0];
+    EXPECT_TRUE(seg->BlockBad(2));
+    for (size_t i = 0; i < seg->blocks().size(); ++i) {
+      std::string text;
+      EXPECT_EQ(seg->ReadBlock(i, &text).ok(), i != 2) << i;
+    }
+    auto gaps = store->UnhealedGaps(Ulid::MinAt(0), Ulid::Max());
+    ASSERT_EQ(gaps.size(), 1u);
+    EXPECT_EQ(gaps[0].low, b2.first);
+    EXPECT_EQ(gaps[0].high, b2.last);
+    EXPECT_EQ(gaps[0].records, b2.records);
+    EXPECT_EQ(gaps[0].batches, std::vector<BatchId>{hit});
+    EXPECT_FALSE(store->holdings()->Has(hit));
+    EXPECT_TRUE(store->holdings()->Has(other));
+    EXPECT_TRUE(store->UnhealedGaps(other.low, other.high).empty());
+  }
+  {
+    Registry m;
+    auto store = std::move(StoreLog::Open(dir.path(), opts, &m)).value();
+    EXPECT_EQ(store->blocks_quarantined(), 1u);  // found again at start, reported again
+    EXPECT_EQ(store->UnhealedGaps(Ulid::MinAt(0), Ulid::Max()).size(), 1u);
+    EXPECT_EQ(store->gaps()->unhealed(), 1u);
+    store->holdings()->Add(hit, 1000);  // a repair copy brought the batch back
+    EXPECT_TRUE(store->UnhealedGaps(Ulid::MinAt(0), Ulid::Max()).empty());
+  }
+  Registry m;
+  auto store = std::move(StoreLog::Open(dir.path(), opts, &m)).value();
+  EXPECT_TRUE(store->All()[0]->BlockBad(2));  // still skipped: the copy holds its records
+  EXPECT_TRUE(store->UnhealedGaps(Ulid::MinAt(0), Ulid::Max()).empty());
+  EXPECT_TRUE(store->holdings()->Has(hit));  // a healed gap is not dropped again
 }
 
 TEST(StoreLogTest, SelectReturnsOverlappingSegmentsInOrder) {
