@@ -93,7 +93,7 @@ struct QueryFanout::Fan {
   }
 
   void SendHeaders() {
-    uint64_t nodes = 0, segments = 0, max_size = 0, errors = 0;
+    uint64_t nodes = 0, segments = 0, max_size = 0, errors = 0, skipped_blocks = 0, skipped_records = 0;
     std::string content_type =
         format == OutputFormat::kJson ? "application/x-ndjson" : "text/plain; charset=utf-8";
     for (auto& p : peers) {
@@ -105,6 +105,11 @@ struct QueryFanout::Fan {
       segments += p.st.segments;
       max_size = std::max(max_size, p.st.max_data_set_size);
       errors += p.st.errors;
+      // A store that stepped over bad blocks no asked store holds good copies of answered only
+      // part of its range: one error per such store, and the blocks named.
+      if (p.st.skipped_blocks > 0) ++errors;
+      skipped_blocks += p.st.skipped_blocks;
+      skipped_records += p.st.skipped_records;
     }
     // The holdings check: batches some answering store knows that only stores not asked hold.
     std::map<BatchId, uint64_t> missing;
@@ -147,6 +152,13 @@ struct QueryFanout::Fan {
       owner->queries_->With({"missing"})->Inc();
       Logger("query")->warn("partial answer: records of {} batch(es) (at least {} known) held only by {} not reached",
                             missing.size(), std::max<uint64_t>(reported, missing.size()), nodes_list);
+    }
+    if (skipped_blocks > 0) {
+      h.push_back({"X-Oklog-Skipped-Blocks", std::to_string(skipped_blocks)});
+      h.push_back({"X-Oklog-Skipped-Records", std::to_string(skipped_records)});
+      owner->queries_->With({"skipped_blocks"})->Inc();
+      Logger("query")->warn("partial answer: {} bad block(s) ({} records) skipped by the stores asked", skipped_blocks,
+                            skipped_records);
     }
     h.push_back({"Content-Type", content_type});
     h.push_back({"X-Oklog-Nodes-Queried", std::to_string(nodes)});

@@ -23,6 +23,7 @@ struct QueryService::Run {
   std::thread driver;                      // a GET's; joined on the loop once the end event arrived
   std::chrono::steady_clock::time_point start;
   bool ending = false;  // loop: we are finishing the response ourselves
+  bool partial = false;  // a user's GET went out as 206
 
   // Loop thread: the output's state, whichever it is.
   bool closed() const { return response ? response->closed() : call->over(); }
@@ -65,6 +66,22 @@ struct QueryService::Event {
 namespace {
 
 bool ValidPath(const std::string& path) { return path == "/store/query" || path == "/store/_query"; }
+
+// The headers naming what a query over gaps (bad blocks) could not answer: block and record
+// counts, and the ranges (RFC3339 FROM/TO, clipped to the query's, at most 16).
+void AddSkippedHeaders(const std::vector<Gap>& gaps, const Ulid& from, const Ulid& to, HttpResponse::Headers* h) {
+  uint64_t records = 0;
+  std::string ranges;
+  for (size_t i = 0; i < gaps.size(); ++i) {
+    records += gaps[i].records;
+    if (i < 16)
+      ranges += (i ? "," : "") + FormatRfc3339(std::max(gaps[i].low, from).unix_ms()) + "/" +
+                FormatRfc3339(std::min(gaps[i].high, to).unix_ms());
+  }
+  h->push_back({"X-Oklog-Skipped-Blocks", std::to_string(gaps.size())});
+  h->push_back({"X-Oklog-Skipped-Records", std::to_string(records)});
+  h->push_back({"X-Oklog-Skipped-Ranges", ranges});
+}
 
 }  // namespace
 
@@ -142,8 +159,8 @@ QueryService::QueryService(StoreLog* store, Options options, Registry* metrics)
   eo.scan_threads = options_.scan_threads;
   executor_ = std::make_unique<QueryExecutor>(eo, metrics);
   peer_drivers_ = std::make_unique<PeerDrivers>(options_.peer_query_threads, options_.max_queued_peer_queries);
-  executor_->SetCorruptionHandler([store](const SegmentReader& segment, size_t, const Status& why) {
-    store->Quarantine(segment.path(), why);
+  executor_->SetCorruptionHandler([store](const SegmentReader& segment, size_t block, const Status& why) {
+    store->MarkBlockBad(segment, block, why);
   });
 }
 
@@ -253,16 +270,20 @@ void QueryService::HandleQuery(const HttpRequest& req, std::shared_ptr<HttpRespo
       {"X-Oklog-Nodes-Queried", "1"},
       {"X-Oklog-Segments-Queried", std::to_string(request.segments.size())},
       {"X-Oklog-Max-Data-Set-Size", std::to_string(raw_bytes)},
-      {"X-Oklog-Error-Count", "0"},
+      {"X-Oklog-Error-Count", plan.gaps.empty() ? "0" : "1"},
       {"X-Oklog-Duration", FormatDuration(std::chrono::steady_clock::now() - t0)},
   };
+  // Records of the range lost to bad blocks: the answer cannot be whole (206, as the fan-out's
+  // rule for a store that did not answer), and says what it lacks.
+  const int status = plan.gaps.empty() ? 200 : 206;
+  if (!plan.gaps.empty()) AddSkippedHeaders(plan.gaps, p.from, p.to, &headers);
   if (head) {
     queries_->With({"stats"})->Inc();
-    resp->Start(200, headers);
+    resp->Start(status, headers);
     resp->Finish();
     return;
   }
-  resp->Start(200, headers);
+  resp->Start(status, headers);
   if (request.segments.empty()) {
     queries_->With({"ok"})->Inc();
     resp->Finish();
@@ -271,6 +292,7 @@ void QueryService::HandleQuery(const HttpRequest& req, std::shared_ptr<HttpRespo
 
   std::shared_ptr<Run> run = AddRun(t0);
   run->response = resp;
+  run->partial = status == 206;
   const uint64_t id = run->id;
   resp->OnClose([this, id] { OnClientGone(id); });
   resp->OnDrain([this, id] {
@@ -288,7 +310,10 @@ QueryService::Plan QueryService::MakePlan(const Ulid& from, const Ulid& to, Scan
   plan.request.to = to;
   plan.request.order = order;
   plan.request.limit = limit;
-  if (from <= to) plan.request.segments = store_->Select(from, to);
+  if (from <= to) {
+    plan.request.segments = store_->Select(from, to);
+    plan.gaps = store_->UnhealedGaps(from, to);
+  }
   for (const auto& s : plan.request.segments) plan.raw_bytes += s->raw_bytes();
   return plan;
 }
@@ -331,9 +356,20 @@ void QueryService::HandleRun(std::shared_ptr<rpc::ServerCall> call) {
   QueryRunStats stats;
   stats.segments = plan.request.segments.size();
   stats.max_data_set_size = plan.raw_bytes;
+  std::set<std::string> asked;
   if (holdings_ && req->asked) {
-    const std::set<std::string> asked(req->asked->begin(), req->asked->end());
+    asked.insert(req->asked->begin(), req->asked->end());
     stats.missing = holdings_->Missing(req->from, req->to, asked, kMaxMissingReported, &stats.missing_total);
+  }
+  // This store's gaps in the range, except those whose every batch another asked store holds:
+  // that store answers with those records, so the fanned-out answer lacks nothing.
+  for (const Gap& g : plan.gaps) {
+    const bool covered = holdings_ && !asked.empty() && !g.batches.empty() &&
+                         std::all_of(g.batches.begin(), g.batches.end(),
+                                     [&](const BatchId& b) { return holdings_->HeldByAny(b, asked); });
+    if (covered) continue;
+    ++stats.skipped_blocks;
+    stats.skipped_records += g.records;
   }
   call->Send(EncodeQueryRunStats(stats));
   if (req->kind == QueryRunKind::kStatsOnly || plan.request.segments.empty()) {
@@ -426,6 +462,7 @@ void QueryService::HandleEvent(Event& e) {
   const bool client_gone = run.closed();
   const char* result = e.status.ok() ? "ok" : (e.status.code() == Code::kCancelled ? "cancelled" : "error");
   if (e.status.ok() && client_gone) result = "cancelled";
+  if (e.status.ok() && !client_gone && e.stats.corrupt_blocks > 0) result = "error";  // cut off below
   (run.call ? peer_queries_ : queries_)->With({result})->Inc();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - run.start).count();
   duration_->Observe(secs);
@@ -436,7 +473,22 @@ void QueryService::HandleEvent(Event& e) {
       e.stats.records, e.stats.duplicates);
   if (!client_gone) {
     run.ending = true;
-    run.Finish(e.status);
+    if (e.status.ok() && e.stats.corrupt_blocks > 0) {
+      // Blocks found bad during this scan (marked now; later queries plan around them): the
+      // status already went out, so the answer must not end as if whole. A peer's call ends with
+      // the error (the fan-out counts it: a 206, or an answer cut off); a user's 200 is cut off.
+      Status cut = Status::Corruption(std::to_string(e.stats.corrupt_blocks) +
+                                      " bad block(s) found during the scan were skipped");
+      if (run.response && !run.partial) {
+        run.response->Abort(cut.message());
+      } else if (run.call) {
+        run.Finish(cut);
+      } else {
+        run.Finish(e.status);
+      }
+    } else {
+      run.Finish(e.status);
+    }
   }
   runs_.erase(run.id);
   running_gauge_->Set(static_cast<double>(runs_.size()));

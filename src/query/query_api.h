@@ -76,6 +76,7 @@ class QueryService {
   struct Plan {
     ScanRequest request;
     uint64_t raw_bytes = 0;
+    std::vector<Gap> gaps;  // of the range, lost to bad blocks and not got back (StoreLog::UnhealedGaps)
   };
   QueryService(StoreLog* store, Options options, Registry* metrics);
   Plan MakePlan(const Ulid& from, const Ulid& to, ScanOrder order, std::optional<uint64_t> limit);

@@ -377,6 +377,10 @@ Status QueryExecutor::Run(const ScanRequest& request, const Matcher& matcher, Re
         size_t bi = desc ? blocks.size() - 1 - b : b;
         const BlockInfo& info = blocks[bi];
         if (info.last < request.from || info.first > request.to) continue;
+        if (s.BlockBad(bi)) {  // stepped over; the caller reports the gap (StoreLog::UnhealedGaps)
+          ++stats.bad_blocks;
+          continue;
+        }
         if (!s.BlockMayMatch(bi, matcher.block_filter())) {
           ++stats.blocks_skipped;
           continue;

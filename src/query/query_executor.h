@@ -47,7 +47,8 @@ struct ScanStats {
   uint64_t bytes_scanned = 0;     // uncompressed bytes of the blocks read
   uint64_t records = 0;           // delivered to the sink
   uint64_t duplicates = 0;        // dropped by the merge
-  uint64_t corrupt_blocks = 0;
+  uint64_t corrupt_blocks = 0;    // found bad while reading (not known when the plan was made)
+  uint64_t bad_blocks = 0;        // in range, known bad when the plan was made: not read
 };
 
 class QueryExecutor {
@@ -58,7 +59,8 @@ class QueryExecutor {
     size_t min_window_tasks = 0;  // 0: 2 * scan_threads + 2
   };
   // Called on the driver thread for a block that fails to read (checksum, LZ4): the block is
-  // skipped, counted, and the owner may quarantine the segment.
+  // skipped and counted; the owner marks it bad (StoreLog::MarkBlockBad). Blocks already marked
+  // bad are never read (ScanStats::bad_blocks).
   using CorruptionHandler = std::function<void(const SegmentReader& segment, size_t block, const Status& why)>;
 
   QueryExecutor(Options options, Registry* metrics);

@@ -95,7 +95,7 @@ Result<QueryRunRequest> DecodeQueryRunRequest(std::string_view body) {
 std::string EncodeQueryRunStats(const QueryRunStats& s) {
   msgpack::sbuffer buf(48);
   Packer pk(buf);
-  pk.pack_array(7);
+  pk.pack_array(9);
   pk.pack_uint32(kQueryMessagesVersion);
   pk.pack_uint64(s.nodes);
   pk.pack_uint64(s.segments);
@@ -114,6 +114,8 @@ std::string EncodeQueryRunStats(const QueryRunStats& s) {
     pk.pack_array(static_cast<uint32_t>(h));
     for (size_t j = 0; j < h; ++j) PackStr(pk, m.holders[j].substr(0, kMaxQueryStoreNameBytes));
   }
+  pk.pack_uint64(s.skipped_blocks);
+  pk.pack_uint64(s.skipped_records);
   return std::string(buf.data(), buf.size());
 }
 
@@ -142,6 +144,9 @@ Result<QueryRunStats> DecodeQueryRunStats(std::string_view body) {
             return Status::Corruption("query.run stats: missing batch holder");
       }
     }
+    if (oh.get().via.array.size > 8 &&
+        (!ReadUint(f[7], UINT64_MAX, &s.skipped_blocks) || !ReadUint(f[8], UINT64_MAX, &s.skipped_records)))
+      return Status::Corruption("query.run stats: skipped blocks");
     return s;
   } catch (const std::exception& e) {
     return Status::Corruption(std::string("query.run stats: ") + e.what());

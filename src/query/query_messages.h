@@ -14,11 +14,14 @@
 //     asked   [str] ≤ kMaxQueryAskedStores names: every store this fan-out asks (absent from
 //             older callers: no holdings check)
 //   query.run response (server-streaming):
-//     part 1  = [1, nodes, segments, max_data_set_size, errors, missing_total, missing]
-//                                                                        (QueryRunStats)
+//     part 1  = [1, nodes, segments, max_data_set_size, errors, missing_total, missing,
+//                skipped_blocks, skipped_records]                      (QueryRunStats)
 //       missing  [[low bin16, high bin16, records, [holder str]]] ≤ kMaxMissingReported
 //                batches of the range held, as far as this store knows, only by stores not
 //                asked (segments/holdings.h); missing_total counts them all
+//       skipped_blocks, skipped_records  uint: bad blocks of the range this store stepped over
+//                (its gaps, segments/gaps.h) that no asked store is known to hold good copies
+//                of, and their records; absent from older stores (read as 0)
 //     then    raw stored records "ULID SP topic SP line LF" in scan order (ascending ULID, or
 //             descending with a limit), cut anywhere: the receiver splits at LF;
 //     end     status OK, or the reason the scan failed (the caller counts the peer as an error).
@@ -77,6 +80,8 @@ struct QueryRunStats {
   uint64_t errors = 0;
   uint64_t missing_total = 0;
   std::vector<MissingBatch> missing;  // at most kMaxMissingReported
+  uint64_t skipped_blocks = 0;
+  uint64_t skipped_records = 0;
 };
 
 std::string EncodeQueryRunRequest(const QueryRunRequest& r);
