@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "common/http_client.h"
+#include "segments/segment_file.h"
 #include "test_util.h"
 
 namespace oklog {
@@ -424,6 +425,9 @@ TEST_F(SingleNodeTest, FifosNamedLikeSegmentsNeitherHangTheStartNorStopTheNode) 
   node.Stop();
 }
 
+// Whole-file failures: a segment whose footer has a flipped byte (its index cannot be trusted)
+// and a truncated one are each moved whole to quarantine/, logged and counted; the rest is
+// served.
 TEST_F(SingleNodeTest, CorruptAndTruncatedSegmentsAreReportedAndMovedAside) {
   NodeProcess node(dir_.path());
   node.Start();
@@ -439,7 +443,7 @@ TEST_F(SingleNodeTest, CorruptAndTruncatedSegmentsAreReportedAndMovedAside) {
   std::sort(segs.begin(), segs.end());
   ASSERT_GE(segs.size(), 3u);
   std::string a = ReadFile(segs[0]);
-  a[a.size() / 4] ^= 0x5a;  // a flipped byte inside the first block
+  a[a.size() - 12] ^= 0x5a;  // a flipped byte in the footer
   WriteFile(segs[0], a);
   std::string b = ReadFile(segs[1]);
   WriteFile(segs[1], b.substr(0, b.size() / 2));  // truncated
@@ -452,6 +456,67 @@ TEST_F(SingleNodeTest, CorruptAndTruncatedSegmentsAreReportedAndMovedAside) {
   EXPECT_NE(err.find("quarantine"), std::string::npos);
   // The rest is still served.
   EXPECT_FALSE(Query(node, "-from 1h -q seg2").empty());
+  node.Stop();
+}
+
+// One flipped byte inside block 1 of a multi-block segment on disk, found at the restart: only
+// that block is lost. The segment stays (nothing in quarantine/), the block is logged with its
+// file and index and counted once, and a query over the whole range answers 206 naming one
+// skipped block, with every record of every other block, byte for byte.
+TEST_F(SingleNodeTest, AFlippedByteInOneBlockLosesThatBlockOnlyAndTheQueryIs206) {
+  NodeProcess node(dir_.path());
+  node.Start();
+  std::vector<std::string> lines;
+  for (int i = 0; i < 30000; ++i)
+    lines.push_back("blk line " + std::to_string(i) + " " + std::string(40 + i % 50, static_cast<char>('a' + i % 26)));
+  WriteFile(dir_.path() + "/f.txt", Join(lines));
+  node.Forward(dir_.path() + "/f.txt");
+  ASSERT_TRUE(node.WaitStored(lines.size()));
+  const std::string query = "/store/query?from=1h&to=now";
+  HttpClientResponse before = node.Get(query);
+  ASSERT_EQ(before.status, 200);
+  node.Stop();
+
+  // The segment with the most blocks; block 1's record text, read while it is still good.
+  std::string victim;
+  BlockInfo b1;
+  std::string block_text;
+  size_t most = 0;
+  for (auto& e : fs::directory_iterator(dir_.path() + "/data/store")) {
+    if (e.path().extension() != ".seg") continue;
+    auto r = SegmentReader::Open(e.path().string());
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    if ((*r)->blocks().size() <= most) continue;
+    most = (*r)->blocks().size();
+    victim = e.path().string();
+    b1 = (*r)->blocks()[1];
+    ASSERT_TRUE((*r)->ReadBlock(1, &block_text).ok());
+  }
+  ASSERT_GE(most, 3u) << "no multi-block segment";
+  std::string want = before.body;
+  const size_t at = want.find(block_text);
+  ASSERT_NE(at, std::string::npos);
+  want.erase(at, block_text.size());
+
+  std::string data = ReadFile(victim);
+  data[b1.offset + b1.compressed_size / 2] ^= 0x5a;
+  WriteFile(victim, data);
+  node.Start();
+  EXPECT_TRUE(fs::exists(victim));
+  EXPECT_FALSE(fs::exists(dir_.path() + "/data/store/quarantine/" + fs::path(victim).filename().string()));
+  EXPECT_EQ(node.Metric("oklog_store_blocks_quarantined_total"), 1u);
+  EXPECT_EQ(node.Metric("oklog_store_quarantined_segments_total"), 0u);
+  const std::string err = node.proc().Stderr();
+  EXPECT_NE(err.find(fs::path(victim).filename().string() + " block=1 "), std::string::npos) << err;
+
+  HttpClientResponse after = node.Get(query);
+  EXPECT_EQ(after.status, 206);
+  EXPECT_EQ(after.Header("X-Oklog-Skipped-Blocks"), "1");
+  EXPECT_EQ(after.Header("X-Oklog-Skipped-Records"), std::to_string(b1.records));
+  EXPECT_TRUE(SameText(after.body, want));
+  // Counted once however often it is queried.
+  EXPECT_EQ(node.Get(query).status, 206);
+  EXPECT_EQ(node.Metric("oklog_store_blocks_quarantined_total"), 1u);
   node.Stop();
 }
 
