@@ -4,7 +4,9 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <set>
 
+#include "segments/record_merge.h"
 #include "test_util.h"
 
 namespace oklog {
@@ -128,6 +130,57 @@ TEST(StoreLogTest, AFlippedByteInOneBlockMarksThatBlockAndKeepsTheSegment) {
   EXPECT_TRUE(store->All()[0]->BlockBad(2));  // still skipped: the copy holds its records
   EXPECT_TRUE(store->UnhealedGaps(Ulid::MinAt(0), Ulid::Max()).empty());
   EXPECT_TRUE(store->holdings()->Has(hit));  // a healed gap is not dropped again
+}
+
+// The repair half that lands here: a store whose replica has a bad block no longer holds its
+// batch (peers see it gone and repair copies it from a good replica); the copy (segment.copy,
+// StoreLog::InstallCopy: a good file of the same records, whose name the damaged file takes)
+// is stored around the damaged file, notes the batch again and heals the gap, and every record
+// is readable again, the bad block's from the copy.
+TEST(StoreLogTest, ARepairCopyOfABadBlocksBatchHealsItsGap) {
+  TempDir dir;
+  StoreLogOptions opts;
+  opts.writer.block_target_bytes = 4096;
+  std::vector<std::string> recs;
+  for (int i = 0; i < 1000; ++i) recs.push_back(Rec(5000, static_cast<uint64_t>(i), "x" + std::to_string(i)));
+  const std::vector<std::string_view> views(recs.begin(), recs.end());
+  const BatchId batch{*Ulid::ParseCanonical(recs.front().data()), *Ulid::ParseCanonical(recs.back().data())};
+  std::string path;
+  {
+    Registry m;
+    auto store = std::move(StoreLog::Open(dir.path(), opts, &m)).value();
+    ASSERT_TRUE(store->WriteReplica(views).ok());
+    ASSERT_TRUE(store->holdings()->Has(batch));
+    path = store->All()[0]->path();
+  }
+  auto reader = std::move(SegmentReader::Open(path)).value();
+  const BlockInfo b3 = reader->blocks().at(3);
+  std::string data = ReadFile(path);
+  data[b3.offset + 3] ^= 0x01;
+  WriteFile(path, data);
+
+  Registry m;
+  auto store = std::move(StoreLog::Open(dir.path(), opts, &m)).value();
+  EXPECT_FALSE(store->holdings()->Has(batch));  // what the peers pull: this copy is gone
+  ASSERT_EQ(store->UnhealedGaps(batch.low, batch.high).size(), 1u);
+
+  auto enc = std::move(SegmentEncoder::Create(opts.writer)).value();
+  for (const auto& r : recs) ASSERT_TRUE(enc->Append(r).ok());
+  SegmentImage good = std::move(enc->Finish()).value();
+  auto stored = store->InstallCopy(good.bytes, {{batch, recs.size()}});
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  EXPECT_TRUE(store->holdings()->Has(batch));
+  EXPECT_TRUE(store->UnhealedGaps(batch.low, batch.high).empty());
+  EXPECT_EQ(store->gaps()->unhealed(), 0u);
+  std::set<std::string> seen;
+  for (const auto& seg : store->All())
+    for (size_t i = 0; i < seg->blocks().size(); ++i) {
+      std::string text;
+      if (!seg->ReadBlock(i, &text).ok()) continue;  // the damaged block, stepped over
+      ParseStats ps;
+      for (auto r : ParseRecords(text, &ps)) seen.emplace(r);
+    }
+  EXPECT_EQ(seen, std::set<std::string>(recs.begin(), recs.end()));
 }
 
 TEST(StoreLogTest, SelectReturnsOverlappingSegmentsInOrder) {
