@@ -35,6 +35,11 @@
 //                   varint filter_size        ; 0, or a multiple of 8 <= kMaxFilterBytes
 //                   filter_size bytes         ; the gram filter (below)
 //
+// Damage is always attributable: a block's bytes are covered by its entry's crc32c, the index
+// by footer.index_crc32c and the footer by footer_crc32c and its magic. So a reader marks a
+// block whose bytes fail as bad and keeps the rest of the file (store_log.h), and only a failed
+// footer or index (no trusted map of the blocks) condemns the whole file.
+//
 // Gram filter: a bitmap of m = 8 * filter_size bits, one hash function. For each record, every
 // 4 bytes window of its payload (the bytes after "ULID SP", the trailing LF included), ASCII
 // letters lower-cased, is hashed with GramHash(); bit (hash * m) >> 32 is set (bit b is
