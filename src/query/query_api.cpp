@@ -160,7 +160,8 @@ QueryService::QueryService(StoreLog* store, Options options, Registry* metrics)
   executor_ = std::make_unique<QueryExecutor>(eo, metrics);
   peer_drivers_ = std::make_unique<PeerDrivers>(options_.peer_query_threads, options_.max_queued_peer_queries);
   executor_->SetCorruptionHandler([store](const SegmentReader& segment, size_t block, const Status& why) {
-    store->MarkBlockBad(segment, block, why);
+    // Only bad bytes mark a block; a failed read (EIO) skips it for this query alone.
+    if (why.code() == Code::kCorruption) store->MarkBlockBad(segment, block, why);
   });
 }
 
