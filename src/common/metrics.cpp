@@ -219,7 +219,11 @@ void RenderHistogram(std::string& out, const std::string& name, const Histogram&
 std::string Registry::Render() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::string out;
-  for (const auto& [name, e] : entries_) {
+  for (const auto& entry : entries_) {
+    // Named references, not a structured binding: the lambda below uses them, and clang 14
+    // cannot capture structured bindings (C++20 P1091).
+    const std::string& name = entry.first;
+    const auto& e = entry.second;
     out += "# HELP " + name + " " + e->help + "\n";
     out += "# TYPE " + name + " " + e->type + "\n";
     std::visit(

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <initializer_list>
 #include <random>
 
 namespace oklog {
@@ -23,8 +24,8 @@ struct DecodeTable {
       if (lower >= 'A' && lower <= 'Z') lower = static_cast<char>(lower - 'A' + 'a');
       v[static_cast<uint8_t>(lower)] = static_cast<uint8_t>(i);
     }
-    v['I'] = v['i'] = v['L'] = v['l'] = 1;
-    v['O'] = v['o'] = 0;
+    for (char c : {'I', 'i', 'L', 'l'}) v[static_cast<uint8_t>(c)] = 1;
+    for (char c : {'O', 'o'}) v[static_cast<uint8_t>(c)] = 0;
   }
 };
 constexpr DecodeTable kDecode;

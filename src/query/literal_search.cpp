@@ -1,6 +1,7 @@
 #include "query/literal_search.h"
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -115,7 +116,7 @@ LiteralSearcher::LiteralSearcher(std::string_view needle) : needle_(needle) {
 const char* LiteralSearcher::Find(const char* begin, const char* end) const {
 #if defined(__x86_64__)
   const size_t len = needle_.size();
-  if (kHasAvx2 && len >= 2 && end - begin >= static_cast<ptrdiff_t>(len))
+  if (kHasAvx2 && len >= 2 && end - begin >= static_cast<std::ptrdiff_t>(len))
     return FindAvx2(begin, end, needle_.data(), len, probe1_, probe2_);
 #endif
   return FindBaseline(begin, end);
@@ -124,7 +125,7 @@ const char* LiteralSearcher::Find(const char* begin, const char* end) const {
 const char* LiteralSearcher::FindBaseline(const char* begin, const char* end) const {
   const size_t len = needle_.size();
   if (len == 0) return begin;
-  if (end - begin < static_cast<ptrdiff_t>(len)) return nullptr;
+  if (end - begin < static_cast<std::ptrdiff_t>(len)) return nullptr;
   if (len == 1) return static_cast<const char*>(std::memchr(begin, needle_[0], static_cast<size_t>(end - begin)));
 #if defined(__x86_64__)
   return FindSse2(begin, end, needle_.data(), len, probe1_, probe2_);

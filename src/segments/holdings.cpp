@@ -775,7 +775,11 @@ void HoldingsExchange::DecideConsolidate(const Buckets& own) {
 
 void HoldingsExchange::StartDrops(std::vector<std::pair<uint64_t, BatchClaims>> drops) {
   auto log = Logger("store");
-  for (auto& [bucket, claims] : drops) {
+  for (auto& drop : drops) {
+    // Named references, not a structured binding: the lambdas below capture them, which clang
+    // 14 cannot do with structured bindings (C++20 P1091).
+    const uint64_t bucket = drop.first;
+    BatchClaims& claims = drop.second;
     std::vector<BatchId> ids;
     uint64_t records = 0;
     for (const auto& [b, n] : claims) {
@@ -933,7 +937,9 @@ std::vector<MissingBatch> HoldingsExchange::Missing(const Ulid& from, const Ulid
                                                     size_t max, uint64_t* total) const {
   std::lock_guard<std::mutex> lock(mu_);
   std::map<BatchId, MissingBatch> missing;
-  for (const auto& [name, c] : caches_) {
+  for (const auto& entry : caches_) {
+    const std::string& name = entry.first;  // captured below: no structured binding (clang 14)
+    const auto& c = entry.second;
     if (asked.count(name)) continue;
     ForOverlapping(c.batches, from, to, c.max_span_ms, [&](const BatchId& b, uint64_t n) {
       if (own_->Has(b)) return;
