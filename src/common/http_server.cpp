@@ -1,7 +1,5 @@
 #include "common/http_server.h"
 
-#include <http_parser.h>
-
 #include <algorithm>
 #include <charconv>
 #include <csignal>
@@ -9,6 +7,7 @@
 #include <cstring>
 #include <set>
 
+#include "common/http_request_parser.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/uv/check.h"
@@ -71,12 +70,6 @@ const char* ReasonPhrase(int status) {
 bool IEquals(std::string_view a, std::string_view b) {
   return a.size() == b.size() &&
          std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return ::tolower(x) == ::tolower(y); });
-}
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
-  return out;
 }
 
 int HexValue(char c) {
@@ -187,15 +180,6 @@ class Connection {
   static void OnTimer(uv_timer_t* t) noexcept;
   static void OnHandleClosed(uv_handle_t* h) noexcept;
 
-  static int OnMessageBegin(http_parser* p);
-  static int OnUrl(http_parser* p, const char* at, size_t len);
-  static int OnHeaderField(http_parser* p, const char* at, size_t len);
-  static int OnHeaderValue(http_parser* p, const char* at, size_t len);
-  static int OnHeadersComplete(http_parser* p);
-  static int OnBody(http_parser* p, const char* at, size_t len);
-  static int OnMessageComplete(http_parser* p);
-  static const http_parser_settings& Settings();
-
   void HandleRead(ssize_t nread, const uv_buf_t* buf);
   void HandleEof();
   void HandleWriteDone(WriteReq* w, int status);
@@ -206,10 +190,6 @@ class Connection {
   void Dispatch();
   void RespondError(int status, std::string_view detail);
   void StartGracefulClose();
-  void CommitHeader();
-  bool CountHeaderBytes(size_t n);
-  void Fail(int status);
-  bool ParseTarget();
   ResponseInfo MakeInfo(bool head, bool keep_alive) const;
 
   ServerImpl* server_;
@@ -223,18 +203,10 @@ class Connection {
   bool processing_ = false;
   std::string peer_;
 
-  http_parser parser_;
+  HttpRequestParser parser_;
+  HttpRequest& request_;  // parser_.request()
   std::string input_;  // received, not yet parsed
   size_t input_pos_ = 0;
-  HttpRequest request_;
-  std::string url_;
-  std::string field_, value_;
-  bool in_value_ = false;
-  size_t header_bytes_ = 0;
-  bool message_complete_ = false;
-  bool keep_alive_ = true;
-  int error_status_ = 0;
-  Clock::time_point request_start_;
 
   std::shared_ptr<ResponseImpl> current_;
   size_t pending_write_bytes_ = 0;
@@ -427,9 +399,13 @@ void ResponseImpl::End() {
 // ---------------------------------------------------------------------------------------------
 // Connection
 
-Connection::Connection(ServerImpl* server) : server_(server) {
-  http_parser_init(&parser_, HTTP_REQUEST);
-  parser_.data = this;
+Connection::Connection(ServerImpl* server)
+    : server_(server),
+      parser_({server->options().max_header_bytes, server->options().max_body_bytes}),
+      request_(parser_.request()) {
+  parser_.OnContinue([this] { QueueWrite("HTTP/1.1 100 Continue\r\n\r\n", std::string(), false); });
+  // An upload in progress is not idle.
+  parser_.OnBodyBytes([this] { RestartTimer(server_->options().idle_timeout_ms); });
 }
 
 bool Connection::Accept(TcpListener* listener) {
@@ -620,40 +596,21 @@ void Connection::OnShutdown(uv_shutdown_t* req, int status) noexcept {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Request parsing. Callbacks copy what they need at once: `at` points into input_.
-
-const http_parser_settings& Connection::Settings() {
-  static const http_parser_settings s = [] {
-    http_parser_settings v;
-    http_parser_settings_init(&v);
-    v.on_message_begin = OnMessageBegin;
-    v.on_url = OnUrl;
-    v.on_header_field = OnHeaderField;
-    v.on_header_value = OnHeaderValue;
-    v.on_headers_complete = OnHeadersComplete;
-    v.on_body = OnBody;
-    v.on_message_complete = OnMessageComplete;
-    return v;
-  }();
-  return s;
-}
+// Request parsing (HttpRequestParser): one request at a time, the rest waits in input_.
 
 void Connection::ProcessInput() {
   if (processing_) return;  // re-entered through a handler that finished at once: the loop below goes on
   processing_ = true;
   while (state_ == State::kOpen && current_ == nullptr && input_pos_ < input_.size() &&
          pending_write_bytes_ < kPipelineHighWaterBytes) {
-    http_parser_pause(&parser_, 0);
     size_t len = input_.size() - input_pos_;
-    size_t n = http_parser_execute(&parser_, &Settings(), input_.data() + input_pos_, len);
+    const HttpRequestParser::Step step = parser_.Execute(input_.data() + input_pos_, len);
+    size_t n = step.consumed;
     input_pos_ += n;
-    auto err = static_cast<http_errno>(parser_.http_errno);
-    if (error_status_ != 0) {
-      RespondError(error_status_, "");
-    } else if (err != HPE_OK && err != HPE_PAUSED) {
-      RespondError(err == HPE_HEADER_OVERFLOW ? 431 : 400, http_errno_description(err));
-    } else if (message_complete_) {
-      message_complete_ = false;
+    if (step.error_status != 0) {
+      RespondError(step.error_status, step.error_detail);
+    } else if (step.request) {
+      request_.peer = peer_;
       Dispatch();
     } else if (n == len) {
       break;  // need more bytes
@@ -672,143 +629,20 @@ void Connection::ProcessInput() {
   else StopReading();  // answers pile up unread: read again once they drain (HandleWriteDone)
 }
 
-void Connection::Fail(int status) {
-  if (error_status_ == 0) error_status_ = status;
-  http_parser_pause(&parser_, 1);
-}
-
-bool Connection::CountHeaderBytes(size_t n) {
-  header_bytes_ += n;
-  if (header_bytes_ <= server_->options().max_header_bytes) return true;
-  Fail(431);
-  return false;
-}
-
-int Connection::OnMessageBegin(http_parser* p) {
-  auto* c = static_cast<Connection*>(p->data);
-  c->request_ = HttpRequest();
-  c->request_.peer = c->peer_;
-  c->url_.clear();
-  c->field_.clear();
-  c->value_.clear();
-  c->in_value_ = false;
-  c->header_bytes_ = 0;
-  c->request_start_ = Clock::now();
-  return 0;
-}
-
-int Connection::OnUrl(http_parser* p, const char* at, size_t len) {
-  auto* c = static_cast<Connection*>(p->data);
-  if (c->CountHeaderBytes(len)) c->url_.append(at, len);
-  return 0;
-}
-
-void Connection::CommitHeader() {
-  if (field_.empty()) return;
-  std::string name = Lower(field_);
-  auto [it, inserted] = request_.headers.emplace(name, value_);
-  if (!inserted) it->second += ", " + value_;
-  field_.clear();
-  value_.clear();
-}
-
-int Connection::OnHeaderField(http_parser* p, const char* at, size_t len) {
-  auto* c = static_cast<Connection*>(p->data);
-  if (!c->CountHeaderBytes(len + 4)) return 0;  // + ": " and CRLF
-  if (c->in_value_) {
-    c->CommitHeader();
-    c->in_value_ = false;
-  }
-  c->field_.append(at, len);
-  return 0;
-}
-
-int Connection::OnHeaderValue(http_parser* p, const char* at, size_t len) {
-  auto* c = static_cast<Connection*>(p->data);
-  if (!c->CountHeaderBytes(len)) return 0;
-  c->in_value_ = true;
-  c->value_.append(at, len);
-  return 0;
-}
-
-bool Connection::ParseTarget() {
-  std::string_view t = url_;
-  if (t.starts_with("http://") || t.starts_with("https://")) {  // absolute form
-    size_t slash = t.find('/', t.find("://") + 3);
-    t = slash == std::string_view::npos ? std::string_view("/") : t.substr(slash);
-  }
-  if (auto hash = t.find('#'); hash != std::string_view::npos) t = t.substr(0, hash);
-  if (t == "*" && request_.method == "OPTIONS") {
-    request_.path = "*";
-    return true;
-  }
-  if (t.empty() || t.front() != '/') return false;
-  size_t q = t.find('?');
-  request_.path = UrlDecode(t.substr(0, q), false);
-  if (request_.path.find('\0') != std::string::npos) return false;  // never a legitimate path
-  if (q != std::string_view::npos) {
-    request_.raw_query = std::string(t.substr(q + 1));
-    request_.params = ParseQuery(request_.raw_query);
-  }
-  return true;
-}
-
-int Connection::OnHeadersComplete(http_parser* p) {
-  auto* c = static_cast<Connection*>(p->data);
-  if (c->error_status_ != 0) return 0;
-  c->CommitHeader();
-  c->request_.method = http_method_str(static_cast<http_method>(p->method));
-  if (!c->ParseTarget()) {
-    c->Fail(400);
-    return 0;
-  }
-  const auto& opts = c->server_->options();
-  bool has_length = (p->flags & F_CONTENTLENGTH) != 0;
-  if (has_length && p->content_length > opts.max_body_bytes) {
-    c->Fail(413);
-    return 0;
-  }
-  auto expect = c->request_.headers.find("expect");
-  if (expect != c->request_.headers.end() && IEquals(expect->second, "100-continue") && p->http_minor >= 1) {
-    c->QueueWrite("HTTP/1.1 100 Continue\r\n\r\n", std::string(), false);
-  }
-  return 0;
-}
-
-int Connection::OnBody(http_parser* p, const char* at, size_t len) {
-  auto* c = static_cast<Connection*>(p->data);
-  if (c->error_status_ != 0) return 0;
-  if (c->request_.body.size() + len > c->server_->options().max_body_bytes) {
-    c->Fail(413);
-    return 0;
-  }
-  c->request_.body.append(at, len);
-  c->RestartTimer(c->server_->options().idle_timeout_ms);  // an upload in progress is not idle
-  return 0;
-}
-
-int Connection::OnMessageComplete(http_parser* p) {
-  auto* c = static_cast<Connection*>(p->data);
-  c->keep_alive_ = http_should_keep_alive(p) != 0 && p->upgrade == 0;
-  c->message_complete_ = true;
-  http_parser_pause(p, 1);  // one request at a time: the rest waits until its response ends
-  return 0;
-}
-
 ResponseInfo Connection::MakeInfo(bool head, bool keep_alive) const {
   ResponseInfo info;
   info.head = head;
-  info.http11 = parser_.http_major > 1 || (parser_.http_major == 1 && parser_.http_minor >= 1);
+  info.http11 = parser_.http11();
   info.keep_alive = keep_alive;
   info.durations = server_->durations();
   info.method_label = request_.method.empty() ? "other" : MethodLabel(request_.method);
   info.path_label = "other";
-  info.start = request_start_;
+  info.start = parser_.request_start();
   return info;
 }
 
 void Connection::Dispatch() {
-  ResponseInfo info = MakeInfo(request_.method == "HEAD", keep_alive_);
+  ResponseInfo info = MakeInfo(request_.method == "HEAD", parser_.keep_alive());
   const HttpHandler* route = server_->FindRoute(request_.path, &info.path_label);
   HttpHandler handler = route != nullptr ? *route : HttpHandler();  // a copy: a handler may re-register
   auto resp = std::make_shared<ResponseImpl>(this, std::move(info));
