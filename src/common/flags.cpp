@@ -131,7 +131,7 @@ Status FlagSet::ParseConfigFile(const std::string& path) {
       value = trim(line.substr(sep + 1));
       if (!value.empty() && value[0] == '=') value = trim(value.substr(1));
     }
-    if (!name.empty() && name[0] == '-') name = name.substr(name.find_first_not_of('-'));
+    name.erase(0, name.find_first_not_of('-'));  // "-name", "--name"; a line of dashes leaves "" (unknown)
     if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
     Status st = Set(name, value);
     if (!st.ok()) return Status::InvalidArgument(path + ":" + std::to_string(n) + ": " + st.message());

@@ -81,5 +81,22 @@ TEST(FlagsTest, ConfigFileThenCommandLineWins) {
   std::remove(path.c_str());
 }
 
+// Found by tests/fuzz/fuzz_flags: a config file line of dashes only ("-", "--") threw
+// std::out_of_range out of ParseConfigFile (the node died in std::terminate at start-up).
+TEST(FlagsTest, ConfigFileLineOfDashesIsAnUnknownFlag) {
+  for (const char* line : {"-", "--", "--- = x"}) {
+    Fixture f;
+    std::string path = ::testing::TempDir() + "/oklog_flags_dashes.conf";
+    {
+      std::ofstream out(path);
+      out << "debug\n" << line << "\n";
+    }
+    Status s = f.fs.ParseConfigFile(path);
+    EXPECT_EQ(s.code(), Code::kInvalidArgument) << line;
+    EXPECT_NE(s.message().find(":2: flag provided but not defined"), std::string::npos) << s.message();
+    std::remove(path.c_str());
+  }
+}
+
 }  // namespace
 }  // namespace oklog

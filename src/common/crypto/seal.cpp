@@ -4,6 +4,7 @@
 #include <openssl/kdf.h>
 
 #include <cstring>
+#include <limits>
 
 namespace oklog::crypto {
 
@@ -122,9 +123,14 @@ Result<std::string> PacketSealer::Open(std::string_view sealed, int64_t now_ms) 
   }
   if (!opened) return Status::Corruption("sealed packet: opens under no key");
   const auto sent_ms = static_cast<int64_t>(GetU64(U8(plain.data())));
-  const int64_t skew = sent_ms > now_ms ? sent_ms - now_ms : now_ms - sent_ms;
-  if (skew > kPacketWindow.count())
-    return Status::InvalidArgument("sealed packet: sent " + std::to_string(sent_ms - now_ms) + " ms from our clock");
+  // The distance in unsigned arithmetic: two int64 clocks can be up to 2^64-1 apart, which a
+  // signed difference overflows (a keyholder's packet may carry any sent_ms).
+  const bool ahead = sent_ms > now_ms;
+  const uint64_t skew = ahead ? static_cast<uint64_t>(sent_ms) - static_cast<uint64_t>(now_ms)
+                              : static_cast<uint64_t>(now_ms) - static_cast<uint64_t>(sent_ms);
+  if (skew > static_cast<uint64_t>(kPacketWindow.count()))
+    return Status::InvalidArgument("sealed packet: sent " + std::string(ahead ? "" : "-") + std::to_string(skew) +
+                                   " ms from our clock");
   std::string key(reinterpret_cast<const char*>(nonce), kPacketNonceBytes);
   if (seen_.count(key)) return Status::AlreadyExists("sealed packet: replayed");
   Remember(key, sent_ms);
@@ -138,7 +144,10 @@ Result<std::string> PacketSealer::Open(std::string_view sealed, int64_t now_ms) 
 void PacketSealer::Remember(const std::string& nonce, int64_t sent_ms) {
   seen_.insert(nonce);
   seen_order_.emplace_back(sent_ms, nonce);
-  const int64_t horizon = sent_ms - 2 * kPacketWindow.count();
+  // Saturating: a sent_ms within two windows of the int64 minimum keeps everything.
+  const int64_t span = 2 * kPacketWindow.count();
+  const int64_t horizon = sent_ms < std::numeric_limits<int64_t>::min() + span ? std::numeric_limits<int64_t>::min()
+                                                                                : sent_ms - span;
   while (!seen_order_.empty() && (seen_order_.size() > kReplayCacheEntries || seen_order_.front().first < horizon)) {
     seen_.erase(seen_order_.front().second);
     seen_order_.pop_front();
