@@ -4,7 +4,10 @@
 set -euo pipefail
 pkgs=(cmake g++ make pkg-config libuv1-dev libmsgpack-cxx-dev liblz4-dev lz4 libspdlog-dev
       libgtest-dev libre2-dev libhttp-parser-dev libssl-dev curl ripgrep
-      python3 python3-matplotlib nftables iproute2)
+      python3 python3-matplotlib nftables iproute2
+      clang libclang-rt-14-dev llvm)
+# clang + libclang-rt-14-dev (libFuzzer, ASan and UBSan runtimes for clang: only a Recommends of
+# clang, so named here) + llvm (llvm-symbolizer for readable stacks): scripts/fuzz.sh.
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
