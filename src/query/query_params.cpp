@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "common/duration.h"
+#include "query/query_messages.h"
 
 namespace oklog {
 namespace {
@@ -175,10 +176,18 @@ Result<QueryParams> ParseQueryParams(const std::multimap<std::string, std::strin
   if (const std::string* v = first("q")) out.q = *v;
   // As OK Log: the presence of the key turns regex mode on, whatever its value.
   if (params.count("regex") > 0) out.mode = MatchMode::kRegex;
+  // The bounds every store applies to query.run and stream.open (query_messages.h): a query past
+  // them would reach each store and fail there, an error per store (206) instead of this 400.
+  if (out.q.size() > kMaxQueryTermBytes)
+    return Status::InvalidArgument("parsing 'q': longer than " + std::to_string(kMaxQueryTermBytes) + " bytes");
   auto [lo, hi] = params.equal_range("topic");
   for (auto it = lo; it != hi; ++it) {
+    if (it->second.size() > kMaxQueryTopicBytes)
+      return Status::InvalidArgument("parsing 'topic': longer than " + std::to_string(kMaxQueryTopicBytes) + " bytes");
     if (!it->second.empty()) out.topics.push_back(it->second);
   }
+  if (out.topics.size() > kMaxQueryTopics)
+    return Status::InvalidArgument("parsing 'topic': more than " + std::to_string(kMaxQueryTopics) + " topics");
   if (const std::string* v = first("limit")) {
     uint64_t n = 0;
     auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), n);

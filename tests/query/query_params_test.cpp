@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "query/query_messages.h"
+
 namespace oklog {
 namespace {
 
@@ -127,6 +129,18 @@ TEST(ParseQueryParams, BadLimitAndFormat) {
   }
   EXPECT_EQ(ErrorOf({{"format", "xml"}}), "parsing 'format': \"xml\" is neither text nor json");
   EXPECT_EQ(MustParse({{"format", "text"}}).format, OutputFormat::kText);
+}
+
+// Found by tests/fuzz/fuzz_query_params: a topic over 256 bytes (or q over 64 KiB, or more than
+// 1024 topics) was accepted here, and every store then refused the query.run it became (a 206
+// with one error per store instead of a 400).
+TEST(ParseQueryParams, RefusesWhatTheStoresWouldRefuse) {
+  EXPECT_EQ(MustParse({{"topic", std::string(kMaxQueryTopicBytes, 't')}}).topics.size(), 1u);
+  EXPECT_EQ(ErrorOf({{"topic", std::string(kMaxQueryTopicBytes + 1, 't')}}), "parsing 'topic': longer than 256 bytes");
+  EXPECT_EQ(ErrorOf({{"q", std::string(kMaxQueryTermBytes + 1, 'q')}}), "parsing 'q': longer than 65536 bytes");
+  Params many;
+  for (size_t i = 0; i <= kMaxQueryTopics; ++i) many.emplace("topic", "t" + std::to_string(i));
+  EXPECT_EQ(ErrorOf(many), "parsing 'topic': more than 1024 topics");
 }
 
 }  // namespace
