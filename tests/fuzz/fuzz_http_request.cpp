@@ -2,7 +2,7 @@
 // bytes arrive in pieces, each Execute parses what is buffered, a request is taken whole,
 // then parsing resumes after it (pipelining); an error ends the connection.
 // Input: header_limit:u8 piece:u8 bytes. Invariants:
-//   * the same requests (method, path, query, headers, body) and the same error whether the
+//   * the same requests (method, path, query, headers, body), and an error or none, whether the
 //     bytes come at once or in pieces
 //   * every request has a path starting with '/' (or "*" for OPTIONS), with no NUL; params are
 //     ParseQuery(raw_query); header names are lower case; the body is within the limit
@@ -83,6 +83,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view bytes(reinterpret_cast<const char*>(data) + 2, size - 2);
   const Outcome whole = Run(bytes, bytes.size() + 1, limits);
   const Outcome pieces = Run(bytes, piece, limits);
-  FUZZ_CHECK(whole == pieces);
+  FUZZ_CHECK(whole.requests == pieces.requests);
+  // Which error a bad request gets may depend on where the reads split it: http-parser reports
+  // a token's bytes at each buffer end, so the header limit (431) can trip before a bad byte
+  // later in the same token (400) is seen. Bad is bad either way: the connection closes.
+  FUZZ_CHECK((whole.error != 0) == (pieces.error != 0));
   return 0;
 }
