@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "common/address.h"
+#include "common/crypto/tls_session.h"
 #include "common/unique_fd.h"
 
 namespace oklog {
@@ -29,6 +30,7 @@ std::string Lower(std::string_view s) {
 }
 
 struct Target {
+  bool https = false;
   Address addr;
   std::string host_header;    // as given: "host:port"
   std::string path_and_query;  // "/..." as given
@@ -36,18 +38,21 @@ struct Target {
 
 Result<Target> ParseUrl(std::string_view url) {
   std::string_view rest = url;
+  Target t;
   if (rest.starts_with("http://")) {
     rest.remove_prefix(7);
+  } else if (rest.starts_with("https://")) {
+    rest.remove_prefix(8);
+    t.https = true;
   } else if (rest.find("://") != std::string_view::npos) {
     return Status::InvalidArgument("unsupported URL scheme in \"" + std::string(url) + "\"");
   }
   size_t slash = rest.find_first_of("/?");
   std::string_view host_port = rest.substr(0, slash);
-  Target t;
   t.path_and_query = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
   if (t.path_and_query.front() == '?') t.path_and_query.insert(0, "/");
   if (host_port.empty()) return Status::InvalidArgument("no host in URL \"" + std::string(url) + "\"");
-  auto addr = ParseAddress(host_port, 80);
+  auto addr = ParseAddress(host_port, t.https ? 443 : 80);
   if (!addr.ok()) return addr.status();
   t.addr = std::move(addr).value();
   t.host_header = std::string(host_port);
@@ -193,7 +198,25 @@ struct Reader {
   }
 };
 
-Status ReadResponse(int fd, Reader* reader, const HttpClientOptions& options, Clock::time_point head_deadline) {
+// One connection's bytes, plain or through a TLS session (whose records this sends and reads).
+struct Wire {
+  int fd;
+  crypto::TlsSession* tls;  // null: plain
+  const std::atomic<bool>* cancel;
+
+  Status Flush(Clock::time_point deadline) {
+    if (tls == nullptr || !tls->has_ciphertext()) return Status::Ok();
+    return SendAll(fd, tls->TakeCiphertext(), deadline, cancel);
+  }
+  Status Send(std::string_view data, Clock::time_point deadline) {
+    if (tls == nullptr) return SendAll(fd, data, deadline, cancel);
+    OKLOG_RETURN_IF_ERROR(tls->Write(data));
+    return Flush(deadline);
+  }
+};
+
+Status ReadResponse(Wire* wire, Reader* reader, const HttpClientOptions& options, Clock::time_point head_deadline) {
+  const int fd = wire->fd;
   http_parser parser;
   http_parser_init(&parser, HTTP_RESPONSE);
   parser.data = reader;
@@ -210,7 +233,20 @@ Status ReadResponse(int fd, Reader* reader, const HttpClientOptions& options, Cl
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) continue;
       return Status::FromErrno("recv", "response", errno);
     }
-    size_t used = http_parser_execute(&parser, &Reader::Settings(), buf, static_cast<size_t>(n));
+    const char* data = buf;
+    size_t len = static_cast<size_t>(n);
+    std::string plain;
+    if (wire->tls != nullptr && n > 0) {
+      Status fed = wire->tls->Feed(std::string_view(buf, len), &plain);
+      Status flushed = wire->Flush(head_deadline);  // records the session answers with (or its alert)
+      if (!fed.ok()) return fed;
+      if (!flushed.ok()) return flushed;
+      if (plain.empty() && !wire->tls->peer_closed()) continue;  // handshake records
+      data = plain.data();
+      len = plain.size();
+      if (wire->tls->peer_closed() && len == 0) n = 0;  // close_notify: the end, as EOF
+    }
+    size_t used = http_parser_execute(&parser, &Reader::Settings(), data, n == 0 ? 0 : len);
     auto err = static_cast<http_errno>(parser.http_errno);
     if (err != HPE_OK && err != HPE_PAUSED) {
       return Status::IOError(std::string("malformed HTTP response: ") + http_errno_description(err));
@@ -239,6 +275,16 @@ Result<HttpClientResponse> HttpFetch(std::string_view method, std::string_view u
   OKLOG_ASSIGN_OR_RETURN(Target target, ParseUrl(url));
   Clock::time_point deadline = Clock::now() + options.timeout;
   OKLOG_ASSIGN_OR_RETURN(UniqueFd fd, Connect(target, deadline, options.cancel));
+  std::unique_ptr<crypto::TlsSession> tls;
+  if (target.https) {
+    std::shared_ptr<const crypto::TlsContext> ctx = options.tls;
+    if (ctx == nullptr) {  // https:// without options: the system's trust store, no client certificate
+      OKLOG_ASSIGN_OR_RETURN(ctx, crypto::TlsContext::Create(crypto::TlsRole::kClient, {}, nullptr));
+    }
+    OKLOG_ASSIGN_OR_RETURN(tls, crypto::TlsSession::Create(ctx, target.host_header, target.addr.host));
+  }
+  Wire wire{fd.get(), tls.get(), options.cancel};
+  OKLOG_RETURN_IF_ERROR(wire.Flush(deadline));  // the ClientHello
 
   auto given = [&](std::string_view name) {
     return std::any_of(options.headers.begin(), options.headers.end(),
@@ -257,12 +303,12 @@ Result<HttpClientResponse> HttpFetch(std::string_view method, std::string_view u
 
   HttpClientResponse resp;
   Reader reader{&resp, &on_body, method == "HEAD", &options.on_head};
-  Status sent = SendAll(fd.get(), req, deadline, options.cancel);
-  if (sent.ok()) sent = SendAll(fd.get(), options.body, deadline, options.cancel);
+  Status sent = wire.Send(req, deadline);
+  if (sent.ok() && !options.body.empty()) sent = wire.Send(options.body, deadline);
   if (!sent.ok() && sent.code() != Code::kIOError) return sent;
   // Even when sending failed (the server may have refused the body and closed), its answer
   // may be waiting to be read.
-  Status read = ReadResponse(fd.get(), &reader, options, deadline);
+  Status read = ReadResponse(&wire, &reader, options, deadline);
   if (!sent.ok() && !reader.headers_done) return sent;
   if (!read.ok()) return read;
   return resp;

@@ -1,6 +1,6 @@
 // A small blocking HTTP/1.1 client for the command-line tools (`oklog query`, `oklog stream`)
 // and tests: one request per connection ("Connection: close"), plain sockets with poll
-// timeouts, response parsing by http-parser, no libuv. It keeps no shared state, so any thread
+// timeouts, TLS for https:// (crypto/tls_session.h over the same socket), response parsing by http-parser, no libuv. It keeps no shared state, so any thread
 // may call it; the call blocks that thread.
 #pragma once
 
@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/crypto/tls_context.h"
 #include "common/status.h"
 
 namespace oklog {
@@ -35,6 +36,10 @@ struct HttpClientOptions {
   // When set, called once with the final response's status and headers (body still empty),
   // before the first body byte: a caller can route the body by status.
   std::function<void(const HttpClientResponse& head)> on_head;
+  // For https:// URLs: a client context (the CA to trust, a client certificate to present).
+  // Null: the system's trust store and no client certificate. The server's certificate must
+  // name the URL's host (or IP). Ignored for http://.
+  std::shared_ptr<const crypto::TlsContext> tls;
 };
 
 struct HttpClientResponse {
@@ -49,12 +54,13 @@ struct HttpClientResponse {
 // HttpFetch then returns the response as it stands (status OK) and closes the connection.
 using HttpBodyCallback = std::function<bool(std::string_view chunk)>;
 
-// url: "http://host:port/path?query", "host:port/path?query" or "host:port" (path "/"); the
-// port defaults to 80; IPv6 literals in brackets. The path and query are sent as given, so
+// url: "http://host:port/path?query", "https://host:port/path?query", "host:port/path?query"
+// or "host:port" (path "/"); the port defaults to 80 (443 for https); IPv6 literals in brackets. The path and query are sent as given, so
 // callers encode them (UrlEncode in common/http_server.h). Any HTTP status is a success here.
 // Errors: InvalidArgument (bad URL or unsupported scheme), NotFound (the host does not
 // resolve), Unavailable (no address accepted the connection), TimedOut, Cancelled, IOError
-// (reset, a malformed response, or a body cut short by the server closing).
+// (reset, a malformed response, a body cut short by the server closing, or a failed TLS
+// handshake: an untrusted or misnamed server certificate, a refused client certificate).
 Result<HttpClientResponse> HttpFetch(std::string_view method, std::string_view url, const HttpClientOptions& options,
                                      const HttpBodyCallback& on_body);
 

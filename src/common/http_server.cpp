@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/http_request_parser.h"
+#include "common/crypto/tls_session.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/uv/check.h"
@@ -30,6 +31,11 @@ constexpr size_t kPipelineHighWaterBytes = 1024 * 1024;
 constexpr uint64_t kMaxLingerMs = 2000;
 
 using Clock = std::chrono::steady_clock;
+
+// What a page of an allowed origin may read of a response besides the CORS-safelisted headers.
+constexpr const char* kExposedHeaders =
+    "X-Oklog-From, X-Oklog-To, X-Oklog-Q, X-Oklog-Regex, X-Oklog-Nodes-Queried, X-Oklog-Segments-Queried, "
+    "X-Oklog-Max-Data-Set-Size, X-Oklog-Error-Count, X-Oklog-Duration";
 
 const char* ReasonPhrase(int status) {
   switch (status) {
@@ -104,6 +110,8 @@ struct WriteReq {
 
 struct ResponseInfo {
   bool head = false;
+  std::string cors_allow;  // the Access-Control-Allow-Origin value; empty: none
+  bool cors_vary = false;  // CORS is configured: Vary: Origin
   bool http11 = true;
   bool keep_alive = true;
   Family<Histogram>* durations = nullptr;
@@ -181,7 +189,14 @@ class Connection {
   static void OnHandleClosed(uv_handle_t* h) noexcept;
 
   void HandleRead(ssize_t nread, const uv_buf_t* buf);
+  void HandlePlain(const char* data, size_t n);
+  void HandleTlsRead(const char* data, size_t n);
   void HandleEof();
+  // uv_write of w's buffers (the request owns them); false (and closed) when libuv refuses.
+  bool StartWrite(std::unique_ptr<WriteReq> w, uv_buf_t* bufs, unsigned n);
+  // Sends what the TLS session has encrypted; plain_bytes is the plaintext it stands for
+  // (counted in pending_write_bytes_). False (and closed) on failure.
+  bool SendTls(size_t plain_bytes);
   void HandleWriteDone(WriteReq* w, int status);
   void StartReading();
   void StopReading();
@@ -207,6 +222,7 @@ class Connection {
   HttpRequest& request_;  // parser_.request()
   std::string input_;  // received, not yet parsed
   size_t input_pos_ = 0;
+  std::unique_ptr<crypto::TlsSession> tls_;  // null: plain TCP
 
   std::shared_ptr<ResponseImpl> current_;
   size_t pending_write_bytes_ = 0;
@@ -219,6 +235,8 @@ class ServerImpl final : public HttpServer {
   Status Listen(const Address& addr);
 
   void Handle(const std::string& path_prefix, HttpHandler handler) override { routes_[path_prefix] = std::move(handler); }
+  void SetGuard(Guard guard) override { guard_ = std::move(guard); }
+  const Guard& guard() const { return guard_; }
   std::string BoundAddress() const override { return bound_; }
   uint16_t port() const override { return port_; }
   void Close() override;
@@ -244,6 +262,7 @@ class ServerImpl final : public HttpServer {
   std::unique_ptr<TcpListener> listener_;
   bool closing_ = false;
   std::map<std::string, HttpHandler> routes_;
+  Guard guard_;
   std::set<Connection*> conns_;
   std::unique_ptr<char[]> read_buffer_;
   std::string bound_;
@@ -282,7 +301,11 @@ void ResponseImpl::Start(int status, const Headers& headers) {
     h += name + ": " + value + "\r\n";
   }
   if (has_length_) h += "Content-Length: " + std::to_string(content_length_) + "\r\n";
-  if (!has_cors) h += "Access-Control-Allow-Origin: *\r\n";
+  if (!has_cors && !info_.cors_allow.empty()) {
+    h += "Access-Control-Allow-Origin: " + info_.cors_allow + "\r\n";
+    h += "Access-Control-Expose-Headers: " + std::string(kExposedHeaders) + "\r\n";
+  }
+  if (info_.cors_vary) h += "Vary: Origin\r\n";
   if (!has_length_ && !no_body_) {
     if (info_.http11) {
       chunked_ = true;
@@ -425,7 +448,19 @@ bool Connection::Accept(TcpListener* listener) {
   if (uv_tcp_getpeername(&tcp_, reinterpret_cast<sockaddr*>(&ss), &len) == 0) {
     peer_ = SockaddrToString(reinterpret_cast<sockaddr*>(&ss));
   }
-  RestartTimer(server_->options().idle_timeout_ms);
+  uint64_t first_deadline_ms = server_->options().idle_timeout_ms;
+  if (server_->options().tls != nullptr) {
+    auto session = crypto::TlsSession::Create(server_->options().tls, peer_);
+    if (!session.ok()) {
+      Logger("http")->warn("msg=\"TLS session refused\" peer={} err=\"{}\"", peer_, session.status().ToString());
+      CloseNow();
+      return false;
+    }
+    tls_ = std::move(session).value();
+    // Until the handshake completes the (shorter) handshake deadline applies.
+    first_deadline_ms = std::min<uint64_t>(first_deadline_ms, server_->options().tls->options().handshake_timeout.count());
+  }
+  RestartTimer(first_deadline_ms);
   StartReading();
   return true;
 }
@@ -481,7 +516,27 @@ void Connection::HandleRead(ssize_t nread, const uv_buf_t* buf) {
   if (nread == UV_EOF) return HandleEof();
   if (nread < 0) return CloseNow();  // reset, ENOBUFS, ...
   if (state_ != State::kOpen) return;  // shutting down or lingering: input is discarded
-  input_.append(buf->base, static_cast<size_t>(nread));
+  if (tls_ != nullptr) return HandleTlsRead(buf->base, static_cast<size_t>(nread));
+  HandlePlain(buf->base, static_cast<size_t>(nread));
+}
+
+void Connection::HandleTlsRead(const char* data, size_t n) {
+  const bool was_established = tls_->established();
+  std::string plain;
+  Status s = tls_->Feed(std::string_view(data, n), &plain);
+  if (!SendTls(0)) return;  // handshake records, or the alert of a failure
+  if (!s.ok()) {
+    Logger("http")->debug("msg=\"closing TLS connection\" peer={} err=\"{}\"", peer_, s.ToString());
+    return StartGracefulClose();  // the alert goes out first
+  }
+  if (!was_established && tls_->established()) RestartTimer(server_->options().idle_timeout_ms);
+  if (!plain.empty()) HandlePlain(plain.data(), plain.size());
+  if (tls_ != nullptr && tls_->peer_closed() && state_ == State::kOpen && !eof_) HandleEof();  // close_notify
+}
+
+void Connection::HandlePlain(const char* data, size_t n) {
+  if (state_ != State::kOpen) return;
+  input_.append(data, n);
   if (current_ != nullptr || pending_write_bytes_ >= kPipelineHighWaterBytes) {
     if (input_.size() - input_pos_ > kMaxReadAheadBytes) StopReading();
     return;
@@ -509,12 +564,27 @@ void Connection::OnTimer(uv_timer_t* t) noexcept {
   if (c == nullptr || c->state_ == State::kClosed) return;
   // A quiet response (a live tail with nothing to say) is not idle; a stalled write is.
   if (c->state_ == State::kOpen && c->current_ != nullptr && c->pending_write_bytes_ == 0) return;
-  Logger("http")->debug("msg=\"closing idle connection\" peer={}", c->peer_);
+  if (c->tls_ != nullptr && !c->tls_->established()) {
+    c->tls_->NoteHandshakeTimeout();
+  } else {
+    Logger("http")->debug("msg=\"closing idle connection\" peer={}", c->peer_);
+  }
   c->CloseNow();
 }
 
 bool Connection::QueueWrite(std::string prefix, std::string data, bool crlf_suffix) {
   if (state_ == State::kClosed) return false;
+  if (tls_ != nullptr) {
+    Status s = tls_->Write(prefix);
+    if (s.ok()) s = tls_->Write(data);
+    if (s.ok() && crlf_suffix) s = tls_->Write("\r\n");
+    if (!s.ok()) {
+      Logger("http")->debug("msg=\"TLS write failed\" peer={} err=\"{}\"", peer_, s.ToString());
+      CloseNow();
+      return false;
+    }
+    return SendTls(prefix.size() + data.size() + (crlf_suffix ? 2 : 0));
+  }
   auto w = std::make_unique<WriteReq>();
   w->prefix = std::move(prefix);
   w->data = std::move(data);
@@ -526,6 +596,20 @@ bool Connection::QueueWrite(std::string prefix, std::string data, bool crlf_suff
   if (crlf_suffix) bufs[n++] = uv_buf_init(kCrLf, 2);
   if (n == 0) return true;
   w->bytes = w->prefix.size() + w->data.size() + (crlf_suffix ? 2 : 0);
+  return StartWrite(std::move(w), bufs, n);
+}
+
+bool Connection::SendTls(size_t plain_bytes) {
+  if (state_ == State::kClosed) return false;
+  auto w = std::make_unique<WriteReq>();
+  w->data = tls_->TakeCiphertext();
+  if (w->data.empty()) return true;
+  w->bytes = plain_bytes;
+  uv_buf_t buf = uv_buf_init(w->data.data(), w->data.size());
+  return StartWrite(std::move(w), &buf, 1);
+}
+
+bool Connection::StartWrite(std::unique_ptr<WriteReq> w, uv_buf_t* bufs, unsigned n) {
   w->req.data = w.get();
   if (int r = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), bufs, n, OnWrite); r < 0) {
     Logger("http")->debug("msg=\"write refused\" peer={} err=\"{}\"", peer_, uv_strerror(r));
@@ -553,6 +637,7 @@ void Connection::HandleWriteDone(WriteReq* w, int status) {
     if (status != UV_ECANCELED) CloseNow();  // the client has gone
     return;
   }
+  if (tls_ != nullptr && !tls_->established()) return;  // handshake records: the handshake deadline stands
   if (state_ == State::kClosed || state_ == State::kLingering) return;
   if (current_ != nullptr && pending_write_bytes_ == 0) {
     uv_timer_stop(&timer_);
@@ -581,6 +666,10 @@ void Connection::StartGracefulClose() {
   state_ = State::kShuttingDown;
   input_.clear();
   input_pos_ = 0;
+  if (tls_ != nullptr) {
+    tls_->Shutdown();  // close_notify, queued before the TCP shutdown
+    if (!SendTls(0)) return;
+  }
   shutdown_req_.data = this;
   if (uv_shutdown(&shutdown_req_, reinterpret_cast<uv_stream_t*>(&tcp_), OnShutdown) < 0) return CloseNow();
   RestartTimer(server_->options().idle_timeout_ms);  // bounds a client that stops reading
@@ -638,24 +727,60 @@ ResponseInfo Connection::MakeInfo(bool head, bool keep_alive) const {
   info.method_label = request_.method.empty() ? "other" : MethodLabel(request_.method);
   info.path_label = "other";
   info.start = parser_.request_start();
+  const auto& origins = server_->options().cors_origins;
+  if (!origins.empty()) {
+    info.cors_vary = true;
+    auto origin = request_.headers.find("origin");
+    if (origin != request_.headers.end() && !origin->second.empty()) {
+      for (const std::string& o : origins) {
+        if (o == "*") {
+          info.cors_allow = "*";
+          break;
+        }
+        if (o == origin->second) {
+          info.cors_allow = o;
+          break;
+        }
+      }
+    }
+  }
   return info;
 }
 
 void Connection::Dispatch() {
   ResponseInfo info = MakeInfo(request_.method == "HEAD", parser_.keep_alive());
+  const bool allowed_origin = !info.cors_allow.empty();
   const HttpHandler* route = server_->FindRoute(request_.path, &info.path_label);
   HttpHandler handler = route != nullptr ? *route : HttpHandler();  // a copy: a handler may re-register
   auto resp = std::make_shared<ResponseImpl>(this, std::move(info));
   current_ = resp;
   if (pending_write_bytes_ == 0) uv_timer_stop(&timer_);
   if (request_.method == "OPTIONS" && request_.headers.count("access-control-request-method") > 0) {
-    // A CORS preflight, answered as rs/cors did for OK Log: anything goes.
-    HttpResponse::Headers h = {{"Access-Control-Allow-Methods", "GET, POST, HEAD"}, {"Content-Length", "0"}};
+    // A CORS preflight: allowed for a listed origin only (Options::cors_origins).
+    if (!allowed_origin) {
+      resp->Send(403, "403 Forbidden: CORS origin not allowed (-api.cors-origin)\n");
+      return;
+    }
+    HttpResponse::Headers h = {{"Access-Control-Allow-Methods", "GET, POST, HEAD"},
+                               {"Access-Control-Max-Age", "600"},
+                               {"Content-Length", "0"}};
     auto req_headers = request_.headers.find("access-control-request-headers");
     if (req_headers != request_.headers.end()) h.emplace_back("Access-Control-Allow-Headers", req_headers->second);
     resp->Start(204, h);
     resp->Finish();
     return;
+  }
+  if (const auto& guard = server_->guard(); guard) {
+    HttpServer::Guard g = guard;  // a copy: the guard may be replaced meanwhile
+    bool answered = false;
+    try {
+      answered = g(request_, resp);
+    } catch (const std::exception& e) {
+      Logger("http")->error("msg=\"guard threw\" path=\"{}\" err=\"{}\"", request_.path, e.what());
+      if (!resp->started()) resp->Send(500, "internal error\n");
+      return;
+    }
+    if (answered) return;
   }
   if (!handler) {
     resp->Send(404, "404 page not found\n");

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/crypto/tls_context.h"
 #include "common/status.h"
 
 namespace oklog {
@@ -49,7 +50,7 @@ class HttpResponse {
   virtual ~HttpResponse() = default;
   // Sends the status line and headers. Without a Content-Length header the body is sent with
   // chunked transfer encoding (HTTP/1.1) or delimited by closing (HTTP/1.0). The server adds
-  // Access-Control-Allow-Origin: * and its own framing headers (Transfer-Encoding and
+  // the CORS headers (Options::cors_origins) and its own framing headers (Transfer-Encoding and
   // Connection given here are ignored, except "Connection: close"). With a nonzero
   // Content-Length the head is held back and goes out with the first body bytes; otherwise at
   // once. A body shorter than its Content-Length closes the connection after the response;
@@ -96,14 +97,29 @@ class HttpServer {
     // At this many open connections a new one is closed at once (TcpListener::SetCap), counted
     // in oklog_api_connections_refused_total; 0: no cap.
     size_t max_connections = 0;
+    // Set: every connection speaks TLS (crypto/tls_context.h: a server context, which may
+    // require client certificates); a handshake must complete within its handshake_timeout.
+    // Null: plain HTTP.
+    std::shared_ptr<const crypto::TlsContext> tls;
+    // CORS. Empty: no CORS header on any response and every preflight is refused (403), so a
+    // browser page of another origin cannot read the API. Otherwise the origins allowed
+    // ("https://ui.example.com", exact match; "*" for any): a request whose Origin is listed
+    // gets Access-Control-Allow-Origin with that origin (and Access-Control-Expose-Headers for
+    // the X-Oklog-* headers), every response gets Vary: Origin, and a preflight (OPTIONS with
+    // Access-Control-Request-Method) from a listed origin gets a 204 allowing GET, HEAD and
+    // POST and the headers it asked for; from an unlisted one, a 403.
+    std::vector<std::string> cors_origins;
   };
+  // Runs before every request's route (not before CORS preflights, which carry no
+  // credentials): returns true when it answered the request itself (a 401), false to let the
+  // route have it. Unknown paths go through it too, so a refused client learns nothing of them.
+  using Guard = std::function<bool(const HttpRequest&, const std::shared_ptr<HttpResponse>&)>;
   // Binds and listens. Requests whose path starts with a registered prefix go to that handler
   // (longest prefix wins); others get 404. Malformed requests get 400 and the connection closes;
   // an oversize header or body gets 431/413. Counted in oklog_api_bad_requests_total; every
   // response in oklog_api_request_duration_seconds{method,path,status_code}, path being the
   // matched prefix or "other". metrics may be null; otherwise it must outlive the server.
-  // A decoded path containing NUL is a 400. CORS preflights (OPTIONS with
-  // Access-Control-Request-Method) get a permissive 204 whatever the path.
+  // A decoded path containing NUL is a 400. CORS preflights: see Options::cors_origins.
   // Idle timeout: a connection must deliver a complete request head within idle_timeout_ms of
   // waiting (bytes of a partial head do not extend it); body bytes and write progress do; a
   // response in progress with nothing queued (a quiet live tail) never times out.
@@ -116,6 +132,8 @@ class HttpServer {
   // a response that may be finished later. A handler that throws gets a 500 (or a closed
   // connection if it had started). May be called from a handler.
   virtual void Handle(const std::string& path_prefix, HttpHandler handler) = 0;
+  // Replaces the guard (null: none, the default).
+  virtual void SetGuard(Guard guard) = 0;
   // The bound address (useful with port 0).
   virtual std::string BoundAddress() const = 0;
   virtual uint16_t port() const = 0;

@@ -47,13 +47,15 @@ class HttpServerTest : public ::testing::Test {
 
 void Hello(const HttpRequest&, std::shared_ptr<HttpResponse> resp) { resp->Send(200, "hello"); }
 
-TEST_F(HttpServerTest, GetReturnsBodyWithLengthAndCorsHeader) {
+// CORS is off by default (issue 11): no Access-Control-* header, whatever the Origin.
+TEST_F(HttpServerTest, GetReturnsBodyWithLengthAndNoCorsHeader) {
   StartServer([](HttpServer* s) { s->Handle("/hello", Hello); });
-  auto r = Curl("-i " + base_ + "/hello");
+  auto r = Curl("-i -H 'Origin: http://evil.example' " + base_ + "/hello");
   ASSERT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("HTTP/1.1 200 OK\r\n"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("Content-Length: 5\r\n"), std::string::npos);
-  EXPECT_NE(r.output.find("Access-Control-Allow-Origin: *\r\n"), std::string::npos);
+  EXPECT_EQ(r.output.find("Access-Control-"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("Vary:"), std::string::npos) << r.output;
   EXPECT_TRUE(r.output.ends_with("\r\n\r\nhello")) << r.output;
 }
 
@@ -550,13 +552,75 @@ TEST_F(HttpServerTest, HandlerThatThrowsGets500) {
   EXPECT_EQ(r->status, 500);
 }
 
-TEST_F(HttpServerTest, CorsPreflightIsAnsweredPermissively) {
+TEST_F(HttpServerTest, CorsPreflightIsRefusedWithoutAllowedOrigins) {
   StartServer([](HttpServer* s) { s->Handle("/store/", Hello); });
   auto r = Curl("-i -X OPTIONS -H 'Origin: http://ui' -H 'Access-Control-Request-Method: GET' " + base_ +
                 "/store/query");
+  EXPECT_TRUE(r.output.starts_with("HTTP/1.1 403 Forbidden\r\n")) << r.output;
+  EXPECT_EQ(r.output.find("Access-Control-"), std::string::npos) << r.output;
+}
+
+HttpServer::Options WithOrigins(std::vector<std::string> origins) {
+  HttpServer::Options o;
+  o.cors_origins = std::move(origins);
+  return o;
+}
+
+TEST_F(HttpServerTest, CorsPreflightFromAListedOriginIsAllowed) {
+  StartServer([](HttpServer* s) { s->Handle("/store/", Hello); }, WithOrigins({"http://ui", "https://other:8443"}));
+  auto r = Curl("-i -X OPTIONS -H 'Origin: http://ui' -H 'Access-Control-Request-Method: GET' "
+                "-H 'Access-Control-Request-Headers: authorization' " + base_ + "/store/query");
   EXPECT_TRUE(r.output.starts_with("HTTP/1.1 204 No Content\r\n")) << r.output;
-  EXPECT_NE(r.output.find("Access-Control-Allow-Origin: *\r\n"), std::string::npos);
+  EXPECT_NE(r.output.find("Access-Control-Allow-Origin: http://ui\r\n"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("Access-Control-Allow-Methods: GET, POST, HEAD\r\n"), std::string::npos);
+  EXPECT_NE(r.output.find("Access-Control-Allow-Headers: authorization\r\n"), std::string::npos);
+  EXPECT_NE(r.output.find("Vary: Origin\r\n"), std::string::npos);
+  auto unlisted = Curl("-i -X OPTIONS -H 'Origin: http://evil' -H 'Access-Control-Request-Method: GET' " + base_ +
+                       "/store/query");
+  EXPECT_TRUE(unlisted.output.starts_with("HTTP/1.1 403 Forbidden\r\n")) << unlisted.output;
+  EXPECT_EQ(unlisted.output.find("Access-Control-Allow-Origin"), std::string::npos) << unlisted.output;
+}
+
+TEST_F(HttpServerTest, CorsEchoesOnlyAListedOrigin) {
+  StartServer([](HttpServer* s) { s->Handle("/hello", Hello); }, WithOrigins({"http://ui", "https://other:8443"}));
+  auto listed = Curl("-i -H 'Origin: https://other:8443' " + base_ + "/hello");
+  EXPECT_NE(listed.output.find("Access-Control-Allow-Origin: https://other:8443\r\n"), std::string::npos)
+      << listed.output;
+  EXPECT_NE(listed.output.find("Access-Control-Expose-Headers: X-Oklog-From"), std::string::npos);
+  EXPECT_NE(listed.output.find("Vary: Origin\r\n"), std::string::npos);
+  for (const char* origin : {"http://evil", "http://ui.evil", "https://other:8444", "null"}) {
+    auto r = Curl(std::string("-i -H 'Origin: ") + origin + "' " + base_ + "/hello");
+    EXPECT_EQ(r.output.find("Access-Control-Allow-Origin"), std::string::npos) << origin << "\n" << r.output;
+    EXPECT_NE(r.output.find("Vary: Origin\r\n"), std::string::npos) << r.output;  // caches keep them apart
+  }
+  auto none = Curl("-i " + base_ + "/hello");
+  EXPECT_EQ(none.output.find("Access-Control-Allow-Origin"), std::string::npos) << none.output;
+}
+
+TEST_F(HttpServerTest, CorsStarAllowsEveryOrigin) {
+  StartServer([](HttpServer* s) { s->Handle("/hello", Hello); }, WithOrigins({"*"}));
+  auto r = Curl("-i -H 'Origin: http://anything' " + base_ + "/hello");
+  EXPECT_NE(r.output.find("Access-Control-Allow-Origin: *\r\n"), std::string::npos) << r.output;
+}
+
+TEST_F(HttpServerTest, GuardAnswersBeforeTheRouteButNotPreflights) {
+  StartServer(
+      [](HttpServer* s) {
+        s->Handle("/hello", Hello);
+        s->SetGuard([](const HttpRequest& req, const std::shared_ptr<HttpResponse>& w) {
+          if (req.headers.count("x-let-me-in") > 0) return false;
+          w->Send(401, "no\n");
+          return true;
+        });
+      },
+      WithOrigins({"http://ui"}));
+  EXPECT_EQ(HttpFetchAll("GET", base_ + "/hello")->status, 401);
+  EXPECT_EQ(HttpFetchAll("GET", base_ + "/unknown")->status, 401);  // unknown paths too: no 404 to learn from
+  HttpClientOptions in;
+  in.headers = {{"X-Let-Me-In", "1"}};
+  EXPECT_EQ(HttpFetchAll("GET", base_ + "/hello", in)->status, 200);
+  auto pre = Curl("-i -X OPTIONS -H 'Origin: http://ui' -H 'Access-Control-Request-Method: GET' " + base_ + "/hello");
+  EXPECT_TRUE(pre.output.starts_with("HTTP/1.1 204 No Content\r\n")) << pre.output;
 }
 
 TEST_F(HttpServerTest, ShortBodyForItsContentLengthClosesTheConnection) {
