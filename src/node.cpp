@@ -15,7 +15,9 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/api_tokens.h"
 #include "common/crypto/keyring.h"
+#include "common/crypto/tls_context.h"
 #include "common/crypto/seal.h"
 #include "common/fs/disk_guard.h"
 #include "common/http_server.h"
@@ -218,7 +220,16 @@ class Node {
     // No API route reads a request body: a small bound (413 beyond it) keeps a flood of large
     // bodies from holding memory (ten 60 MB bodies took 670 MB with the 64 MiB default).
     hso.max_body_bytes = 1 << 20;
+    if (!c_.api_tls_cert.empty()) {
+      OKLOG_ASSIGN_OR_RETURN(hso.tls, crypto::TlsContext::Create(crypto::TlsRole::kServer,
+                                                                 {c_.api_tls_cert, c_.api_tls_key, c_.api_tls_client_ca, "api"},
+                                                                 &metrics_));
+      logger->info("API over TLS: certificate {}{}", c_.api_tls_cert,
+                   c_.api_tls_client_ca.empty() ? "" : ", client certificates of " + c_.api_tls_client_ca + " required");
+    }
+    hso.cors_origins = c_.api_cors_origins;
     OKLOG_ASSIGN_OR_RETURN(http_, HttpServer::Create(&loop_, c_.api, hso, &metrics_));
+    OKLOG_RETURN_IF_ERROR(LoadApiTokens());
     // 200 "OK" while the node can take and store data; 503 "degraded" with one reason per line
     // while a disk is full (a load balancer then sends producers elsewhere).
     http_->Handle("/health", [this](const HttpRequest&, std::shared_ptr<HttpResponse> w) {
@@ -502,9 +513,45 @@ class Node {
 
   static void OnSignal(uv_signal_t* h, int signum) noexcept {
     auto* self = static_cast<Node*>(h->data);
-    if (signum == SIGHUP) return self->ReloadKeys();
+    if (signum == SIGHUP) {
+      self->ReloadApiTokens();
+      return self->ReloadKeys();
+    }
     Logger("node")->info("received signal {}; shutting down", signum == SIGINT ? "interrupt" : "terminated");
     self->Shutdown();
+  }
+
+  // -api.tokens-file: read at start (a file that does not parse stops the node), checked on
+  // every API request but /health (load balancers probe it without a secret).
+  Status LoadApiTokens() {
+    if (c_.api_tokens_file.empty()) {
+      if (c_.api_tls_client_ca.empty())
+        Logger("node")->info("the API takes no credentials (no -api.tokens-file, no -api.tls-client-ca): "
+                             "whoever reaches {} can query", c_.api.HostPort());
+      return Status::Ok();
+    }
+    Result<std::shared_ptr<const ApiTokens>> tokens = ApiTokens::LoadFile(c_.api_tokens_file);
+    if (!tokens.ok()) return Status::InvalidArgument("-api.tokens-file: " + tokens.status().message());
+    api_tokens_ = std::move(tokens).value();
+    Logger("node")->info("API tokens {}: {} token(s)", c_.api_tokens_file, api_tokens_->size());
+    struct stat st {};
+    if (::stat(c_.api_tokens_file.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+      Logger("node")->warn("API tokens file {} is readable by group or others (mode {:o}); chmod 600 it",
+                           c_.api_tokens_file, st.st_mode & 0777);
+    http_->SetGuard(TokenGuard([this] { return api_tokens_; }, {"/health"}));
+    return Status::Ok();
+  }
+
+  // SIGHUP: rereads -api.tokens-file; a file that no longer parses keeps the tokens in use.
+  void ReloadApiTokens() {
+    if (c_.api_tokens_file.empty()) return;
+    Result<std::shared_ptr<const ApiTokens>> tokens = ApiTokens::LoadFile(c_.api_tokens_file);
+    if (!tokens.ok()) {
+      Logger("node")->error("SIGHUP: keeping the API tokens in use: {}", tokens.status().ToString());
+      return;
+    }
+    api_tokens_ = std::move(tokens).value();
+    Logger("node")->info("SIGHUP: API tokens {} reread: {} token(s)", c_.api_tokens_file, api_tokens_->size());
   }
 
   // SIGHUP: rereads -cluster.key-file. New connections and packets use the new primary; every
@@ -613,6 +660,7 @@ class Node {
   std::unique_ptr<WorkPool> rpc_disk_;  // the segment RPC's file work; closed after rpc_server_
   std::unique_ptr<gossip::GossipNode> gossip_;
   std::shared_ptr<const crypto::Keyring> keyring_;  // null: an unauthenticated cluster
+  std::shared_ptr<const ApiTokens> api_tokens_;      // null: the API takes no tokens
   std::unique_ptr<crypto::PacketSealer> packet_sealer_;  // gossip's; outlives gossip_
   std::unique_ptr<rpc::RpcServer> rpc_server_;
   std::unique_ptr<RpcGossipStreams> gossip_streams_;  // gossip's transport, over rpc_client_

@@ -4,7 +4,9 @@
 #include <map>
 #include <utility>
 
+#include "common/api_tokens.h"
 #include "common/crypto/keyring.h"
+#include "common/crypto/tls_context.h"
 #include "common/flags.h"
 
 namespace oklog {
@@ -29,6 +31,10 @@ struct NodeFlags {
   std::string cluster_preset = "lan";
   std::string ports_file;
   std::string key_file;
+  std::string api_tls_cert, api_tls_key, api_tls_client_ca;
+  std::string ingest_tls_cert, ingest_tls_key, ingest_tls_client_ca;
+  std::string api_tokens_file;
+  std::string api_cors_origin;
   std::string ingest_path = kDefaults.ingest_path;
   int64_t flush_size = kDefaults.flush_size_bytes;
   Nanos flush_age = kDefaults.flush_age;
@@ -78,6 +84,20 @@ struct NodeFlags {
     fs->String("cluster.key-file", &key_file,
                "cluster keyring: base64 keys (oklog keygen), one per line, the first primary; seals gossip and "
                "node-to-node traffic, and refuses nodes without a key (SIGHUP rereads it)");
+    fs->String("api.tls-cert", &api_tls_cert, "serve the API over TLS with this PEM certificate (chain); needs -api.tls-key");
+    fs->String("api.tls-key", &api_tls_key, "PEM private key of -api.tls-cert");
+    fs->String("api.tls-client-ca", &api_tls_client_ca,
+               "require API clients to present a certificate signed by this PEM CA (needs -api.tls-cert)");
+    fs->String("api.tokens-file", &api_tokens_file,
+               "require bearer tokens on the API: lines of \"read TOKEN\", \"write TOKEN\" or \"read,write TOKEN\" "
+               "(/health stays open; SIGHUP rereads it)");
+    fs->String("api.cors-origin", &api_cors_origin,
+               "origins (comma-separated, or *) whose web pages may read the API; empty: no CORS");
+    fs->String("ingest.tls-cert", &ingest_tls_cert,
+               "serve the fast, durable and bulk ingest ports over TLS with this PEM certificate; needs -ingest.tls-key");
+    fs->String("ingest.tls-key", &ingest_tls_key, "PEM private key of -ingest.tls-cert");
+    fs->String("ingest.tls-client-ca", &ingest_tls_client_ca,
+               "require forwarders to present a certificate signed by this PEM CA (needs -ingest.tls-cert)");
     fs->String("ports.file", &ports_file,
                "once every listener is bound, write their addresses to this file as name=host:port lines");
     fs->String("ingest.path", &ingest_path, "directory of ingest segments");
@@ -166,6 +186,24 @@ Status AtLeast(const std::string& flag, Nanos v, Nanos min) {
 bool Wildcard(const std::string& host) { return host.empty() || host == "0.0.0.0" || host == "::"; }
 
 // A path that exists must be a directory; one that does not is created at start-up.
+// -PREFIX.tls-cert, -PREFIX.tls-key and -PREFIX.tls-client-ca: the certificate and the key go
+// together, a client CA needs them, and the files must load (as the node will load them).
+Status CheckTls(const std::string& prefix, const std::string& cert, const std::string& key,
+                const std::string& client_ca) {
+  if (cert.empty() && key.empty()) {
+    if (!client_ca.empty())
+      return Status::InvalidArgument("-" + prefix + ".tls-client-ca needs -" + prefix + ".tls-cert and -" + prefix +
+                                     ".tls-key");
+    return Status::Ok();
+  }
+  if (cert.empty() || key.empty())
+    return Status::InvalidArgument("-" + prefix + ".tls-cert and -" + prefix + ".tls-key go together; only -" +
+                                   prefix + (cert.empty() ? ".tls-key" : ".tls-cert") + " is given");
+  auto ctx = crypto::TlsContext::Create(crypto::TlsRole::kServer, {cert, key, client_ca, prefix}, nullptr);
+  if (!ctx.ok()) return Status::InvalidArgument("-" + prefix + ".tls-*: " + ctx.status().message());
+  return Status::Ok();
+}
+
 Status DirectoryOrAbsent(const std::string& flag, const std::string& path) {
   if (path.empty()) return Status::InvalidArgument("-" + flag + " is empty; this role needs it");
   std::error_code ec;
@@ -245,6 +283,22 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   c.peers = f.peers;
   c.ports_file = f.ports_file;
   c.key_file = f.key_file;
+  c.api_tls_cert = f.api_tls_cert;
+  c.api_tls_key = f.api_tls_key;
+  c.api_tls_client_ca = f.api_tls_client_ca;
+  c.ingest_tls_cert = f.ingest_tls_cert;
+  c.ingest_tls_key = f.ingest_tls_key;
+  c.ingest_tls_client_ca = f.ingest_tls_client_ca;
+  c.api_tokens_file = f.api_tokens_file;
+  for (size_t at = 0; at <= f.api_cors_origin.size();) {
+    size_t comma = f.api_cors_origin.find(',', at);
+    if (comma == std::string::npos) comma = f.api_cors_origin.size();
+    std::string o = f.api_cors_origin.substr(at, comma - at);
+    while (!o.empty() && o.front() == ' ') o.erase(0, 1);
+    while (!o.empty() && (o.back() == ' ' || o.back() == '/')) o.pop_back();  // origins have no path
+    if (!o.empty()) c.api_cors_origins.push_back(o);
+    at = comma + 1;
+  }
   c.ingest_path = f.ingest_path;
   if (f.topic_mode == "static") c.topic_mode = TopicMode::kStatic;
   else if (f.topic_mode == "dynamic") c.topic_mode = TopicMode::kDynamic;
@@ -330,6 +384,15 @@ Status NodeConfig::Validate() const {
     Result<std::shared_ptr<const crypto::Keyring>> ring = crypto::Keyring::LoadFile(key_file);
     if (!ring.ok()) return Status::InvalidArgument("-cluster.key-file: " + ring.status().message());
   }
+  OKLOG_RETURN_IF_ERROR(CheckTls("api", api_tls_cert, api_tls_key, api_tls_client_ca));
+  if (HasIngest(role)) OKLOG_RETURN_IF_ERROR(CheckTls("ingest", ingest_tls_cert, ingest_tls_key, ingest_tls_client_ca));
+  if (!api_tokens_file.empty()) {
+    Result<std::shared_ptr<const ApiTokens>> tokens = ApiTokens::LoadFile(api_tokens_file);
+    if (!tokens.ok()) return Status::InvalidArgument("-api.tokens-file: " + tokens.status().message());
+  }
+  for (const std::string& o : api_cors_origins)
+    if (o != "*" && o.find("://") == std::string::npos)
+      return Status::InvalidArgument("-api.cors-origin \"" + o + "\" is not an origin (scheme://host[:port], or *)");
   if (!advertise.empty()) OKLOG_RETURN_IF_ERROR(FlagAddress("cluster.advertise-addr", advertise, 7659).status());
   for (const std::string& p : peers) OKLOG_RETURN_IF_ERROR(FlagAddress("peer", p, 7659).status());
 

@@ -46,6 +46,15 @@ struct NodeConfig {
   std::vector<std::string> peers;  // seeds, host[:port]; names are resolved at every exchange
   std::string ports_file;          // "": none; see node/ports_file.h
   std::string key_file;            // "": an unauthenticated cluster; see common/crypto/keyring.h
+  // TLS at the edges (common/crypto/tls_context.h): the API and the ingest listeners speak TLS
+  // when given a certificate and its key; with a client CA they require client certificates it
+  // signed. "": plain TCP. The cluster port keeps its own sealing (key_file).
+  std::string api_tls_cert, api_tls_key, api_tls_client_ca;
+  std::string ingest_tls_cert, ingest_tls_key, ingest_tls_client_ca;
+  // Bearer tokens for the API (common/api_tokens.h; SIGHUP rereads); "": no authentication.
+  std::string api_tokens_file;
+  // Origins whose pages may read the API (CORS); empty: none.
+  std::vector<std::string> api_cors_origins;
 
   std::string ingest_path = "data/ingest";
   TopicMode topic_mode = TopicMode::kStatic;

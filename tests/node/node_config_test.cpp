@@ -161,6 +161,15 @@ TEST(NodeConfigTest, EachBadValueIsRefusedNamingTheFlagAndWhy) {
       {is, {"-store.path", ""}, {"-store.path is empty"}},
       {is, {"-ingest.path", "d", "-store.path", "./d/"}, {"-ingest.path and -store.path", "must differ"}},
       {is, {"-ports.file", "/nonexistent/dir/ports"}, {"-ports.file", "/nonexistent/dir", "not a directory"}},
+      // Validation: TLS and tokens (issue 11): the certificate and the key go together.
+      {is, {"-api.tls-cert", "/x/cert.pem"}, {"-api.tls-cert and -api.tls-key go together", "only -api.tls-cert"}},
+      {is, {"-api.tls-key", "/x/key.pem"}, {"-api.tls-cert and -api.tls-key go together", "only -api.tls-key"}},
+      {is, {"-api.tls-client-ca", "/x/ca.pem"}, {"-api.tls-client-ca needs -api.tls-cert"}},
+      {is, {"-api.tls-cert", "/x/c.pem", "-api.tls-key", "/x/k.pem"}, {"-api.tls-*", "/x/c.pem"}},
+      {is, {"-ingest.tls-key", "/x/key.pem"}, {"-ingest.tls-cert and -ingest.tls-key go together"}},
+      {is, {"-ingest.tls-client-ca", "/x/ca.pem"}, {"-ingest.tls-client-ca needs -ingest.tls-cert"}},
+      {is, {"-api.tokens-file", "/nonexistent/tokens"}, {"-api.tokens-file", "/nonexistent/tokens"}},
+      {is, {"-api.cors-origin", "ui.example.com"}, {"-api.cors-origin", "not an origin"}},
       // Validation: two listeners on one explicit port.
       {is, {"-api", "127.0.0.1:7000", "-ingest.fast", "127.0.0.1:7000"}, {"-api and -ingest.fast", "port 7000"}},
       {is, {"-ingest.durable", "0.0.0.0:7651"}, {"-ingest.fast and -ingest.durable", "port 7651"}},  // wildcard
@@ -176,6 +185,19 @@ TEST(NodeConfigTest, EachBadValueIsRefusedNamingTheFlagAndWhy) {
     for (const std::string& w : c.want) EXPECT_NE(err.find(w), std::string::npos) << args << ": \"" << err << "\"";
     EXPECT_EQ(err.find('\n'), std::string::npos) << "one line: " << err;
   }
+}
+
+TEST(NodeConfigTest, TlsTokensAndCorsFlags) {
+  TempDir dir;
+  const std::string tokens = dir.path() + "/tokens";
+  WriteFile(tokens, "read 0123456789abcdef0123\n");
+  Result<NodeConfig> c = LoadNodeConfig(Role::kIngestStore, {"-api.tokens-file", tokens, "-api.cors-origin",
+                                                             "https://ui.example.com/, http://localhost:3000"});
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->api_tokens_file, tokens);
+  EXPECT_EQ(c->api_cors_origins, (std::vector<std::string>{"https://ui.example.com", "http://localhost:3000"}));
+  WriteFile(tokens, "admin 0123456789abcdef0123\n");
+  EXPECT_NE(ErrorOf(Role::kIngestStore, {"-api.tokens-file", tokens}).find("line 1"), std::string::npos);
 }
 
 TEST(NodeConfigTest, WhatTheRoleDoesNotUseIsNotChecked) {
