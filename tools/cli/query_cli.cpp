@@ -4,10 +4,17 @@
 // it was forwarded; -ulid and -topic put those fields back, -time prints the record's time
 // (RFC3339, local time) in place of the ULID. A 206 answer (some store node did not answer) is
 // reported on stderr as partial results, and is not a failure.
-#include <ctime>
+//
+// TLS and tokens: an https:// store address (or any -tls-* flag, which makes a bare address
+// https) speaks TLS, trusting -tls-ca (else the system's store) and presenting -tls-cert/-tls-key
+// when given; -token, or else $OKLOG_TOKEN, goes out as "Authorization: Bearer TOKEN" (the
+// environment keeps it out of `ps`).
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <iostream>
 
+#include "common/crypto/tls_context.h"
 #include "common/flags.h"
 #include "common/http_client.h"
 #include "common/http_server.h"
@@ -101,13 +108,49 @@ class RecordPrinter {
   uint64_t records_ = 0;
 };
 
-std::string BaseUrl(const std::string& store) {
+// The flags for reaching a node's API over TLS and with a token, shared by query and stream.
+struct ApiClientFlags {
+  std::string tls_ca, tls_cert, tls_key, token;
+
+  void Register(FlagSet* fs) {
+    fs->String("tls-ca", &tls_ca, "PEM CA that signs the node's API certificate (implies https; default: the system's)");
+    fs->String("tls-cert", &tls_cert, "PEM client certificate to present (implies https; needs -tls-key)");
+    fs->String("tls-key", &tls_key, "PEM private key of -tls-cert");
+    fs->String("token", &token, "bearer token for the API (default: $OKLOG_TOKEN)");
+  }
+  bool tls() const { return !tls_ca.empty() || !tls_cert.empty() || !tls_key.empty(); }
+  // Sets the TLS context and the Authorization header; false after printing why not.
+  bool Apply(const char* mode, HttpClientOptions* opts) const {
+    if (tls()) {
+      auto ctx = crypto::TlsContext::Create(crypto::TlsRole::kClient, {tls_cert, tls_key, tls_ca, "client"}, nullptr);
+      if (!ctx.ok()) {
+        std::cerr << mode << ": -tls-*: " << ctx.status().message() << "\n";
+        return false;
+      }
+      opts->tls = *ctx;
+    }
+    std::string t = token;
+    if (t.empty()) {
+      const char* env = std::getenv("OKLOG_TOKEN");
+      if (env != nullptr) t = env;
+    }
+    if (!t.empty()) opts->headers.emplace_back("Authorization", "Bearer " + t);
+    return true;
+  }
+};
+
+// https:// when asked for, or when any -tls-* flag is given; the API's port by default.
+std::string BaseUrl(const std::string& store, bool tls) {
   std::string s = store;
+  if (s.rfind("https://", 0) == 0) {
+    s = s.substr(8);
+    tls = true;
+  }
   if (s.rfind("http://", 0) == 0) s = s.substr(7);
   if (s.rfind("tcp://", 0) == 0) s = s.substr(6);
   while (!s.empty() && s.back() == '/') s.pop_back();
   if (s.find(':') == std::string::npos || (s.front() == '[' && s.find("]:") == std::string::npos)) s += ":7650";
-  return "http://" + s;
+  return (tls ? "https://" : "http://") + s;
 }
 
 // The body of an error response (a 400's reason), kept for stderr instead of being printed
@@ -207,11 +250,13 @@ int RunQuery(const std::vector<std::string>& raw_args) {
   fs.Bool("v", &verbose, "verbose: request URL and statistics on stderr");
   fs.StringList("topics", &topics, "only records of these topics, comma-separated (repeatable)");
   fs.Int("limit", &limit, "only the newest N matching records (0: all)");
+  ApiClientFlags api;
+  api.Register(&fs);
   int rc = ParseOrHelp(fs, args, "Usage: oklog query [flags]\n");
   if (rc >= 0) return rc;
   if (stats) verbose = true;
 
-  std::string url = BaseUrl(store) + "/store/query?from=" + UrlEncode(from) + "&to=" + UrlEncode(to) +
+  std::string url = BaseUrl(store, api.tls()) + "/store/query?from=" + UrlEncode(from) + "&to=" + UrlEncode(to) +
                     "&q=" + UrlEncode(q);
   if (regex) url += "&regex=true";
   for (const auto& t : SplitTopics(topics)) url += "&topic=" + UrlEncode(t);
@@ -222,6 +267,7 @@ int RunQuery(const std::vector<std::string>& raw_args) {
   RecordPrinter printer(po);
   HttpClientOptions opts;
   opts.timeout = std::chrono::seconds(30);
+  if (!api.Apply("query", &opts)) return 1;
   ErrorBody error;
   opts.on_head = [&](const HttpClientResponse& head) { error.active = head.status != 200 && head.status != 206; };
   auto resp = HttpFetch(stats ? "HEAD" : "GET", url, opts, [&](std::string_view chunk) {
@@ -274,14 +320,17 @@ int RunStream(const std::vector<std::string>& raw_args) {
   fs.Bool("ulid", &po.ulid, "print each record's ULID");
   fs.Bool("topic", &po.topic, kTopicHelp);
   fs.StringList("topics", &topics, "only records of these topics, comma-separated (repeatable)");
+  ApiClientFlags api;
+  api.Register(&fs);
   int rc = ParseOrHelp(fs, args, "Usage: oklog stream [flags]\n");
   if (rc >= 0) return rc;
-  std::string url = BaseUrl(store) + "/store/stream?q=" + UrlEncode(q) + "&window=" + UrlEncode(window);
+  std::string url = BaseUrl(store, api.tls()) + "/store/stream?q=" + UrlEncode(q) + "&window=" + UrlEncode(window);
   if (regex) url += "&regex=true";
   for (const auto& t : SplitTopics(topics)) url += "&topic=" + UrlEncode(t);
   po.notices_to_stderr = true;
   RecordPrinter printer(po);
   HttpClientOptions opts;
+  if (!api.Apply("stream", &opts)) return 1;
   ErrorBody error;
   opts.on_head = [&](const HttpClientResponse& head) { error.active = head.status != 200; };
   auto resp = HttpFetch("GET", url, opts, [&](std::string_view chunk) {
