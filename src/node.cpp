@@ -188,6 +188,15 @@ class Node {
     io.record_max_bytes = static_cast<size_t>(c_.record_max_bytes);
     io.max_connections = CapOr(c_.ingest_max_connections);
     io.idle_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c_.ingest_idle_timeout);
+    if (HasIngest(c_.role) && !c_.ingest_tls_cert.empty()) {
+      OKLOG_ASSIGN_OR_RETURN(
+          io.tls, crypto::TlsContext::Create(crypto::TlsRole::kServer,
+                                             {c_.ingest_tls_cert, c_.ingest_tls_key, c_.ingest_tls_client_ca, "ingest"},
+                                             &metrics_));
+      logger->info("ingest ports over TLS: certificate {}{}", c_.ingest_tls_cert,
+                   c_.ingest_tls_client_ca.empty() ? ""
+                                                   : ", client certificates of " + c_.ingest_tls_client_ca + " required");
+    }
 
     IngestLog::Options ilo;
     ilo.pending_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(c_.pending_timeout);

@@ -178,7 +178,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
   void Accept(TcpListener* l, Modality mod) {
     const uint64_t id = ++next_conn_id_;
     auto c = IngestConn::Accept(loop_, l, this, id, mod,
-                                RecordEncoder(opts_.topic_mode, opts_.topic, opts_.record_max_bytes));
+                                RecordEncoder(opts_.topic_mode, opts_.topic, opts_.record_max_bytes), opts_.tls);
     if (!c) return;
     IngestConn* conn = c.get();
     conns_[id] = std::move(c);

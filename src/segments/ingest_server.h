@@ -42,6 +42,7 @@
 #include <string_view>
 
 #include "common/address.h"
+#include "common/crypto/tls_context.h"
 #include "common/fs/disk_guard.h"
 #include "common/metrics.h"
 #include "common/status.h"
@@ -69,6 +70,9 @@ struct IngestServerOptions {
   // lost), a bulk connection with no segment awaiting its ack is closed (the forwarder
   // redials). 0: never.
   std::chrono::milliseconds idle_timeout{0};
+  // Set: the three listeners speak TLS with this server context (IngestConn decrypts before the
+  // protocol sees a byte; handshake failures are counted under its listener label). Null: plain.
+  std::shared_ptr<const crypto::TlsContext> tls;
 };
 
 class IngestServer {

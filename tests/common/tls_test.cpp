@@ -145,6 +145,26 @@ TEST_F(TlsTest, ClientCertificateOfTheClientCaIsAccepted) {
   EXPECT_EQ(s_read, "hello");
 }
 
+// A TLS 1.3 client finishes first; it knows the server accepted its certificate only when the
+// server's ticket arrives (what `oklog forward` waits for before sending a line).
+TEST_F(TlsTest, ClientIsConfirmedOnlyOnceTheServerAcceptedIt) {
+  auto server = TlsSession::Create(Server(pki_.ca), "known");
+  auto client = TlsSession::Create(Client(pki_.ca, pki_.client_cert, pki_.client_key), "s", "localhost");
+  std::string c_read, s_read;
+  ASSERT_TRUE(Shuttle(client->get(), server->get(), &c_read, &s_read).ok());
+  EXPECT_TRUE((*client)->peer_confirmed());
+  auto server2 = TlsSession::Create(Server(pki_.ca), "anonymous");
+  auto anonymous = TlsSession::Create(Client(pki_.ca), "s", "localhost");
+  // Client hello, server flight, client finished: the client is established, not confirmed.
+  ASSERT_TRUE((*server2)->Feed((*anonymous)->TakeCiphertext(), &s_read).ok());
+  ASSERT_TRUE((*anonymous)->Feed((*server2)->TakeCiphertext(), &c_read).ok());
+  EXPECT_TRUE((*anonymous)->established());
+  EXPECT_FALSE((*anonymous)->peer_confirmed());
+  EXPECT_FALSE((*server2)->Feed((*anonymous)->TakeCiphertext(), &s_read).ok());
+  EXPECT_FALSE((*anonymous)->Feed((*server2)->TakeCiphertext(), &c_read).ok());  // the alert
+  EXPECT_FALSE((*anonymous)->peer_confirmed());
+}
+
 TEST_F(TlsTest, ClientRefusesAServerItsCaDidNotSign) {
   auto server = TlsSession::Create(Server(), "p");
   auto client = TlsSession::Create(Client(pki_.other_ca), "s", "localhost");

@@ -25,6 +25,9 @@
 // (durable) or the ingester has read everything (fast). Exit 0 only when every line was
 // confirmed that way and none is possibly lost; otherwise the counts go to stderr and the exit
 // status is 1.
+// TLS (-tls-ca, -tls-cert, -tls-key): each connection is a ClientConn (client_conn.h) that
+// completes its handshake before the first line; a failed handshake fails over like a failed
+// connect.
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -38,12 +41,14 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include "common/address.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "rpc/bulk_protocol.h"
 #include "segments/ingest_acks.h"
+#include "tools/cli/client_conn.h"
 #include "tools/cli/dial.h"
 #include "tools/cli/forward_bulk.h"
 #include "tools/cli/tools.h"
@@ -72,6 +77,7 @@ struct ForwardOptions {
   PortKind kind = PortKind::kDetect;
   std::chrono::milliseconds confirm_timeout{30000};
   size_t max_unconfirmed_bytes = 64 << 20;
+  std::shared_ptr<const crypto::TlsContext> tls;  // null: plain TCP
 };
 
 size_t CountLines(std::string_view s) { return static_cast<size_t>(std::count(s.begin(), s.end(), '\n')); }
@@ -98,7 +104,7 @@ class Forwarder {
       }
       if (fd_ >= 0 && !wr_shut_ && sent_ == SendLimit() && (leaving_ || (eof_ && sent_ == buf_.size()))) {
         // Everything that goes to this connection is sent: half-close, then read to its end.
-        ::shutdown(fd_, SHUT_WR);
+        conn_->ShutdownWrite();
         wr_shut_ = true;
         if (leaving_) handover_deadline_ = now + kHandOverWait;
         if (!durable_ && peer_eof_) {  // a fast ingester that left: it reads what we sent, then closes
@@ -223,7 +229,7 @@ class Forwarder {
   void SendSome() {
     const size_t limit = SendLimit();
     if (sent_ >= limit) return;
-    ssize_t n = ::send(fd_, buf_.data() + sent_, std::min(limit - sent_, kSendSlice), MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = conn_->Send(buf_.data() + sent_, std::min(limit - sent_, kSendSlice), MSG_DONTWAIT);
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
       backoff_ms_ = 16;
@@ -253,7 +259,7 @@ class Forwarder {
   void ReadServer() {
     char b[4096];
     for (;;) {
-      ssize_t n = ::recv(fd_, b, sizeof b, MSG_DONTWAIT);
+      ssize_t n = conn_->Recv(b, sizeof b, MSG_DONTWAIT);
       if (n > 0) {
         parser_.Feed(std::string_view(b, static_cast<size_t>(n)));
         while (auto m = parser_.Next()) OnMessage(*m);
@@ -343,13 +349,23 @@ class Forwarder {
     const Clock::time_point deadline = eof_ ? finish_deadline_ : Clock::now() + std::chrono::milliseconds(1);
     int fd = DialWithBackoff(targets_, &current_, &backoff_ms_, deadline);
     if (fd < 0) return false;
+    auto c = ClientConn::Open(fd, opts_.tls, targets_[current_].host, std::chrono::seconds(10));
+    if (!c.ok()) {  // fd closed by Open; fails over like a refused connect, after the backoff
+      Logger("forward")->warn("{}: {}; retrying in {} ms", targets_[current_].HostPort(), c.status().message(),
+                              backoff_ms_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms_));
+      backoff_ms_ = std::min(backoff_ms_ * 2, 1024);
+      current_ = (current_ + 1) % targets_.size();
+      return false;
+    }
+    conn_ = std::move(c).value();
     fd_ = fd;
     int sz = 1 << 20;
     setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
     parser_ = IngestAckParser();
     durable_ = opts_.kind == PortKind::kDurable;
     if (opts_.kind != PortKind::kPlain &&
-        ::send(fd_, kAckRequest.data(), kAckRequest.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(kAckRequest.size())) {
+        conn_->Send(kAckRequest.data(), kAckRequest.size(), 0) != static_cast<ssize_t>(kAckRequest.size())) {
       Logger("forward")->warn("sending to {}: {}", targets_[current_].HostPort(), std::strerror(errno));
       Disconnect();
       current_ = (current_ + 1) % targets_.size();
@@ -370,7 +386,7 @@ class Forwarder {
   }
 
   void Disconnect() {
-    if (fd_ >= 0) ::close(fd_);
+    conn_.reset();  // closes fd_
     fd_ = -1;
     sent_ = 0;
   }
@@ -404,7 +420,8 @@ class Forwarder {
   bool warned_full_ = false;
   // The current connection.
   size_t current_ = 0;
-  int fd_ = -1;
+  int fd_ = -1;                     // conn_->fd() while connected
+  std::unique_ptr<ClientConn> conn_;  // owns fd_
   int backoff_ms_ = 16;
   IngestAckParser parser_;
   bool durable_ = false;
@@ -435,6 +452,10 @@ int RunForward(const std::vector<std::string>& args) {
   fs.Duration("confirm-timeout", &confirm_timeout,
               "at end of input, how long to wait (reconnecting and resending) until every line is confirmed; exit 1 if not");
   fs.Int("max-unconfirmed", &max_unconfirmed, "durable: bytes awaiting acknowledgement before reading stdin pauses");
+  std::string tls_ca, tls_cert, tls_key;
+  fs.String("tls-ca", &tls_ca, "connect over TLS, trusting this PEM CA for the ingesters' certificates");
+  fs.String("tls-cert", &tls_cert, "PEM client certificate to present over TLS (needs -tls-key)");
+  fs.String("tls-key", &tls_key, "PEM private key of -tls-cert");
   bool plain = false;
   fs.Bool("plain", &plain,
           "send the lines alone, without asking for acknowledgements (for ingesters other than oklog's); fast-port semantics");
@@ -488,6 +509,19 @@ int RunForward(const std::vector<std::string>& args) {
   }
   std::string prefix;
   for (const auto& p : prefixes) prefix += p + " ";
+  std::shared_ptr<const crypto::TlsContext> tls;
+  if (!tls_ca.empty() || !tls_cert.empty() || !tls_key.empty()) {
+    if (bulk) {
+      std::cerr << "forward: -bulk does not support -tls-* yet\n";
+      return 1;
+    }
+    auto ctx = crypto::TlsContext::Create(crypto::TlsRole::kClient, {tls_cert, tls_key, tls_ca, "client"}, nullptr);
+    if (!ctx.ok()) {
+      std::cerr << "forward: -tls-*: " << ctx.status().message() << "\n";
+      return 1;
+    }
+    tls = *ctx;
+  }
   ::signal(SIGPIPE, SIG_IGN);
   if (bulk) {
     BulkForwardOptions bo;
@@ -502,6 +536,7 @@ int RunForward(const std::vector<std::string>& args) {
   fo.kind = durable ? PortKind::kDurable : plain ? PortKind::kPlain : PortKind::kDetect;
   fo.confirm_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(confirm_timeout);
   fo.max_unconfirmed_bytes = static_cast<size_t>(max_unconfirmed);
+  fo.tls = std::move(tls);
   Forwarder f(std::move(targets), std::move(fo));
   return f.Run();
 }

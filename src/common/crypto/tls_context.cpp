@@ -58,11 +58,14 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Create(TlsRole role, const
     } else {
       SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
     }
-    // No session tickets or cache: every connection does a full handshake, so a certificate
-    // revoked by changing the CA file (at restart) is not resumed past.
+    // No resumption: every connection does a full handshake, so a certificate revoked by
+    // changing the CA file (at restart) is not resumed past. One TLS 1.3 ticket is still sent
+    // (stateful, to a cache that is off: it can never resume): it is the client's sign that the
+    // server accepted its certificate (TlsSession::peer_confirmed), since a TLS 1.3 client
+    // finishes its handshake before the server has checked it.
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    SSL_CTX_set_num_tickets(ctx, 0);
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx, 1);
   } else {
     if (!o.ca_file.empty()) {
       if (SSL_CTX_load_verify_locations(ctx, o.ca_file.c_str(), nullptr) != 1) return Fail("CA " + o.ca_file);
@@ -70,6 +73,12 @@ Result<std::shared_ptr<const TlsContext>> TlsContext::Create(TlsRole role, const
       return Fail("the system's trust store");
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    // A ticket from the server marks it confirmed; the session itself is dropped (returning 0).
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, [](SSL* ssl, SSL_SESSION*) -> int {
+      if (auto* seen = static_cast<bool*>(SSL_get_app_data(ssl)); seen != nullptr) *seen = true;
+      return 0;
+    });
   }
   if (metrics != nullptr) {
     c->failures_ = metrics

@@ -45,6 +45,7 @@ Result<std::unique_ptr<TlsSession>> TlsSession::Create(std::shared_ptr<const Tls
     return s;
   }
   SSL_set_connect_state(s->ssl_);
+  SSL_set_app_data(s->ssl_, &s->ticket_seen_);
   if (!verify_host.empty()) {
     if (IsIpLiteral(verify_host)) {
       if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(s->ssl_), verify_host.c_str()) != 1)
@@ -160,6 +161,11 @@ void TlsSession::Shutdown() {
   ERR_clear_error();
   SSL_shutdown(ssl_);  // queues close_notify; we do not wait for the peer's
   ERR_clear_error();
+}
+
+bool TlsSession::peer_confirmed() const {
+  if (!established_ || failed()) return false;
+  return SSL_version(ssl_) != TLS1_3_VERSION || ticket_seen_;
 }
 
 bool TlsSession::has_ciphertext() const { return BIO_ctrl_pending(out_) > 0; }

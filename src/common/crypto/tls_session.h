@@ -59,6 +59,10 @@ class TlsSession {
   bool has_ciphertext() const;
 
   bool established() const { return established_; }
+  // Client: the server has accepted us: with TLS 1.2 once established; with TLS 1.3 (where the
+  // client finishes first and a refused client certificate shows only as a later alert) once
+  // the server's first ticket arrived (TlsContext makes servers send one).
+  bool peer_confirmed() const;
   bool failed() const { return !error_.ok(); }
   // The peer sent close_notify: the clean end of its stream (treat as EOF).
   bool peer_closed() const { return peer_closed_; }
@@ -82,6 +86,7 @@ class TlsSession {
   bool established_ = false;
   bool peer_closed_ = false;
   bool shut_ = false;
+  bool ticket_seen_ = false;  // set by the client context's new-session callback (app data)
   Status error_;
 };
 

@@ -34,16 +34,58 @@ IngestConn::IngestConn(Owner* owner, uint64_t id, Modality mod, RecordEncoder en
 }
 
 std::unique_ptr<IngestConn> IngestConn::Accept(uv_loop_t* loop, TcpListener* listener, Owner* owner, uint64_t id,
-                                               Modality mod, RecordEncoder encoder) {
+                                               Modality mod, RecordEncoder encoder,
+                                               std::shared_ptr<const crypto::TlsContext> tls) {
   std::unique_ptr<IngestConn> c(new IngestConn(owner, id, mod, std::move(encoder)));
   OKLOG_UV_CHECK(c->tcp_.Init(c.get(), [loop](uv_tcp_t* t) { return uv_tcp_init(loop, t); }));
   if (listener->Accept(c->tcp_.stream()) != 0) return nullptr;  // ~IngestConn closes the socket
   c->last_read_ms_ = uv_now(loop);
+  if (tls != nullptr) {
+    std::string peer = "?";
+    sockaddr_storage ss{};
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(c->tcp_.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+      peer = SockaddrToString(reinterpret_cast<const sockaddr*>(&ss));
+    const uint64_t timeout_ms = static_cast<uint64_t>(tls->options().handshake_timeout.count());
+    auto session = crypto::TlsSession::Create(std::move(tls), peer);
+    if (!session.ok()) return nullptr;  // out of memory: refused like a failed accept
+    c->tls_ = std::move(session).value();
+    OKLOG_UV_CHECK(c->handshake_timer_.Init(c.get(), [loop](uv_timer_t* t) { return uv_timer_init(loop, t); }));
+    uv_timer_start(c->handshake_timer_.get(), &IngestConn::OnHandshakeTimeout, timeout_ms, 0);
+  }
   return c;
+}
+
+void IngestConn::OnHandshakeTimeout(uv_timer_t* t) noexcept {
+  auto* c = UvHandle<uv_timer_t>::Data<IngestConn>(t);
+  if (c == nullptr || c->closing_ || c->tls_ == nullptr || c->tls_->established()) return;
+  c->tls_->NoteHandshakeTimeout();
+  c->owner_->OnEnd(c);
+}
+
+void IngestConn::ReadTls(size_t n) {
+  plain_.clear();
+  const bool was_established = tls_->established();
+  Status s = tls_->Feed(std::string_view(rbuf_.get(), n), &plain_);
+  SendRaw(tls_->TakeCiphertext());  // handshake records, or the alert of a failure
+  if (!s.ok()) return owner_->OnEnd(this);
+  if (!was_established && tls_->established() && handshake_timer_.open()) handshake_timer_.Close();
+  if (!plain_.empty()) Deliver(plain_.data(), plain_.size());
+  // close_notify: the peer's EOF. It may come in the same read as the last records; a durable
+  // connection then waits for its batch (reading stopped) and sees the EOF when it reads again,
+  // as a plain one would, so its last ack still goes out.
+  if (!closing_ && tls_->peer_closed()) {
+    if (reading_) OnEof();
+    else eof_pending_ = true;
+  }
 }
 
 void IngestConn::StartReading() {
   if (closing_ || reading_) return;
+  if (eof_pending_) {
+    eof_pending_ = false;
+    return OnEof();
+  }
   reading_ = true;
   uv_read_start(tcp_.stream(), &IngestConn::OnAlloc, &IngestConn::OnRead);
 }
@@ -65,6 +107,7 @@ void IngestConn::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept
   if (nread == 0) return;  // EAGAIN: not EOF
   if (nread < 0) return c->OnEof();  // EOF or error
   c->last_read_ms_ = uv_now(s->loop);
+  if (c->tls_ != nullptr) return c->ReadTls(static_cast<size_t>(nread));
   c->Deliver(c->rbuf_.get(), static_cast<size_t>(nread));
 }
 
@@ -116,6 +159,15 @@ void IngestConn::OnEof() {
 
 void IngestConn::Send(std::string bytes) {
   if (closing_) return;
+  if (tls_ != nullptr) {
+    if (!tls_->Write(bytes).ok()) return;  // failed: the read side ends the connection
+    bytes = tls_->TakeCiphertext();
+  }
+  SendRaw(std::move(bytes));
+}
+
+void IngestConn::SendRaw(std::string bytes) {
+  if (closing_ || bytes.empty()) return;
   uv_buf_t now = uv_buf_init(bytes.data(), bytes.size());
   int sent = uv_try_write(tcp_.stream(), &now, 1);
   if (sent == static_cast<int>(bytes.size())) return;
@@ -130,6 +182,10 @@ void IngestConn::Send(std::string bytes) {
 
 bool IngestConn::Shutdown() {
   if (shut_) return true;  // already half-closed (a refusal, then Close): it drains on
+  if (tls_ != nullptr) {
+    tls_->Shutdown();  // close_notify ahead of the FIN
+    SendRaw(tls_->TakeCiphertext());
+  }
   auto* req = new uv_shutdown_t;
   if (uv_shutdown(req, tcp_.stream(), [](uv_shutdown_t* r, int) { delete r; }) != 0) {
     delete req;
@@ -161,6 +217,10 @@ void IngestConn::WriteAck() {
   if (closing_ || ack_written_ == ack_wanted_) return;
   std::string bytes = EncodeAck(ack_wanted_);
   ack_written_ = ack_wanted_;
+  if (tls_ != nullptr) {  // one record per ack; ordered behind what Send queued (try_write then fails)
+    if (!tls_->Write(bytes).ok()) return;  // failed: the read side ends the connection
+    bytes = tls_->TakeCiphertext();
+  }
   uv_buf_t now = uv_buf_init(bytes.data(), bytes.size());
   int sent = uv_try_write(tcp_.stream(), &now, 1);
   if (sent == static_cast<int>(bytes.size())) return;
@@ -202,6 +262,7 @@ void IngestConn::Close() {
   if (closing_) return;
   closing_ = true;
   StopReading();
+  if (handshake_timer_.open()) handshake_timer_.Close();
   tcp_.Close([this] { owner_->OnClosed(this); });
 }
 

@@ -3,6 +3,11 @@
 // connection's active segment, a bulk connection's frame decoder). It reads and writes bytes;
 // what the bytes mean is the IngestServer's business (the Owner).
 //
+// TLS (-ingest.tls-*): given a server TlsContext, the connection decrypts what it reads before
+// OnData and encrypts what it sends, with a TlsSession between the socket and the Owner, which
+// sees plaintext only. A handshake not completed within the context's handshake_timeout, a
+// failed one, or a bad record ends the connection (OnEnd); a close_notify is the peer's EOF.
+//
 // Thread: loop thread only. Lifetime: the Owner holds it (a unique_ptr) and must keep it until
 // Owner::OnClosed, which runs from the socket's close callback and may destroy it. Read
 // callbacks never run once Close() was called.
@@ -14,6 +19,7 @@
 #include <memory>
 #include <string>
 
+#include "common/crypto/tls_session.h"
 #include "common/uv/handle.h"
 #include "common/uv/tcp_listener.h"
 #include "rpc/frame_codec.h"
@@ -43,8 +49,10 @@ class IngestConn {
 
   // Accepts the connection waiting on listener. Null when accept failed (the socket is closed
   // by itself; nothing to do).
+  // tls: null for plain TCP.
   static std::unique_ptr<IngestConn> Accept(uv_loop_t* loop, TcpListener* listener, Owner* owner, uint64_t id,
-                                            Modality mod, RecordEncoder encoder);
+                                            Modality mod, RecordEncoder encoder,
+                                            std::shared_ptr<const crypto::TlsContext> tls = nullptr);
   IngestConn(const IngestConn&) = delete;
   IngestConn& operator=(const IngestConn&) = delete;
 
@@ -91,6 +99,11 @@ class IngestConn {
   IngestConn(Owner* owner, uint64_t id, Modality mod, RecordEncoder encoder);
   static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept;
   static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept;
+  static void OnHandshakeTimeout(uv_timer_t* t) noexcept;
+  // TLS: ciphertext in, plaintext to the owner.
+  void ReadTls(size_t n);
+  // Writes bytes as they are (ciphertext, or plaintext without TLS).
+  void SendRaw(std::string bytes);
 
   Owner* const owner_;
   const uint64_t id_;
@@ -118,6 +131,10 @@ class IngestConn {
   uint64_t ack_written_ = 0;  // the count of the last ack fully written or queued
   bool ack_in_flight_ = false;
   void WriteAck();
+  std::unique_ptr<crypto::TlsSession> tls_;  // null: plain TCP
+  UvHandle<uv_timer_t> handshake_timer_;     // TLS only, until the handshake completes
+  std::string plain_;                        // TLS: what one read decrypted
+  bool eof_pending_ = false;                 // TLS: close_notify read while reading was stopped
 };
 
 }  // namespace oklog
