@@ -713,7 +713,11 @@ void Usage() {
                "  stream       Streaming commandline tool\n"
                "  testsvc      Test service, emits log lines at a fixed rate\n"
                "  segment      Inspect store segment files: cat, verify, stat\n"
-               "  keygen       Print a new cluster key (a line for -cluster.key-file)\n\n"
+               "  keygen       Print a new secret: a cluster key (a line for -cluster.key-file) or an API token\n\n"
+               "TLS AND TOKENS (oklog <mode> -h for each flag)\n"
+               "  nodes        -api.tls-cert, -api.tls-key, -api.tls-client-ca, -api.tokens-file, -api.cors-origin,\n"
+               "               -ingest.tls-cert, -ingest.tls-key, -ingest.tls-client-ca\n"
+               "  clients      forward, query, stream: -tls-ca, -tls-cert, -tls-key; query, stream: -token or $OKLOG_TOKEN\n\n"
                "VERSION\n  "
             << kVersion << "\n";
 }
