@@ -4,6 +4,9 @@
 // certificate refuses to start; SIGHUP rereads the tokens.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <filesystem>
 
 #include "test_util.h"
@@ -252,6 +255,36 @@ TEST_F(TlsNodeTest, IngestOverTlsWithClientCertificatesThroughForward) {
   // -bulk with TLS is refused up front (not supported yet).
   Process bulk({OklogBinary(), "forward", "-bulk", "-tls-ca", pki_.ca, "127.0.0.1:1"}, dir_.path(), "bulk");
   EXPECT_EQ(bulk.Wait(std::chrono::seconds(10)), 1);
+}
+
+// The half-close an ingester gives an idle (or refused) connection, over TLS: close_notify
+// then FIN; the forwarder hands over and loses nothing.
+TEST_F(TlsNodeTest, IdleTlsIngestConnectionIsLetGoAndTheForwarderLosesNothing) {
+  Start({"-ingest.tls-cert", pki_.server_cert, "-ingest.tls-key", pki_.server_key, "-ingest.idle-timeout", "1s"});
+  const std::string fifo = dir_.path() + "/in.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  Process f({OklogBinary(), "forward", "-tls-ca", pki_.ca, "127.0.0.1:" + std::to_string(fast_)}, dir_.path(), "fwd",
+            fifo);
+  int w = ::open(fifo.c_str(), O_WRONLY);
+  ASSERT_GE(w, 0);
+  auto put = [&](const std::string& line) {
+    ASSERT_EQ(::write(w, line.data(), line.size()), static_cast<ssize_t>(line.size()));
+  };
+  put("tls before the idle close\n");
+  const std::string metrics = "curl -s --max-time 5 http://127.0.0.1:" + std::to_string(api_) + "/metrics";
+  ASSERT_TRUE(WaitFor([&] {
+    return SeriesValue(Shell(metrics), "oklog_ingest_connections_closed_total{modality=\"fast\",reason=\"idle\"}") >= 1;
+  }, std::chrono::seconds(10)));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  put("tls after the idle close\n");
+  ::close(w);
+  EXPECT_EQ(f.Wait(std::chrono::seconds(30)), 0) << f.Stderr();
+  int rc = 0;
+  std::string out;
+  EXPECT_TRUE(WaitFor([&] {
+    out = Oklog("query -store 127.0.0.1:" + std::to_string(api_) + " -from 1h -q 'idle close'", &rc);
+    return out == "tls before the idle close\ntls after the idle close\n";
+  }, std::chrono::seconds(20))) << out << CliErr() << f.Stderr();
 }
 
 TEST_F(TlsNodeTest, HalfACertificateOrAnUnreadableOneRefusesToStart) {
