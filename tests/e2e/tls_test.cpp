@@ -212,7 +212,7 @@ TEST_F(TlsNodeTest, TlsWithoutClientCertificatesAndTokensReloadOnSighup) {
   EXPECT_EQ(CurlStatus(" -H 'Authorization: Bearer " + fresh + "' " + Https("/cluster")), "200");
 }
 
-TEST_F(TlsNodeTest, IngestOverTlsWithClientCertificatesThroughForward) {
+TEST_F(TlsNodeTest, IngestOverTlsWithClientCertificatesThroughForwardAndBulk) {
   Start({"-ingest.tls-cert", pki_.server_cert, "-ingest.tls-key", pki_.server_key, "-ingest.tls-client-ca", pki_.ca});
   const std::string api = "http://127.0.0.1:" + std::to_string(api_);
   ASSERT_TRUE(WaitFor([&] { return Shell("curl -s --max-time 5 " + api + "/health").starts_with("OK"); },
@@ -252,9 +252,18 @@ TEST_F(TlsNodeTest, IngestOverTlsWithClientCertificatesThroughForward) {
   EXPECT_EQ(out, "");
   std::string metrics = Shell("curl -s --max-time 5 " + api + "/metrics");
   EXPECT_GE(SeriesValue(metrics, "oklog_tls_handshake_failures_total{listener=\"ingest\"}"), 2) << metrics;
-  // -bulk with TLS is refused up front (not supported yet).
-  Process bulk({OklogBinary(), "forward", "-bulk", "-tls-ca", pki_.ca, "127.0.0.1:1"}, dir_.path(), "bulk");
-  EXPECT_EQ(bulk.Wait(std::chrono::seconds(10)), 1);
+  // -bulk over TLS: whole segments (one larger than many records) acknowledged once stored.
+  std::string bulk_in;
+  for (int i = 0; i < 20000; ++i) bulk_in += "bulk over tls " + std::to_string(i) + " " + std::string(100, 'b') + "\n";
+  WriteFile(dir_.path() + "/bulk.txt", bulk_in);
+  Process bulk({OklogBinary(), "forward", "-bulk", "-bulk.segment-size", "1048576", "-tls-ca", pki_.ca, "-tls-cert",
+                pki_.client_cert, "-tls-key", pki_.client_key, "localhost:" + std::to_string(ports["ingest.bulk"])},
+               dir_.path(), "bulk", dir_.path() + "/bulk.txt");
+  EXPECT_EQ(bulk.Wait(std::chrono::seconds(60)), 0) << bulk.Stderr();
+  EXPECT_TRUE(WaitFor([&] {
+    out = Oklog("query -store 127.0.0.1:" + std::to_string(api_) + " -from 1h -q 'bulk over tls'", &rc);
+    return out == bulk_in;
+  }, std::chrono::seconds(20))) << out.size() << " of " << bulk_in.size() << " bytes " << CliErr();
 }
 
 // The half-close an ingester gives an idle (or refused) connection, over TLS: close_notify

@@ -46,24 +46,52 @@ ClientConn::~ClientConn() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+namespace {
+constexpr size_t kRecordBytes = 16 * 1024;  // a TLS record's plaintext at most
+}  // namespace
+
 bool ClientConn::Flush() {
-  std::string out = tls_->TakeCiphertext();
+  out_ += tls_->TakeCiphertext();
   size_t off = 0;
-  while (off < out.size()) {
-    ssize_t n = ::send(fd_, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+  while (off < out_.size()) {
+    ssize_t n = ::send(fd_, out_.data() + off, out_.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
     off += static_cast<size_t>(n);
+  }
+  out_.clear();
+  return true;
+}
+
+bool ClientConn::FlushPending() {
+  if (tls_ == nullptr) return true;
+  out_ += tls_->TakeCiphertext();
+  while (!out_.empty()) {
+    ssize_t n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    out_.erase(0, static_cast<size_t>(n));
   }
   return true;
 }
 
 ssize_t ClientConn::Send(const char* data, size_t n, int flags) {
   if (tls_ == nullptr) return ::send(fd_, data, n, MSG_NOSIGNAL | flags);
+  const bool nonblocking = (flags & MSG_DONTWAIT) != 0;
+  if (nonblocking) {
+    if (!FlushPending()) return -1;
+    if (!out_.empty()) {
+      errno = EAGAIN;
+      return -1;
+    }
+    n = std::min(n, kRecordBytes);
+  }
   if (!tls_->Write(std::string_view(data, n)).ok()) {
     errno = ECONNRESET;
     return -1;
   }
+  if (nonblocking) return FlushPending() ? static_cast<ssize_t>(n) : -1;  // the rest waits in out_
   return Flush() ? static_cast<ssize_t>(n) : -1;
 }
 
@@ -75,7 +103,8 @@ ssize_t ClientConn::Recv(char* buf, size_t n, int flags) {
     ssize_t r = ::recv(fd_, cipher, sizeof cipher, flags);
     if (r <= 0) return r;  // EOF, or -1 with errno (EAGAIN under MSG_DONTWAIT)
     Status s = tls_->Feed(std::string_view(cipher, static_cast<size_t>(r)), &plain_);
-    Flush();
+    if ((flags & MSG_DONTWAIT) != 0) FlushPending();
+    else Flush();
     if (!s.ok()) {
       errno = ECONNRESET;
       return -1;

@@ -4,6 +4,9 @@
 // a common/crypto TlsSession sits on the socket: Send encrypts and writes the whole record
 // before it returns; Recv returns plaintext only (0 at EOF or the peer's close_notify; -1 with
 // EAGAIN when MSG_DONTWAIT found no plaintext yet); ShutdownWrite sends close_notify first.
+// Non-blocking sends (MSG_DONTWAIT, for `forward -bulk`'s poll loop): plaintext is taken (at
+// most a record's worth) only while no ciphertext waits; what the socket does not take at once
+// waits in has_pending_output() for FlushPending() (poll POLLOUT while it is there).
 //
 // Thread: one at a time. Owns the descriptor (closed by the destructor).
 #pragma once
@@ -35,19 +38,24 @@ class ClientConn {
   int fd() const { return fd_; }
   // Plaintext already decrypted and waiting (poll(2) on fd() cannot see it).
   bool has_buffered() const { return !plain_.empty(); }
-  // flags: MSG_DONTWAIT or 0 (plain only; TLS writes whole records, blocking).
+  // flags: 0 (blocking) or MSG_DONTWAIT.
   ssize_t Send(const char* data, size_t n, int flags = 0);
   ssize_t Recv(char* buf, size_t n, int flags);
+  // Ciphertext accepted but not yet written (TLS only).
+  bool has_pending_output() const { return !out_.empty(); }
+  // Writes waiting ciphertext without blocking; false (errno set) on a socket error.
+  bool FlushPending();
   void ShutdownWrite();
 
  private:
   ClientConn(int fd, std::unique_ptr<crypto::TlsSession> tls) : fd_(fd), tls_(std::move(tls)) {}
-  // Writes all of the session's ciphertext (blocking); false with errno on failure.
+  // Writes all waiting ciphertext, blocking; false with errno on failure.
   bool Flush();
 
   int fd_;
   std::unique_ptr<crypto::TlsSession> tls_;  // null: plain
   std::string plain_;                        // decrypted, not yet returned by Recv
+  std::string out_;                          // encrypted, not yet written
 };
 
 }  // namespace oklog

@@ -27,7 +27,7 @@
 // status is 1.
 // TLS (-tls-ca, -tls-cert, -tls-key): each connection is a ClientConn (client_conn.h) that
 // completes its handshake before the first line; a failed handshake fails over like a failed
-// connect.
+// connect; -bulk takes the same flags (forward_bulk.cpp).
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -131,7 +131,8 @@ class Forwarder {
       if (fd_ >= 0) {
         fd_idx = n;
         short ev = peer_eof_ ? 0 : POLLIN;
-        if (!wr_shut_ && sent_ < SendLimit()) ev |= POLLOUT;
+        // TLS: ciphertext the socket did not take yet waits for POLLOUT too.
+        if (!wr_shut_ && (sent_ < SendLimit() || conn_->has_pending_output())) ev |= POLLOUT;
         p[n++] = {fd_, ev, 0};
       }
       if (n == 0) continue;  // nothing to wait for: the checks above decide
@@ -228,7 +229,10 @@ class Forwarder {
 
   void SendSome() {
     const size_t limit = SendLimit();
-    if (sent_ >= limit) return;
+    if (sent_ >= limit) {
+      if (!conn_->FlushPending()) EndConnection(ConnEnd::kFailed, std::strerror(errno));
+      return;
+    }
     ssize_t n = conn_->Send(buf_.data() + sent_, std::min(limit - sent_, kSendSlice), MSG_DONTWAIT);
     if (n > 0) {
       sent_ += static_cast<size_t>(n);
@@ -511,10 +515,6 @@ int RunForward(const std::vector<std::string>& args) {
   for (const auto& p : prefixes) prefix += p + " ";
   std::shared_ptr<const crypto::TlsContext> tls;
   if (!tls_ca.empty() || !tls_cert.empty() || !tls_key.empty()) {
-    if (bulk) {
-      std::cerr << "forward: -bulk does not support -tls-* yet\n";
-      return 1;
-    }
     auto ctx = crypto::TlsContext::Create(crypto::TlsRole::kClient, {tls_cert, tls_key, tls_ca, "client"}, nullptr);
     if (!ctx.ok()) {
       std::cerr << "forward: -tls-*: " << ctx.status().message() << "\n";
@@ -529,6 +529,7 @@ int RunForward(const std::vector<std::string>& args) {
     bo.segment_age = std::chrono::duration_cast<std::chrono::milliseconds>(bulk_age);
     bo.window = static_cast<size_t>(bulk_window);
     bo.ack_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(bulk_ack_timeout);
+    bo.tls = tls;
     return RunBulkForward(std::move(targets), std::move(prefix), bo);
   }
   ForwardOptions fo;

@@ -7,6 +7,8 @@
 //
 // One thread, poll(2) over stdin and the socket. stdin is read only while fewer than
 // `window` segments await their ack, so memory stays within window x segment size.
+// With TLS (options.tls) the socket is a ClientConn: sends stay non-blocking (ciphertext the
+// socket did not take waits in the connection, and POLLOUT is asked for while it does).
 #include "tools/cli/forward_bulk.h"
 
 #include <fcntl.h>
@@ -20,10 +22,12 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <thread>
 
 #include "common/log.h"
 #include "rpc/frame_codec.h"
 #include "rpc/bulk_protocol.h"
+#include "tools/cli/client_conn.h"
 #include "tools/cli/dial.h"
 
 namespace oklog {
@@ -47,7 +51,8 @@ class BulkForwarder {
       const bool want_input = !eof_ && segs_.size() < o_.window;
       if (want_input) p[n++] = {0, POLLIN, 0};
       const int sock_slot = static_cast<int>(n);
-      p[n++] = {fd_, static_cast<short>(POLLIN | (send_idx_ < segs_.size() ? POLLOUT : 0)), 0};
+      const bool want_out = send_idx_ < segs_.size() || conn_->has_pending_output();
+      p[n++] = {fd_, static_cast<short>(POLLIN | (want_out ? POLLOUT : 0)), 0};
       int timeout = 1000;
       if (send_idx_ > 0) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(ack_wait_since_ + o_.ack_timeout - Clock::now());
@@ -63,7 +68,7 @@ class BulkForwarder {
       if (!cur_.empty() && (eof_ || cur_.size() >= o_.segment_bytes || Clock::now() - cur_started_ >= o_.segment_age))
         CutSegment();
       if (fd_ >= 0 && (p[sock_slot].revents & (POLLIN | POLLHUP | POLLERR)) && !ReadAcks()) Fail("connection lost");
-      if (fd_ >= 0 && send_idx_ < segs_.size() && !SendSome()) Fail("write failed");
+      if (fd_ >= 0 && (send_idx_ < segs_.size() || conn_->has_pending_output()) && !SendSome()) Fail("write failed");
       if (fd_ >= 0 && send_idx_ > 0 && Clock::now() - ack_wait_since_ >= o_.ack_timeout) {
         Fail("no acknowledgement within -bulk.ack-timeout");
       }
@@ -136,9 +141,10 @@ class BulkForwarder {
   }
 
   bool SendSome() {
+    if (!conn_->FlushPending()) return false;
     while (send_idx_ < segs_.size()) {
       const std::string& f = segs_[send_idx_].frame;
-      ssize_t n = ::send(fd_, f.data() + send_off_, f.size() - send_off_, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n = conn_->Send(f.data() + send_off_, f.size() - send_off_, MSG_DONTWAIT);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return false;
@@ -152,9 +158,17 @@ class BulkForwarder {
     return true;
   }
 
+  // Reads what has arrived, and what TLS has already decrypted (poll cannot see that).
   bool ReadAcks() {
+    do {
+      if (!ReadSomeAcks()) return false;
+    } while (conn_ != nullptr && conn_->has_buffered());
+    return true;
+  }
+
+  bool ReadSomeAcks() {
     char buf[4096];
-    ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    ssize_t n = conn_->Recv(buf, sizeof buf, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return true;
     if (n <= 0) return false;
     frames_.Feed(buf, static_cast<size_t>(n));
@@ -189,7 +203,20 @@ class BulkForwarder {
   }
 
   void Connect() {
-    fd_ = DialWithBackoff(targets_, &current_, &backoff_ms_);
+    for (;;) {
+      fd_ = DialWithBackoff(targets_, &current_, &backoff_ms_);
+      auto c = ClientConn::Open(fd_, o_.tls, targets_[current_].host, std::chrono::seconds(10));
+      if (c.ok()) {
+        conn_ = std::move(c).value();
+        break;
+      }
+      fd_ = -1;  // closed by Open
+      Logger("forward")->warn("{}: {}; retrying in {} ms", targets_[current_].HostPort(), c.status().message(),
+                              backoff_ms_);
+      std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms_));
+      backoff_ms_ = std::min(backoff_ms_ * 2, 1024);
+      Next();
+    }
     frames_ = rpc::FrameDecoder(4096);
     send_idx_ = 0;  // everything unacknowledged goes again, in order
     send_off_ = 0;
@@ -198,7 +225,7 @@ class BulkForwarder {
 
   void Next() { current_ = (current_ + 1) % targets_.size(); }
   void Disconnect() {
-    if (fd_ >= 0) ::close(fd_);
+    conn_.reset();  // closes fd_
     fd_ = -1;
   }
 
@@ -217,6 +244,7 @@ class BulkForwarder {
   size_t send_idx_ = 0, send_off_ = 0;
   rpc::FrameDecoder frames_{4096};
   size_t current_ = 0;
+  std::unique_ptr<ClientConn> conn_;  // owns fd_ while connected
   int fd_ = -1;
   int backoff_ms_ = 16;
   Clock::time_point ack_wait_since_;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/address.h"
+#include "common/crypto/tls_context.h"
 
 namespace oklog {
 
@@ -17,6 +18,7 @@ struct BulkForwardOptions {
   // A segment sent whole and not acknowledged within this (counted from its send or from the
   // last ack, whichever is later) makes the forwarder move to the next ingester and resend.
   std::chrono::milliseconds ack_timeout{30000};
+  std::shared_ptr<const crypto::TlsContext> tls;  // set: every connection speaks TLS (client_conn.h)
 };
 
 // Returns the exit status: 0 once every segment of stdin is acknowledged.
