@@ -22,6 +22,7 @@
 #include "common/fs/disk_guard.h"
 #include "common/http_server.h"
 #include "common/log.h"
+#include "common/memory_budget.h"
 #include "common/metrics.h"
 #include "common/uv/check.h"
 #include "common/uv/handle.h"
@@ -177,7 +178,10 @@ class Node {
     auto logger = Logger("node");
     // A reader waiting for the file must not take the previous run's ports for this one's.
     if (!c_.ports_file.empty()) std::remove(c_.ports_file.c_str());
+    memory_ = std::make_unique<MemoryBudget>(
+        c_.memory_budget > 0 ? static_cast<uint64_t>(c_.memory_budget) : MemoryBudget::DefaultLimit(), &metrics_);
     IngestServerOptions io;
+    io.memory_budget = memory_.get();
     io.fast = c_.fast;
     io.durable = c_.durable;
     io.bulk = c_.bulk;
@@ -226,6 +230,7 @@ class Node {
 
     HttpServer::Options hso;
     hso.max_connections = CapOr(c_.api_max_connections);
+    hso.memory_budget = memory_.get();
     // No API route reads a request body: a small bound (413 beyond it) keeps a flood of large
     // bodies from holding memory (ten 60 MB bodies took 670 MB with the 64 MiB default).
     hso.max_body_bytes = 1 << 20;
@@ -260,7 +265,9 @@ class Node {
       query_->Register(http_.get());
     }
     // Live streams see records as the ingest listeners encode them, before any disk write.
-    stream_ = std::make_unique<StreamService>(StreamRegistry::Options{}, &metrics_);
+    StreamRegistry::Options sro;
+    sro.memory_budget = memory_.get();
+    stream_ = std::make_unique<StreamService>(sro, &metrics_);
     stream_->Register(http_.get());
     io.on_records = [this](std::string_view records) { stream_->Publish(records); };
 
@@ -410,6 +417,7 @@ class Node {
     so.cluster_name = c_.cluster_name;
     so.node_name = gossip_->name();
     so.keyring = keyring_;
+    so.memory_budget = memory_.get();
     so.max_connections = CapOr(c_.cluster_max_connections);
     rpc_server_ = rpc::RpcServer::Create(&loop_, so, &metrics_);
     OKLOG_RETURN_IF_ERROR(rpc_server_->Listen(port.TakeTcp()));
@@ -417,6 +425,7 @@ class Node {
     co.cluster_name = c_.cluster_name;
     co.node_name = gossip_->name();
     co.keyring = keyring_;
+    co.memory_budget = memory_.get();
     rpc_client_ = rpc::RpcClient::Create(&loop_, co, &metrics_);
     gossip_streams_->SetClient(rpc_client_.get());
     // A peer gossip no longer trusts (suspect, dead, left) holds nothing up: its connection
@@ -649,6 +658,8 @@ class Node {
   const NodeConfig c_;
   uv_loop_t loop_;
   Registry metrics_;
+  // Declared after metrics_ and before everything that charges it: it outlives them.
+  std::unique_ptr<MemoryBudget> memory_;
   std::unique_ptr<IngestLog> ingest_log_;
   std::unique_ptr<StoreLog> store_log_;
   std::unique_ptr<DiskGuard> ingest_guard_;  // outlive everything that reads them

@@ -33,6 +33,7 @@ struct HttpParserCallbacks {
   static int OnMessageBegin(http_parser* p) {
     auto* c = Of(p);
     c->request_ = HttpRequest();
+    c->body_charge_.Set(0);
     c->url_.clear();
     c->field_.clear();
     c->value_.clear();
@@ -96,6 +97,10 @@ struct HttpParserCallbacks {
       c->Fail(413);
       return 0;
     }
+    if (!c->body_charge_.TrySet(c->request_.body.size() + len, MemoryBudget::Use::kHttp)) {
+      c->Fail(503);
+      return 0;
+    }
     c->request_.body.append(at, len);
     if (c->on_body_) c->on_body_();
     return 0;
@@ -126,7 +131,8 @@ struct HttpParserCallbacks {
   }
 };
 
-HttpRequestParser::HttpRequestParser(Limits limits) : limits_(limits), impl_(std::make_unique<Impl>()) {
+HttpRequestParser::HttpRequestParser(Limits limits)
+    : limits_(limits), impl_(std::make_unique<Impl>()), body_charge_(limits.memory_budget) {
   http_parser_init(&impl_->parser, HTTP_REQUEST);
   impl_->parser.data = this;
 }

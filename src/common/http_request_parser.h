@@ -11,6 +11,7 @@
 #include <string>
 
 #include "common/http_server.h"
+#include "common/memory_budget.h"
 
 namespace oklog {
 
@@ -19,12 +20,14 @@ class HttpRequestParser {
   struct Limits {
     size_t max_header_bytes = 64 * 1024;
     size_t max_body_bytes = 64 * 1024 * 1024;
+    // Body bytes are charged to it while the request is held; a body it refuses is a 503.
+    MemoryBudget* memory_budget = nullptr;
   };
   // What one Execute() found.
   struct Step {
     size_t consumed = 0;       // bytes of the input parsed
     bool request = false;      // a whole request is in request(); the parser waits (paused)
-    int error_status = 0;      // 400, 413 or 431: the request is bad, the connection must close
+    int error_status = 0;      // 400, 413, 431 (bad), 503 (the memory budget): the connection must close
     std::string error_detail;  // http-parser's description of a syntax error, or ""
   };
 
@@ -70,6 +73,7 @@ class HttpRequestParser {
   bool keep_alive_ = true;
   int error_status_ = 0;
   std::chrono::steady_clock::time_point request_start_;
+  MemoryCharge body_charge_;  // request_.body against limits_.memory_budget
 };
 
 }  // namespace oklog

@@ -10,6 +10,7 @@
 #include "common/http_request_parser.h"
 #include "common/crypto/tls_session.h"
 #include "common/log.h"
+#include "common/memory_budget.h"
 #include "common/metrics.h"
 #include "common/uv/check.h"
 #include "common/uv/tcp_listener.h"
@@ -424,7 +425,8 @@ void ResponseImpl::End() {
 
 Connection::Connection(ServerImpl* server)
     : server_(server),
-      parser_({server->options().max_header_bytes, server->options().max_body_bytes}),
+      parser_({server->options().max_header_bytes, server->options().max_body_bytes,
+               server->options().memory_budget}),
       request_(parser_.request()) {
   parser_.OnContinue([this] { QueueWrite("HTTP/1.1 100 Continue\r\n\r\n", std::string(), false); });
   // An upload in progress is not idle.
@@ -617,6 +619,7 @@ bool Connection::StartWrite(std::unique_ptr<WriteReq> w, uv_buf_t* bufs, unsigne
     return false;
   }
   pending_write_bytes_ += w->bytes;
+  if (MemoryBudget* b = server_->options().memory_budget) b->Charge(w->bytes);
   w.release();  // OnWrite frees it
   if (state_ == State::kOpen && current_ != nullptr && !uv_is_active(reinterpret_cast<uv_handle_t*>(&timer_))) {
     RestartTimer(server_->options().idle_timeout_ms);  // write-stall deadline
@@ -633,6 +636,7 @@ void Connection::OnWrite(uv_write_t* req, int status) noexcept {
 
 void Connection::HandleWriteDone(WriteReq* w, int status) {
   pending_write_bytes_ -= w->bytes;
+  if (MemoryBudget* b = server_->options().memory_budget) b->Release(w->bytes);
   if (status < 0) {
     if (status != UV_ECANCELED) CloseNow();  // the client has gone
     return;
@@ -784,6 +788,18 @@ void Connection::Dispatch() {
   }
   if (!handler) {
     resp->Send(404, "404 page not found\n");
+    return;
+  }
+  // /health and /metrics stay open (small answers, and what an operator reads to see why).
+  const bool exempt = request_.path == "/health" || request_.path == "/metrics";
+  if (MemoryBudget* b = server_->options().memory_budget;
+      b != nullptr && !exempt && !b->Admit(MemoryBudget::Use::kHttp)) {
+    // The budget logs (rate-limited) and counts the refusal.
+    const std::string body = "503 Service Unavailable: the node's memory budget is used up; retry later\n";
+    resp->Start(503, {{"Retry-After", "1"}, {"Content-Type", "text/plain; charset=utf-8"},
+                      {"Content-Length", std::to_string(body.size())}});
+    resp->Write(body);
+    resp->Finish();
     return;
   }
   try {

@@ -27,6 +27,7 @@
 
 namespace oklog {
 
+class MemoryBudget;
 class Registry;
 
 // Valid only during the handler call: copy what an asynchronous response needs.
@@ -109,6 +110,11 @@ class HttpServer {
     // Access-Control-Request-Method) from a listed origin gets a 204 allowing GET, HEAD and
     // POST and the headers it asked for; from an unlisted one, a 403.
     std::vector<std::string> cors_origins;
+    // Request bodies and answer bytes waiting in the socket write path are charged to it
+    // (common/memory_budget.h); while it is used up a new request gets 503 (with Retry-After;
+    // /health and /metrics excepted) and a body that would take it over gets 503 too. Null: no
+    // bound. Must outlive the server.
+    MemoryBudget* memory_budget = nullptr;
   };
   // Runs before every request's route (not before CORS preflights, which carry no
   // credentials): returns true when it answered the request itself (a 401), false to let the

@@ -64,6 +64,7 @@ struct NodeFlags {
   Nanos shed_after = kDefaults.shed_after;
   Nanos ingest_idle_timeout = kDefaults.ingest_idle_timeout;
   int64_t api_max_conns = 0, ingest_max_conns = 0, cluster_max_conns = 0;
+  int64_t memory_budget = 0;
   std::vector<std::string> peers;
   std::string config;
 
@@ -147,6 +148,9 @@ struct NodeFlags {
             "most open connections on each ingest port; more are closed at once (0: a share of the descriptor limit)");
     fs->Int("cluster.max-connections", &cluster_max_conns,
             "most open cluster-port TCP connections; more are closed at once (0: a share of the descriptor limit)");
+    fs->Int("memory.budget", &memory_budget,
+            "bytes the node may hold for buffered work (requests, answers, partial frames, live-tail queues); "
+            "beyond it new work gets 503 or is closed (0: a quarter of RAM, at least 256 MiB)");
     fs->StringList("peer", &peers, "cluster peer host:port to join (repeatable)");
     fs->String("config", &config, "file of flag values, one \"name value\" per line");
   }
@@ -334,6 +338,7 @@ Result<NodeConfig> NodeConfig::Parse(Role role, const std::vector<std::string>& 
   c.api_max_connections = f.api_max_conns;
   c.ingest_max_connections = f.ingest_max_conns;
   c.cluster_max_connections = f.cluster_max_conns;
+  c.memory_budget = f.memory_budget;
   return c;
 }
 
@@ -367,6 +372,8 @@ Status NodeConfig::Validate() const {
                          {"ingest.max-connections", ingest_max_connections},
                          {"cluster.max-connections", cluster_max_connections}})
     if (v < 0) return Status::InvalidArgument(std::string("-") + flag + " must be 0 (automatic) or more, not " + std::to_string(v));
+  if (memory_budget < 0)
+    return Status::InvalidArgument("-memory.budget must be 0 (automatic) or more, not " + std::to_string(memory_budget));
   OKLOG_RETURN_IF_ERROR(AtLeast("store.placement-bucket", placement_bucket, milliseconds(1)));
   OKLOG_RETURN_IF_ERROR(AtLeast("store.rebalance-settle", rebalance_settle, Nanos(0)));
   if (repair_rate < 0)

@@ -106,6 +106,9 @@ struct NodeConfig {
   int64_t api_max_connections = 0;
   int64_t ingest_max_connections = 0;
   int64_t cluster_max_connections = 0;
+  // The node-wide budget for buffered work (common/memory_budget.h; 0: a quarter of RAM, at
+  // least 256 MiB).
+  int64_t memory_budget = 0;
 
   // Reads the flags of `oklog MODE` from args (without the program and mode names), the file
   // of -config first and the command line winning over it. Each value is converted to its type

@@ -32,7 +32,7 @@ StreamService::StreamService(StreamRegistry::Options options, Registry* metrics)
     : metrics_(metrics),
       registry_(std::move(options), metrics),
       requests_(metrics->NewCounterFamily("oklog_stream_requests_total",
-                                          "Live stream requests by result (ok, bad_request).", {"result"})) {}
+                                          "Live stream requests by result (ok, bad_request, refused: the memory budget).", {"result"})) {}
 
 void StreamService::Register(HttpServer* server) {
   auto handler = [this](const HttpRequest& req, std::shared_ptr<HttpResponse> resp) { Handle(req, std::move(resp)); };
@@ -94,6 +94,10 @@ void StreamService::Handle(const HttpRequest& req, std::shared_ptr<HttpResponse>
     };
   }
   Result<StreamId> id = registry_.Subscribe(spec.value(), resp, std::move(on_end));
+  if (!id.ok() && id.status().code() == Code::kResourceExhausted) {
+    requests_->With({"refused"})->Inc();
+    return resp->Send(503, id.status().message() + "\n");
+  }
   if (!id.ok()) return bad(id.status());
   *id_holder = id.value();
   requests_->With({"ok"})->Inc();

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/memory_budget.h"
 #include "common/ulid.h"
 #include "query/record_sink.h"
 
@@ -96,6 +97,8 @@ StreamRegistry::~StreamRegistry() { Close(); }
 Result<StreamId> StreamRegistry::Subscribe(const StreamSpec& spec, std::shared_ptr<HttpResponse> response,
                                            std::function<void()> on_end) {
   OKLOG_ASSIGN_OR_RETURN(std::unique_ptr<Matcher> matcher, Matcher::Create(spec.match));
+  if (options_.memory_budget != nullptr && !options_.memory_budget->Admit(MemoryBudget::Use::kStream))
+    return Status::ResourceExhausted("the node's memory budget is used up; retry later");
   auto sub = std::make_unique<Subscription>();
   sub->id = next_id_++;
   sub->spec = spec;
@@ -235,7 +238,9 @@ void StreamRegistry::Deliver(Subscription* sub, std::string_view records, uint64
   // An idle response always takes a batch, so the bound is soft by one batch and a drain
   // callback is always due while lagging.
   const size_t buffered = resp->buffered_bytes();
-  if (sub->lagging || (buffered > 0 && buffered + out.size() > options_.max_buffered_bytes)) {
+  const bool over_budget = options_.memory_budget != nullptr && buffered > 0 &&
+                           options_.memory_budget->used() + out.size() > options_.memory_budget->limit();
+  if (sub->lagging || over_budget || (buffered > 0 && buffered + out.size() > options_.max_buffered_bytes)) {
     sub->lagging = true;
     sub->unreported_drops += n;
     dropped_->Inc(n);

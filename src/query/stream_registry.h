@@ -29,6 +29,8 @@
 
 namespace oklog {
 
+class MemoryBudget;
+
 struct StreamSpec {
   MatchSpec match;
   OutputFormat format = OutputFormat::kText;
@@ -46,6 +48,10 @@ class StreamRegistry {
     // Per subscriber: ULIDs remembered for de-duplication; beyond it the oldest are forgotten
     // early (the window shrinks under a flood rather than memory growing).
     size_t max_dedup_entries = 256 << 10;  // about 20 MiB at most
+    // While it is used up (common/memory_budget.h: the answers queued to every client count),
+    // a new subscription is refused (ResourceExhausted) and a subscriber with bytes queued gets
+    // no more (dropped and counted as for max_buffered_bytes). Null: no bound.
+    MemoryBudget* memory_budget = nullptr;
     std::function<uint64_t()> now_ms;   // monotonic milliseconds for the window; default steady_clock
     std::function<uint64_t()> wall_ms;  // the time of a drop notice's ULID; default NowUnixMs
   };

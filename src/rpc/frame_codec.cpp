@@ -53,12 +53,16 @@ Result<bool> FrameDecoder::Next(std::string* out) {
   out->assign(buf_, pos_ + kFrameHeaderBytes, len);
   pos_ += kFrameHeaderBytes + len;
   if (pos_ == buf_.size()) {
-    buf_.clear();
+    // A large frame's buffer is given back rather than kept for the connection's life (what
+    // the budget is charged is what is buffered).
+    if (buf_.capacity() > (1u << 20)) std::string().swap(buf_);
+    else buf_.clear();
     pos_ = 0;
   } else if (pos_ > (1u << 20) && pos_ * 2 > buf_.size()) {
     buf_.erase(0, pos_);  // compact now and then, not per frame
     pos_ = 0;
   }
+  if (charge_) charge_->Set(buf_.size());
   return true;
 }
 

@@ -17,10 +17,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/memory_budget.h"
 #include "common/status.h"
 
 namespace oklog::rpc {
@@ -35,10 +37,24 @@ inline constexpr std::string_view kGossipMethod = "gossip";
 std::string EncodeFrame(std::string_view payload);
 
 // Splits a byte stream into frames. Feed() appends bytes; Next() yields whole frames in order.
+// With a budget (common/memory_budget.h) the bytes it buffers are charged to it, and a Feed
+// that would take the budget over its limit is refused.
 class FrameDecoder {
  public:
   explicit FrameDecoder(size_t max_frame_bytes = kMaxFrameBytes) : max_(max_frame_bytes) {}
-  void Feed(const char* data, size_t n) { buf_.append(data, n); }
+  FrameDecoder(FrameDecoder&&) = default;
+  FrameDecoder& operator=(FrameDecoder&&) = default;
+  void SetBudget(MemoryBudget* budget, MemoryBudget::Use use) {
+    charge_ = std::make_unique<MemoryCharge>(budget);
+    use_ = use;
+    charge_->Set(buf_.size());
+  }
+  // False (nothing appended; the stream should be closed) when the budget refused the bytes.
+  [[nodiscard]] bool Feed(const char* data, size_t n) {
+    if (charge_ && !charge_->TrySet(buf_.size() + n, use_)) return false;
+    buf_.append(data, n);
+    return true;
+  }
   // True and a frame in *out when one is complete; false when more bytes are needed.
   // Returns Corruption (sticky: the stream must be closed) for an oversize length.
   Result<bool> Next(std::string* out);
@@ -49,6 +65,8 @@ class FrameDecoder {
   size_t pos_ = 0;
   size_t max_;
   bool broken_ = false;
+  std::unique_ptr<MemoryCharge> charge_;  // null: no budget
+  MemoryBudget::Use use_ = MemoryBudget::Use::kRpcFrame;
 };
 
 struct Hello {

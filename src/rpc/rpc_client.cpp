@@ -112,6 +112,7 @@ class RpcClientImpl : public RpcConnOwner {
     cc->addr = addr;
     cc->serial = next_serial++;
     cc->rc = new RpcConn(loop, this, kMaxFrameBytes, opt.keyring, opt.cluster_name);
+    cc->rc->SetMemoryBudget(opt.memory_budget);
     cc->rc->peer = addr;
     cc->rc->user = cc;
     auto* r = new ConnectReq{{}, cc, this};

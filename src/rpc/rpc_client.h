@@ -43,6 +43,8 @@ class RpcClient {
     Duration idle_timeout{120000};
     // As RpcServer::Options::keyring: set, every connection is sealed with it.
     std::shared_ptr<const crypto::Keyring> keyring;
+    // Partial frames from peers are charged to it (common/memory_budget.h); null: no bound.
+    MemoryBudget* memory_budget = nullptr;
   };
   static std::unique_ptr<RpcClient> Create(uv_loop_t* loop, Options options, Registry* metrics);
   ~RpcClient();

@@ -160,7 +160,10 @@ void RpcConn::OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcep
               "");
     return;
   }
-  c->decoder_.Feed(buf->base, static_cast<size_t>(nread));
+  if (!c->decoder_.Feed(buf->base, static_cast<size_t>(nread))) {
+    c->Broken(Status::ResourceExhausted("the node's memory budget is used up (-memory.budget)"), "memory");
+    return;
+  }
   std::string frame;
   while (!c->closing_) {
     Result<bool> next = c->decoder_.Next(&frame);

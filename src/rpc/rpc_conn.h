@@ -58,6 +58,9 @@ class RpcConn {
   bool closed() const { return closing_; }
   bool hello_seen() const { return hello_seen_; }
   size_t write_queue_bytes() const { return queued_bytes_; }
+  // The bytes of partial frames read from the peer are charged to budget (may be null); a read
+  // the budget refuses breaks the connection with reason "memory".
+  void SetMemoryBudget(MemoryBudget* budget) { decoder_.SetBudget(budget, MemoryBudget::Use::kRpcFrame); }
   // False when this connection is sealed with a key that `ring` no longer holds.
   bool KeyedWithin(const crypto::Keyring& ring) const { return !seal_ || seal_->KeyedWithin(ring); }
 

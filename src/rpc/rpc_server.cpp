@@ -192,6 +192,7 @@ class RpcServerImpl : public RpcConnOwner {
 
   void NewConn(TcpListener* l) {
     auto* c = new RpcConn(loop, this, kMaxFrameBytes, opt.keyring, opt.cluster_name);
+    c->SetMemoryBudget(opt.memory_budget);
     if (l->Accept(reinterpret_cast<uv_stream_t*>(c->tcp())) != 0) {
       c->Close();
       return;

@@ -88,6 +88,8 @@ class RpcServer {
     // Set: every connection is sealed with it (common/crypto/seal.h) and a peer without one of
     // its keys is refused before its hello; null: frames travel in the clear.
     std::shared_ptr<const crypto::Keyring> keyring;
+    // Partial frames from peers are charged to it (common/memory_budget.h); null: no bound.
+    MemoryBudget* memory_budget = nullptr;
   };
   static std::unique_ptr<RpcServer> Create(uv_loop_t* loop, Options options, Registry* metrics);
   ~RpcServer();

@@ -15,6 +15,7 @@
 #include "common/uv/work_pool.h"
 #include "rpc/bulk_protocol.h"
 #include "segments/ingest/bulk_ack_tracker.h"
+#include "common/memory_budget.h"
 #include "segments/ingest/group_committer.h"
 #include "segments/ingest/ingest_conn.h"
 #include "segments/ingest/ingest_metrics.h"
@@ -181,6 +182,7 @@ class IngestServer::Impl final : public IngestConn::Owner {
                                 RecordEncoder(opts_.topic_mode, opts_.topic, opts_.record_max_bytes), opts_.tls);
     if (!c) return;
     IngestConn* conn = c.get();
+    if (mod == Modality::kBulk) conn->frames()->SetBudget(opts_.memory_budget, MemoryBudget::Use::kBulkFrame);
     conns_[id] = std::move(c);
     metrics_.clients[static_cast<int>(mod)]->Add(1);
     ++open_[static_cast<int>(mod)];
@@ -430,7 +432,11 @@ class IngestServer::Impl final : public IngestConn::Owner {
   // ---- bulk ----
 
   void IngestBulk(IngestConn* c, const char* data, size_t n) {
-    c->frames()->Feed(data, n);
+    if (!c->frames()->Feed(data, n)) {  // the budget logs (rate-limited) and counts the refusal
+      metrics_.bulk_rejected->Inc();
+      c->Send(rpc::EncodeBulkError("ingest refused: the node's memory budget is used up (-memory.budget)"));
+      return CloseConn(c);
+    }
     std::string payload;
     while (!c->closing()) {
       Result<bool> got = c->frames()->Next(&payload);

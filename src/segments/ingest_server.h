@@ -51,6 +51,8 @@
 
 namespace oklog {
 
+class MemoryBudget;
+
 struct IngestServerOptions {
   Address fast, durable, bulk;  // port 0 picks a free port
   TopicMode topic_mode = TopicMode::kStatic;
@@ -62,6 +64,10 @@ struct IngestServerOptions {
   // they reach a segment file): live tails subscribe here. The view is valid during the call.
   std::function<void(std::string_view records)> on_records;
   DiskGuard* disk_guard = nullptr;  // the ingest disk's; null: never full. Must outlive the server.
+  // Bulk connections' partial frames are charged to it (common/memory_budget.h): a read it
+  // refuses gets ["error", "ingest refused: ..."] and the close (the forwarder resends
+  // elsewhere or later). Null: no bound. Must outlive the server.
+  MemoryBudget* memory_budget = nullptr;
   // Each listener takes at most this many open connections; one more is closed at once
   // (oklog_ingest_connections_closed_total{reason="cap"}). 0: no cap.
   size_t max_connections = 0;

@@ -575,6 +575,79 @@ TEST_F(SingleNodeTest, AnIdleConnectionFloodOnOnePortIsCappedAndTheOthersKeepSer
   node.Stop();
 }
 
+// The node-wide memory budget (-memory.budget, common/memory_budget.h). Bulk forwarders that
+// each send the first MiBs of a 60 MB frame and stop: each stays under the frame limit, together
+// they would hold GBs. What each gets: the connection whose bytes would take the budget over its
+// limit is sent ["error", "ingest refused: ...memory budget..."] and closed (counted in
+// oklog_memory_refused_total{use="bulk_frame"}); while the budget is used up a query gets 503
+// with Retry-After and a live tail 503; the node's resident size stays bounded; once the
+// attackers leave the budget is free again and everything answers 200.
+TEST_F(SingleNodeTest, TheMemoryBudgetBoundsPartialBulkFramesAndRefusesNewWorkUntilItIsFree) {
+  constexpr int64_t kBudget = 16 << 20;
+  NodeProcess node(dir_.path(), {"-memory.budget", std::to_string(kBudget)});
+  node.Start();
+  auto rss = [&] {
+    std::istringstream in(ReadFile("/proc/" + std::to_string(node.proc().pid()) + "/status"));
+    for (std::string l; std::getline(in, l);)
+      if (l.rfind("VmRSS:", 0) == 0) return std::stoull(l.substr(6)) * 1024;
+    return 0ull;
+  };
+  const uint64_t rss_before = rss();
+  const std::string chunk(1 << 20, 'x');
+  std::vector<int> fds;
+  int refused = 0;
+  for (int i = 0; i < 12; ++i) {
+    int fd = ConnectLoopback(node.bulk_port());
+    ASSERT_GE(fd, 0);
+    const uint32_t len = 60u << 20;
+    const char head[4] = {static_cast<char>(len >> 24), static_cast<char>(len >> 16), static_cast<char>(len >> 8),
+                          static_cast<char>(len)};
+    ::send(fd, head, 4, MSG_NOSIGNAL);
+    for (int k = 0; k < 2; ++k) ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    return SeriesValue(node.Get("/metrics").body, "oklog_memory_refused_total{use=\"bulk_frame\"}") > 0;
+  }, std::chrono::seconds(10))) << node.Get("/metrics").body;
+  for (int fd : fds) {  // the refused ones were told why, then closed
+    timeval tv{0, 200000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char b[512];
+    ssize_t n = ::recv(fd, b, sizeof b, 0);
+    if (n > 0 && std::string(b, static_cast<size_t>(n)).find("memory budget") != std::string::npos) ++refused;
+  }
+  EXPECT_GT(refused, 0) << "no bulk connection was told why it was refused";
+  const double used = SeriesValue(node.Get("/metrics").body, "oklog_memory_used_bytes");
+  EXPECT_LE(used, static_cast<double>(kBudget)) << "the budget was exceeded";
+  EXPECT_LT(rss() - rss_before, 96ull << 20) << "partial frames held more memory than the budget allows";
+  // Use up the rest with one more forwarder exactly at the limit: new work is refused meanwhile.
+  if (used < kBudget - (1 << 20)) {
+    int fd = ConnectLoopback(node.bulk_port());
+    const uint32_t len = 60u << 20;
+    const char head[4] = {static_cast<char>(len >> 24), static_cast<char>(len >> 16), static_cast<char>(len >> 8),
+                          static_cast<char>(len)};
+    ::send(fd, head, 4, MSG_NOSIGNAL);
+    std::string fill(static_cast<size_t>(kBudget - used) - 100, 'y');
+    ::send(fd, fill.data(), fill.size(), MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    return SeriesValue(node.Get("/metrics").body, "oklog_memory_used_bytes") >= kBudget - 200;
+  }, std::chrono::seconds(10))) << node.Get("/metrics").body;
+  const std::string q = Shell("curl -s -i '" + node.Url("/store/query?from=1h") + "'");
+  EXPECT_EQ(q.rfind("HTTP/1.1 503", 0), 0u) << q;
+  EXPECT_NE(q.find("Retry-After: 1"), std::string::npos) << q;
+  EXPECT_NE(q.find("memory budget"), std::string::npos) << q;
+  EXPECT_EQ(Shell("curl -s -o /dev/null -w '%{http_code}' --max-time 5 '" + node.Url("/store/stream?q=x") + "'"), "503");
+  EXPECT_EQ(node.Get("/metrics").status, 200) << "/metrics is refused while the budget is used up";
+  for (int fd : fds) ::close(fd);
+  ASSERT_TRUE(WaitFor([&] { return SeriesValue(node.Get("/metrics").body, "oklog_memory_used_bytes") < (1 << 20); },
+                      std::chrono::seconds(10)))
+      << "the budget was not given back when the connections closed";
+  EXPECT_EQ(Shell("curl -s -o /dev/null -w '%{http_code}' '" + node.Url("/store/query?from=1h") + "'"), "200");
+  node.Stop();
+}
+
 // -ingest.idle-timeout: a newline connection that sent nothing for it is half-closed; the
 // forwarder, told by the EOF, reconnects, and no line it sent before or after is lost.
 TEST_F(SingleNodeTest, AnIdleIngestConnectionIsLetGoAndTheForwarderLosesNothing) {

@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/memory_budget.h"
 #include "rpc/frame_codec.h"
 #include "rpc/rpc.h"
 
@@ -17,7 +18,7 @@ TEST(FrameCodecTest, FramesSurviveAnySplit) {
     FrameDecoder d;
     std::vector<std::string> frames;
     for (size_t i = 0; i < stream.size(); i += chunk) {
-      d.Feed(stream.data() + i, std::min(chunk, stream.size() - i));
+      ASSERT_TRUE(d.Feed(stream.data() + i, std::min(chunk, stream.size() - i)));
       std::string f;
       while (true) {
         Result<bool> r = d.Next(&f);
@@ -36,7 +37,7 @@ TEST(FrameCodecTest, FramesSurviveAnySplit) {
 TEST(FrameCodecTest, OversizeLengthIsAStickyError) {
   FrameDecoder d(1024);
   std::string f = EncodeFrame(std::string(2000, 'x'));
-  d.Feed(f.data(), f.size());
+  ASSERT_TRUE(d.Feed(f.data(), f.size()));
   std::string out;
   EXPECT_FALSE(d.Next(&out).ok());
   EXPECT_FALSE(d.Next(&out).ok());
@@ -95,6 +96,24 @@ TEST(WireStatusTest, NumbersArePinnedAndEveryCodeRoundTrips) {
   Status unknown = StatusFromWire(1000, "from a newer peer");
   EXPECT_EQ(unknown.code(), Code::kIOError);
   EXPECT_NE(unknown.message().find("remote status 1000"), std::string::npos) << unknown.ToString();
+}
+
+// rpc/frame_codec.h with a budget: partial frames are charged, a Feed past the limit is refused
+// (nothing appended), and whole frames taken give their bytes back.
+TEST(FrameDecoderTest, WithAMemoryBudgetItChargesWhatItBuffersAndIsRefusedPastTheLimit) {
+  MemoryBudget b(48 << 10, nullptr);
+  FrameDecoder d;
+  d.SetBudget(&b, MemoryBudget::Use::kRpcFrame);
+  const std::string frame = EncodeFrame(std::string(40 << 10, 'f'));
+  ASSERT_TRUE(d.Feed(frame.data(), frame.size() / 2));
+  EXPECT_EQ(b.used(), frame.size() / 2);
+  EXPECT_FALSE(d.Feed(frame.data(), frame.size())) << "a feed past the budget was taken";
+  EXPECT_EQ(d.buffered(), frame.size() / 2);
+  ASSERT_TRUE(d.Feed(frame.data() + frame.size() / 2, frame.size() - frame.size() / 2));
+  std::string out;
+  ASSERT_TRUE(d.Next(&out).value());
+  EXPECT_EQ(out.size(), 40u << 10);
+  EXPECT_EQ(b.used(), 0u);
 }
 
 }  // namespace

@@ -437,7 +437,7 @@ class CreditIgnoringPeer {
       }
       ssize_t n = ::read(c.get(), buf, sizeof buf);
       if (n <= 0) return;
-      frames.Feed(buf, static_cast<size_t>(n));
+      EXPECT_TRUE(frames.Feed(buf, static_cast<size_t>(n)));
     }
     Result<Envelope> request = DecodeEnvelope(got[1]);
     if (!request.ok() || request->kind != Envelope::Kind::kRequest) return;

@@ -62,7 +62,7 @@ bool ReadUntilClosed(int fd, std::string* got) {
 std::vector<rpc::BulkMessage> DecodeAll(const std::string& bytes) {
   std::vector<rpc::BulkMessage> out;
   rpc::FrameDecoder frames(1 << 20);
-  frames.Feed(bytes.data(), bytes.size());
+  EXPECT_TRUE(frames.Feed(bytes.data(), bytes.size()));
   std::string payload;
   for (;;) {
     Result<bool> r = frames.Next(&payload);

@@ -242,7 +242,7 @@ BulkRead ReadBulk(int fd, size_t want) {
       r.closed = n == 0;
       break;
     }
-    frames.Feed(buf, static_cast<size_t>(n));
+    EXPECT_TRUE(frames.Feed(buf, static_cast<size_t>(n)));
     std::string payload;
     while (NextFrame(frames, &payload)) {
       auto m = rpc::DecodeBulkMessage(payload);
@@ -415,7 +415,7 @@ TEST(BulkProtocolTest, MessagesRoundTripAndMalformedOnesAreErrors) {
   const Ulid id = UlidStream().Next(NowUnixMs());
   rpc::FrameDecoder d(rpc::kBulkMaxFrameBytes);
   std::string all = rpc::EncodeBulkSegment(id, std::string("a\0b\n\xff", 5)) + rpc::EncodeBulkAck(id) + rpc::EncodeBulkError("no");
-  d.Feed(all.data(), all.size());
+  EXPECT_TRUE(d.Feed(all.data(), all.size()));
   std::string p;
   ASSERT_TRUE(NextFrame(d, &p));
   auto seg = rpc::DecodeBulkMessage(p);

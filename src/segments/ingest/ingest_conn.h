@@ -1,5 +1,5 @@
 // IngestConn: one accepted ingest connection (fast, durable or bulk): its socket, owned through
-// a UvHandle, its read buffer, its record encoder and what its modality keeps (a fast
+// a UvHandle, (reads land in one buffer shared per loop thread), its record encoder and what its modality keeps (a fast
 // connection's active segment, a bulk connection's frame decoder). It reads and writes bytes;
 // what the bytes mean is the IngestServer's business (the Owner).
 //
@@ -98,10 +98,10 @@ class IngestConn {
  private:
   IngestConn(Owner* owner, uint64_t id, Modality mod, RecordEncoder encoder);
   static void OnAlloc(uv_handle_t* h, size_t, uv_buf_t* buf) noexcept;
-  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t*) noexcept;
+  static void OnRead(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
   static void OnHandshakeTimeout(uv_timer_t* t) noexcept;
   // TLS: ciphertext in, plaintext to the owner.
-  void ReadTls(size_t n);
+  void ReadTls(const char* data, size_t n);
   // Writes bytes as they are (ciphertext, or plaintext without TLS).
   void SendRaw(std::string bytes);
 
@@ -112,7 +112,6 @@ class IngestConn {
   RecordEncoder enc_;
   std::unique_ptr<ActiveSegment> seg_;
   std::unique_ptr<rpc::FrameDecoder> frames_;
-  std::unique_ptr<char[]> rbuf_{new char[kReadBufferBytes]};
   bool reading_ = false;
   bool closing_ = false;
   bool shut_ = false;  // Shutdown() done
