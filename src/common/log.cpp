@@ -28,4 +28,18 @@ void SetLogLevel(const std::string& level) {
   spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->set_level(g_level); });
 }
 
+bool LogLimiter::Allow(uint64_t* suppressed) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  if (logged_ && now - last_ < every_) {
+    ++unlogged_;
+    return false;
+  }
+  if (suppressed != nullptr) *suppressed = unlogged_;
+  logged_ = true;
+  last_ = now;
+  unlogged_ = 0;
+  return true;
+}
+
 }  // namespace oklog

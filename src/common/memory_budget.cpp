@@ -20,11 +20,6 @@ const char* UseName(MemoryBudget::Use u) {
   return "?";
 }
 
-int64_t SteadyMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 }  // namespace
 
 MemoryBudget::MemoryBudget(uint64_t limit_bytes, Registry* metrics) : limit_(limit_bytes), metrics_(metrics) {
@@ -63,12 +58,12 @@ bool MemoryBudget::Admit(Use use) {
 
 void MemoryBudget::Refused(Use use) {
   if (refused_[static_cast<int>(use)] != nullptr) refused_[static_cast<int>(use)]->Inc();
-  const int64_t now = SteadyMs();
-  int64_t last = last_log_ms_.load(std::memory_order_relaxed);
-  if (now - last >= 10000 && last_log_ms_.compare_exchange_strong(last, now))
+  uint64_t unlogged = 0;
+  if (log_limit_.Allow(&unlogged))
     Logger("node")->warn("memory budget used up ({} of {} bytes held for buffered work): refusing new {} work "
-                         "(oklog_memory_refused_total; raise -memory.budget if this is normal load)",
-                         used(), limit_, UseName(use));
+                         "(oklog_memory_refused_total; {} more refusals since the last report; raise "
+                         "-memory.budget if this is normal load)",
+                         used(), limit_, UseName(use), unlogged);
 }
 
 uint64_t MemoryBudget::DefaultLimit() {

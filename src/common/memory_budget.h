@@ -19,8 +19,9 @@
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
+
+#include "common/log.h"
 
 namespace oklog {
 
@@ -58,7 +59,7 @@ class MemoryBudget {
   Registry* const metrics_;
   std::atomic<uint64_t> used_{0};
   Counter* refused_[kUses] = {};
-  std::atomic<int64_t> last_log_ms_{-1000000};
+  LogLimiter log_limit_;
 };
 
 // Bytes charged to a budget (may be null), held by one owner and resized as its buffer grows and

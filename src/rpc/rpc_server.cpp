@@ -47,6 +47,7 @@ class RpcServerImpl : public RpcConnOwner {
   uint16_t port = 0;
   bool closed = false;
   std::shared_ptr<spdlog::logger> log = Logger("rpc");
+  LogLimiter drop_log_limit;
   Counter *requests = nullptr, *bytes_in = nullptr, *bytes_out = nullptr, *accepted = nullptr;
   Family<Counter>* dropped = nullptr;
   Gauge* open_conns = nullptr;
@@ -62,16 +63,24 @@ class RpcServerImpl : public RpcConnOwner {
   void OnBroken(RpcConn* c, const Status& why, const char* reason) override {
     if (reason[0] != '\0') {
       dropped->With({reason})->Inc();
-      log->warn("dropping cluster connection from {}: {}", c->peer, why.ToString());
+      Warn(c, why.ToString());
     }
     Drop(c);
   }
 
   void Protocol(RpcConn* c, const std::string& what) {
     dropped->With({"malformed"})->Inc();
-    log->warn("dropping cluster connection from {}: {}", c->peer, what);
+    Warn(c, what);
     Drop(c);
     c->Close();
+  }
+
+  // Anyone who reaches the port can make drops happen: one report per 10 s, with the count.
+  void Warn(RpcConn* c, const std::string& why) {
+    uint64_t unlogged = 0;
+    if (!drop_log_limit.Allow(&unlogged)) return;
+    log->warn("dropping cluster connection from {}: {}{}", c->peer, why,
+              unlogged > 0 ? " (and " + std::to_string(unlogged) + " more drops since the last report)" : "");
   }
 
   // Forgets the connection and cancels its calls; the caller closes it.

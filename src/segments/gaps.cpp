@@ -60,7 +60,7 @@ bool ParseLine(std::string_view line, char* kind, Gap* g) {
 
 }  // namespace
 
-Gaps::Gaps(Env* env, std::string path, Registry* m) : env_(env), path_(std::move(path)) {
+Gaps::Gaps(Registry* m) {
   unhealed_gauge_ = m->NewGauge("oklog_store_data_gaps",
                                 "Record ranges this store lost to bad blocks and has not got back (queries over them "
                                 "answer 206).");
@@ -71,80 +71,35 @@ Gaps::Gaps(Env* env, std::string path, Registry* m) : env_(env), path_(std::move
 Gaps::~Gaps() = default;
 
 Result<std::unique_ptr<Gaps>> Gaps::Open(Env* env, const std::string& dir, Registry* metrics) {
-  std::unique_ptr<Gaps> g(new Gaps(env, dir + "/gaps.log", metrics));
-  std::string text;
-  Status read = AppendFileContents(env, g->path_, &text);
-  if (!read.ok() && read.code() != Code::kNotFound) return read;
-  size_t bad = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string::npos) {
-      ++bad;  // torn last line
-      break;
-    }
-    std::string_view line(text.data() + pos, nl - pos);
-    pos = nl + 1;
+  std::unique_ptr<Gaps> g(new Gaps(metrics));
+  Gaps* raw = g.get();
+  OKLOG_ASSIGN_OR_RETURN(g->log_, LineLog::Open(env, dir + "/gaps.log", g->log_errors_, [raw](std::string_view line) {
     char kind = 0;
     Gap gap;
-    if (!ParseLine(line, &kind, &gap)) {
-      ++bad;
-      continue;
-    }
+    if (!ParseLine(line, &kind, &gap)) return false;
     const auto key = std::make_pair(gap.low, gap.high);
     if (kind == '+') {
-      g->gaps_.emplace(key, std::move(gap));
+      raw->gaps_.emplace(key, std::move(gap));
     } else if (kind == '-') {
-      g->gaps_.erase(key);
-    } else if (auto it = g->gaps_.find(key); it != g->gaps_.end()) {
+      raw->gaps_.erase(key);
+    } else if (auto it = raw->gaps_.find(key); it != raw->gaps_.end()) {
       it->second.healed = true;
     }
+    return true;
+  }));
+  // As holdings.log: the live entries only, then appends to the same file.
+  std::string all;
+  for (const auto& [key, gap] : g->gaps_) {
+    all += AddLine(gap);
+    if (gap.healed) all += "= " + Range(gap.low, gap.high) + "\n";
   }
-  if (bad) {
-    g->log_errors_->Inc(bad);
-    Logger("store")->warn("{}: skipped {} unreadable line(s)", g->path_, bad);
-  }
-  // As holdings.log: the live entries only, then appends to the same file; a rewrite that fails
-  // leaves the old file and keeps this run's changes in memory.
-  if (!g->gaps_.empty() || read.ok()) {
-    const std::string tmp = g->path_ + ".tmp";
-    std::string all;
-    for (const auto& [key, gap] : g->gaps_) {
-      all += AddLine(gap);
-      if (gap.healed) all += "= " + Range(gap.low, gap.high) + "\n";
-    }
-    Result<std::unique_ptr<WritableFile>> f = env->NewWritableFile(tmp);
-    Status s = f.ok() ? (*f)->Append(all) : f.status();
-    if (s.ok()) s = env->RenameFile(tmp, g->path_);
-    if (s.ok()) {
-      g->log_ = std::move(f).value();
-    } else {
-      (void)env->RemoveFile(tmp);
-      g->log_failed_ = true;
-      g->log_errors_->Inc();
-      Logger("store")->warn("{}: cannot rewrite: {}; this run's gaps are kept in memory only", g->path_, s.ToString());
-    }
-  }
+  g->log_->Rewrite(all, "gaps");
   std::lock_guard<std::mutex> lock(g->mu_);
   g->UpdateGauge();
   return g;
 }
 
-void Gaps::AppendLine(const std::string& line) {
-  if (log_failed_) return;
-  if (log_ == nullptr) {
-    Result<std::unique_ptr<WritableFile>> f = env_->NewWritableFile(path_);  // the first gap
-    if (!f.ok()) {
-      log_errors_->Inc();
-      Logger("store")->warn("{}: {} (the gap is kept in memory)", path_, f.status().ToString());
-      return;
-    }
-    log_ = std::move(f).value();
-  }
-  if (Status s = log_->Append(line); !s.ok()) {
-    log_errors_->Inc();
-    Logger("store")->warn("{}: {} (the gap is kept in memory)", path_, s.ToString());
-  }
-}
+void Gaps::AppendLine(const std::string& line) { log_->Append(line, "the gap is kept in memory"); }
 
 void Gaps::UpdateGauge() {
   size_t n = 0;

@@ -36,6 +36,7 @@
 #include "common/status.h"
 #include "common/ulid.h"
 #include "segments/holdings.h"
+#include "segments/line_log.h"
 
 namespace oklog {
 
@@ -66,15 +67,12 @@ class Gaps {
   size_t unhealed() const;
 
  private:
-  Gaps(Env* env, std::string path, Registry* metrics);
+  explicit Gaps(Registry* metrics);
   void AppendLine(const std::string& line);  // mu_ held
   void UpdateGauge();                        // mu_ held
-  Env* env_;
-  std::string path_;
   mutable std::mutex mu_;
   std::map<std::pair<Ulid, Ulid>, Gap> gaps_;
-  std::unique_ptr<WritableFile> log_;  // null until the first line when there was no file
-  bool log_failed_ = false;
+  std::unique_ptr<LineLog> log_;
   Gauge* unhealed_gauge_;
   Counter* log_errors_;
 };

@@ -192,7 +192,7 @@ Result<SegmentCopy> DecodeSegmentCopy(std::string_view body) {
 
 // ---- Holdings ----
 
-Holdings::Holdings(Env* env, std::string path, Registry* m) : env_(env), path_(std::move(path)), epoch_(RandomEpoch()) {
+Holdings::Holdings(Registry* m) : epoch_(RandomEpoch()) {
   batches_gauge_ = m->NewGauge("oklog_store_held_batches", "Replicated batches this store holds (its holdings).");
   log_errors_ = m->NewCounter("oklog_store_holdings_log_errors_total",
                               "holdings.log lines that could not be written or read (skipped).");
@@ -201,91 +201,39 @@ Holdings::Holdings(Env* env, std::string path, Registry* m) : env_(env), path_(s
 Holdings::~Holdings() = default;
 
 Result<std::unique_ptr<Holdings>> Holdings::Open(Env* env, const std::string& dir, Registry* metrics) {
-  std::unique_ptr<Holdings> h(new Holdings(env, dir + "/holdings.log", metrics));
-  std::string text;
-  Status read = AppendFileContents(env, h->path_, &text);
-  if (!read.ok() && read.code() != Code::kNotFound) return read;
-  size_t bad = 0;
-  for (size_t pos = 0; pos < text.size();) {
-    size_t nl = text.find('\n', pos);
-    if (nl == std::string::npos) {
-      ++bad;  // torn last line
-      break;
-    }
-    std::string_view line(text.data() + pos, nl - pos);
-    pos = nl + 1;
+  std::unique_ptr<Holdings> h(new Holdings(metrics));
+  Holdings* raw = h.get();
+  OKLOG_ASSIGN_OR_RETURN(h->log_, LineLog::Open(env, dir + "/holdings.log", h->log_errors_, [raw](std::string_view line) {
     const bool add = line.starts_with("+ ");
-    if ((!add && !line.starts_with("- ")) || line.size() < 2 + 2 * Ulid::kTextSize + 1) {
-      ++bad;
-      continue;
-    }
+    if ((!add && !line.starts_with("- ")) || line.size() < 2 + 2 * Ulid::kTextSize + 1) return false;
     auto low = Ulid::Parse(line.substr(2, Ulid::kTextSize));
     auto high = Ulid::Parse(line.substr(3 + Ulid::kTextSize, Ulid::kTextSize));
-    if (!low || !high || *high < *low) {
-      ++bad;
-      continue;
-    }
+    if (!low || !high || *high < *low) return false;
     BatchId b{*low, *high};
     if (!add) {
-      h->batches_.erase(b);
-      continue;
+      raw->batches_.erase(b);
+      return true;
     }
     std::string_view n = line.substr(std::min(line.size(), size_t{4 + 2 * Ulid::kTextSize}));
     uint64_t records = 0;
     bool ok = !n.empty() && n.size() <= 19;
     for (char c : n) ok = ok && c >= '0' && c <= '9';
-    if (!ok) {
-      ++bad;
-      continue;
-    }
+    if (!ok) return false;
     for (char c : n) records = records * 10 + static_cast<uint64_t>(c - '0');
-    h->batches_[b] = records;
-  }
-  if (bad) {
-    h->log_errors_->Inc(bad);
-    Logger("store")->warn("{}: skipped {} unreadable line(s)", h->path_, bad);
-  }
+    raw->batches_[b] = records;
+    return true;
+  }));
   // The live entries only, then appends to the same file. Nothing held and no file: the file is
   // made by the first Add. A rewrite that fails (a full disk at start) leaves the old file as it
   // was and this run's changes in memory only: conservative, as a lost append.
-  if (!h->batches_.empty() || read.ok()) {
-    const std::string tmp = h->path_ + ".tmp";
-    std::string all;
-    for (const auto& [b, n] : h->batches_) all += LogLine(true, b, n);
-    Result<std::unique_ptr<WritableFile>> f = env->NewWritableFile(tmp);
-    Status s = f.ok() ? (*f)->Append(all) : f.status();
-    if (s.ok()) s = env->RenameFile(tmp, h->path_);
-    if (s.ok()) {
-      h->log_ = std::move(f).value();
-    } else {
-      (void)env->RemoveFile(tmp);
-      h->log_failed_ = true;
-      h->log_errors_->Inc();
-      Logger("store")->warn("{}: cannot rewrite: {}; this run's holdings are kept in memory only", h->path_,
-                            s.ToString());
-    }
-  }
+  std::string all;
+  for (const auto& [b, n] : h->batches_) all += LogLine(true, b, n);
+  h->log_->Rewrite(all, "holdings");
   h->batches_gauge_->Set(static_cast<double>(h->batches_.size()));
   return h;
 }
 
-void Holdings::AppendLine(const std::string& line) {
-  if (log_failed_) return;
-  if (log_ == nullptr) {
-    Result<std::unique_ptr<WritableFile>> f = env_->NewWritableFile(path_);  // the first batch
-    if (!f.ok()) {
-      log_errors_->Inc();
-      Logger("store")->warn("{}: {} (the batch is held all the same)", path_, f.status().ToString());
-      return;
-    }
-    log_ = std::move(f).value();
-  }
-  Status s = log_->Append(line);
-  if (!s.ok()) {
-    log_errors_->Inc();
-    Logger("store")->warn("{}: {} (the batch is held all the same)", path_, s.ToString());
-  }
-}
+void Holdings::AppendLine(const std::string& line) { log_->Append(line, "the batch is held all the same"); }
 
 void Holdings::Record(bool add, const BatchId& b, uint64_t records) {
   changes_.push_back({++version_, add, b, records});

@@ -93,6 +93,7 @@
 #include "common/metrics.h"
 #include "common/status.h"
 #include "common/ulid.h"
+#include "segments/line_log.h"
 #include "rpc/rpc_bridge.h"
 #include "rpc/rpc_server.h"
 
@@ -179,11 +180,9 @@ class Holdings {
   uint64_t epoch() const { return epoch_; }
 
  private:
-  Holdings(Env* env, std::string path, Registry* metrics);
+  explicit Holdings(Registry* metrics);
   void AppendLine(const std::string& line);  // mu_ held
   void Record(bool add, const BatchId& b, uint64_t records);  // mu_ held
-  Env* env_;
-  std::string path_;
   uint64_t epoch_;
   mutable std::mutex mu_;
   std::map<BatchId, uint64_t> batches_;
@@ -195,8 +194,7 @@ class Holdings {
   };
   std::vector<Change> changes_;  // ascending version; trimmed to the newest kMaxHoldingsEntries
   uint64_t version_ = 0;
-  std::unique_ptr<WritableFile> log_;  // null until the first line when there was no file
-  bool log_failed_ = false;            // the start-up rewrite failed: memory only
+  std::unique_ptr<LineLog> log_;
   Gauge* batches_gauge_;
   Counter* log_errors_;
 };

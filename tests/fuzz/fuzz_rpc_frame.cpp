@@ -69,7 +69,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool broken = false;
   for (size_t off = 0; off < stream.size() && !broken;) {
     const size_t n = std::min(step, stream.size() - off);
-    dec.Feed(stream.data() + off, n);
+    FUZZ_CHECK(dec.Feed(stream.data() + off, n));  // no budget: never refused
     off += n;
     std::string frame;
     for (;;) {

@@ -9,7 +9,6 @@
 namespace oklog::crypto {
 namespace {
 
-constexpr auto kLogEvery = std::chrono::seconds(10);
 
 Status Fail(const std::string& what) { return Status::InvalidArgument(what + ": " + TakeOpenSslErrors("unknown error")); }
 
@@ -97,17 +96,11 @@ TlsContext::~TlsContext() {
 
 void TlsContext::NoteHandshakeFailure(const std::string& peer, const std::string& reason) const {
   if (failures_ != nullptr) failures_->Inc();
-  std::lock_guard<std::mutex> lock(log_mu_);
-  const auto now = std::chrono::steady_clock::now();
-  if (last_log_ != std::chrono::steady_clock::time_point{} && now - last_log_ < kLogEvery) {
-    ++unlogged_;
-    return;
-  }
-  std::string more = unlogged_ > 0 ? " (and " + std::to_string(unlogged_) + " more since the last report)" : "";
+  uint64_t unlogged = 0;
+  if (!log_limit_.Allow(&unlogged)) return;
+  std::string more = unlogged > 0 ? " (and " + std::to_string(unlogged) + " more since the last report)" : "";
   Logger("tls")->warn("msg=\"TLS handshake failed\" listener={} peer={} reason=\"{}\"{}", options_.listener, peer,
                       reason, more);
-  last_log_ = now;
-  unlogged_ = 0;
 }
 
 }  // namespace oklog::crypto

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <string>
 
+#include "common/log.h"
 #include "common/status.h"
 
 struct ssl_ctx_st;  // OpenSSL's SSL_CTX, kept out of this header
@@ -73,9 +74,7 @@ class TlsContext {
   TlsOptions options_;
   ssl_ctx_st* ctx_ = nullptr;
   Counter* failures_ = nullptr;
-  mutable std::mutex log_mu_;
-  mutable std::chrono::steady_clock::time_point last_log_{};
-  mutable uint64_t unlogged_ = 0;
+  mutable LogLimiter log_limit_;  // handshake failures: one report per 10 s
 };
 
 // The last OpenSSL errors of this thread as one line (and the queue cleared); `fallback` when
