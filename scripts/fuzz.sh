@@ -7,6 +7,7 @@
 #   OKLOG_FUZZ_RUNS=N      a number of executions per target instead (e.g. 10000000 by hand)
 #   OKLOG_FUZZ_TARGETS="a b"  only these targets (names without the fuzz_ prefix)
 #   OKLOG_FUZZ_JOBS=N      build parallelism (default: nproc)
+#   OKLOG_FUZZ_SEED=N      libFuzzer's seed (default 1, so a CI run is repeatable; 0: random)
 # New inputs the fuzzers find go to build-fuzz/fuzz-corpus/<target>/, never into the source
 # tree; the seeds are tests/fuzz/corpus/<target>/ plus make_corpus's fresh output.
 set -euo pipefail

@@ -51,7 +51,10 @@ struct HttpParserCallbacks {
 
   static int OnHeaderField(http_parser* p, const char* at, size_t len) {
     auto* c = Of(p);
-    if (!c->CountHeaderBytes(len + 4)) return 0;  // + ": " and CRLF
+    // + ": " and CRLF once per field: http-parser calls this once per read the name spans, so
+    // counting them per call made the limit depend on how the client's bytes were split.
+    const bool new_field = c->in_value_ || c->field_.empty();
+    if (!c->CountHeaderBytes(len + (new_field ? 4 : 0))) return 0;
     if (c->in_value_) {
       c->CommitHeader();
       c->in_value_ = false;
