@@ -39,7 +39,7 @@ for t in $targets; do
   mkdir -p "$corpus" "$out/fuzz-seeds/$t"
   log="$out/fuzz-logs/$t.log"
   rc=0
-  nice -n 10 "$out/tests/fuzz/fuzz_$t" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  nice -n 10 "$out/tests/fuzz/fuzz_$t" "${limit[@]}" -seed="${OKLOG_FUZZ_SEED:-1}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$src/$out/fuzz-artifacts/$t-" "$corpus" "tests/fuzz/corpus/$t" "$out/fuzz-seeds/$t" \
     >"$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
